@@ -1,0 +1,494 @@
+//! `ExternalSecret`: which remote values make up which Kubernetes Secret.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::CustomResource;
+use kube::core::Duration;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::validation::{is_dns_subdomain, is_valid_secret_key};
+use super::{Condition, FieldErrors};
+
+/// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
+pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+
+#[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "secretsync.io",
+    version = "v1",
+    kind = "ExternalSecret",
+    namespaced,
+    status = "ExternalSecretStatus",
+    shortname = "es",
+    category = "secretsync",
+    printcolumn(name = "Store", type_ = "string", json_path = ".spec.secretStoreRef.name"),
+    printcolumn(name = "Refresh", type_ = "string", json_path = ".spec.refreshInterval"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretSpec {
+    /// How often values are read again, as a Go duration (`1h`, `15m`); `0` reads once.
+    #[serde(default = "default_refresh_interval")]
+    pub refresh_interval: Duration,
+    #[serde(default)]
+    pub refresh_policy: RefreshPolicy,
+    pub secret_store_ref: SecretStoreRef,
+    #[serde(default)]
+    pub target: ExternalSecretTarget,
+    /// One Secret key per remote value.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<ExternalSecretData>,
+    /// Many Secret keys from one remote value (`extract`) or many (`find`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data_from: Vec<ExternalSecretDataFrom>,
+}
+
+fn default_refresh_interval() -> Duration {
+    Duration::from(std::time::Duration::from_secs(3600))
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum RefreshPolicy {
+    /// Every `refreshInterval`.
+    #[default]
+    Periodic,
+    /// Only when the ExternalSecret's spec, labels or annotations change.
+    OnChange,
+    /// Once, when the Secret is created; never updated afterwards.
+    CreatedOnce,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretStoreRef {
+    pub name: String,
+    #[serde(default)]
+    pub kind: StoreKind,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+pub enum StoreKind {
+    #[default]
+    SecretStore,
+    ClusterSecretStore,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretTarget {
+    /// Name of the Secret; defaults to the ExternalSecret's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub creation_policy: CreationPolicy,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub immutable: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<ExternalSecretTemplate>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CreationPolicy {
+    /// Create the Secret and own it: it goes away with the ExternalSecret.
+    #[default]
+    Owner,
+    /// Create the Secret but leave it behind when the ExternalSecret goes.
+    Orphan,
+    /// Write only this ExternalSecret's keys into a Secret that already exists.
+    Merge,
+    /// Do not write a Secret at all.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum DeletionPolicy {
+    /// Keep the Secret as it is when remote values disappear.
+    #[default]
+    Retain,
+    /// Delete the Secret when every remote value is gone.
+    Delete,
+    /// Remove only the keys whose remote value is gone.
+    Merge,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretTemplate {
+    /// Secret type; `Opaque` when unset.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Only `v2` (Go templates with sprig-style functions) is supported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine_version: Option<TemplateEngineVersion>,
+    #[serde(default)]
+    pub metadata: TemplateMetadata,
+    /// Secret key -> Go template rendered with the fetched values (`{{ .key }}`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub data: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub template_from: Vec<TemplateFrom>,
+    #[serde(default)]
+    pub merge_policy: TemplateMergePolicy,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TemplateEngineVersion {
+    #[serde(rename = "v2")]
+    V2,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateMetadata {
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TemplateMergePolicy {
+    /// The Secret holds only what the templates produce.
+    #[default]
+    Replace,
+    /// The Secret holds the fetched values, with templated keys on top.
+    Merge,
+}
+
+/// Templates kept outside the ExternalSecret: keys of a ConfigMap or Secret of its
+/// namespace, or a literal.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateFrom {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<TemplateRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TemplateRef>,
+    /// A template whose output is a YAML map of keys to values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub literal: Option<String>,
+    #[serde(default)]
+    pub target: TemplateTarget,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRef {
+    pub name: String,
+    pub items: Vec<TemplateRefItem>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TemplateRefItem {
+    pub key: String,
+    #[serde(default)]
+    pub template_as: TemplateScope,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TemplateScope {
+    /// The item's key names the Secret key; its value is the template.
+    #[default]
+    Values,
+    /// The rendered template is a YAML map of Secret keys to values.
+    KeysAndValues,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum TemplateTarget {
+    #[default]
+    Data,
+    Labels,
+    Annotations,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretData {
+    /// The key in the Secret.
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN))]
+    pub secret_key: String,
+    pub remote_ref: RemoteRef,
+}
+
+/// A remote value: its key, optionally a version and a JSON property inside it.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoteRef {
+    pub key: String,
+    /// Dotted path into a JSON value: `db.host`, `hosts.0`; `\.` escapes a dot.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub property: Option<String>,
+    /// Provider-specific version: a stage or `uuid/<id>` (Secrets Manager), a
+    /// number or label (Parameter Store), or the fake provider's `version`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub decoding_strategy: DecodingStrategy,
+    /// Accepted for ESO manifests; only `Default` exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<ConversionStrategy>,
+    /// Accepted for ESO manifests; only `None` (values, not tags) exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_policy: Option<MetadataPolicy>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum DecodingStrategy {
+    /// Use the value as it is.
+    #[default]
+    None,
+    /// Standard base64, padded.
+    Base64,
+    /// URL-safe base64, padded.
+    #[serde(rename = "Base64URL")]
+    Base64Url,
+    /// Base64, else URL-safe base64, else the value as it is.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum ConversionStrategy {
+    Default,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum MetadataPolicy {
+    None,
+}
+
+/// One `dataFrom` entry: exactly one of `extract` or `find`, then `rewrite`s.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExternalSecretDataFrom {
+    /// Every field of one JSON object value becomes a key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extract: Option<RemoteRef>,
+    /// Every remote secret matching becomes a key (named after the secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub find: Option<FindRef>,
+    /// Applied in order to the keys `extract` or `find` produced.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrite: Vec<Rewrite>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FindRef {
+    /// Only remote names under this path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<FindName>,
+    /// Only remote secrets carrying all these tags.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub decoding_strategy: DecodingStrategy,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion_strategy: Option<ConversionStrategy>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FindName {
+    pub regexp: String,
+}
+
+/// Exactly one of `regexp` or `transform`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Rewrite {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regexp: Option<RewriteRegexp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transform: Option<RewriteTransform>,
+}
+
+/// Replaces every match of `source` in a key with `target` (`$1`, `${name}`).
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewriteRegexp {
+    pub source: String,
+    pub target: String,
+}
+
+/// A template producing the new key from the old one, given as `.value`.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RewriteTransform {
+    pub template: String,
+}
+
+/// What the controller last did. Never holds a secret value.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExternalSecretStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_time: Option<Time>,
+    /// `resourceVersion` of the Secret last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced_resource_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Content hash of the Secret last written (type, metadata, data).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+}
+
+impl ExternalSecret {
+    /// Name of the Secret this ExternalSecret writes.
+    pub fn target_name(&self) -> &str {
+        self.spec
+            .target
+            .name
+            .as_deref()
+            .or(self.metadata.name.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl ExternalSecretSpec {
+    /// Checks what the schema cannot express. Reports every problem, each with
+    /// the path of its field. Templates are checked by the sync core.
+    pub fn validate(&self) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        if self.refresh_interval.is_negative() {
+            errors.push("spec.refreshInterval", "must not be negative");
+        }
+        if self.secret_store_ref.name.is_empty() {
+            errors.push("spec.secretStoreRef.name", "must not be empty");
+        }
+        self.target.validate(&mut errors);
+        if self.data.is_empty() && self.data_from.is_empty() {
+            errors.push("spec", "one of data or dataFrom is required");
+        }
+        let mut seen = BTreeSet::new();
+        for (i, item) in self.data.iter().enumerate() {
+            let field = format!("spec.data[{i}]");
+            if !is_valid_secret_key(&item.secret_key) {
+                errors.push(
+                    format!("{field}.secretKey"),
+                    format!("{:?} must match {SECRET_KEY_PATTERN}", item.secret_key),
+                );
+            } else if !seen.insert(item.secret_key.as_str()) {
+                errors.push(
+                    format!("{field}.secretKey"),
+                    format!("duplicate secretKey {:?}", item.secret_key),
+                );
+            }
+            item.remote_ref.validate(&format!("{field}.remoteRef"), &mut errors);
+        }
+        for (i, item) in self.data_from.iter().enumerate() {
+            item.validate(&format!("spec.dataFrom[{i}]"), &mut errors);
+        }
+        errors.into_result()
+    }
+}
+
+impl ExternalSecretTarget {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(name) = &self.name
+            && !is_dns_subdomain(name)
+        {
+            errors.push(
+                "spec.target.name",
+                format!("{name:?} is not a valid Secret name (lowercase RFC 1123 subdomain)"),
+            );
+        }
+        match (self.creation_policy, self.deletion_policy) {
+            (CreationPolicy::Owner, _) => {}
+            (_, DeletionPolicy::Delete) => errors.push(
+                "spec.target.deletionPolicy",
+                "Delete requires creationPolicy Owner: secretsync deletes only Secrets it owns",
+            ),
+            (CreationPolicy::None, DeletionPolicy::Merge) => errors.push(
+                "spec.target.deletionPolicy",
+                "Merge cannot be combined with creationPolicy None: there is no Secret to merge into",
+            ),
+            _ => {}
+        }
+        let Some(template) = &self.template else { return };
+        for (i, from) in template.template_from.iter().enumerate() {
+            let set = [from.config_map.is_some(), from.secret.is_some(), from.literal.is_some()];
+            if set.iter().filter(|s| **s).count() != 1 {
+                errors.push(
+                    format!("spec.target.template.templateFrom[{i}]"),
+                    "exactly one of configMap, secret or literal is required",
+                );
+            }
+            let refs = [("configMap", &from.config_map), ("secret", &from.secret)];
+            for (kind, template_ref) in refs {
+                if let Some(template_ref) = template_ref
+                    && template_ref.items.is_empty()
+                {
+                    errors.push(
+                        format!("spec.target.template.templateFrom[{i}].{kind}.items"),
+                        "must list at least one key",
+                    );
+                }
+            }
+        }
+    }
+}
+
+impl RemoteRef {
+    fn validate(&self, field: &str, errors: &mut FieldErrors) {
+        if self.key.is_empty() {
+            errors.push(format!("{field}.key"), "must not be empty");
+        }
+        if self.property.as_deref() == Some("") {
+            errors.push(format!("{field}.property"), "must not be empty when set");
+        }
+    }
+}
+
+impl ExternalSecretDataFrom {
+    fn validate(&self, field: &str, errors: &mut FieldErrors) {
+        match (&self.extract, &self.find) {
+            (Some(extract), None) => extract.validate(&format!("{field}.extract"), errors),
+            (None, Some(find)) => find.validate(&format!("{field}.find"), errors),
+            _ => errors.push(field, "exactly one of extract or find is required"),
+        }
+        for (i, rewrite) in self.rewrite.iter().enumerate() {
+            let field = format!("{field}.rewrite[{i}]");
+            match (&rewrite.regexp, &rewrite.transform) {
+                (Some(regexp), None) => {
+                    if let Err(e) = regex::Regex::new(&regexp.source) {
+                        errors.push(
+                            format!("{field}.regexp.source"),
+                            format!("invalid regular expression: {e}"),
+                        );
+                    }
+                }
+                (None, Some(_)) => {}
+                _ => errors.push(field, "exactly one of regexp or transform is required"),
+            }
+        }
+    }
+}
+
+impl FindRef {
+    fn validate(&self, field: &str, errors: &mut FieldErrors) {
+        if self.path.is_none() && self.name.is_none() && self.tags.is_empty() {
+            errors.push(field, "at least one of path, name or tags is required");
+        }
+        if let Some(name) = &self.name
+            && let Err(e) = regex::Regex::new(&name.regexp)
+        {
+            errors.push(
+                format!("{field}.name.regexp"),
+                format!("invalid regular expression: {e}"),
+            );
+        }
+    }
+}

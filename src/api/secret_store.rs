@@ -1,0 +1,333 @@
+//! `SecretStore` and `ClusterSecretStore`: where values come from and how to
+//! authenticate there. Same field names as ESO v1 (AWS and fake subset).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{Condition, FieldErrors};
+
+/// A store usable by ExternalSecrets of its own namespace only.
+#[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "secretsync.io",
+    version = "v1",
+    kind = "SecretStore",
+    namespaced,
+    status = "SecretStoreStatus",
+    shortname = "ss",
+    category = "secretsync",
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretStoreSpec {
+    /// The provider this store reads from: exactly one of `aws` or `fake`.
+    pub provider: StoreProvider,
+    /// How often the store's credentials are re-checked, in seconds (ESO's meaning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<u32>,
+}
+
+/// A store usable from many namespaces, limited by `conditions`.
+#[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "secretsync.io",
+    version = "v1",
+    kind = "ClusterSecretStore",
+    status = "SecretStoreStatus",
+    shortname = "css",
+    category = "secretsync",
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason")
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSecretStoreSpec {
+    /// The provider this store reads from: exactly one of `aws` or `fake`.
+    pub provider: StoreProvider,
+    /// How often the store's credentials are re-checked, in seconds (ESO's meaning).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_interval: Option<u32>,
+    /// Which namespaces may use this store. Empty: every namespace. An
+    /// ExternalSecret's namespace must satisfy at least one entry.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<ClusterSecretStoreCondition>,
+}
+
+/// One way a namespace may qualify for a ClusterSecretStore; every part that is
+/// set must hold.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClusterSecretStoreCondition {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace_selector: Option<LabelSelector>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespaces: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub namespace_regexes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStoreStatus {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+/// Exactly one provider. Providers ESO has and secretsync does not are rejected
+/// as unknown fields, never ignored.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aws: Option<AwsProvider>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fake: Option<FakeProvider>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+pub enum AwsService {
+    SecretsManager,
+    ParameterStore,
+}
+
+/// AWS Secrets Manager or SSM Parameter Store.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsProvider {
+    pub service: AwsService,
+    pub region: String,
+    /// Role to assume last, after `additionalRoles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
+    /// Roles assumed in order before `role` (role chaining).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub additional_roles: Vec<String>,
+    #[serde(rename = "externalID", default, skip_serializing_if = "Option::is_none")]
+    pub external_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub session_tags: Vec<AwsTag>,
+    /// Prepended to every remote key this store reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AwsAuth>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsTag {
+    pub key: String,
+    pub value: String,
+}
+
+/// How to get AWS credentials; none set means the pod's own (IRSA, default chain).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsAuth {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwt: Option<AwsJwtAuth>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_ref: Option<AwsSecretRef>,
+}
+
+/// IRSA for a chosen ServiceAccount: a TokenRequest exchanged with
+/// AssumeRoleWithWebIdentity for the role in its annotation.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsJwtAuth {
+    pub service_account_ref: ServiceAccountSelector,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServiceAccountSelector {
+    pub name: String,
+    /// Only a ClusterSecretStore may name another namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Audiences requested besides `sts.amazonaws.com`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub audiences: Vec<String>,
+}
+
+/// Static keys read from a Secret.
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AwsSecretRef {
+    #[serde(rename = "accessKeyIDSecretRef")]
+    pub access_key_id_secret_ref: SecretKeySelector,
+    pub secret_access_key_secret_ref: SecretKeySelector,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_token_secret_ref: Option<SecretKeySelector>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeySelector {
+    pub name: String,
+    pub key: String,
+    /// Only a ClusterSecretStore may name another namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+}
+
+/// Values given inline, as ESO's Fake provider: for trying secretsync without AWS.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FakeProvider {
+    #[serde(default)]
+    pub data: Vec<FakeProviderData>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FakeProviderData {
+    pub key: String,
+    pub value: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+}
+
+/// What both store kinds share; the sync core and providers see stores through it.
+pub trait Store {
+    fn provider(&self) -> &StoreProvider;
+    /// The namespace its references resolve in: `Some` for a SecretStore.
+    fn own_namespace(&self) -> Option<&str>;
+}
+
+impl Store for SecretStore {
+    fn provider(&self) -> &StoreProvider {
+        &self.spec.provider
+    }
+    fn own_namespace(&self) -> Option<&str> {
+        self.metadata.namespace.as_deref()
+    }
+}
+
+impl Store for ClusterSecretStore {
+    fn provider(&self) -> &StoreProvider {
+        &self.spec.provider
+    }
+    fn own_namespace(&self) -> Option<&str> {
+        None
+    }
+}
+
+impl StoreProvider {
+    /// Checks the provider block; `namespace` is the store's own namespace for a
+    /// namespaced SecretStore, whose references may not leave it.
+    pub fn validate(&self, namespace: Option<&str>) -> Result<(), FieldErrors> {
+        let mut errors = FieldErrors::default();
+        match (&self.aws, &self.fake) {
+            (Some(aws), None) => aws.validate(namespace, &mut errors),
+            (None, Some(fake)) => fake.validate(&mut errors),
+            (None, None) => errors.push(
+                "spec.provider",
+                "exactly one provider is required (supported: aws, fake)",
+            ),
+            (Some(_), Some(_)) => errors.push(
+                "spec.provider",
+                "exactly one provider is allowed, found both aws and fake",
+            ),
+        }
+        errors.into_result()
+    }
+}
+
+impl AwsProvider {
+    fn validate(&self, namespace: Option<&str>, errors: &mut FieldErrors) {
+        let base = "spec.provider.aws";
+        if self.region.trim().is_empty() {
+            errors.push(format!("{base}.region"), "must not be empty");
+        }
+        let roles = self.additional_roles.iter().enumerate().map(|(i, r)| {
+            (format!("{base}.additionalRoles[{i}]"), r)
+        });
+        let role = self.role.iter().map(|r| (format!("{base}.role"), r));
+        for (field, arn) in roles.chain(role) {
+            if !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/")) {
+                errors.push(field, format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+            }
+        }
+        for (i, tag) in self.session_tags.iter().enumerate() {
+            if tag.key.is_empty() {
+                errors.push(format!("{base}.sessionTags[{i}].key"), "must not be empty");
+            }
+        }
+        let Some(auth) = &self.auth else { return };
+        let mut foreign = |field: String, other: &Option<String>| {
+            if let (Some(own), Some(other)) = (namespace, other)
+                && own != other
+            {
+                errors.push(
+                    field,
+                    format!("a SecretStore in namespace {own:?} cannot reference namespace {other:?}"),
+                );
+            }
+        };
+        if let Some(jwt) = &auth.jwt {
+            foreign(
+                format!("{base}.auth.jwt.serviceAccountRef.namespace"),
+                &jwt.service_account_ref.namespace,
+            );
+        }
+        if let Some(secret_ref) = &auth.secret_ref {
+            let refs = [
+                ("accessKeyIDSecretRef", Some(&secret_ref.access_key_id_secret_ref)),
+                ("secretAccessKeySecretRef", Some(&secret_ref.secret_access_key_secret_ref)),
+                ("sessionTokenSecretRef", secret_ref.session_token_secret_ref.as_ref()),
+            ];
+            for (name, selector) in refs {
+                if let Some(selector) = selector {
+                    foreign(format!("{base}.auth.secretRef.{name}.namespace"), &selector.namespace);
+                }
+            }
+        }
+        if auth.jwt.is_some() && auth.secret_ref.is_some() {
+            errors.push(format!("{base}.auth"), "set either jwt or secretRef, not both");
+        }
+    }
+}
+
+impl FakeProvider {
+    fn validate(&self, errors: &mut FieldErrors) {
+        let mut seen = BTreeMap::new();
+        for (i, entry) in self.data.iter().enumerate() {
+            if entry.key.is_empty() {
+                errors.push(format!("spec.provider.fake.data[{i}].key"), "must not be empty");
+            }
+            if let Some(first) = seen.insert((&entry.key, &entry.version), i) {
+                errors.push(
+                    format!("spec.provider.fake.data[{i}]"),
+                    format!("key {:?} with this version is already given at data[{first}]", entry.key),
+                );
+            }
+        }
+    }
+}
+
+impl ClusterSecretStoreSpec {
+    pub fn validate(&self) -> Result<(), FieldErrors> {
+        let mut errors = match self.provider.validate(None) {
+            Ok(()) => FieldErrors::default(),
+            Err(errors) => errors,
+        };
+        for (i, condition) in self.conditions.iter().enumerate() {
+            for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
+                if let Err(e) = regex::Regex::new(pattern) {
+                    errors.push(
+                        format!("spec.conditions[{i}].namespaceRegexes[{j}]"),
+                        format!("invalid regular expression: {e}"),
+                    );
+                }
+            }
+        }
+        errors.into_result()
+    }
+}
