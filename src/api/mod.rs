@@ -10,7 +10,7 @@ mod validation;
 pub use condition::Condition;
 pub use external_secret::*;
 pub use secret_store::*;
-pub use validation::{FieldError, FieldErrors};
+pub use validation::{FieldError, FieldErrors, is_valid_secret_key};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

@@ -53,14 +53,14 @@ pub struct ClusterSecretStoreSpec {
     /// How often the store's credentials are re-checked, in seconds (ESO's meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<u32>,
-    /// Which namespaces may use this store. Empty: every namespace. An
-    /// ExternalSecret's namespace must satisfy at least one entry.
+    /// Which namespaces may use this store. Empty: every namespace. Otherwise a
+    /// namespace qualifies when any selector, name or regex of any entry matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<ClusterSecretStoreCondition>,
 }
 
-/// One way a namespace may qualify for a ClusterSecretStore; every part that is
-/// set must hold.
+/// Namespaces that may use a ClusterSecretStore: by label selector, by name, or
+/// by regular expression (unanchored, as in ESO).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSecretStoreCondition {

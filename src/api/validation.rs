@@ -56,8 +56,8 @@ impl fmt::Display for FieldErrors {
 
 impl std::error::Error for FieldErrors {}
 
-/// Kubernetes' rule for a Secret data key.
-pub(crate) fn is_valid_secret_key(key: &str) -> bool {
+/// Kubernetes' rule for a Secret data key (`^[-._a-zA-Z0-9]+$`).
+pub fn is_valid_secret_key(key: &str) -> bool {
     !key.is_empty()
         && key
             .bytes()

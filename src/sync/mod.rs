@@ -1,1 +1,35 @@
+//! The pure core: ExternalSecret + fetched values -> desired Secret. No network,
+//! no Kubernetes client, no files: the controller, the agent and `render` all
+//! drive this same code, so one ExternalSecret yields the same bytes everywhere.
+//!
+//! A refresh goes: [`remote_requests`] for every ExternalSecret due, one
+//! de-duplicated [`Provider::fetch_batch`](crate::provider::Provider::fetch_batch)
+//! per store, then [`desired_secret`] for each.
 
+mod check;
+mod decoding;
+mod desired;
+mod error;
+mod hash;
+mod property;
+mod requests;
+mod rewrite;
+mod store_access;
+mod templating;
+
+#[cfg(test)]
+mod tests;
+
+pub use check::check;
+pub use desired::{DesiredSecret, desired_secret};
+pub use error::SyncError;
+pub use requests::remote_requests;
+pub use store_access::cluster_store_admits;
+pub use templating::{TemplateSources, template_source_names};
+
+/// Label on every Secret secretsync writes; the controller watches only these.
+pub const MANAGED_LABEL: &str = "secretsync.io/managed";
+/// Annotation holding the Secret's content hash.
+pub const CONTENT_HASH_ANNOTATION: &str = "secretsync.io/content-hash";
+/// Annotation on an ExternalSecret whose every new value forces a refresh.
+pub const FORCE_SYNC_ANNOTATION: &str = "secretsync.io/force-sync";

@@ -1,0 +1,33 @@
+//! What an ExternalSecret needs from its store, as provider requests.
+
+use std::collections::BTreeSet;
+
+use crate::api::{ExternalSecretSpec, FindRef, RemoteRef};
+use crate::provider::{FindQuery, RemoteRequest};
+
+/// The distinct requests one ExternalSecret needs. A driver unions these over
+/// every ExternalSecret due for refresh on a store and fetches them in one batch.
+pub fn remote_requests(spec: &ExternalSecretSpec) -> BTreeSet<RemoteRequest> {
+    let data = spec.data.iter().map(|d| value_request(&d.remote_ref));
+    let data_from = spec.data_from.iter().filter_map(|d| match (&d.extract, &d.find) {
+        (Some(extract), _) => Some(value_request(extract)),
+        (None, Some(find)) => Some(find_request(find)),
+        (None, None) => None,
+    });
+    data.chain(data_from).collect()
+}
+
+pub(crate) fn value_request(remote: &RemoteRef) -> RemoteRequest {
+    RemoteRequest::Value {
+        key: remote.key.clone(),
+        version: remote.version.clone(),
+    }
+}
+
+pub(crate) fn find_request(find: &FindRef) -> RemoteRequest {
+    RemoteRequest::Find(FindQuery {
+        path: find.path.clone(),
+        name_regexp: find.name.as_ref().map(|n| n.regexp.clone()),
+        tags: find.tags.clone(),
+    })
+}

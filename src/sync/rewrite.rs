@@ -1,0 +1,109 @@
+//! `dataFrom[].rewrite`: renames the keys `extract` or `find` produced, in order.
+
+use std::collections::BTreeMap;
+
+use regex::Regex;
+
+use super::SyncError;
+use crate::SecretValue;
+use crate::api::Rewrite;
+use crate::template::{Context, Template};
+
+/// Applies `rewrites` to every key of `map`. `field` is the `dataFrom[i]` path.
+pub(crate) fn rewrite_keys(
+    map: BTreeMap<String, SecretValue>,
+    rewrites: &[Rewrite],
+    field: &str,
+) -> Result<BTreeMap<String, SecretValue>, SyncError> {
+    rewrites.iter().enumerate().try_fold(map, |map, (i, rewrite)| {
+        let field = format!("{field}.rewrite[{i}]");
+        if let Some(regexp) = &rewrite.regexp {
+            let source = Regex::new(&regexp.source).map_err(|e| SyncError::Regexp {
+                field: format!("{field}.regexp.source"),
+                message: e.to_string(),
+            })?;
+            Ok(map
+                .into_iter()
+                .map(|(key, value)| (source.replace_all(&key, regexp.target.as_str()).into_owned(), value))
+                .collect())
+        } else if let Some(transform) = &rewrite.transform {
+            let field = format!("{field}.transform.template");
+            let template_error = |error| SyncError::Template {
+                field: field.clone(),
+                error,
+            };
+            let template = Template::parse(&transform.template).map_err(template_error)?;
+            map.into_iter()
+                .map(|(key, value)| {
+                    let mut context = Context::new();
+                    context.insert("value", SecretValue::from(key.as_str()));
+                    Ok((template.render(&context).map_err(template_error)?, value))
+                })
+                .collect()
+        } else {
+            Ok(map)
+        }
+    })
+}
+
+/// ESO's `Default` conversion of remote names found by `find`: every character a
+/// Secret key may not hold becomes `_` (`app/db` -> `app_db`).
+pub(crate) fn convert_key(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') { c } else { '_' })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{RewriteRegexp, RewriteTransform};
+
+    fn keys(map: &BTreeMap<String, SecretValue>) -> Vec<&str> {
+        map.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn regexp_then_transform_in_order() {
+        let map: BTreeMap<_, _> = ["app/db/user", "app/db/password"]
+            .into_iter()
+            .map(|k| (k.to_string(), SecretValue::from("v")))
+            .collect();
+        let rewrites = vec![
+            Rewrite {
+                regexp: Some(RewriteRegexp {
+                    source: "^app/(\\w+)/".into(),
+                    target: "${1}_".into(),
+                }),
+                transform: None,
+            },
+            Rewrite {
+                regexp: None,
+                transform: Some(RewriteTransform {
+                    template: "{{ .value | upper }}".into(),
+                }),
+            },
+        ];
+        let out = rewrite_keys(map, &rewrites, "spec.dataFrom[0]").unwrap();
+        assert_eq!(keys(&out), ["DB_PASSWORD", "DB_USER"]);
+    }
+
+    #[test]
+    fn bad_regexp_names_the_field() {
+        let rewrites = vec![Rewrite {
+            regexp: Some(RewriteRegexp {
+                source: "(".into(),
+                target: "x".into(),
+            }),
+            transform: None,
+        }];
+        let error = rewrite_keys(BTreeMap::new(), &rewrites, "spec.dataFrom[2]").unwrap_err();
+        assert!(error.to_string().starts_with("spec.dataFrom[2].rewrite[0].regexp.source: invalid regexp"), "{error}");
+    }
+
+    #[test]
+    fn conversion_replaces_invalid_characters() {
+        assert_eq!(convert_key("app/db password"), "app_db_password");
+        assert_eq!(convert_key("ok-key.v_1"), "ok-key.v_1");
+    }
+}

@@ -1,0 +1,270 @@
+//! The sync core end to end: manifests in, fake provider, desired Secret out.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::api::{ExternalSecret, FakeProvider as FakeSpec};
+use crate::provider::Provider;
+use crate::provider::fake::FakeProvider;
+
+const STORE: &str = r#"
+data:
+  - {key: db, value: '{"user":"app","password":"s3cret-pw","host":{"name":"db.local","ports":[5432,5433]}}'}
+  - {key: db, version: v1, value: '{"user":"old","password":"old-pw"}'}
+  - {key: token, value: 'dG9rZW4tdmFsdWU='}
+  - {key: urltoken, value: '-_8='}
+  - {key: plain, value: 'not json'}
+  - {key: list, value: '[1,2]'}
+  - {key: app/prod/api-key, value: 'k1'}
+  - {key: app/prod/db-pass, value: 'k2'}
+  - {key: app/dev/api-key, value: 'k3'}
+"#;
+
+fn provider() -> FakeProvider {
+    FakeProvider::new(&serde_yaml_ng::from_str::<FakeSpec>(STORE).unwrap())
+}
+
+fn external_secret(spec: &str) -> ExternalSecret {
+    let manifest = format!(
+        "apiVersion: secretsync.io/v1\nkind: ExternalSecret\nmetadata: {{name: app, namespace: team-a, labels: {{team: a}}}}\nspec:\n  secretStoreRef: {{name: fake}}\n{}",
+        spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+    );
+    serde_yaml_ng::from_str(&manifest).unwrap_or_else(|e| panic!("{e}\n{manifest}"))
+}
+
+async fn sync(es: &ExternalSecret) -> Result<DesiredSecret, SyncError> {
+    sync_with(es, &TemplateSources::default()).await
+}
+
+async fn sync_with(es: &ExternalSecret, sources: &TemplateSources) -> Result<DesiredSecret, SyncError> {
+    let fetched = provider().fetch_batch(&remote_requests(&es.spec)).await;
+    desired_secret(es, &fetched, sources)
+}
+
+fn text(secret: &DesiredSecret) -> BTreeMap<&str, String> {
+    secret
+        .data
+        .iter()
+        .map(|(k, v)| (k.as_str(), String::from_utf8_lossy(v.expose()).into_owned()))
+        .collect()
+}
+
+#[tokio::test]
+async fn data_with_property_version_and_decoding() {
+    let es = external_secret(
+        r#"
+data:
+  - {secretKey: user, remoteRef: {key: db, property: user}}
+  - {secretKey: host, remoteRef: {key: db, property: host.name}}
+  - {secretKey: port2, remoteRef: {key: db, property: host.ports.1}}
+  - {secretKey: hostjson, remoteRef: {key: db, property: host}}
+  - {secretKey: old, remoteRef: {key: db, property: password, version: v1}}
+  - {secretKey: token, remoteRef: {key: token, decodingStrategy: Base64}}
+  - {secretKey: auto, remoteRef: {key: token, decodingStrategy: Auto}}
+  - {secretKey: url, remoteRef: {key: urltoken, decodingStrategy: Base64URL}}
+  - {secretKey: raw, remoteRef: {key: plain}}
+"#,
+    );
+    let secret = sync(&es).await.unwrap();
+    let data = text(&secret);
+    assert_eq!(data["user"], "app");
+    assert_eq!(data["host"], "db.local");
+    assert_eq!(data["port2"], "5433");
+    assert_eq!(data["hostjson"], r#"{"name":"db.local","ports":[5432,5433]}"#);
+    assert_eq!(data["old"], "old-pw");
+    assert_eq!(data["token"], "token-value");
+    assert_eq!(data["auto"], "token-value");
+    assert_eq!(secret.data["url"].expose(), [0xfb, 0xff]);
+    assert_eq!(data["raw"], "not json");
+    assert_eq!(secret.name, "app");
+    assert_eq!(secret.namespace, "team-a");
+    assert_eq!(secret.type_, "Opaque");
+    assert_eq!(secret.labels["team"], "a", "without a template the ExternalSecret's labels are copied");
+    assert_eq!(secret.labels[MANAGED_LABEL], "true");
+    assert_eq!(secret.annotations[CONTENT_HASH_ANNOTATION], secret.content_hash);
+}
+
+#[tokio::test]
+async fn one_request_per_distinct_remote_value() {
+    let es = external_secret(
+        r#"
+data:
+  - {secretKey: a, remoteRef: {key: db, property: user}}
+  - {secretKey: b, remoteRef: {key: db, property: password}}
+  - {secretKey: c, remoteRef: {key: db}}
+  - {secretKey: d, remoteRef: {key: db, version: v1}}
+dataFrom:
+  - extract: {key: db}
+"#,
+    );
+    assert_eq!(remote_requests(&es.spec).len(), 2);
+    let provider = provider();
+    provider.fetch_batch(&remote_requests(&es.spec)).await;
+    assert_eq!(provider.calls().total("fake", "FetchBatch"), 1);
+    assert_eq!(provider.calls().total("fake", "GetValue"), 2);
+}
+
+#[tokio::test]
+async fn extract_find_and_rewrite() {
+    let es = external_secret(
+        r#"
+dataFrom:
+  - extract: {key: db, property: host}
+    rewrite: [{regexp: {source: '^(.*)$', target: 'db_$1'}}]
+  - find: {path: app/prod/, name: {regexp: 'key$'}}
+  - find: {name: {regexp: '^app/'}}
+    rewrite: [{regexp: {source: '^app/', target: ''}}, {transform: {template: '{{ .value | upper }}'}}]
+data:
+  - {secretKey: db_name, remoteRef: {key: db, property: user}}
+"#,
+    );
+    let secret = sync(&es).await.unwrap();
+    let data = text(&secret);
+    assert_eq!(data["db_ports"], "[5432,5433]");
+    // data[] wins over dataFrom for the same key.
+    assert_eq!(data["db_name"], "app");
+    assert_eq!(data["app_prod_api-key"], "k1", "find names are converted to valid keys");
+    assert!(!data.contains_key("app_prod_db-pass"), "name regexp filters");
+    assert_eq!(data["PROD_API-KEY"], "k1");
+    assert_eq!(data["DEV_API-KEY"], "k3");
+    assert_eq!(data["PROD_DB-PASS"], "k2");
+}
+
+#[tokio::test]
+async fn template_replace_merge_metadata_and_type() {
+    let replace = external_secret(
+        r#"
+target:
+  name: app-config
+  template:
+    type: kubernetes.io/basic-auth
+    metadata:
+      labels: {app: '{{ .username }}'}
+      annotations: {note: fixed}
+    data:
+      username: '{{ .username }}'
+      password: '{{ .password | upper }}'
+      url: 'postgres://{{ .username }}:{{ .password }}@db'
+data:
+  - {secretKey: username, remoteRef: {key: db, property: user}}
+  - {secretKey: password, remoteRef: {key: db, property: password}}
+  - {secretKey: extra, remoteRef: {key: plain}}
+"#,
+    );
+    let secret = sync(&replace).await.unwrap();
+    let data = text(&secret);
+    assert_eq!(data.keys().copied().collect::<Vec<_>>(), ["password", "url", "username"]);
+    assert_eq!(data["password"], "S3CRET-PW");
+    assert_eq!(data["url"], "postgres://app:s3cret-pw@db");
+    assert_eq!(secret.name, "app-config");
+    assert_eq!(secret.type_, "kubernetes.io/basic-auth");
+    assert_eq!(secret.labels["app"], "app");
+    assert!(!secret.labels.contains_key("team"), "with a template its metadata is used instead");
+    assert_eq!(secret.annotations["note"], "fixed");
+
+    let mut merge = replace.clone();
+    merge.spec.target.template.as_mut().unwrap().merge_policy = crate::api::TemplateMergePolicy::Merge;
+    let merged = text(&sync(&merge).await.unwrap()).into_iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+    assert_eq!(merged, ["extra", "password", "url", "username"]);
+
+    let no_data_template = external_secret(
+        "target: {template: {type: Opaque, metadata: {labels: {x: y}}}}\ndata: [{secretKey: raw, remoteRef: {key: plain}}]",
+    );
+    let secret = sync(&no_data_template).await.unwrap();
+    assert_eq!(text(&secret)["raw"], "not json", "a template without data keeps the fetched data");
+}
+
+#[tokio::test]
+async fn template_from_config_map_and_literal() {
+    let es = external_secret(
+        r#"
+target:
+  template:
+    templateFrom:
+      - configMap: {name: tpl, items: [{key: config.yaml}, {key: pairs, templateAs: KeysAndValues}]}
+      - literal: "lit_{{ .user }}: '{{ .user }}-literal'"
+      - literal: "owner: '{{ .user }}'"
+        target: Labels
+dataFrom:
+  - extract: {key: db}
+"#,
+    );
+    let mut sources = TemplateSources::default();
+    sources.config_maps.insert(
+        "tpl".into(),
+        [
+            ("config.yaml".to_string(), "user: {{ .user }}\n".to_string()),
+            ("pairs".to_string(), "A: '{{ .user }}'\nB: fixed".to_string()),
+        ]
+        .into(),
+    );
+    let secret = sync_with(&es, &sources).await.unwrap();
+    let data = text(&secret);
+    assert_eq!(data["config.yaml"], "user: app\n");
+    assert_eq!(data["A"], "app");
+    assert_eq!(data["B"], "fixed");
+    assert_eq!(data["lit_app"], "app-literal");
+    assert_eq!(secret.labels["owner"], "app");
+
+    let error = sync(&es).await.unwrap_err();
+    assert!(error.to_string().contains("ConfigMap \"tpl\" not found"), "{error}");
+}
+
+#[tokio::test]
+async fn same_input_same_hash_and_value_change_changes_it() {
+    let es = external_secret("data: [{secretKey: u, remoteRef: {key: db, property: user}}]");
+    let first = sync(&es).await.unwrap();
+    assert_eq!(first.content_hash, sync(&es).await.unwrap().content_hash);
+    let other = external_secret("data: [{secretKey: u, remoteRef: {key: db, property: password}}]");
+    assert_ne!(first.content_hash, sync(&other).await.unwrap().content_hash);
+}
+
+/// Each failure is typed, names the reference, and never shows a value.
+#[tokio::test]
+async fn failures_name_the_reference_and_hide_values() {
+    let cases = [
+        ("data: [{secretKey: a, remoteRef: {key: nope}}]", "spec.data[0].remoteRef (remote key \"nope\"): remote key \"nope\" not found"),
+        ("data: [{secretKey: a, remoteRef: {key: db, version: v9}}]", "version \"v9\" of remote key \"db\" not found"),
+        ("data: [{secretKey: a, remoteRef: {key: db, property: host.nope}}]", "spec.data[0].remoteRef: property \"host.nope\" not found in remote key \"db\""),
+        ("data: [{secretKey: a, remoteRef: {key: plain, property: x}}]", "spec.data[0].remoteRef: remote key \"plain\" is not JSON"),
+        ("data: [{secretKey: a, remoteRef: {key: db, decodingStrategy: Base64}}]", "value of remote key \"db\" is not valid base64"),
+        ("dataFrom: [{extract: {key: plain}}]", "spec.dataFrom[0].extract: remote key \"plain\" is not JSON"),
+        ("dataFrom: [{extract: {key: list}}]", "remote key \"list\" is not a JSON object"),
+        ("dataFrom: [{find: {name: {regexp: '('}}}]", "spec.dataFrom[0].find.name.regexp: invalid regular expression"),
+        ("dataFrom: [{extract: {key: db}, rewrite: [{regexp: {source: '^', target: 'bad key '}}]}]", "produced key \"bad key host\""),
+        (
+            "target: {template: {data: {url: \"x\\n{{ .password | b64dec }}\"}}}\ndata: [{secretKey: password, remoteRef: {key: db, property: password}}]",
+            "spec.target.template.data.url: line 2, column",
+        ),
+    ];
+    for (spec, expected) in cases {
+        let error = sync(&external_secret(spec)).await.expect_err(spec);
+        let shown = error.to_string();
+        assert!(shown.contains(expected), "{spec}\n  got: {shown}\n  want: {expected}");
+        for value in ["s3cret-pw", "old-pw", "token-value", "not json", "db.local"] {
+            assert!(!shown.contains(value), "{spec}: value leaked into {shown}");
+        }
+    }
+}
+
+#[test]
+fn cluster_store_conditions() {
+    let spec: crate::api::ClusterSecretStoreSpec = serde_yaml_ng::from_str(
+        r#"
+provider: {fake: {data: []}}
+conditions:
+  - namespaces: [team-a]
+  - namespaceRegexes: ['^ci-']
+  - namespaceSelector: {matchLabels: {secrets: allowed}}
+"#,
+    )
+    .unwrap();
+    let none = BTreeMap::new();
+    let allowed: BTreeMap<String, String> = [("secrets".to_string(), "allowed".to_string())].into();
+    assert!(cluster_store_admits(&spec, "team-a", &none));
+    assert!(cluster_store_admits(&spec, "ci-42", &none));
+    assert!(cluster_store_admits(&spec, "other", &allowed));
+    assert!(!cluster_store_admits(&spec, "other", &none));
+    let open: crate::api::ClusterSecretStoreSpec = serde_yaml_ng::from_str("provider: {fake: {}}").unwrap();
+    assert!(cluster_store_admits(&open, "anything", &none));
+}
