@@ -1,1 +1,157 @@
-fn main() {}
+//! The `secretsync` command: parses flags, picks a mode, reports errors.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use secretsync::render::{self, OutputFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "secretsync",
+    version,
+    about = "Keeps Kubernetes Secrets in step with AWS Secrets Manager, SSM Parameter Store and age-sealed secrets"
+)]
+struct Cli {
+    /// Log line format (logs go to stderr; level from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Render ExternalSecrets into Secret manifests, offline: reads stores and
+    /// ExternalSecrets from files, fetches values, prints Secrets.
+    Render {
+        /// A manifest file or a directory (read recursively); repeatable.
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+        /// Write one file per Secret (DIR/NAMESPACE/NAME.yaml, mode 0600) instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+        /// Namespace for objects that do not name one.
+        #[arg(short, long, default_value = "default")]
+        namespace: String,
+    },
+    /// Print the CustomResourceDefinitions (what crds/ holds).
+    Crdgen {
+        /// Write one file per CRD into DIR instead of stdout.
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
+        Command::Render {
+            files,
+            output,
+            out_dir,
+            namespace,
+        } => run_render(&files, output, out_dir.as_deref(), &namespace).await,
+        Command::Crdgen { out_dir } => run_crdgen(out_dir.as_deref()),
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+async fn run_render(
+    files: &[PathBuf],
+    format: OutputFormat,
+    out_dir: Option<&std::path::Path>,
+    namespace: &str,
+) -> ExitCode {
+    let rendered = render::render(files, namespace).await;
+    let mut ok = rendered.errors.is_empty();
+    match out_dir {
+        None => {
+            let text = render::to_stdout_text(&rendered.secrets, format);
+            if std::io::stdout().write_all(text.as_bytes()).is_err() {
+                ok = false;
+            }
+        }
+        Some(dir) => match render::write_out_dir(dir, &rendered.secrets, format) {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => {
+                eprintln!("error: writing into {}: {e}", dir.display());
+                ok = false;
+            }
+        },
+    }
+    for note in &rendered.notes {
+        eprintln!("note: {note}");
+    }
+    for error in &rendered.errors {
+        eprintln!("error: {error}");
+    }
+    if !rendered.errors.is_empty() {
+        eprintln!(
+            "{} Secret(s) rendered, {} error(s)",
+            rendered.secrets.len(),
+            rendered.errors.len()
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn run_crdgen(out_dir: Option<&std::path::Path>) -> ExitCode {
+    let crds = secretsync::api::crds();
+    let result = match out_dir {
+        None => {
+            let text: String = crds
+                .iter()
+                .map(|crd| {
+                    format!(
+                        "---\n{}",
+                        serde_yaml_ng::to_string(crd).expect("a CRD serializes")
+                    )
+                })
+                .collect();
+            std::io::stdout().write_all(text.as_bytes())
+        }
+        Some(dir) => crds.iter().try_for_each(|crd| {
+            let name = crd.metadata.name.as_deref().expect("a CRD has a name");
+            let text = serde_yaml_ng::to_string(crd).expect("a CRD serializes");
+            std::fs::create_dir_all(dir)?;
+            std::fs::write(dir.join(format!("{name}.yaml")), text)
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

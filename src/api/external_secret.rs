@@ -14,25 +14,50 @@ use super::{Condition, FieldErrors};
 /// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
 pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 
+// Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "secretsync.io",
     version = "v1",
     kind = "ExternalSecret",
+    doc = "Which remote values (AWS Secrets Manager, SSM Parameter Store, fake) make up which Kubernetes Secret.",
     namespaced,
     status = "ExternalSecretStatus",
     shortname = "es",
     category = "secretsync",
-    printcolumn(name = "Store", type_ = "string", json_path = ".spec.secretStoreRef.name"),
-    printcolumn(name = "Refresh", type_ = "string", json_path = ".spec.refreshInterval"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Store",
+        type_ = "string",
+        json_path = ".spec.secretStoreRef.name"
+    ),
+    printcolumn(
+        name = "Refresh",
+        type_ = "string",
+        json_path = ".spec.refreshInterval"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
     /// How often values are read again, as a Go duration (`1h`, `15m`); `0` reads once.
-    #[serde(default = "default_refresh_interval")]
+    #[serde(default = "default_refresh_interval", deserialize_with = "go_duration")]
+    #[schemars(extend("default" = "1h"))]
     pub refresh_interval: Duration,
     #[serde(default)]
     pub refresh_policy: RefreshPolicy,
@@ -49,6 +74,15 @@ pub struct ExternalSecretSpec {
 
 fn default_refresh_interval() -> Duration {
     Duration::from(std::time::Duration::from_secs(3600))
+}
+
+fn go_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    text.parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "{text:?} is not a duration: use Go syntax such as 1h, 30m, 1h30m, 90s or 0"
+        ))
+    })
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -70,7 +104,20 @@ pub struct SecretStoreRef {
     pub kind: StoreKind,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    JsonSchema,
+)]
 pub enum StoreKind {
     #[default]
     SecretStore,
@@ -386,7 +433,8 @@ impl ExternalSecretSpec {
                     format!("duplicate secretKey {:?}", item.secret_key),
                 );
             }
-            item.remote_ref.validate(&format!("{field}.remoteRef"), &mut errors);
+            item.remote_ref
+                .validate(&format!("{field}.remoteRef"), &mut errors);
         }
         for (i, item) in self.data_from.iter().enumerate() {
             item.validate(&format!("spec.dataFrom[{i}]"), &mut errors);
@@ -417,9 +465,15 @@ impl ExternalSecretTarget {
             ),
             _ => {}
         }
-        let Some(template) = &self.template else { return };
+        let Some(template) = &self.template else {
+            return;
+        };
         for (i, from) in template.template_from.iter().enumerate() {
-            let set = [from.config_map.is_some(), from.secret.is_some(), from.literal.is_some()];
+            let set = [
+                from.config_map.is_some(),
+                from.secret.is_some(),
+                from.literal.is_some(),
+            ];
             if set.iter().filter(|s| **s).count() != 1 {
                 errors.push(
                     format!("spec.target.template.templateFrom[{i}]"),

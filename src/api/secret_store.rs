@@ -11,18 +11,34 @@ use serde::{Deserialize, Serialize};
 use super::{Condition, FieldErrors};
 
 /// A store usable by ExternalSecrets of its own namespace only.
+// Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "secretsync.io",
     version = "v1",
     kind = "SecretStore",
+    doc = "Where values come from and how to authenticate there, for ExternalSecrets of this namespace.",
     namespaced,
     status = "SecretStoreStatus",
     shortname = "ss",
     category = "secretsync",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretStoreSpec {
@@ -34,17 +50,33 @@ pub struct SecretStoreSpec {
 }
 
 /// A store usable from many namespaces, limited by `conditions`.
+// Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
+// for duplicated attributes.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "secretsync.io",
     version = "v1",
     kind = "ClusterSecretStore",
+    doc = "Where values come from and how to authenticate there, for ExternalSecrets of the namespaces its conditions admit.",
     status = "SecretStoreStatus",
     shortname = "css",
     category = "secretsync",
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason"
+    )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSecretStoreSpec {
@@ -108,7 +140,11 @@ pub struct AwsProvider {
     /// Roles assumed in order before `role` (role chaining).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub additional_roles: Vec<String>,
-    #[serde(rename = "externalID", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalID",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_tags: Vec<AwsTag>,
@@ -246,13 +282,18 @@ impl AwsProvider {
         if self.region.trim().is_empty() {
             errors.push(format!("{base}.region"), "must not be empty");
         }
-        let roles = self.additional_roles.iter().enumerate().map(|(i, r)| {
-            (format!("{base}.additionalRoles[{i}]"), r)
-        });
+        let roles = self
+            .additional_roles
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (format!("{base}.additionalRoles[{i}]"), r));
         let role = self.role.iter().map(|r| (format!("{base}.role"), r));
         for (field, arn) in roles.chain(role) {
             if !(arn.starts_with("arn:") && arn.contains(":iam::") && arn.contains(":role/")) {
-                errors.push(field, format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"));
+                errors.push(
+                    field,
+                    format!("{arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"),
+                );
             }
         }
         for (i, tag) in self.session_tags.iter().enumerate() {
@@ -267,7 +308,9 @@ impl AwsProvider {
             {
                 errors.push(
                     field,
-                    format!("a SecretStore in namespace {own:?} cannot reference namespace {other:?}"),
+                    format!(
+                        "a SecretStore in namespace {own:?} cannot reference namespace {other:?}"
+                    ),
                 );
             }
         };
@@ -279,18 +322,33 @@ impl AwsProvider {
         }
         if let Some(secret_ref) = &auth.secret_ref {
             let refs = [
-                ("accessKeyIDSecretRef", Some(&secret_ref.access_key_id_secret_ref)),
-                ("secretAccessKeySecretRef", Some(&secret_ref.secret_access_key_secret_ref)),
-                ("sessionTokenSecretRef", secret_ref.session_token_secret_ref.as_ref()),
+                (
+                    "accessKeyIDSecretRef",
+                    Some(&secret_ref.access_key_id_secret_ref),
+                ),
+                (
+                    "secretAccessKeySecretRef",
+                    Some(&secret_ref.secret_access_key_secret_ref),
+                ),
+                (
+                    "sessionTokenSecretRef",
+                    secret_ref.session_token_secret_ref.as_ref(),
+                ),
             ];
             for (name, selector) in refs {
                 if let Some(selector) = selector {
-                    foreign(format!("{base}.auth.secretRef.{name}.namespace"), &selector.namespace);
+                    foreign(
+                        format!("{base}.auth.secretRef.{name}.namespace"),
+                        &selector.namespace,
+                    );
                 }
             }
         }
         if auth.jwt.is_some() && auth.secret_ref.is_some() {
-            errors.push(format!("{base}.auth"), "set either jwt or secretRef, not both");
+            errors.push(
+                format!("{base}.auth"),
+                "set either jwt or secretRef, not both",
+            );
         }
     }
 }
@@ -300,12 +358,18 @@ impl FakeProvider {
         let mut seen = BTreeMap::new();
         for (i, entry) in self.data.iter().enumerate() {
             if entry.key.is_empty() {
-                errors.push(format!("spec.provider.fake.data[{i}].key"), "must not be empty");
+                errors.push(
+                    format!("spec.provider.fake.data[{i}].key"),
+                    "must not be empty",
+                );
             }
             if let Some(first) = seen.insert((&entry.key, &entry.version), i) {
                 errors.push(
                     format!("spec.provider.fake.data[{i}]"),
-                    format!("key {:?} with this version is already given at data[{first}]", entry.key),
+                    format!(
+                        "key {:?} with this version is already given at data[{first}]",
+                        entry.key
+                    ),
                 );
             }
         }

@@ -23,10 +23,10 @@ impl FakeProvider {
     pub fn new(spec: &FakeSpec) -> Self {
         let mut entries: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for entry in &spec.data {
-            entries
-                .entry(entry.key.clone())
-                .or_default()
-                .push((entry.version.clone(), SecretValue::from(entry.value.as_str())));
+            entries.entry(entry.key.clone()).or_default().push((
+                entry.version.clone(),
+                SecretValue::from(entry.value.as_str()),
+            ));
         }
         Self {
             entries,
@@ -49,7 +49,9 @@ impl FakeProvider {
 
     fn get_value(&self, key: &str, version: Option<&str>) -> Result<Fetched, ProviderError> {
         let result = match version {
-            None => self.current(key).ok_or_else(|| ProviderError::NotFound { key: key.into() }),
+            None => self
+                .current(key)
+                .ok_or_else(|| ProviderError::NotFound { key: key.into() }),
             Some(wanted) => {
                 let versions = self
                     .entries
@@ -75,15 +77,21 @@ impl FakeProvider {
             ));
         }
         let name = match &query.name_regexp {
-            Some(pattern) => Some(Regex::new(pattern).map_err(|e| {
-                ProviderError::Unsupported(format!("invalid name regexp: {e}"))
-            })?),
+            Some(pattern) => Some(
+                Regex::new(pattern)
+                    .map_err(|e| ProviderError::Unsupported(format!("invalid name regexp: {e}")))?,
+            ),
             None => None,
         };
         let found = self
             .entries
             .keys()
-            .filter(|key| query.path.as_deref().is_none_or(|path| key.starts_with(path)))
+            .filter(|key| {
+                query
+                    .path
+                    .as_deref()
+                    .is_none_or(|path| key.starts_with(path))
+            })
             .filter(|key| name.as_ref().is_none_or(|re| re.is_match(key)))
             .filter_map(|key| Some((key.clone(), self.current(key)?.clone())))
             .collect();
@@ -157,12 +165,20 @@ mod tests {
         .into();
         let results = provider.fetch_batch(&requests).await;
         assert_eq!(results.len(), 5);
-        assert_eq!(value(&results[&request("db/password", None)]), b"pw-current");
-        assert_eq!(value(&results[&request("db/password", Some("v1"))]), b"pw-v1");
+        assert_eq!(
+            value(&results[&request("db/password", None)]),
+            b"pw-current"
+        );
+        assert_eq!(
+            value(&results[&request("db/password", Some("v1"))]),
+            b"pw-v1"
+        );
         assert_eq!(value(&results[&request("api/token", None)]), b"tok");
         assert_eq!(
             results[&request("missing", None)].as_ref().unwrap_err(),
-            &ProviderError::NotFound { key: "missing".into() }
+            &ProviderError::NotFound {
+                key: "missing".into()
+            }
         );
         assert!(matches!(
             results[&request("db/user", Some("v9"))],
@@ -182,7 +198,9 @@ mod tests {
         };
         let request = RemoteRequest::Find(query);
         let results = provider.fetch_batch(&[request.clone()].into()).await;
-        let Ok(Fetched::Found(found)) = &results[&request] else { panic!() };
+        let Ok(Fetched::Found(found)) = &results[&request] else {
+            panic!()
+        };
         assert_eq!(found.keys().collect::<Vec<_>>(), ["db/password"]);
         assert_eq!(found["db/password"].expose(), b"pw-current");
     }

@@ -5,18 +5,22 @@
 pub mod fake;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
 use crate::SecretValue;
+use crate::api::StoreProvider;
 
 /// One thing to read from a store. Equal requests are fetched once per refresh,
 /// whatever number of ExternalSecrets (or properties of one value) need them.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RemoteRequest {
     /// A value by key, at a version (provider-specific) or the current one.
-    Value { key: String, version: Option<String> },
+    Value {
+        key: String,
+        version: Option<String>,
+    },
     /// Every remote secret matching a query.
     Find(FindQuery),
 }
@@ -63,6 +67,19 @@ pub trait Provider: Send + Sync {
     /// Fetches every request, batching as the backend allows. The result holds
     /// exactly one entry per request.
     async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults;
+}
+
+/// The provider a store's `spec.provider` describes.
+pub fn for_store(spec: &StoreProvider) -> Result<Arc<dyn Provider>, ProviderError> {
+    match (&spec.aws, &spec.fake) {
+        (None, Some(fake)) => Ok(Arc::new(fake::FakeProvider::new(fake))),
+        (Some(_), None) => Err(ProviderError::Unsupported(
+            "spec.provider.aws: the AWS provider is not part of this build yet".into(),
+        )),
+        _ => Err(ProviderError::Unsupported(
+            "spec.provider: exactly one of aws or fake is required".into(),
+        )),
+    }
 }
 
 /// Calls a provider made, by (service, call, outcome), for metrics and tests.

@@ -1,1 +1,271 @@
+//! `secretsync render`: manifests in, Secret manifests out, no cluster. The
+//! same sync core as the controller; stores are read from the input, and each
+//! store is asked once for everything its ExternalSecrets need.
 
+mod manifests;
+mod output;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use manifests::{InputError, Source};
+pub use output::{OutputFormat, to_stdout_text, write_out_dir};
+
+use crate::SecretValue;
+use crate::api::{CreationPolicy, ExternalSecret, StoreKind, StoreProvider};
+use crate::provider::{self, Provider};
+use crate::sync::{self, DesiredSecret, TemplateSources};
+use manifests::{Inputs, Located, namespace_labels};
+
+/// What `render` produced: every Secret that could be built, every problem,
+/// and notes (ExternalSecrets that deliberately write nothing).
+#[derive(Default)]
+pub struct Rendered {
+    pub secrets: Vec<DesiredSecret>,
+    pub errors: Vec<InputError>,
+    pub notes: Vec<String>,
+}
+
+/// Reads `paths` and renders every ExternalSecret found there.
+pub async fn render(paths: &[PathBuf], default_namespace: &str) -> Rendered {
+    let (inputs, errors) = manifests::load(paths, default_namespace);
+    let mut rendered = Rendered {
+        errors,
+        ..Default::default()
+    };
+    let stores = Stores::index(&inputs, &mut rendered.errors);
+
+    // Group ExternalSecrets by store, so each store gets one batch.
+    let mut by_store: BTreeMap<StoreId, Vec<&Located<ExternalSecret>>> = BTreeMap::new();
+    for es in &inputs.external_secrets {
+        let fail = |message: String| error_for(es, message);
+        if let Err(e) = sync::check(&es.object) {
+            rendered.errors.push(fail(e.to_string()));
+            continue;
+        }
+        match stores.resolve(&es.object, &inputs) {
+            Ok(id) => by_store.entry(id).or_default().push(es),
+            Err(message) => rendered.errors.push(fail(message)),
+        }
+    }
+
+    let mut targets = BTreeMap::new();
+    for (id, external_secrets) in by_store {
+        let provider = &stores.providers[&id];
+        let requests: BTreeSet<_> = external_secrets
+            .iter()
+            .flat_map(|es| sync::remote_requests(&es.object.spec))
+            .collect();
+        let fetched = provider.fetch_batch(&requests).await;
+        for es in external_secrets {
+            let sources = template_sources(
+                &inputs,
+                es.object.metadata.namespace.as_deref().unwrap_or_default(),
+            );
+            match sync::desired_secret(&es.object, &fetched, &sources) {
+                Err(e) => rendered.errors.push(error_for(es, e.to_string())),
+                Ok(_) if es.object.spec.target.creation_policy == CreationPolicy::None => {
+                    rendered.notes.push(format!(
+                        "{}: creationPolicy None, so no Secret is written",
+                        object_label(&es.object)
+                    ));
+                }
+                Ok(secret) => {
+                    let target = (secret.namespace.clone(), secret.name.clone());
+                    if let Some(first) = targets.insert(target, object_label(&es.object)) {
+                        rendered.errors.push(error_for(
+                            es,
+                            format!(
+                                "spec.target.name: Secret {}/{} is already the target of {first}",
+                                secret.namespace, secret.name
+                            ),
+                        ));
+                    } else {
+                        rendered.secrets.push(secret);
+                    }
+                }
+            }
+        }
+    }
+    rendered
+}
+
+fn object_label(es: &ExternalSecret) -> String {
+    format!(
+        "ExternalSecret {}/{}",
+        es.metadata.namespace.as_deref().unwrap_or_default(),
+        es.metadata.name.as_deref().unwrap_or_default()
+    )
+}
+
+fn error_for(es: &Located<ExternalSecret>, message: String) -> InputError {
+    InputError {
+        source: Some(es.source.clone()),
+        object: Some(object_label(&es.object)),
+        message,
+    }
+}
+
+/// A store as an ExternalSecret names it: kind, namespace (SecretStore only), name.
+type StoreId = (StoreKind, String, String);
+
+/// The valid stores of the input, each with its provider.
+struct Stores {
+    providers: BTreeMap<StoreId, Arc<dyn Provider>>,
+    /// Stores present but unusable, with why.
+    invalid: BTreeMap<StoreId, String>,
+    cluster_specs: BTreeMap<String, crate::api::ClusterSecretStoreSpec>,
+}
+
+impl Stores {
+    fn index(inputs: &Inputs, errors: &mut Vec<InputError>) -> Self {
+        let mut stores = Stores {
+            providers: BTreeMap::new(),
+            invalid: BTreeMap::new(),
+            cluster_specs: BTreeMap::new(),
+        };
+        for store in &inputs.secret_stores {
+            let namespace = store.object.metadata.namespace.clone().unwrap_or_default();
+            let name = store.object.metadata.name.clone().unwrap_or_default();
+            let label = format!("SecretStore {namespace}/{name}");
+            let valid = store
+                .object
+                .spec
+                .provider
+                .validate(Some(&namespace))
+                .map_err(|e| e.to_string());
+            stores.add(
+                (StoreKind::SecretStore, namespace, name),
+                label,
+                &store.source,
+                valid,
+                &store.object.spec.provider,
+                errors,
+            );
+        }
+        for store in &inputs.cluster_secret_stores {
+            let name = store.object.metadata.name.clone().unwrap_or_default();
+            let label = format!("ClusterSecretStore {name}");
+            let valid = store.object.spec.validate().map_err(|e| e.to_string());
+            stores
+                .cluster_specs
+                .insert(name.clone(), store.object.spec.clone());
+            stores.add(
+                (StoreKind::ClusterSecretStore, String::new(), name),
+                label,
+                &store.source,
+                valid,
+                &store.object.spec.provider,
+                errors,
+            );
+        }
+        stores
+    }
+
+    fn add(
+        &mut self,
+        id: StoreId,
+        label: String,
+        source: &Source,
+        valid: Result<(), String>,
+        spec: &StoreProvider,
+        errors: &mut Vec<InputError>,
+    ) {
+        let error = |message: String| InputError {
+            source: Some(source.clone()),
+            object: Some(label.clone()),
+            message,
+        };
+        if self.providers.contains_key(&id) || self.invalid.contains_key(&id) {
+            errors.push(error("defined more than once".into()));
+            return;
+        }
+        match valid.and_then(|()| provider::for_store(spec).map_err(|e| e.to_string())) {
+            Ok(provider) => {
+                self.providers.insert(id, provider);
+            }
+            Err(message) => {
+                errors.push(error(message.clone()));
+                self.invalid
+                    .insert(id, format!("{label} is not usable: {message}"));
+            }
+        }
+    }
+
+    /// The store an ExternalSecret may use, or why it may not.
+    fn resolve(&self, es: &ExternalSecret, inputs: &Inputs) -> Result<StoreId, String> {
+        let reference = &es.spec.secret_store_ref;
+        let namespace = es.metadata.namespace.clone().unwrap_or_default();
+        let id = match reference.kind {
+            StoreKind::SecretStore => (reference.kind, namespace.clone(), reference.name.clone()),
+            StoreKind::ClusterSecretStore => {
+                (reference.kind, String::new(), reference.name.clone())
+            }
+        };
+        if let Some(why) = self.invalid.get(&id) {
+            return Err(format!("spec.secretStoreRef: {why}"));
+        }
+        if !self.providers.contains_key(&id) {
+            return Err(match reference.kind {
+                StoreKind::SecretStore => format!(
+                    "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
+                    reference.name
+                ),
+                StoreKind::ClusterSecretStore => {
+                    format!(
+                        "spec.secretStoreRef: ClusterSecretStore {:?} not found",
+                        reference.name
+                    )
+                }
+            });
+        }
+        if let Some(spec) = self.cluster_specs.get(&reference.name)
+            && reference.kind == StoreKind::ClusterSecretStore
+            && !sync::cluster_store_admits(spec, &namespace, &namespace_labels(inputs, &namespace))
+        {
+            return Err(format!(
+                "spec.secretStoreRef: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+                reference.name
+            ));
+        }
+        Ok(id)
+    }
+}
+
+/// ConfigMaps and Secrets of `namespace` in the input, for `templateFrom`.
+fn template_sources(inputs: &Inputs, namespace: &str) -> TemplateSources {
+    let in_namespace = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.namespace.as_deref() == Some(namespace)
+    };
+    TemplateSources {
+        config_maps: inputs
+            .config_maps
+            .iter()
+            .filter(|c| in_namespace(&c.object.metadata))
+            .map(|c| {
+                let name = c.object.metadata.name.clone().unwrap_or_default();
+                (name, c.object.data.clone().unwrap_or_default())
+            })
+            .collect(),
+        secrets: inputs
+            .secrets
+            .iter()
+            .filter(|s| in_namespace(&s.object.metadata))
+            .map(|s| {
+                let name = s.object.metadata.name.clone().unwrap_or_default();
+                let mut data: BTreeMap<String, SecretValue> = s
+                    .object
+                    .data
+                    .iter()
+                    .flatten()
+                    .map(|(k, v)| (k.clone(), SecretValue::new(v.0.clone())))
+                    .collect();
+                for (k, v) in s.object.string_data.iter().flatten() {
+                    data.insert(k.clone(), SecretValue::from(v.as_str()));
+                }
+                (name, data)
+            })
+            .collect(),
+    }
+}

@@ -36,7 +36,10 @@ pub fn check(es: &ExternalSecret) -> Result<(), SyncError> {
     for (i, item) in es.spec.data_from.iter().enumerate() {
         for (j, rewrite) in item.rewrite.iter().enumerate() {
             if let Some(transform) = &rewrite.transform {
-                parses(format!("spec.dataFrom[{i}].rewrite[{j}].transform.template"), &transform.template);
+                parses(
+                    format!("spec.dataFrom[{i}].rewrite[{j}].transform.template"),
+                    &transform.template,
+                );
             }
         }
     }

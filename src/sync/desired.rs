@@ -80,10 +80,12 @@ pub fn desired_secret(
             };
             let mut map = BTreeMap::new();
             for (name, value) in found {
-                let value = decode(value, find.decoding_strategy).map_err(|strategy| SyncError::Decoding {
-                    field: field.clone(),
-                    key: name.clone(),
-                    strategy,
+                let value = decode(value, find.decoding_strategy).map_err(|strategy| {
+                    SyncError::Decoding {
+                        field: field.clone(),
+                        key: name.clone(),
+                        strategy,
+                    }
                 })?;
                 map.insert(name, value);
             }
@@ -136,7 +138,13 @@ pub fn desired_secret(
     let mut annotations = rendered.annotations;
     annotations.remove(CONTENT_HASH_ANNOTATION);
     let immutable = spec.target.immutable;
-    let content_hash = hash::content_hash(&rendered.type_, immutable, &labels, &annotations, &rendered.data);
+    let content_hash = hash::content_hash(
+        &rendered.type_,
+        immutable,
+        &labels,
+        &annotations,
+        &rendered.data,
+    );
     annotations.insert(CONTENT_HASH_ANNOTATION.into(), content_hash.clone());
     Ok(DesiredSecret {
         name: es.target_name().to_string(),
@@ -178,17 +186,25 @@ impl DesiredSecret {
 fn lookup(fetched: &FetchResults, request: &RemoteRequest) -> Result<Fetched, ProviderError> {
     match fetched.get(request) {
         Some(result) => result.clone(),
-        None => Err(ProviderError::Unsupported("the provider gave no answer for this reference".into())),
+        None => Err(ProviderError::Unsupported(
+            "the provider gave no answer for this reference".into(),
+        )),
     }
 }
 
-fn fetch_value(fetched: &FetchResults, remote: &RemoteRef, field: &str) -> Result<SecretValue, SyncError> {
+fn fetch_value(
+    fetched: &FetchResults,
+    remote: &RemoteRef,
+    field: &str,
+) -> Result<SecretValue, SyncError> {
     match lookup(fetched, &value_request(remote)) {
         Ok(Fetched::Value(value)) => Ok(value),
         Ok(Fetched::Found(_)) => Err(SyncError::Provider {
             field: field.into(),
             key: remote.key.clone(),
-            source: ProviderError::Unsupported("the provider answered a value request with a list".into()),
+            source: ProviderError::Unsupported(
+                "the provider answered a value request with a list".into(),
+            ),
         }),
         Err(source) => Err(SyncError::Provider {
             field: field.into(),
@@ -235,5 +251,8 @@ fn json_object_fields(
             key: extract.key.clone(),
         });
     };
-    Ok(object.iter().map(|(k, v)| (k.clone(), field_value(v))).collect())
+    Ok(object
+        .iter()
+        .map(|(k, v)| (k.clone(), field_value(v)))
+        .collect())
 }

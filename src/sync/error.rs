@@ -28,7 +28,9 @@ pub enum SyncError {
         key: String,
         property: Option<String>,
     },
-    #[error("{field}: remote key {key:?} is not a JSON object, so it cannot be extracted into keys")]
+    #[error(
+        "{field}: remote key {key:?} is not a JSON object, so it cannot be extracted into keys"
+    )]
     NotJsonObject { field: String, key: String },
     #[error("{field}: value of remote key {key:?} is not valid {strategy}")]
     Decoding {
@@ -38,7 +40,9 @@ pub enum SyncError {
     },
     #[error("{field}: invalid regexp: {message}")]
     Regexp { field: String, message: String },
-    #[error("{field}: produced key {key:?}, which is not a valid Secret key (must match ^[-._a-zA-Z0-9]+$)")]
+    #[error(
+        "{field}: produced key {key:?}, which is not a valid Secret key (must match ^[-._a-zA-Z0-9]+$)"
+    )]
     InvalidKey { field: String, key: String },
     #[error("{field}: {error}")]
     Template { field: String, error: TemplateError },

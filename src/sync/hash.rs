@@ -42,22 +42,41 @@ pub(crate) fn content_hash(
 mod tests {
     use super::*;
 
-    fn hash_of(data: &[(&str, &str)], labels: &[(&str, &str)], type_: &str, immutable: bool) -> String {
-        let data = data.iter().map(|(k, v)| (k.to_string(), SecretValue::from(*v))).collect();
-        let labels = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    fn hash_of(
+        data: &[(&str, &str)],
+        labels: &[(&str, &str)],
+        type_: &str,
+        immutable: bool,
+    ) -> String {
+        let data = data
+            .iter()
+            .map(|(k, v)| (k.to_string(), SecretValue::from(*v)))
+            .collect();
+        let labels = labels
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         content_hash(type_, immutable, &labels, &BTreeMap::new(), &data)
     }
 
     #[test]
     fn same_input_same_hash_any_change_new_hash() {
         let base = hash_of(&[("a", "1"), ("b", "2")], &[("l", "x")], "Opaque", false);
-        assert_eq!(base, hash_of(&[("b", "2"), ("a", "1")], &[("l", "x")], "Opaque", false));
+        assert_eq!(
+            base,
+            hash_of(&[("b", "2"), ("a", "1")], &[("l", "x")], "Opaque", false)
+        );
         let changed = [
             hash_of(&[("a", "1"), ("b", "3")], &[("l", "x")], "Opaque", false),
             hash_of(&[("a", "1"), ("c", "2")], &[("l", "x")], "Opaque", false),
             hash_of(&[("a", "1")], &[("l", "x")], "Opaque", false),
             hash_of(&[("a", "1"), ("b", "2")], &[("l", "y")], "Opaque", false),
-            hash_of(&[("a", "1"), ("b", "2")], &[("l", "x")], "kubernetes.io/tls", false),
+            hash_of(
+                &[("a", "1"), ("b", "2")],
+                &[("l", "x")],
+                "kubernetes.io/tls",
+                false,
+            ),
             hash_of(&[("a", "1"), ("b", "2")], &[("l", "x")], "Opaque", true),
             // Moving bytes between key and value changes the hash too.
             hash_of(&[("a1", ""), ("b", "2")], &[("l", "x")], "Opaque", false),

@@ -9,11 +9,14 @@ use crate::provider::{FindQuery, RemoteRequest};
 /// every ExternalSecret due for refresh on a store and fetches them in one batch.
 pub fn remote_requests(spec: &ExternalSecretSpec) -> BTreeSet<RemoteRequest> {
     let data = spec.data.iter().map(|d| value_request(&d.remote_ref));
-    let data_from = spec.data_from.iter().filter_map(|d| match (&d.extract, &d.find) {
-        (Some(extract), _) => Some(value_request(extract)),
-        (None, Some(find)) => Some(find_request(find)),
-        (None, None) => None,
-    });
+    let data_from = spec
+        .data_from
+        .iter()
+        .filter_map(|d| match (&d.extract, &d.find) {
+            (Some(extract), _) => Some(value_request(extract)),
+            (None, Some(find)) => Some(find_request(find)),
+            (None, None) => None,
+        });
     data.chain(data_from).collect()
 }
 

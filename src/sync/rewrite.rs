@@ -15,42 +15,58 @@ pub(crate) fn rewrite_keys(
     rewrites: &[Rewrite],
     field: &str,
 ) -> Result<BTreeMap<String, SecretValue>, SyncError> {
-    rewrites.iter().enumerate().try_fold(map, |map, (i, rewrite)| {
-        let field = format!("{field}.rewrite[{i}]");
-        if let Some(regexp) = &rewrite.regexp {
-            let source = Regex::new(&regexp.source).map_err(|e| SyncError::Regexp {
-                field: format!("{field}.regexp.source"),
-                message: e.to_string(),
-            })?;
-            Ok(map
-                .into_iter()
-                .map(|(key, value)| (source.replace_all(&key, regexp.target.as_str()).into_owned(), value))
-                .collect())
-        } else if let Some(transform) = &rewrite.transform {
-            let field = format!("{field}.transform.template");
-            let template_error = |error| SyncError::Template {
-                field: field.clone(),
-                error,
-            };
-            let template = Template::parse(&transform.template).map_err(template_error)?;
-            map.into_iter()
-                .map(|(key, value)| {
-                    let mut context = Context::new();
-                    context.insert("value", SecretValue::from(key.as_str()));
-                    Ok((template.render(&context).map_err(template_error)?, value))
-                })
-                .collect()
-        } else {
-            Ok(map)
-        }
-    })
+    rewrites
+        .iter()
+        .enumerate()
+        .try_fold(map, |map, (i, rewrite)| {
+            let field = format!("{field}.rewrite[{i}]");
+            if let Some(regexp) = &rewrite.regexp {
+                let source = Regex::new(&regexp.source).map_err(|e| SyncError::Regexp {
+                    field: format!("{field}.regexp.source"),
+                    message: e.to_string(),
+                })?;
+                Ok(map
+                    .into_iter()
+                    .map(|(key, value)| {
+                        (
+                            source
+                                .replace_all(&key, regexp.target.as_str())
+                                .into_owned(),
+                            value,
+                        )
+                    })
+                    .collect())
+            } else if let Some(transform) = &rewrite.transform {
+                let field = format!("{field}.transform.template");
+                let template_error = |error| SyncError::Template {
+                    field: field.clone(),
+                    error,
+                };
+                let template = Template::parse(&transform.template).map_err(template_error)?;
+                map.into_iter()
+                    .map(|(key, value)| {
+                        let mut context = Context::new();
+                        context.insert("value", SecretValue::from(key.as_str()));
+                        Ok((template.render(&context).map_err(template_error)?, value))
+                    })
+                    .collect()
+            } else {
+                Ok(map)
+            }
+        })
 }
 
 /// ESO's `Default` conversion of remote names found by `find`: every character a
 /// Secret key may not hold becomes `_` (`app/db` -> `app_db`).
 pub(crate) fn convert_key(key: &str) -> String {
     key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -98,7 +114,12 @@ mod tests {
             transform: None,
         }];
         let error = rewrite_keys(BTreeMap::new(), &rewrites, "spec.dataFrom[2]").unwrap_err();
-        assert!(error.to_string().starts_with("spec.dataFrom[2].rewrite[0].regexp.source: invalid regexp"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .starts_with("spec.dataFrom[2].rewrite[0].regexp.source: invalid regexp"),
+            "{error}"
+        );
     }
 
     #[test]

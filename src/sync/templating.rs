@@ -52,7 +52,10 @@ pub(crate) fn apply_template(
         context.insert(key.clone(), value.clone());
     }
     let mut out = Rendered {
-        type_: template.type_.clone().unwrap_or_else(|| DEFAULT_TYPE.into()),
+        type_: template
+            .type_
+            .clone()
+            .unwrap_or_else(|| DEFAULT_TYPE.into()),
         labels: BTreeMap::new(),
         annotations: BTreeMap::new(),
         data: match template.merge_policy {
@@ -68,7 +71,9 @@ pub(crate) fn apply_template(
             ("secret", "Secret", from.secret.as_ref()),
         ];
         for (name, kind, template_ref) in sources_of_kind {
-            let Some(template_ref) = template_ref else { continue };
+            let Some(template_ref) = template_ref else {
+                continue;
+            };
             let missing = |problem: String| SyncError::TemplateSource {
                 field: format!("{field}.{name}"),
                 kind,
@@ -80,36 +85,72 @@ pub(crate) fn apply_template(
                     "ConfigMap" => sources
                         .config_maps
                         .get(&template_ref.name)
-                        .ok_or_else(|| missing("not found in the ExternalSecret's namespace".into()))?
+                        .ok_or_else(|| {
+                            missing("not found in the ExternalSecret's namespace".into())
+                        })?
                         .get(&item.key)
                         .cloned(),
                     _ => sources
                         .secrets
                         .get(&template_ref.name)
-                        .ok_or_else(|| missing("not found in the ExternalSecret's namespace".into()))?
+                        .ok_or_else(|| {
+                            missing("not found in the ExternalSecret's namespace".into())
+                        })?
                         .get(&item.key)
                         .map(|v| String::from_utf8_lossy(v.expose()).into_owned()),
                 };
                 let text = text.ok_or_else(|| missing(format!("has no key {:?}", item.key)))?;
                 let field = format!("{field}.{name}.items[{}]", item.key);
-                render_into(&mut out, from.target, item.template_as, &item.key, &text, &context, &field)?;
+                render_into(
+                    &mut out,
+                    from.target,
+                    item.template_as,
+                    &item.key,
+                    &text,
+                    &context,
+                    &field,
+                )?;
             }
         }
         if let Some(literal) = &from.literal {
             let field = format!("{field}.literal");
-            render_into(&mut out, from.target, TemplateScope::KeysAndValues, "", literal, &context, &field)?;
+            render_into(
+                &mut out,
+                from.target,
+                TemplateScope::KeysAndValues,
+                "",
+                literal,
+                &context,
+                &field,
+            )?;
         }
     }
 
     let maps = [
         (TemplateTarget::Data, "data", &template.data),
-        (TemplateTarget::Labels, "metadata.labels", &template.metadata.labels),
-        (TemplateTarget::Annotations, "metadata.annotations", &template.metadata.annotations),
+        (
+            TemplateTarget::Labels,
+            "metadata.labels",
+            &template.metadata.labels,
+        ),
+        (
+            TemplateTarget::Annotations,
+            "metadata.annotations",
+            &template.metadata.annotations,
+        ),
     ];
     for (target, name, map) in maps {
         for (key, text) in map {
             let field = format!("{FIELD}.{name}.{key}");
-            render_into(&mut out, target, TemplateScope::Values, key, text, &context, &field)?;
+            render_into(
+                &mut out,
+                target,
+                TemplateScope::Values,
+                key,
+                text,
+                &context,
+                &field,
+            )?;
         }
     }
 
@@ -139,16 +180,19 @@ fn render_into(
         .map_err(template_error)?;
     let entries = match scope {
         TemplateScope::Values => vec![(key.to_string(), rendered)],
-        TemplateScope::KeysAndValues => serde_yaml_ng::from_str::<BTreeMap<String, String>>(&rendered)
-            .map_err(|_| {
-                // The parser's message would quote the rendered text: leave it out.
-                template_error(TemplateError {
-                    location: None,
-                    message: "the rendered output is not a YAML map of keys to string values".into(),
-                })
-            })?
-            .into_iter()
-            .collect(),
+        TemplateScope::KeysAndValues => {
+            serde_yaml_ng::from_str::<BTreeMap<String, String>>(&rendered)
+                .map_err(|_| {
+                    // The parser's message would quote the rendered text: leave it out.
+                    template_error(TemplateError {
+                        location: None,
+                        message: "the rendered output is not a YAML map of keys to string values"
+                            .into(),
+                    })
+                })?
+                .into_iter()
+                .collect()
+        }
     };
     for (key, value) in entries {
         match target {

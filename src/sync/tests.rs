@@ -36,7 +36,10 @@ async fn sync(es: &ExternalSecret) -> Result<DesiredSecret, SyncError> {
     sync_with(es, &TemplateSources::default()).await
 }
 
-async fn sync_with(es: &ExternalSecret, sources: &TemplateSources) -> Result<DesiredSecret, SyncError> {
+async fn sync_with(
+    es: &ExternalSecret,
+    sources: &TemplateSources,
+) -> Result<DesiredSecret, SyncError> {
     let fetched = provider().fetch_batch(&remote_requests(&es.spec)).await;
     desired_secret(es, &fetched, sources)
 }
@@ -70,7 +73,10 @@ data:
     assert_eq!(data["user"], "app");
     assert_eq!(data["host"], "db.local");
     assert_eq!(data["port2"], "5433");
-    assert_eq!(data["hostjson"], r#"{"name":"db.local","ports":[5432,5433]}"#);
+    assert_eq!(
+        data["hostjson"],
+        r#"{"name":"db.local","ports":[5432,5433]}"#
+    );
     assert_eq!(data["old"], "old-pw");
     assert_eq!(data["token"], "token-value");
     assert_eq!(data["auto"], "token-value");
@@ -79,9 +85,15 @@ data:
     assert_eq!(secret.name, "app");
     assert_eq!(secret.namespace, "team-a");
     assert_eq!(secret.type_, "Opaque");
-    assert_eq!(secret.labels["team"], "a", "without a template the ExternalSecret's labels are copied");
+    assert_eq!(
+        secret.labels["team"], "a",
+        "without a template the ExternalSecret's labels are copied"
+    );
     assert_eq!(secret.labels[MANAGED_LABEL], "true");
-    assert_eq!(secret.annotations[CONTENT_HASH_ANNOTATION], secret.content_hash);
+    assert_eq!(
+        secret.annotations[CONTENT_HASH_ANNOTATION],
+        secret.content_hash
+    );
 }
 
 #[tokio::test]
@@ -123,8 +135,14 @@ data:
     assert_eq!(data["db_ports"], "[5432,5433]");
     // data[] wins over dataFrom for the same key.
     assert_eq!(data["db_name"], "app");
-    assert_eq!(data["app_prod_api-key"], "k1", "find names are converted to valid keys");
-    assert!(!data.contains_key("app_prod_db-pass"), "name regexp filters");
+    assert_eq!(
+        data["app_prod_api-key"], "k1",
+        "find names are converted to valid keys"
+    );
+    assert!(
+        !data.contains_key("app_prod_db-pass"),
+        "name regexp filters"
+    );
     assert_eq!(data["PROD_API-KEY"], "k1");
     assert_eq!(data["DEV_API-KEY"], "k3");
     assert_eq!(data["PROD_DB-PASS"], "k2");
@@ -153,25 +171,39 @@ data:
     );
     let secret = sync(&replace).await.unwrap();
     let data = text(&secret);
-    assert_eq!(data.keys().copied().collect::<Vec<_>>(), ["password", "url", "username"]);
+    assert_eq!(
+        data.keys().copied().collect::<Vec<_>>(),
+        ["password", "url", "username"]
+    );
     assert_eq!(data["password"], "S3CRET-PW");
     assert_eq!(data["url"], "postgres://app:s3cret-pw@db");
     assert_eq!(secret.name, "app-config");
     assert_eq!(secret.type_, "kubernetes.io/basic-auth");
     assert_eq!(secret.labels["app"], "app");
-    assert!(!secret.labels.contains_key("team"), "with a template its metadata is used instead");
+    assert!(
+        !secret.labels.contains_key("team"),
+        "with a template its metadata is used instead"
+    );
     assert_eq!(secret.annotations["note"], "fixed");
 
     let mut merge = replace.clone();
-    merge.spec.target.template.as_mut().unwrap().merge_policy = crate::api::TemplateMergePolicy::Merge;
-    let merged = text(&sync(&merge).await.unwrap()).into_iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>();
+    merge.spec.target.template.as_mut().unwrap().merge_policy =
+        crate::api::TemplateMergePolicy::Merge;
+    let merged = text(&sync(&merge).await.unwrap())
+        .into_keys()
+        .map(str::to_string)
+        .collect::<Vec<_>>();
     assert_eq!(merged, ["extra", "password", "url", "username"]);
 
     let no_data_template = external_secret(
         "target: {template: {type: Opaque, metadata: {labels: {x: y}}}}\ndata: [{secretKey: raw, remoteRef: {key: plain}}]",
     );
     let secret = sync(&no_data_template).await.unwrap();
-    assert_eq!(text(&secret)["raw"], "not json", "a template without data keeps the fetched data");
+    assert_eq!(
+        text(&secret)["raw"],
+        "not json",
+        "a template without data keeps the fetched data"
+    );
 }
 
 #[tokio::test]
@@ -194,7 +226,10 @@ dataFrom:
         "tpl".into(),
         [
             ("config.yaml".to_string(), "user: {{ .user }}\n".to_string()),
-            ("pairs".to_string(), "A: '{{ .user }}'\nB: fixed".to_string()),
+            (
+                "pairs".to_string(),
+                "A: '{{ .user }}'\nB: fixed".to_string(),
+            ),
         ]
         .into(),
     );
@@ -207,7 +242,10 @@ dataFrom:
     assert_eq!(secret.labels["owner"], "app");
 
     let error = sync(&es).await.unwrap_err();
-    assert!(error.to_string().contains("ConfigMap \"tpl\" not found"), "{error}");
+    assert!(
+        error.to_string().contains("ConfigMap \"tpl\" not found"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -223,15 +261,42 @@ async fn same_input_same_hash_and_value_change_changes_it() {
 #[tokio::test]
 async fn failures_name_the_reference_and_hide_values() {
     let cases = [
-        ("data: [{secretKey: a, remoteRef: {key: nope}}]", "spec.data[0].remoteRef (remote key \"nope\"): remote key \"nope\" not found"),
-        ("data: [{secretKey: a, remoteRef: {key: db, version: v9}}]", "version \"v9\" of remote key \"db\" not found"),
-        ("data: [{secretKey: a, remoteRef: {key: db, property: host.nope}}]", "spec.data[0].remoteRef: property \"host.nope\" not found in remote key \"db\""),
-        ("data: [{secretKey: a, remoteRef: {key: plain, property: x}}]", "spec.data[0].remoteRef: remote key \"plain\" is not JSON"),
-        ("data: [{secretKey: a, remoteRef: {key: db, decodingStrategy: Base64}}]", "value of remote key \"db\" is not valid base64"),
-        ("dataFrom: [{extract: {key: plain}}]", "spec.dataFrom[0].extract: remote key \"plain\" is not JSON"),
-        ("dataFrom: [{extract: {key: list}}]", "remote key \"list\" is not a JSON object"),
-        ("dataFrom: [{find: {name: {regexp: '('}}}]", "spec.dataFrom[0].find.name.regexp: invalid regular expression"),
-        ("dataFrom: [{extract: {key: db}, rewrite: [{regexp: {source: '^', target: 'bad key '}}]}]", "produced key \"bad key host\""),
+        (
+            "data: [{secretKey: a, remoteRef: {key: nope}}]",
+            "spec.data[0].remoteRef (remote key \"nope\"): remote key \"nope\" not found",
+        ),
+        (
+            "data: [{secretKey: a, remoteRef: {key: db, version: v9}}]",
+            "version \"v9\" of remote key \"db\" not found",
+        ),
+        (
+            "data: [{secretKey: a, remoteRef: {key: db, property: host.nope}}]",
+            "spec.data[0].remoteRef: property \"host.nope\" not found in remote key \"db\"",
+        ),
+        (
+            "data: [{secretKey: a, remoteRef: {key: plain, property: x}}]",
+            "spec.data[0].remoteRef: remote key \"plain\" is not JSON",
+        ),
+        (
+            "data: [{secretKey: a, remoteRef: {key: db, decodingStrategy: Base64}}]",
+            "value of remote key \"db\" is not valid base64",
+        ),
+        (
+            "dataFrom: [{extract: {key: plain}}]",
+            "spec.dataFrom[0].extract: remote key \"plain\" is not JSON",
+        ),
+        (
+            "dataFrom: [{extract: {key: list}}]",
+            "remote key \"list\" is not a JSON object",
+        ),
+        (
+            "dataFrom: [{find: {name: {regexp: '('}}}]",
+            "spec.dataFrom[0].find.name.regexp: invalid regular expression",
+        ),
+        (
+            "dataFrom: [{extract: {key: db}, rewrite: [{regexp: {source: '^', target: 'bad key '}}]}]",
+            "produced key \"bad key host\"",
+        ),
         (
             "target: {template: {data: {url: \"x\\n{{ .password | b64dec }}\"}}}\ndata: [{secretKey: password, remoteRef: {key: db, property: password}}]",
             "spec.target.template.data.url: line 2, column",
@@ -240,7 +305,10 @@ async fn failures_name_the_reference_and_hide_values() {
     for (spec, expected) in cases {
         let error = sync(&external_secret(spec)).await.expect_err(spec);
         let shown = error.to_string();
-        assert!(shown.contains(expected), "{spec}\n  got: {shown}\n  want: {expected}");
+        assert!(
+            shown.contains(expected),
+            "{spec}\n  got: {shown}\n  want: {expected}"
+        );
         for value in ["s3cret-pw", "old-pw", "token-value", "not json", "db.local"] {
             assert!(!shown.contains(value), "{spec}: value leaked into {shown}");
         }
@@ -265,6 +333,7 @@ conditions:
     assert!(cluster_store_admits(&spec, "ci-42", &none));
     assert!(cluster_store_admits(&spec, "other", &allowed));
     assert!(!cluster_store_admits(&spec, "other", &none));
-    let open: crate::api::ClusterSecretStoreSpec = serde_yaml_ng::from_str("provider: {fake: {}}").unwrap();
+    let open: crate::api::ClusterSecretStoreSpec =
+        serde_yaml_ng::from_str("provider: {fake: {}}").unwrap();
     assert!(cluster_store_admits(&open, "anything", &none));
 }

@@ -4,12 +4,15 @@
 use gtmpl_ng::{Func, FuncError, Value};
 
 /// Added to (or replacing) gtmpl-ng's Helm functions.
-pub(super) const EXTRA_FUNCTIONS: &[(&str, Func)] = &[
-    ("nindent", nindent as Func),
-    ("quote", quote as Func),
-];
+pub(super) const EXTRA_FUNCTIONS: &[(&str, Func)] =
+    &[("nindent", nindent as Func), ("quote", quote as Func)];
 
-fn arg<'a>(args: &'a [Value], index: usize, function: &str, count: usize) -> Result<&'a Value, FuncError> {
+fn arg<'a>(
+    args: &'a [Value],
+    index: usize,
+    function: &str,
+    count: usize,
+) -> Result<&'a Value, FuncError> {
     args.get(index)
         .ok_or_else(|| FuncError::ExactlyXArgs(function.to_string(), count))
 }
@@ -17,9 +20,9 @@ fn arg<'a>(args: &'a [Value], index: usize, function: &str, count: usize) -> Res
 /// `nindent N TEXT`: a newline, then TEXT with every line indented by N spaces.
 fn nindent(args: &[Value]) -> Result<Value, FuncError> {
     let width = arg(args, 0, "nindent", 2)?.to_string();
-    let width: usize = width
-        .parse()
-        .map_err(|_| FuncError::Generic("nindent: the first argument must be a number of spaces".into()))?;
+    let width: usize = width.parse().map_err(|_| {
+        FuncError::Generic("nindent: the first argument must be a number of spaces".into())
+    })?;
     let text = arg(args, 1, "nindent", 2)?.to_string();
     let width = gtmpl_ng::helm_functions::bounded_count(width as i64, "spaces", "nindent")?;
     let pad = " ".repeat(width);

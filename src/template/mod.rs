@@ -98,7 +98,12 @@ impl Context {
         let map = self
             .values
             .iter()
-            .map(|(k, v)| (k.clone(), Value::from(String::from_utf8_lossy(v.expose()).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    Value::from(String::from_utf8_lossy(v.expose()).into_owned()),
+                )
+            })
             .collect::<std::collections::HashMap<_, _>>();
         // An object, not a map: gtmpl then fails on a missing key, as Go does
         // with ESO's `missingkey=error`.
@@ -142,7 +147,9 @@ fn scrub(message: &str, context: &Context) -> String {
     context
         .redactions()
         .iter()
-        .fold(message.to_string(), |text, secret| text.replace(secret.as_str(), REDACTED))
+        .fold(message.to_string(), |text, secret| {
+            text.replace(secret.as_str(), REDACTED)
+        })
 }
 
 fn error_from_gtmpl(error: GtmplError, source: &str, context: &Context) -> TemplateError {
@@ -163,7 +170,10 @@ fn error_from_gtmpl(error: GtmplError, source: &str, context: &Context) -> Templ
 
 /// "no field `x` in map[...whole context...]" names the key; the rest is data.
 fn without_operand_dump(message: &str) -> String {
-    match message.strip_prefix("no field `").and_then(|rest| rest.split_once("` in ")) {
+    match message
+        .strip_prefix("no field `")
+        .and_then(|rest| rest.split_once("` in "))
+    {
         Some((key, _)) => format!("key {key:?} is not in the data"),
         None => message.to_string(),
     }

@@ -14,8 +14,17 @@ fn render_with(text: &str, pairs: &[(&str, &str)]) -> String {
 
 #[test]
 fn plain_reference_and_pipeline() {
-    assert_eq!(render_with("{{ .user }}:{{ .pass }}", &[("user", "app"), ("pass", "pw")]), "app:pw");
-    assert_eq!(render_with("{{ .user | upper | quote }}", &[("user", "app")]), "\"APP\"");
+    assert_eq!(
+        render_with(
+            "{{ .user }}:{{ .pass }}",
+            &[("user", "app"), ("pass", "pw")]
+        ),
+        "app:pw"
+    );
+    assert_eq!(
+        render_with("{{ .user | upper | quote }}", &[("user", "app")]),
+        "\"APP\""
+    );
 }
 
 #[test]
@@ -23,7 +32,10 @@ fn every_function_users_write() {
     let ctx = [
         ("user", "admin"),
         ("b64", "aGVsbG8="),
-        ("json", r#"{"host":"db.local","port":5432,"tags":["a","b"]}"#),
+        (
+            "json",
+            r#"{"host":"db.local","port":5432,"tags":["a","b"]}"#,
+        ),
         ("padded", "  x  "),
         ("empty", ""),
         ("multi", "a\nb"),
@@ -60,14 +72,18 @@ fn every_function_users_write() {
 
 #[test]
 fn parse_error_has_position() {
-    let error = Template::parse("line one\n{{ if .user }}open").err().expect("must fail");
+    let error = Template::parse("line one\n{{ if .user }}open")
+        .err()
+        .expect("must fail");
     let location = error.location.clone().expect("a position");
     assert_eq!(location.line, 2, "{error}");
 }
 
 #[test]
 fn unknown_function_is_an_error() {
-    let error = Template::parse("{{ .user | nosuchfunc }}").err().expect("must fail");
+    let error = Template::parse("{{ .user | nosuchfunc }}")
+        .err()
+        .expect("must fail");
     assert!(error.to_string().contains("nosuchfunc"), "{error}");
 }
 
@@ -77,7 +93,10 @@ fn exec_error_has_position_and_no_value() {
     let error = render("ok\n  {{ .pass | b64dec }}", &context(&[("pass", secret)])).unwrap_err();
     let location = error.location.clone().expect("a position");
     assert_eq!(location.line, 2);
-    assert!(location.snippet.contains("b64dec") || location.snippet.contains(".pass"), "{location}");
+    assert!(
+        location.snippet.contains("b64dec") || location.snippet.contains(".pass"),
+        "{location}"
+    );
     assert!(!error.to_string().contains(secret), "{error}");
 }
 
@@ -106,6 +125,9 @@ fn values_quoted_by_gtmpl_are_scrubbed() {
 #[test]
 fn missing_key_is_an_error() {
     let error = render("{{ .nope }}", &context(&[("user", "x")])).unwrap_err();
-    assert!(error.to_string().contains("\"nope\" is not in the data"), "{error}");
+    assert!(
+        error.to_string().contains("\"nope\" is not in the data"),
+        "{error}"
+    );
     assert!(error.location.is_some());
 }
