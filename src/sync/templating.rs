@@ -19,6 +19,24 @@ pub struct TemplateSources {
     pub secrets: BTreeMap<String, BTreeMap<String, SecretValue>>,
 }
 
+impl TemplateSources {
+    /// One key of a ConfigMap or Secret, or what is missing.
+    fn text(&self, kind: &str, name: &str, key: &str) -> Result<String, String> {
+        let absent = || "not found in the ExternalSecret's namespace".to_string();
+        let text = if kind == "ConfigMap" {
+            self.config_maps
+                .get(name)
+                .ok_or_else(absent)?
+                .get(key)
+                .cloned()
+        } else {
+            let value = self.secrets.get(name).ok_or_else(absent)?.get(key);
+            value.map(|v| String::from_utf8_lossy(v.expose()).into_owned())
+        };
+        text.ok_or_else(|| format!("has no key {key:?}"))
+    }
+}
+
 /// Names of the ConfigMaps and Secrets `templateFrom` reads.
 pub fn template_source_names(spec: &ExternalSecretSpec) -> (BTreeSet<String>, BTreeSet<String>) {
     let mut config_maps = BTreeSet::new();
@@ -81,25 +99,9 @@ pub(crate) fn apply_template(
                 problem,
             };
             for item in &template_ref.items {
-                let text = match kind {
-                    "ConfigMap" => sources
-                        .config_maps
-                        .get(&template_ref.name)
-                        .ok_or_else(|| {
-                            missing("not found in the ExternalSecret's namespace".into())
-                        })?
-                        .get(&item.key)
-                        .cloned(),
-                    _ => sources
-                        .secrets
-                        .get(&template_ref.name)
-                        .ok_or_else(|| {
-                            missing("not found in the ExternalSecret's namespace".into())
-                        })?
-                        .get(&item.key)
-                        .map(|v| String::from_utf8_lossy(v.expose()).into_owned()),
-                };
-                let text = text.ok_or_else(|| missing(format!("has no key {:?}", item.key)))?;
+                let text = sources
+                    .text(kind, &template_ref.name, &item.key)
+                    .map_err(missing)?;
                 let field = format!("{field}.{name}.items[{}]", item.key);
                 render_into(
                     &mut out,
