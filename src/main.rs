@@ -86,7 +86,7 @@ async fn run_render(
     out_dir: Option<&std::path::Path>,
     namespace: &str,
 ) -> ExitCode {
-    let rendered = render::render(files, namespace).await;
+    let rendered = render::render(files, namespace, Default::default()).await;
     let mut ok = rendered.errors.is_empty();
     match out_dir {
         None => {

@@ -93,7 +93,7 @@ pub struct ClusterSecretStoreSpec {
 
 /// Namespaces that may use a ClusterSecretStore: by label selector, by name, or
 /// by regular expression (unanchored, as in ESO).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ClusterSecretStoreCondition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -113,7 +113,7 @@ pub struct SecretStoreStatus {
 
 /// Exactly one provider. Providers ESO has and secretsync does not are rejected
 /// as unknown fields, never ignored.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct StoreProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -129,7 +129,7 @@ pub enum AwsService {
 }
 
 /// AWS Secrets Manager or SSM Parameter Store.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsProvider {
     pub service: AwsService,
@@ -155,7 +155,7 @@ pub struct AwsProvider {
     pub auth: Option<AwsAuth>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsTag {
     pub key: String,
@@ -163,7 +163,7 @@ pub struct AwsTag {
 }
 
 /// How to get AWS credentials; none set means the pod's own (IRSA, default chain).
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsAuth {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,13 +174,13 @@ pub struct AwsAuth {
 
 /// IRSA for a chosen ServiceAccount: a TokenRequest exchanged with
 /// AssumeRoleWithWebIdentity for the role in its annotation.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsJwtAuth {
     pub service_account_ref: ServiceAccountSelector,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ServiceAccountSelector {
     pub name: String,
@@ -193,7 +193,7 @@ pub struct ServiceAccountSelector {
 }
 
 /// Static keys read from a Secret.
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsSecretRef {
     #[serde(rename = "accessKeyIDSecretRef")]
@@ -203,7 +203,7 @@ pub struct AwsSecretRef {
     pub session_token_secret_ref: Option<SecretKeySelector>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     pub name: String,
@@ -214,14 +214,14 @@ pub struct SecretKeySelector {
 }
 
 /// Values given inline, as ESO's Fake provider: for trying secretsync without AWS.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FakeProvider {
     #[serde(default)]
     pub data: Vec<FakeProviderData>,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FakeProviderData {
     pub key: String,

@@ -2,6 +2,7 @@
 //! provider. It makes the whole pipeline run with no cloud account.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use regex::Regex;
@@ -16,11 +17,11 @@ pub struct FakeProvider {
     /// key -> version -> value; the `None` version is what an unversioned
     /// reference reads, else the entry listed last.
     entries: BTreeMap<String, Vec<(Option<String>, SecretValue)>>,
-    calls: CallCounts,
+    calls: Arc<CallCounts>,
 }
 
 impl FakeProvider {
-    pub fn new(spec: &FakeSpec) -> Self {
+    pub fn new(spec: &FakeSpec, calls: Arc<CallCounts>) -> Self {
         let mut entries: BTreeMap<String, Vec<_>> = BTreeMap::new();
         for entry in &spec.data {
             entries.entry(entry.key.clone()).or_default().push((
@@ -28,10 +29,7 @@ impl FakeProvider {
                 SecretValue::from(entry.value.as_str()),
             ));
         }
-        Self {
-            entries,
-            calls: CallCounts::default(),
-        }
+        Self { entries, calls }
     }
 
     pub fn calls(&self) -> &CallCounts {
@@ -131,14 +129,17 @@ mod tests {
             value: value.into(),
             version: version.map(Into::into),
         };
-        FakeProvider::new(&FakeSpec {
-            data: vec![
-                entry("db/password", "pw-current", None),
-                entry("db/password", "pw-v1", Some("v1")),
-                entry("db/user", "admin", None),
-                entry("api/token", "tok", Some("v7")),
-            ],
-        })
+        FakeProvider::new(
+            &FakeSpec {
+                data: vec![
+                    entry("db/password", "pw-current", None),
+                    entry("db/password", "pw-v1", Some("v1")),
+                    entry("db/user", "admin", None),
+                    entry("api/token", "tok", Some("v7")),
+                ],
+            },
+            Arc::default(),
+        )
     }
 
     fn value(result: &Result<Fetched, ProviderError>) -> &[u8] {

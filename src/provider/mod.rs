@@ -2,15 +2,18 @@
 //! one refresh at once, so it can batch and de-duplicate, and answers each
 //! request on its own: one missing key fails only the references that asked.
 
+pub mod aws;
 pub mod fake;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use aws_config::SdkConfig;
+use tokio::sync::OnceCell;
 
 use crate::SecretValue;
-use crate::api::StoreProvider;
+use crate::api::{StoreKind, StoreProvider};
 
 /// One thing to read from a store. Equal requests are fetched once per refresh,
 /// whatever number of ExternalSecrets (or properties of one value) need them.
@@ -69,16 +72,127 @@ pub trait Provider: Send + Sync {
     async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults;
 }
 
-/// The provider a store's `spec.provider` describes.
-pub fn for_store(spec: &StoreProvider) -> Result<Arc<dyn Provider>, ProviderError> {
-    match (&spec.aws, &spec.fake) {
-        (None, Some(fake)) => Ok(Arc::new(fake::FakeProvider::new(fake))),
-        (Some(_), None) => Err(ProviderError::Unsupported(
-            "spec.provider.aws: the AWS provider is not part of this build yet".into(),
-        )),
-        _ => Err(ProviderError::Unsupported(
-            "spec.provider: exactly one of aws or fake is required".into(),
-        )),
+/// Which store a provider serves, as an ExternalSecret names it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StoreIdentity {
+    pub kind: StoreKind,
+    /// A SecretStore's namespace; `None` for a ClusterSecretStore.
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl StoreIdentity {
+    pub fn kind_name(&self) -> &'static str {
+        match self.kind {
+            StoreKind::SecretStore => "SecretStore",
+            StoreKind::ClusterSecretStore => "ClusterSecretStore",
+        }
+    }
+}
+
+impl std::fmt::Display for StoreIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind_name(), self.name),
+            None => write!(f, "{} {}", self.kind_name(), self.name),
+        }
+    }
+}
+
+/// What building a provider needs from outside the store's spec.
+pub struct ProviderContext {
+    /// The Kubernetes side of `auth.jwt` and `auth.secretRef`.
+    pub kube: Arc<dyn aws::KubernetesAuth>,
+    /// Base AWS config (endpoints, default credential chain); `None` loads it
+    /// from the environment the first time an AWS store is used.
+    pub aws_base: Option<SdkConfig>,
+    pub retry: aws::RetrySettings,
+}
+
+impl Default for ProviderContext {
+    fn default() -> Self {
+        Self {
+            kube: Arc::new(aws::NoKubernetes),
+            aws_base: None,
+            retry: aws::RetrySettings::default(),
+        }
+    }
+}
+
+/// Providers by store, built once and reused while the store's spec is
+/// unchanged, so clients and their cached credentials live across refreshes.
+pub struct Providers {
+    context: ProviderContext,
+    aws_base: OnceCell<SdkConfig>,
+    calls: Arc<CallCounts>,
+    cache: Mutex<HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>>,
+}
+
+impl Providers {
+    pub fn new(context: ProviderContext) -> Self {
+        Self {
+            aws_base: OnceCell::new_with(context.aws_base.clone()),
+            context,
+            calls: Arc::new(CallCounts::default()),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Every provider API call made through these providers.
+    pub fn calls(&self) -> &CallCounts {
+        &self.calls
+    }
+
+    /// The provider for a store, built on first use or when its spec changed.
+    pub async fn for_store(
+        &self,
+        identity: &StoreIdentity,
+        spec: &StoreProvider,
+    ) -> Result<Arc<dyn Provider>, ProviderError> {
+        if let Some((cached_spec, provider)) = self.lock().get(identity)
+            && cached_spec == spec
+        {
+            return Ok(provider.clone());
+        }
+        let provider: Arc<dyn Provider> = match (&spec.aws, &spec.fake) {
+            (None, Some(fake)) => Arc::new(fake::FakeProvider::new(fake, self.calls.clone())),
+            (Some(aws), None) => {
+                let base = self
+                    .aws_base
+                    .get_or_init(|| async {
+                        aws_config::defaults(aws_config::BehaviorVersion::latest())
+                            .region(aws_config::Region::new(aws.region.clone()))
+                            .load()
+                            .await
+                    })
+                    .await;
+                Arc::new(
+                    aws::AwsProvider::connect(
+                        aws,
+                        identity.namespace.as_deref(),
+                        base,
+                        self.context.kube.clone(),
+                        &self.context.retry,
+                        self.calls.clone(),
+                    )
+                    .await?,
+                )
+            }
+            _ => {
+                return Err(ProviderError::Unsupported(
+                    "spec.provider: exactly one of aws or fake is required".into(),
+                ));
+            }
+        };
+        self.lock()
+            .insert(identity.clone(), (spec.clone(), provider.clone()));
+        Ok(provider)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

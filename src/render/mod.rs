@@ -12,9 +12,12 @@ use std::sync::Arc;
 pub use manifests::{InputError, Source};
 pub use output::{OutputFormat, to_stdout_text, write_out_dir};
 
+use async_trait::async_trait;
+
 use crate::SecretValue;
 use crate::api::{CreationPolicy, ExternalSecret, StoreKind, StoreProvider};
-use crate::provider::{self, Provider};
+use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
+use crate::provider::{ProviderContext, Providers, StoreIdentity};
 use crate::sync::{self, DesiredSecret, TemplateSources};
 use manifests::{Inputs, Located, namespace_labels};
 
@@ -27,9 +30,18 @@ pub struct Rendered {
     pub notes: Vec<String>,
 }
 
-/// Reads `paths` and renders every ExternalSecret found there.
-pub async fn render(paths: &[PathBuf], default_namespace: &str) -> Rendered {
+/// Reads `paths` and renders every ExternalSecret found there. `context`
+/// supplies AWS settings; its Kubernetes side is replaced by the manifests read.
+pub async fn render(
+    paths: &[PathBuf],
+    default_namespace: &str,
+    context: ProviderContext,
+) -> Rendered {
     let (inputs, errors) = manifests::load(paths, default_namespace);
+    let providers = Providers::new(ProviderContext {
+        kube: Arc::new(ManifestSecrets::from(&inputs)),
+        ..context
+    });
     let mut rendered = Rendered {
         errors,
         ..Default::default()
@@ -37,7 +49,7 @@ pub async fn render(paths: &[PathBuf], default_namespace: &str) -> Rendered {
     let stores = Stores::index(&inputs, &mut rendered.errors);
 
     // Group ExternalSecrets by store, so each store gets one batch.
-    let mut by_store: BTreeMap<StoreId, Vec<&Located<ExternalSecret>>> = BTreeMap::new();
+    let mut by_store: BTreeMap<StoreIdentity, Vec<&Located<ExternalSecret>>> = BTreeMap::new();
     for es in &inputs.external_secrets {
         let fail = |message: String| error_for(es, message);
         if let Err(e) = sync::check(&es.object) {
@@ -52,7 +64,20 @@ pub async fn render(paths: &[PathBuf], default_namespace: &str) -> Rendered {
 
     let mut targets = BTreeMap::new();
     for (id, external_secrets) in by_store {
-        let provider = &stores.providers[&id];
+        let provider = match providers.for_store(&id, &stores.specs[&id]).await {
+            Ok(provider) => provider,
+            Err(e) => {
+                for es in external_secrets {
+                    let message = format!(
+                        "spec.secretStoreRef: {} {} is not usable: {e}",
+                        id.kind_name(),
+                        id.name
+                    );
+                    rendered.errors.push(error_for(es, message));
+                }
+                continue;
+            }
+        };
         let requests: BTreeSet<_> = external_secrets
             .iter()
             .flat_map(|es| sync::remote_requests(&es.object.spec))
@@ -107,28 +132,28 @@ fn error_for(es: &Located<ExternalSecret>, message: String) -> InputError {
     }
 }
 
-/// A store as an ExternalSecret names it: kind, namespace (SecretStore only), name.
-type StoreId = (StoreKind, String, String);
-
-/// The valid stores of the input, each with its provider.
+/// The valid stores of the input, by identity.
 struct Stores {
-    providers: BTreeMap<StoreId, Arc<dyn Provider>>,
-    /// Stores present but unusable, with why.
-    invalid: BTreeMap<StoreId, String>,
+    specs: BTreeMap<StoreIdentity, StoreProvider>,
+    /// Stores present but invalid, with why.
+    invalid: BTreeMap<StoreIdentity, String>,
     cluster_specs: BTreeMap<String, crate::api::ClusterSecretStoreSpec>,
 }
 
 impl Stores {
     fn index(inputs: &Inputs, errors: &mut Vec<InputError>) -> Self {
         let mut stores = Stores {
-            providers: BTreeMap::new(),
+            specs: BTreeMap::new(),
             invalid: BTreeMap::new(),
             cluster_specs: BTreeMap::new(),
         };
         for store in &inputs.secret_stores {
             let namespace = store.object.metadata.namespace.clone().unwrap_or_default();
-            let name = store.object.metadata.name.clone().unwrap_or_default();
-            let label = format!("SecretStore {namespace}/{name}");
+            let identity = StoreIdentity {
+                kind: StoreKind::SecretStore,
+                namespace: Some(namespace.clone()),
+                name: store.object.metadata.name.clone().unwrap_or_default(),
+            };
             let valid = store
                 .object
                 .spec
@@ -136,8 +161,7 @@ impl Stores {
                 .validate(Some(&namespace))
                 .map_err(|e| e.to_string());
             stores.add(
-                (StoreKind::SecretStore, namespace, name),
-                label,
+                identity,
                 &store.source,
                 valid,
                 &store.object.spec.provider,
@@ -146,14 +170,15 @@ impl Stores {
         }
         for store in &inputs.cluster_secret_stores {
             let name = store.object.metadata.name.clone().unwrap_or_default();
-            let label = format!("ClusterSecretStore {name}");
+            let identity = StoreIdentity {
+                kind: StoreKind::ClusterSecretStore,
+                namespace: None,
+                name: name.clone(),
+            };
             let valid = store.object.spec.validate().map_err(|e| e.to_string());
-            stores
-                .cluster_specs
-                .insert(name.clone(), store.object.spec.clone());
+            stores.cluster_specs.insert(name, store.object.spec.clone());
             stores.add(
-                (StoreKind::ClusterSecretStore, String::new(), name),
-                label,
+                identity,
                 &store.source,
                 valid,
                 &store.object.spec.provider,
@@ -165,48 +190,47 @@ impl Stores {
 
     fn add(
         &mut self,
-        id: StoreId,
-        label: String,
+        identity: StoreIdentity,
         source: &Source,
         valid: Result<(), String>,
         spec: &StoreProvider,
         errors: &mut Vec<InputError>,
     ) {
+        let label = identity.to_string();
         let error = |message: String| InputError {
             source: Some(source.clone()),
             object: Some(label.clone()),
             message,
         };
-        if self.providers.contains_key(&id) || self.invalid.contains_key(&id) {
+        if self.specs.contains_key(&identity) || self.invalid.contains_key(&identity) {
             errors.push(error("defined more than once".into()));
             return;
         }
-        match valid.and_then(|()| provider::for_store(spec).map_err(|e| e.to_string())) {
-            Ok(provider) => {
-                self.providers.insert(id, provider);
+        match valid {
+            Ok(()) => {
+                self.specs.insert(identity, spec.clone());
             }
             Err(message) => {
                 errors.push(error(message.clone()));
                 self.invalid
-                    .insert(id, format!("{label} is not usable: {message}"));
+                    .insert(identity, format!("{label} is not usable: {message}"));
             }
         }
     }
 
     /// The store an ExternalSecret may use, or why it may not.
-    fn resolve(&self, es: &ExternalSecret, inputs: &Inputs) -> Result<StoreId, String> {
+    fn resolve(&self, es: &ExternalSecret, inputs: &Inputs) -> Result<StoreIdentity, String> {
         let reference = &es.spec.secret_store_ref;
         let namespace = es.metadata.namespace.clone().unwrap_or_default();
-        let id = match reference.kind {
-            StoreKind::SecretStore => (reference.kind, namespace.clone(), reference.name.clone()),
-            StoreKind::ClusterSecretStore => {
-                (reference.kind, String::new(), reference.name.clone())
-            }
+        let id = StoreIdentity {
+            kind: reference.kind,
+            namespace: (reference.kind == StoreKind::SecretStore).then(|| namespace.clone()),
+            name: reference.name.clone(),
         };
         if let Some(why) = self.invalid.get(&id) {
             return Err(format!("spec.secretStoreRef: {why}"));
         }
-        if !self.providers.contains_key(&id) {
+        if !self.specs.contains_key(&id) {
             return Err(match reference.kind {
                 StoreKind::SecretStore => format!(
                     "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
@@ -267,5 +291,61 @@ fn template_sources(inputs: &Inputs, namespace: &str) -> TemplateSources {
                 (name, data)
             })
             .collect(),
+    }
+}
+
+/// `auth.secretRef` read from the Secrets among the manifests; `render` has no
+/// cluster to ask for ServiceAccount tokens.
+struct ManifestSecrets {
+    secrets: BTreeMap<(String, String), BTreeMap<String, SecretValue>>,
+}
+
+impl From<&Inputs> for ManifestSecrets {
+    fn from(inputs: &Inputs) -> Self {
+        let namespaces: BTreeSet<String> = inputs
+            .secrets
+            .iter()
+            .filter_map(|s| s.object.metadata.namespace.clone())
+            .collect();
+        let secrets = namespaces
+            .into_iter()
+            .flat_map(|namespace| {
+                template_sources(inputs, &namespace)
+                    .secrets
+                    .into_iter()
+                    .map(move |(name, data)| ((namespace.clone(), name), data))
+            })
+            .collect();
+        Self { secrets }
+    }
+}
+
+#[async_trait]
+impl KubernetesAuth for ManifestSecrets {
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        _: &[String],
+    ) -> Result<ServiceAccountToken, String> {
+        Err(format!(
+            "render has no cluster to request a token for ServiceAccount {namespace}/{name}: use the default AWS credential chain (AWS_* variables, IRSA) or auth.secretRef"
+        ))
+    }
+
+    async fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        key: &str,
+    ) -> Result<SecretValue, String> {
+        let secret = self
+            .secrets
+            .get(&(namespace.to_string(), name.to_string()))
+            .ok_or_else(|| format!("Secret {namespace}/{name} is not among the manifests"))?;
+        secret
+            .get(key)
+            .cloned()
+            .ok_or_else(|| format!("Secret {namespace}/{name} has no key {key:?}"))
     }
 }

@@ -21,7 +21,10 @@ data:
 "#;
 
 fn provider() -> FakeProvider {
-    FakeProvider::new(&serde_yaml_ng::from_str::<FakeSpec>(STORE).unwrap())
+    FakeProvider::new(
+        &serde_yaml_ng::from_str::<FakeSpec>(STORE).unwrap(),
+        Default::default(),
+    )
 }
 
 fn external_secret(spec: &str) -> ExternalSecret {

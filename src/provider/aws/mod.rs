@@ -1,0 +1,153 @@
+//! AWS Secrets Manager and SSM Parameter Store behind the [`Provider`] trait,
+//! through the official SDK. Endpoints come from the environment
+//! (`AWS_ENDPOINT_URL`) or the base config, as the SDK reads them.
+
+pub mod auth;
+mod parameter_store;
+mod secrets_manager;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_config::SdkConfig;
+use aws_config::retry::RetryConfig;
+use aws_smithy_types::error::display::DisplayErrorContext;
+
+pub use auth::{KubernetesAuth, NoKubernetes, ServiceAccountToken};
+pub use parameter_store::{BATCH_LIMIT as PARAMETERS_PER_CALL, SERVICE as SSM_SERVICE};
+pub use secrets_manager::{BATCH_LIMIT as SECRETS_PER_CALL, SERVICE as SECRETS_MANAGER_SERVICE};
+
+use super::{CallCounts, FetchResults, FindQuery, Provider, ProviderError, RemoteRequest};
+use crate::api::{AwsProvider as AwsSpec, AwsService};
+use parameter_store::ParameterStore;
+use secrets_manager::SecretsManager;
+
+/// How AWS calls are retried: the SDK's adaptive mode (backoff plus client-side
+/// rate limiting when throttled, so a fleet never storms).
+#[derive(Clone, Debug)]
+pub struct RetrySettings {
+    pub max_attempts: u32,
+    pub initial_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: 5,
+            initial_backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(20),
+        }
+    }
+}
+
+impl RetrySettings {
+    fn config(&self) -> RetryConfig {
+        RetryConfig::adaptive()
+            .with_max_attempts(self.max_attempts)
+            .with_initial_backoff(self.initial_backoff)
+            .with_max_backoff(self.max_backoff)
+    }
+}
+
+/// One store's connection: a client for its service, its credentials (cached
+/// and refreshed by the client), and its key prefix.
+pub struct AwsProvider {
+    backend: Backend,
+    prefix: String,
+}
+
+enum Backend {
+    SecretsManager(SecretsManager),
+    ParameterStore(ParameterStore),
+}
+
+impl AwsProvider {
+    /// Builds the clients; makes no AWS call (credentials are fetched on first use).
+    pub async fn connect(
+        spec: &AwsSpec,
+        store_namespace: Option<&str>,
+        base: &SdkConfig,
+        kube: Arc<dyn KubernetesAuth>,
+        retry: &RetrySettings,
+        calls: Arc<CallCounts>,
+    ) -> Result<Self, ProviderError> {
+        let credentials = auth::credentials_provider(spec, store_namespace, base, kube).await?;
+        let config = base
+            .to_builder()
+            .region(aws_config::Region::new(spec.region.clone()))
+            .credentials_provider(credentials)
+            .retry_config(retry.config())
+            .build();
+        let backend = match spec.service {
+            AwsService::SecretsManager => Backend::SecretsManager(SecretsManager::new(
+                aws_sdk_secretsmanager::Client::new(&config),
+                calls,
+            )),
+            AwsService::ParameterStore => Backend::ParameterStore(ParameterStore::new(
+                aws_sdk_ssm::Client::new(&config),
+                calls,
+            )),
+        };
+        Ok(Self {
+            backend,
+            prefix: spec.prefix.clone().unwrap_or_default(),
+        })
+    }
+
+    /// The request as AWS sees it: the store's prefix before keys and paths.
+    fn prefixed(&self, request: &RemoteRequest) -> RemoteRequest {
+        match request {
+            RemoteRequest::Value { key, version } => RemoteRequest::Value {
+                key: format!("{}{key}", self.prefix),
+                version: version.clone(),
+            },
+            RemoteRequest::Find(query) => RemoteRequest::Find(FindQuery {
+                path: match (&query.path, self.prefix.is_empty()) {
+                    (Some(path), _) => Some(format!("{}{path}", self.prefix)),
+                    (None, false) => Some(self.prefix.clone()),
+                    (None, true) => None,
+                },
+                ..query.clone()
+            }),
+        }
+    }
+}
+
+#[async_trait]
+impl Provider for AwsProvider {
+    async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
+        let prefixed: BTreeSet<RemoteRequest> = requests.iter().map(|r| self.prefixed(r)).collect();
+        let mut answers = match &self.backend {
+            Backend::SecretsManager(backend) => backend.fetch(&prefixed).await,
+            Backend::ParameterStore(backend) => backend.fetch(&prefixed).await,
+        };
+        requests
+            .iter()
+            .map(|request| {
+                let answer = answers.remove(&self.prefixed(request)).unwrap_or_else(|| {
+                    Err(ProviderError::Unsupported(
+                        "the provider gave no answer for this reference".into(),
+                    ))
+                });
+                (request.clone(), answer)
+            })
+            .collect()
+    }
+}
+
+/// A failed call, with the SDK's full explanation (code, message, retries);
+/// AWS error text holds no secret values.
+pub(crate) fn api_error<E: std::error::Error + 'static>(
+    service: &str,
+    call: &str,
+    error: &E,
+) -> ProviderError {
+    ProviderError::Api {
+        service: service.into(),
+        call: call.into(),
+        message: DisplayErrorContext(error).to_string(),
+    }
+}
