@@ -24,8 +24,11 @@ use crate::api::{AwsProvider as AwsSpec, AwsService};
 use parameter_store::ParameterStore;
 use secrets_manager::SecretsManager;
 
-/// How AWS calls are retried: the SDK's adaptive mode (backoff plus client-side
-/// rate limiting when throttled, so a fleet never storms).
+/// How AWS calls are retried: the SDK's standard mode, exponential backoff with
+/// jitter and a retry quota that stops retrying when most calls fail, so a
+/// throttled fleet never storms. (Adaptive mode adds a process-wide rate limiter
+/// that, once throttled, holds every store of a service and region to a fraction
+/// of a request a second; one noisy store would then starve all the others.)
 #[derive(Clone, Debug)]
 pub struct RetrySettings {
     pub max_attempts: u32,
@@ -45,7 +48,7 @@ impl Default for RetrySettings {
 
 impl RetrySettings {
     fn config(&self) -> RetryConfig {
-        RetryConfig::adaptive()
+        RetryConfig::standard()
             .with_max_attempts(self.max_attempts)
             .with_initial_backoff(self.initial_backoff)
             .with_max_backoff(self.max_backoff)

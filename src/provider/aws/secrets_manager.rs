@@ -49,11 +49,13 @@ impl SecretsManager {
                 }
             }
         }
-        let ids: Vec<String> = current.iter().map(|(_, id)| id.clone()).collect();
-        let mut values = self.batch_get(&ids).await;
+        // No version and `AWSCURRENT` are the same value: ask for it once.
+        let ids: BTreeSet<String> = current.iter().map(|(_, id)| id.clone()).collect();
+        let values = self.batch_get(&ids.into_iter().collect::<Vec<_>>()).await;
         for (request, id) in current {
             let value = values
-                .remove(&id)
+                .get(&id)
+                .cloned()
                 .unwrap_or(Err(ProviderError::NotFound { key: id }));
             results.insert(request.clone(), value.map(Fetched::Value));
         }
@@ -88,12 +90,14 @@ impl SecretsManager {
                     entry.secret_string(),
                     entry.secret_binary().map(|b| b.as_ref()),
                 );
-                // The answer names the secret both ways; key it as it was asked.
-                let asked = chunk.iter().find(|id| {
+                let Some(value) = value else { continue };
+                // The answer names the secret both ways; it answers every id
+                // that asked for it, by name or by ARN.
+                let asked = chunk.iter().filter(|id| {
                     Some(id.as_str()) == entry.arn() || Some(id.as_str()) == entry.name()
                 });
-                if let (Some(id), Some(value)) = (asked, value) {
-                    out.insert(id.clone(), Ok(value));
+                for id in asked {
+                    out.insert(id.clone(), Ok(value.clone()));
                 }
             }
             for error in response.errors() {

@@ -1,0 +1,148 @@
+//! A moto server (PyPI `moto[server]`): AWS Secrets Manager, SSM and STS on
+//! 127.0.0.1, one per test, killed when dropped. Its recorder tells what reached
+//! "AWS".
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+
+pub const REGION: &str = "eu-west-1";
+
+pub struct Moto {
+    child: Child,
+    pub endpoint: String,
+}
+
+/// One request moto received.
+#[derive(Debug)]
+pub struct Recorded {
+    /// `X-Amz-Target` for JSON protocols (`secretsmanager.BatchGetSecretValue`),
+    /// `sts.<Action>` for STS.
+    pub call: String,
+    pub authorization: String,
+    pub body: String,
+}
+
+impl Moto {
+    pub fn start() -> Moto {
+        let port = super::free_port();
+        let mut command = Command::new("python3");
+        command
+            .args([
+                "-m",
+                "moto.server",
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // If the test process dies without dropping us, the server dies too.
+        unsafe {
+            command.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = command
+            .spawn()
+            .expect("moto is installed: pip install 'moto[server]' (see .ci/run)");
+        let moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while ureq::get(&format!("{}/moto-api/", moto.endpoint))
+            .call()
+            .is_err()
+        {
+            assert!(
+                Instant::now() < deadline,
+                "moto did not start on {}",
+                moto.endpoint
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+
+    fn post(&self, path: &str) {
+        ureq::post(&format!("{}{path}", self.endpoint))
+            .send_empty()
+            .unwrap_or_else(|e| panic!("moto {path}: {e}"));
+    }
+
+    pub fn start_recording(&self) {
+        self.post("/moto-api/recorder/reset-recording");
+        self.post("/moto-api/recorder/start-recording");
+    }
+
+    /// Stops recording and returns what moto received since it started.
+    pub fn stop_recording(&self) -> Vec<Recorded> {
+        self.post("/moto-api/recorder/stop-recording");
+        let text = ureq::get(&format!(
+            "{}/moto-api/recorder/download-recording",
+            self.endpoint
+        ))
+        .call()
+        .expect("download recording")
+        .into_body()
+        .read_to_string()
+        .unwrap();
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| {
+                let entry: serde_json::Value =
+                    serde_json::from_str(line).expect("a recorded request");
+                let header = |name: &str| {
+                    entry["headers"][name]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let raw = entry["body"].as_str().unwrap_or_default();
+                let body = if entry["body_encoded"].as_bool() == Some(true) {
+                    String::from_utf8_lossy(
+                        &base64::engine::general_purpose::STANDARD
+                            .decode(raw)
+                            .unwrap_or_default(),
+                    )
+                    .into_owned()
+                } else {
+                    raw.to_string()
+                };
+                let call = match header("X-Amz-Target") {
+                    target if !target.is_empty() => target,
+                    _ => {
+                        let action = body
+                            .split('&')
+                            .find_map(|pair| pair.strip_prefix("Action="))
+                            .unwrap_or_default();
+                        format!("sts.{action}")
+                    }
+                };
+                Recorded {
+                    call,
+                    authorization: header("Authorization"),
+                    body,
+                }
+            })
+            .collect()
+    }
+}
+
+/// How many recorded requests were this call.
+pub fn count(recorded: &[Recorded], call: &str) -> usize {
+    recorded.iter().filter(|r| r.call == call).count()
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
