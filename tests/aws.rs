@@ -809,3 +809,219 @@ async fn throttling_and_server_errors_are_retried_then_reported_without_blanking
         assert!(!error.contains("retried-value"));
     }
 }
+
+/// `secretsync render` as a pod runs it: the only credentials are IRSA's
+/// `AWS_ROLE_ARN` and `AWS_WEB_IDENTITY_TOKEN_FILE`.
+#[tokio::test]
+async fn render_uses_pod_irsa_from_the_environment() {
+    let aws = Aws::start().await;
+    aws.secret("prod/db", r#"{"password":"irsa-render-value"}"#)
+        .await;
+    let dir = tempfile::tempdir().unwrap();
+    let token = dir.path().join("token");
+    std::fs::write(&token, "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJwb2QifQ.c2ln").unwrap();
+    std::fs::write(
+        dir.path().join("manifests.yaml"),
+        r#"
+apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {name: aws, namespace: team}
+spec:
+  provider:
+    aws: {service: SecretsManager, region: eu-west-1}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {name: db, namespace: team}
+spec:
+  secretStoreRef: {name: aws}
+  data:
+    - {secretKey: password, remoteRef: {key: prod/db, property: password}}
+"#,
+    )
+    .unwrap();
+    aws.moto.start_recording();
+    let output = render_with_env(
+        dir.path(),
+        &[
+            ("AWS_ENDPOINT_URL", aws.moto.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+            ("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/pod-role"),
+            ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+        ],
+    );
+    let recorded = aws.moto.stop_recording();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&output.stdout).contains("password: aXJzYS1yZW5kZXItdmFsdWU="));
+    assert_eq!(
+        count(&recorded, "sts.AssumeRoleWithWebIdentity"),
+        1,
+        "{recorded:?}"
+    );
+    let fetch = recorded
+        .iter()
+        .find(|r| r.call == "secretsmanager.BatchGetSecretValue")
+        .unwrap();
+    assert!(
+        signing_key(fetch).starts_with("ASIA"),
+        "{}",
+        fetch.authorization
+    );
+    assert!(
+        !stderr.contains("irsa-render-value"),
+        "a value reached the logs"
+    );
+}
+
+/// `render` with `auth.secretRef`: the keys come from a Secret among the manifests.
+#[tokio::test]
+async fn render_reads_static_keys_from_a_secret_in_the_manifests() {
+    let aws = Aws::start().await;
+    aws.parameter(
+        "/prod/token",
+        "static-render-value",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("manifests.yaml"),
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {name: aws-keys, namespace: team}
+stringData: {id: AKIARENDERKEY00001, secret: render-secret-access-key}
+---
+apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {name: aws, namespace: team}
+spec:
+  provider:
+    aws:
+      service: ParameterStore
+      region: eu-west-1
+      auth:
+        secretRef:
+          accessKeyIDSecretRef: {name: aws-keys, key: id}
+          secretAccessKeySecretRef: {name: aws-keys, key: secret}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {name: token, namespace: team}
+spec:
+  secretStoreRef: {name: aws}
+  data:
+    - {secretKey: token, remoteRef: {key: /prod/token}}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {name: missing, namespace: team}
+spec:
+  secretStoreRef: {name: aws}
+  data:
+    - {secretKey: token, remoteRef: {key: /prod/nothing-here}}
+"#,
+    )
+    .unwrap();
+    aws.moto.start_recording();
+    let output = render_with_env(
+        dir.path(),
+        &[
+            ("AWS_ENDPOINT_URL", aws.moto.endpoint.as_str()),
+            ("AWS_REGION", REGION),
+        ],
+    );
+    let recorded = aws.moto.stop_recording();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("token: c3RhdGljLXJlbmRlci12YWx1ZQ==")
+    );
+    assert!(
+        stderr.contains("ExternalSecret team/missing: spec.data[0].remoteRef (remote key \"/prod/nothing-here\"): remote key \"/prod/nothing-here\" not found"),
+        "{stderr}"
+    );
+    assert_eq!(
+        count(&recorded, "AmazonSSM.GetParameters"),
+        1,
+        "both ExternalSecrets in one call"
+    );
+    assert_eq!(signing_key(&recorded[0]), "AKIARENDERKEY00001");
+    assert!(
+        !stderr.contains("static-render-value") && !stderr.contains("render-secret-access-key")
+    );
+}
+
+/// Runs `secretsync render -f DIR` with only `vars` (and PATH) in its
+/// environment, and every log line on.
+fn render_with_env(dir: &std::path::Path, vars: &[(&str, &str)]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["render", "-f", dir.to_str().unwrap()])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("HOME", dir)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("RUST_LOG", "trace")
+        .envs(vars.iter().copied())
+        .output()
+        .expect("the binary runs")
+}
+
+#[tokio::test]
+async fn providers_live_while_the_store_is_unchanged_and_credentials_renew_before_expiry() {
+    let aws = Aws::start().await;
+    aws.secret("db", "renewed-value").await;
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let spec = store(SECRETS_MANAGER);
+    let first = providers.for_store(&identity(), &spec).await.unwrap();
+    let again = providers.for_store(&identity(), &spec).await.unwrap();
+    assert!(Arc::ptr_eq(&first, &again), "same store, same client");
+    let changed = store("aws: {service: SecretsManager, region: eu-west-1, prefix: x/}");
+    let rebuilt = providers.for_store(&identity(), &changed).await.unwrap();
+    assert!(
+        !Arc::ptr_eq(&first, &rebuilt),
+        "a changed spec builds a new client"
+    );
+
+    // Assumed credentials last an hour; with a renewal margin longer than that,
+    // every use finds them about to expire and fetches new ones.
+    let kube = Arc::new(TestKubernetes::default());
+    let base = aws_config::defaults(BehaviorVersion::latest())
+        .endpoint_url(&aws.moto.endpoint)
+        .region(Region::new(REGION))
+        .credentials_provider(Credentials::new(
+            TEST_KEY_ID,
+            "test-secret",
+            None,
+            None,
+            "test",
+        ))
+        .identity_cache(
+            aws_config::identity::IdentityCache::lazy()
+                .buffer_time(Duration::from_secs(2 * 3600))
+                .build(),
+        )
+        .load()
+        .await;
+    let providers = Providers::new(ProviderContext {
+        kube: kube.clone(),
+        aws_base: Some(base),
+        retry: fast_retries(2),
+    });
+    let jwt = store(
+        "aws: {service: SecretsManager, region: eu-west-1, auth: {jwt: {serviceAccountRef: {name: reader}}}}",
+    );
+    aws.moto.start_recording();
+    for _ in 0..3 {
+        let results = fetch(&providers, &jwt, &[value_request("db")].into()).await;
+        assert!(results[&value_request("db")].is_ok(), "{results:?}");
+    }
+    let recorded = aws.moto.stop_recording();
+    assert_eq!(count(&recorded, "sts.AssumeRoleWithWebIdentity"), 3);
+    assert_eq!(
+        kube.requested.lock().unwrap().len(),
+        3,
+        "a fresh TokenRequest each renewal"
+    );
+}

@@ -119,13 +119,16 @@ impl Default for ProviderContext {
     }
 }
 
+/// Each store's provider, with the spec it was built from.
+type ProviderCache = HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>;
+
 /// Providers by store, built once and reused while the store's spec is
 /// unchanged, so clients and their cached credentials live across refreshes.
 pub struct Providers {
     context: ProviderContext,
     aws_base: OnceCell<SdkConfig>,
     calls: Arc<CallCounts>,
-    cache: Mutex<HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>>,
+    cache: Mutex<ProviderCache>,
 }
 
 impl Providers {
@@ -189,9 +192,7 @@ impl Providers {
         Ok(provider)
     }
 
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ProviderCache> {
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
