@@ -6,10 +6,21 @@
 pub mod fault_proxy;
 pub mod moto;
 
-/// A port nothing listens on right now.
+use std::collections::BTreeSet;
+use std::sync::Mutex;
+
+/// A port nothing listens on right now, and never handed out before in this
+/// process: tests start servers in parallel, and a port released here is only
+/// bound by the server a moment later.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port on 127.0.0.1")
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .map(|address| address.port())
+            .expect("a free port on 127.0.0.1");
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }

@@ -51,7 +51,7 @@ impl Moto {
         let child = command
             .spawn()
             .expect("moto is installed: pip install 'moto[server]' (see .ci/run)");
-        let moto = Moto {
+        let mut moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
         };
@@ -67,6 +67,12 @@ impl Moto {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+        // Whoever answered must be our own server, still running.
+        assert!(
+            moto.child.try_wait().expect("moto's status").is_none(),
+            "moto exited; something else answers on {}",
+            moto.endpoint
+        );
         moto
     }
 
