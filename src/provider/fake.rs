@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use regex::Regex;
 
 use super::{CallCounts, FetchResults, Fetched, FindQuery, Provider, ProviderError, RemoteRequest};
 use crate::SecretValue;
@@ -74,13 +73,7 @@ impl FakeProvider {
                 "the fake provider has no tags: find by path or name instead".into(),
             ));
         }
-        let name = match &query.name_regexp {
-            Some(pattern) => Some(
-                Regex::new(pattern)
-                    .map_err(|e| ProviderError::Unsupported(format!("invalid name regexp: {e}")))?,
-            ),
-            None => None,
-        };
+        let name = query.name_regex()?;
         let found = self
             .entries
             .keys()

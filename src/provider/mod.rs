@@ -36,6 +36,18 @@ pub struct FindQuery {
     pub tags: BTreeMap<String, String>,
 }
 
+impl FindQuery {
+    /// The compiled `name.regexp`, if any; it matches anywhere in a name, as
+    /// Go's `regexp.MatchString` does for ESO.
+    pub fn name_regex(&self) -> Result<Option<regex::Regex>, ProviderError> {
+        self.name_regexp
+            .as_deref()
+            .map(regex::Regex::new)
+            .transpose()
+            .map_err(|e| ProviderError::Unsupported(format!("invalid name regexp: {e}")))
+    }
+}
+
 /// A provider's answer to one request.
 #[derive(Clone, Debug)]
 pub enum Fetched {

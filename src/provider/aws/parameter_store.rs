@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterStringFilter;
-use regex::Regex;
 
 use super::api_error;
 use super::secrets_manager::outcome;
@@ -129,13 +128,7 @@ impl ParameterStore {
         &self,
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretValue>, ProviderError> {
-        let name = match &query.name_regexp {
-            Some(pattern) => Some(
-                Regex::new(pattern)
-                    .map_err(|e| ProviderError::Unsupported(format!("invalid name regexp: {e}")))?,
-            ),
-            None => None,
-        };
+        let name = query.name_regex()?;
         let named = |n: &str| name.as_ref().is_none_or(|re| re.is_match(n));
         match (&query.path, query.tags.is_empty()) {
             (Some(path), true) => {
@@ -170,30 +163,25 @@ impl ParameterStore {
     /// Every parameter under `path`, recursively, decrypted.
     async fn by_path(&self, path: &str) -> Result<BTreeMap<String, SecretValue>, ProviderError> {
         let mut found = BTreeMap::new();
-        let mut next_token = None;
-        loop {
-            let response = self
-                .client
-                .get_parameters_by_path()
-                .path(path)
-                .recursive(true)
-                .with_decryption(true)
-                .set_next_token(next_token)
-                .send()
-                .await;
+        let mut pages = self
+            .client
+            .get_parameters_by_path()
+            .path(path)
+            .recursive(true)
+            .with_decryption(true)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
             self.calls
-                .record(SERVICE, "GetParametersByPath", outcome(&response));
-            let response = response.map_err(|e| api_error(SERVICE, "GetParametersByPath", &e))?;
-            for parameter in response.parameters() {
+                .record(SERVICE, "GetParametersByPath", outcome(&page));
+            let page = page.map_err(|e| api_error(SERVICE, "GetParametersByPath", &e))?;
+            for parameter in page.parameters() {
                 if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
                     found.insert(name.to_string(), SecretValue::from(value));
                 }
             }
-            next_token = response.next_token().map(str::to_string);
-            if next_token.is_none() {
-                return Ok(found);
-            }
         }
+        Ok(found)
     }
 
     /// Names of parameters with every tag (and under the path, if given).
@@ -214,29 +202,23 @@ impl ParameterStore {
             filters.push(filter(format!("tag:{key}"), "Equals", value)?);
         }
         let mut names = Vec::new();
-        let mut next_token = None;
-        loop {
-            let response = self
-                .client
-                .describe_parameters()
-                .set_parameter_filters((!filters.is_empty()).then(|| filters.clone()))
-                .max_results(50)
-                .set_next_token(next_token)
-                .send()
-                .await;
+        let mut pages = self
+            .client
+            .describe_parameters()
+            .set_parameter_filters((!filters.is_empty()).then_some(filters))
+            .into_paginator()
+            .page_size(50)
+            .send();
+        while let Some(page) = pages.next().await {
             self.calls
-                .record(SERVICE, "DescribeParameters", outcome(&response));
-            let response = response.map_err(|e| api_error(SERVICE, "DescribeParameters", &e))?;
+                .record(SERVICE, "DescribeParameters", outcome(&page));
+            let page = page.map_err(|e| api_error(SERVICE, "DescribeParameters", &e))?;
             names.extend(
-                response
-                    .parameters()
+                page.parameters()
                     .iter()
                     .filter_map(|p| p.name().map(str::to_string)),
             );
-            next_token = response.next_token().map(str::to_string);
-            if next_token.is_none() {
-                return Ok(names);
-            }
         }
+        Ok(names)
     }
 }

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
-use regex::Regex;
 
 use super::api_error;
 use crate::SecretValue;
@@ -168,13 +167,7 @@ impl SecretsManager {
         &self,
         query: &FindQuery,
     ) -> Result<BTreeMap<String, SecretValue>, ProviderError> {
-        let name = match &query.name_regexp {
-            Some(pattern) => Some(
-                Regex::new(pattern)
-                    .map_err(|e| ProviderError::Unsupported(format!("invalid name regexp: {e}")))?,
-            ),
-            None => None,
-        };
+        let name = query.name_regex()?;
         let mut filters = Vec::new();
         if let Some(path) = &query.path {
             filters.push(
@@ -199,20 +192,17 @@ impl SecretsManager {
             );
         }
         let mut names = Vec::new();
-        let mut next_token = None;
-        loop {
-            let response = self
-                .client
-                .list_secrets()
-                .set_filters((!filters.is_empty()).then(|| filters.clone()))
-                .max_results(100)
-                .set_next_token(next_token)
-                .send()
-                .await;
-            self.calls
-                .record(SERVICE, "ListSecrets", outcome(&response));
-            let response = response.map_err(|e| api_error(SERVICE, "ListSecrets", &e))?;
-            for secret in response.secret_list() {
+        let mut pages = self
+            .client
+            .list_secrets()
+            .set_filters((!filters.is_empty()).then_some(filters))
+            .into_paginator()
+            .page_size(100)
+            .send();
+        while let Some(page) = pages.next().await {
+            self.calls.record(SERVICE, "ListSecrets", outcome(&page));
+            let page = page.map_err(|e| api_error(SERVICE, "ListSecrets", &e))?;
+            for secret in page.secret_list() {
                 let Some(secret_name) = secret.name() else {
                     continue;
                 };
@@ -232,10 +222,6 @@ impl SecretsManager {
                 if under_path && tagged && named {
                     names.push(secret_name.to_string());
                 }
-            }
-            next_token = response.next_token().map(str::to_string);
-            if next_token.is_none() {
-                break;
             }
         }
         let mut found = BTreeMap::new();
