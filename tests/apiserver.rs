@@ -1,0 +1,969 @@
+//! The fake API server's own tests: each semantic secretsync relies on, checked
+//! through the kube client (and kubectl), so what is built on the fake stands on
+//! something checked.
+
+#[path = "support/apiserver/mod.rs"]
+mod apiserver;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use apiserver::FakeApiServer;
+use base64::Engine;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, ServiceAccount};
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, WatchEvent,
+    WatchParams,
+};
+use kube::core::{ApiResource, GroupVersionKind};
+use kube::runtime::watcher;
+use serde_json::{Value, json};
+
+fn code(error: kube::Error) -> (u16, String, String) {
+    match error {
+        kube::Error::Api(status) => (status.code, status.reason.clone(), status.message.clone()),
+        other => panic!("not an API error: {other}"),
+    }
+}
+
+fn config_map(name: &str, data: &[(&str, &str)]) -> ConfigMap {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "data": data.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+    }))
+    .unwrap()
+}
+
+fn version(meta: &kube::api::ObjectMeta) -> u64 {
+    meta.resource_version.as_deref().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn stale_writes_conflict_and_no_op_writes_change_nothing() {
+    let server = FakeApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let created = api
+        .create(&PostParams::default(), &config_map("c", &[("a", "1")]))
+        .await
+        .unwrap();
+    assert!(created.metadata.uid.is_some() && created.metadata.creation_timestamp.is_some());
+
+    let mut changed = created.clone();
+    changed
+        .data
+        .as_mut()
+        .unwrap()
+        .insert("a".into(), "2".into());
+    let updated = api
+        .replace("c", &PostParams::default(), &changed)
+        .await
+        .unwrap();
+    assert!(version(&updated.metadata) > version(&created.metadata));
+
+    // Writing with the old resourceVersion is a 409, as Kubernetes' optimistic concurrency.
+    let (status, reason, message) = code(
+        api.replace("c", &PostParams::default(), &changed)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status, reason.as_str()), (409, "Conflict"));
+    assert!(
+        message.contains("the object has been modified"),
+        "{message}"
+    );
+
+    let same = api
+        .replace("c", &PostParams::default(), &updated)
+        .await
+        .unwrap();
+    assert_eq!(
+        version(&same.metadata),
+        version(&updated.metadata),
+        "a no-op write keeps the resourceVersion"
+    );
+
+    let (status, reason, _) = code(api.get("missing").await.unwrap_err());
+    assert_eq!((status, reason.as_str()), (404, "NotFound"));
+    let (status, reason, _) = code(
+        api.create(&PostParams::default(), &config_map("c", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status, reason.as_str()), (409, "AlreadyExists"));
+    let other: Api<ConfigMap> = Api::namespaced(server.client(), "nowhere");
+    let (status, _, message) = code(
+        other
+            .create(&PostParams::default(), &config_map("x", &[]))
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 404, "{message}");
+    let nameless: ConfigMap = serde_json::from_value(json!({"metadata": {}})).unwrap();
+    let (status, reason, _) = code(
+        api.create(&PostParams::default(), &nameless)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status, reason.as_str()), (422, "Invalid"));
+}
+
+#[tokio::test]
+async fn watches_resume_from_history_and_too_old_versions_are_gone() {
+    let server = FakeApiServer::start_with_history(5).await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let first = api
+        .create(&PostParams::default(), &config_map("w0", &[]))
+        .await
+        .unwrap();
+    let from = first.metadata.resource_version.clone().unwrap();
+    api.create(&PostParams::default(), &config_map("w1", &[]))
+        .await
+        .unwrap();
+    api.patch(
+        "w0",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"k": "v"}})),
+    )
+    .await
+    .unwrap();
+    api.delete("w1", &DeleteParams::default()).await.unwrap();
+
+    let events: Vec<_> = api
+        .watch(&WatchParams::default().timeout(2), &from)
+        .await
+        .unwrap()
+        .take(3)
+        .try_collect()
+        .await
+        .unwrap();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|e| match e {
+            WatchEvent::Added(o) => format!("ADDED {}", o.metadata.name.as_deref().unwrap()),
+            WatchEvent::Modified(o) => format!("MODIFIED {}", o.metadata.name.as_deref().unwrap()),
+            WatchEvent::Deleted(o) => format!("DELETED {}", o.metadata.name.as_deref().unwrap()),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds, ["ADDED w1", "MODIFIED w0", "DELETED w1"]);
+
+    for i in 0..6 {
+        api.create(&PostParams::default(), &config_map(&format!("n{i}"), &[]))
+            .await
+            .unwrap();
+    }
+    let mut stream = api
+        .watch(&WatchParams::default().timeout(2), &from)
+        .await
+        .unwrap()
+        .boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Error(status))) => assert_eq!(status.code, 410, "{status:?}"),
+        other => panic!("expected 410 Gone, got {other:?}"),
+    }
+
+    // Bookmarks come when asked for.
+    let current = server.resource_version().to_string();
+    let mut params = WatchParams::default().timeout(3);
+    params.bookmarks = true;
+    let mut stream = api.watch(&params, &current).await.unwrap().boxed();
+    match stream.next().await {
+        Some(Ok(WatchEvent::Bookmark(bookmark))) => {
+            assert!(!bookmark.metadata.resource_version.is_empty())
+        }
+        other => panic!("expected a bookmark, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn server_side_apply_tracks_owners_and_refuses_conflicts() {
+    let server = FakeApiServer::start().await;
+    let api: Api<ConfigMap> = Api::namespaced(server.client(), "default");
+    let apply = |manager: &'static str, data: Value, force: bool| {
+        let api = api.clone();
+        async move {
+            let mut params = PatchParams::apply(manager);
+            params.force = force;
+            let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"}, "data": data});
+            api.patch("ssa", &params, &Patch::Apply(&body)).await
+        }
+    };
+    apply("alpha", json!({"shared": "a", "alpha-only": "1"}), false)
+        .await
+        .unwrap();
+    let (status, reason, message) = code(
+        apply("beta", json!({"shared": "b"}), false)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!((status, reason.as_str()), (409, "Conflict"));
+    assert!(
+        message.contains("conflict with \"alpha\": .data.shared"),
+        "{message}"
+    );
+
+    // The same value is no conflict: both own it.
+    apply("beta", json!({"shared": "a", "beta-only": "2"}), false)
+        .await
+        .unwrap();
+    let forced = apply("beta", json!({"shared": "b", "beta-only": "2"}), true)
+        .await
+        .unwrap();
+    assert_eq!(forced.data.as_ref().unwrap()["shared"], "b");
+    let managers: BTreeMap<String, String> = forced
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| (m.manager.clone().unwrap(), m.operation.clone().unwrap()))
+        .collect();
+    assert_eq!(
+        managers,
+        [
+            ("alpha".into(), "Apply".into()),
+            ("beta".into(), "Apply".into())
+        ]
+        .into()
+    );
+
+    // alpha stops applying its own key: it goes; the key beta took stays.
+    let after = apply("alpha", json!({"shared": "b"}), false).await.unwrap();
+    let data = after.data.unwrap();
+    assert!(!data.contains_key("alpha-only"));
+    assert_eq!(data["beta-only"], "2");
+
+    // A plain update by another manager then conflicts with an apply too.
+    api.patch(
+        "ssa",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"data": {"beta-only": "edited"}})),
+    )
+    .await
+    .unwrap();
+    let (status, _, message) = code(
+        apply("beta", json!({"shared": "b", "beta-only": "2"}), false)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 409);
+    assert!(message.contains(".data.beta-only"), "{message}");
+}
+
+#[tokio::test]
+async fn generation_follows_spec_and_status_has_its_own_subresource() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "app", "image": "nginx"}]}}},
+        "status": {"replicas": 9}
+    }))
+    .unwrap();
+    let created = api
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    assert_eq!(created.metadata.generation, Some(1));
+    assert!(
+        created.status.is_none(),
+        "status is not set through the object"
+    );
+
+    let labelled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"x": "y"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        labelled.metadata.generation,
+        Some(1),
+        "metadata changes leave generation alone"
+    );
+    let scaled = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}, "status": {"replicas": 7}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(scaled.metadata.generation, Some(2));
+    assert!(
+        scaled.status.is_none(),
+        "writes to the object ignore status"
+    );
+
+    let with_status = api
+        .patch_status(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"replicas": 3}, "spec": {"replicas": 50}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(with_status.status.unwrap().replicas, Some(3));
+    assert_eq!(
+        with_status.spec.replicas,
+        Some(3),
+        "writes to /status change only status"
+    );
+    assert_eq!(with_status.metadata.generation, Some(2));
+}
+
+#[tokio::test]
+async fn strategic_merge_json_and_merge_patches() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Deployment> = Api::namespaced(server.client(), "default");
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "app", "image": "nginx", "env": [{"name": "A", "value": "1"}]}, {"name": "sidecar", "image": "busybox"}]}}}
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+
+    // What the reload feature writes: one pod-template annotation.
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::Strategic(json!({"spec": {"template": {"metadata": {"annotations": {"secretsync.io/secret-hash": "abc"}},
+            "spec": {"containers": [{"name": "app", "env": [{"name": "B", "value": "2"}]}]}}}})))
+        .await
+        .unwrap();
+    let template = patched.spec.template;
+    assert_eq!(
+        template.metadata.unwrap().annotations.unwrap()["secretsync.io/secret-hash"],
+        "abc"
+    );
+    let containers = template.spec.unwrap().containers;
+    assert_eq!(containers.len(), 2, "containers merge by name");
+    let env: Vec<String> = containers[0]
+        .env
+        .iter()
+        .flatten()
+        .map(|e| e.name.clone())
+        .collect();
+    assert_eq!(env, ["A", "B"]);
+
+    let patched = api
+        .patch("web", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(json!([
+            {"op": "replace", "path": "/spec/template/metadata/annotations/secretsync.io~1secret-hash", "value": "def"}
+        ])).unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(
+        patched.spec.template.metadata.unwrap().annotations.unwrap()["secretsync.io/secret-hash"],
+        "def"
+    );
+    let failed = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Json::<()>(
+                serde_json::from_value(
+                    json!([{"op": "test", "path": "/spec/replicas", "value": 99}]),
+                )
+                .unwrap(),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(failed).0, 422);
+
+    let merged = api
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"a": "b"}}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(merged.metadata.annotations.unwrap()["a"], "b");
+}
+
+#[tokio::test]
+async fn owned_objects_are_collected_and_finalizers_hold_deletion() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let owners: Api<ConfigMap> = Api::namespaced(client.clone(), "default");
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "default");
+    let owned = |name: &str, owner: &ConfigMap| -> Secret {
+        serde_json::from_value(json!({"metadata": {"name": name, "ownerReferences": [{
+            "apiVersion": "v1", "kind": "ConfigMap", "name": owner.metadata.name, "uid": owner.metadata.uid, "controller": true, "blockOwnerDeletion": true}]},
+            "stringData": {"k": "v"}}))
+        .unwrap()
+    };
+    for (policy, params) in [
+        ("background", DeleteParams::background()),
+        ("foreground", DeleteParams::foreground()),
+    ] {
+        let owner = owners
+            .create(
+                &PostParams::default(),
+                &config_map(&format!("owner-{policy}"), &[]),
+            )
+            .await
+            .unwrap();
+        secrets
+            .create(
+                &PostParams::default(),
+                &owned(&format!("dep-{policy}"), &owner),
+            )
+            .await
+            .unwrap();
+        owners
+            .delete(&format!("owner-{policy}"), &params)
+            .await
+            .unwrap();
+        assert_eq!(
+            code(secrets.get(&format!("dep-{policy}")).await.unwrap_err()).0,
+            404,
+            "{policy}"
+        );
+        assert_eq!(
+            code(owners.get(&format!("owner-{policy}")).await.unwrap_err()).0,
+            404,
+            "{policy}"
+        );
+    }
+
+    let owner = owners
+        .create(&PostParams::default(), &config_map("owner-orphan", &[]))
+        .await
+        .unwrap();
+    secrets
+        .create(&PostParams::default(), &owned("dep-orphan", &owner))
+        .await
+        .unwrap();
+    owners
+        .delete("owner-orphan", &DeleteParams::orphan())
+        .await
+        .unwrap();
+    let orphan = secrets.get("dep-orphan").await.unwrap();
+    assert!(
+        orphan
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    assert_eq!(
+        orphan.data.unwrap()["k"].0,
+        b"v",
+        "stringData is stored as data"
+    );
+
+    let held: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    )
+    .unwrap();
+    secrets.create(&PostParams::default(), &held).await.unwrap();
+    secrets
+        .delete("held", &DeleteParams::default())
+        .await
+        .unwrap();
+    let held = secrets.get("held").await.unwrap();
+    assert!(
+        held.metadata.deletion_timestamp.is_some(),
+        "deletion waits for the finalizer"
+    );
+    secrets
+        .patch(
+            "held",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"finalizers": null}})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        code(secrets.get("held").await.unwrap_err()).0,
+        404,
+        "gone once the last finalizer is removed"
+    );
+
+    // Immutable Secrets refuse new data.
+    let frozen: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "frozen"}, "immutable": true, "stringData": {"k": "v"}}),
+    )
+    .unwrap();
+    secrets
+        .create(&PostParams::default(), &frozen)
+        .await
+        .unwrap();
+    let refused = secrets
+        .patch(
+            "frozen",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"stringData": {"k": "w"}})),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(code(refused).0, 422);
+}
+
+#[tokio::test]
+async fn selectors_and_pages() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Secret> = Api::namespaced(server.client(), "default");
+    for (name, tier) in [
+        ("s1", Some("web")),
+        ("s2", Some("db")),
+        ("s3", Some("web")),
+        ("s4", None),
+        ("s5", Some("cache")),
+    ] {
+        let mut labels = json!({"secretsync.io/managed": "true"});
+        if let Some(tier) = tier {
+            labels["tier"] = json!(tier);
+        }
+        let secret: Secret = serde_json::from_value(
+            json!({"metadata": {"name": name, "labels": labels}, "type": "Opaque"}),
+        )
+        .unwrap();
+        api.create(&PostParams::default(), &secret).await.unwrap();
+    }
+    let names = |list: kube::api::ObjectList<Secret>| -> Vec<String> {
+        list.items
+            .into_iter()
+            .map(|s| s.metadata.name.unwrap())
+            .collect()
+    };
+    let cases = [
+        (ListParams::default().labels("tier=web"), vec!["s1", "s3"]),
+        (
+            ListParams::default().labels("tier in (web,db)"),
+            vec!["s1", "s2", "s3"],
+        ),
+        (
+            ListParams::default().labels("tier notin (web),secretsync.io/managed=true"),
+            vec!["s2", "s4", "s5"],
+        ),
+        (ListParams::default().labels("!tier"), vec!["s4"]),
+        (
+            ListParams::default().labels("tier,tier!=db"),
+            vec!["s1", "s3", "s5"],
+        ),
+        (ListParams::default().fields("metadata.name=s2"), vec!["s2"]),
+        (
+            ListParams::default()
+                .fields("metadata.name!=s2,type=Opaque")
+                .labels("tier"),
+            vec!["s1", "s3", "s5"],
+        ),
+    ];
+    for (params, expected) in cases {
+        assert_eq!(
+            names(api.list(&params).await.unwrap()),
+            expected,
+            "{:?} {:?}",
+            params.label_selector,
+            params.field_selector
+        );
+    }
+    let mut pages = Vec::new();
+    let mut params = ListParams::default().limit(2);
+    loop {
+        let page = api.list(&params).await.unwrap();
+        let token = page.metadata.continue_.clone();
+        pages.push(names(page));
+        match token {
+            Some(token) if !token.is_empty() => {
+                params = ListParams::default().limit(2).continue_token(&token)
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(pages, [vec!["s1", "s2"], vec!["s3", "s4"], vec!["s5"]]);
+}
+
+#[tokio::test]
+async fn token_requests_return_a_jwt_for_the_audiences() {
+    let server = FakeApiServer::start().await;
+    let accounts: Api<ServiceAccount> = Api::namespaced(server.client(), "default");
+    let account: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "reader",
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/reader"}}}))
+    .unwrap();
+    accounts
+        .create(&PostParams::default(), &account)
+        .await
+        .unwrap();
+    let request = json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+        "spec": {"audiences": ["sts.amazonaws.com", "extra"], "expirationSeconds": 600}});
+    let response: Value = accounts
+        .create_subresource("token", "reader", &PostParams::default(), &request)
+        .await
+        .unwrap();
+    let token = response["status"]["token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "JWT-shaped");
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(parts[1])
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["sts.amazonaws.com", "extra"]));
+    assert_eq!(claims["sub"], "system:serviceaccount:default:reader");
+    let lifetime = claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap();
+    assert_eq!(lifetime, 600);
+    assert!(response["status"]["expirationTimestamp"].is_string());
+
+    let missing = accounts
+        .create_subresource::<_, Value>("token", "nobody", &PostParams::default(), &request)
+        .await
+        .unwrap_err();
+    assert_eq!(code(missing).0, 404);
+}
+
+fn crd_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("secretsync.io", "v1", kind), plural)
+}
+
+async fn apply_crds(server: &FakeApiServer) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let api: Api<CustomResourceDefinition> = Api::all(server.client());
+    for crd in secretsync::api::crds() {
+        api.create(&PostParams::default(), &crd).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn custom_resources_are_served_pruned_and_defaulted_per_their_crd() {
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+    let resource = crd_resource("ExternalSecret", "externalsecrets");
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), "default", &resource);
+    let body = |extra: Value| -> DynamicObject {
+        let mut spec = json!({"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]});
+        if let Value::Object(extra) = extra {
+            spec.as_object_mut().unwrap().extend(extra);
+        }
+        serde_json::from_value(json!({"apiVersion": "secretsync.io/v1", "kind": "ExternalSecret", "metadata": {"name": "es"}, "spec": spec})).unwrap()
+    };
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &body(json!({})))
+                .await
+                .unwrap_err()
+        )
+        .0,
+        404,
+        "not served before its CRD"
+    );
+
+    apply_crds(&server).await;
+    let discovery = kube::discovery::Discovery::new(client.clone())
+        .run()
+        .await
+        .unwrap();
+    let group = discovery
+        .get("secretsync.io")
+        .expect("the group is discovered");
+    let kinds: Vec<String> = group
+        .recommended_resources()
+        .into_iter()
+        .map(|(r, _)| r.kind)
+        .collect();
+    assert!(
+        kinds.contains(&"ExternalSecret".to_string())
+            && kinds.contains(&"ClusterSecretStore".to_string()),
+        "{kinds:?}"
+    );
+
+    let created = api
+        .create(&PostParams::default(), &body(json!({"surprise": 1})))
+        .await
+        .unwrap();
+    assert_eq!(
+        created.data["spec"]["refreshInterval"], "1h",
+        "schema defaults are filled in"
+    );
+    assert_eq!(created.data["spec"]["target"]["creationPolicy"], "Owner");
+    assert!(
+        created.data["spec"].get("surprise").is_none(),
+        "unknown fields are pruned"
+    );
+    assert_eq!(created.metadata.generation, Some(1));
+
+    let mut strict_body = body(json!({"surprise": 1}));
+    strict_body.metadata.name = Some("strict".into());
+    let params = PatchParams::apply("test").validation_strict();
+    let refused = api
+        .patch("strict", &params, &Patch::Apply(&strict_body))
+        .await
+        .unwrap_err();
+    let (status, _, message) = code(refused);
+    assert_eq!(status, 400);
+    assert!(
+        message.contains("unknown field \"spec.surprise\""),
+        "{message}"
+    );
+
+    let status_patch = json!({"status": {"conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced"}]}});
+    let with_status = api
+        .patch_status("es", &PatchParams::default(), &Patch::Merge(status_patch))
+        .await
+        .unwrap();
+    assert_eq!(
+        with_status.data["status"]["conditions"][0]["reason"],
+        "SecretSynced"
+    );
+    assert_eq!(with_status.metadata.generation, Some(1));
+}
+
+#[tokio::test]
+async fn injected_faults_fail_or_delay_the_next_matching_requests() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Secret> = Api::namespaced(server.client(), "default");
+    server.faults().fail_next(2, Some("GET"), "/secrets", 500);
+    assert_eq!(
+        code(api.list(&ListParams::default()).await.unwrap_err()).0,
+        500
+    );
+    assert_eq!(
+        code(api.list(&ListParams::default()).await.unwrap_err()).0,
+        500
+    );
+    api.list(&ListParams::default()).await.unwrap();
+
+    server.faults().fail_next(1, Some("POST"), "/secrets", 409);
+    let secret: Secret = serde_json::from_value(json!({"metadata": {"name": "x"}})).unwrap();
+    assert_eq!(
+        code(
+            api.create(&PostParams::default(), &secret)
+                .await
+                .unwrap_err()
+        )
+        .0,
+        409
+    );
+    api.create(&PostParams::default(), &secret).await.unwrap();
+
+    server
+        .faults()
+        .delay_next(1, None, "/secrets/x", Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    api.get("x").await.unwrap();
+    assert!(started.elapsed() >= Duration::from_millis(300));
+}
+
+/// The next event a watcher reports, as text.
+async fn next_event(
+    events: &mut futures::stream::BoxStream<
+        'static,
+        Result<watcher::Event<Secret>, watcher::Error>,
+    >,
+) -> String {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::Apply(s)))) | Ok(Some(Ok(watcher::Event::InitApply(s)))) => {
+                return format!("apply {}", s.metadata.name.unwrap());
+            }
+            Ok(Some(Ok(watcher::Event::Delete(s)))) => {
+                return format!("delete {}", s.metadata.name.unwrap());
+            }
+            Ok(Some(Ok(watcher::Event::Init))) => {}
+            Ok(Some(Ok(watcher::Event::InitDone))) => return "init done".to_string(),
+            other => panic!("watcher failed: {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn kube_runtime_watchers_see_only_what_their_selector_selects() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Secret> = Api::namespaced(server.client(), "default");
+    let secret = |name: &str, managed: bool| -> Secret {
+        let labels = if managed {
+            json!({"secretsync.io/managed": "true"})
+        } else {
+            json!({})
+        };
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": labels}})).unwrap()
+    };
+    api.create(&PostParams::default(), &secret("before", true))
+        .await
+        .unwrap();
+    api.create(&PostParams::default(), &secret("ignored", false))
+        .await
+        .unwrap();
+
+    let config = watcher::Config::default().labels("secretsync.io/managed=true");
+    let mut events = watcher(api.clone(), config).boxed();
+    assert_eq!(
+        next_event(&mut events).await,
+        "apply before",
+        "the initial list holds only selected objects"
+    );
+    assert_eq!(next_event(&mut events).await, "init done");
+
+    api.create(&PostParams::default(), &secret("later", true))
+        .await
+        .unwrap();
+    assert_eq!(next_event(&mut events).await, "apply later");
+    api.patch(
+        "ignored",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"secretsync.io/managed": "true"}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next_event(&mut events).await,
+        "apply ignored",
+        "labelled into the selection: an ADDED"
+    );
+    api.patch(
+        "before",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"secretsync.io/managed": null}}})),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        next_event(&mut events).await,
+        "delete before",
+        "labelled out of the selection: a DELETED"
+    );
+    api.delete("later", &DeleteParams::default()).await.unwrap();
+    assert_eq!(next_event(&mut events).await, "delete later");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_applies_gets_patches_and_deletes() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig);
+    let kubectl = |args: &[&str]| {
+        let kubeconfig = kubeconfig.clone();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        async move {
+            let output = tokio::process::Command::new("kubectl")
+                .args(&args)
+                .env("KUBECONFIG", &kubeconfig)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .await
+                .expect("kubectl is installed (see .ci/run)");
+            let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            assert!(output.status.success(), "kubectl {args:?}: {stderr}");
+            stdout
+        }
+    };
+    let out = kubectl(&["apply", "-f", "crds/"]).await;
+    assert!(
+        out.contains(
+            "customresourcedefinition.apiextensions.k8s.io/externalsecrets.secretsync.io created"
+        ),
+        "{out}"
+    );
+    let out = kubectl(&["apply", "-f", "examples/"]).await;
+    assert!(
+        out.contains("externalsecret.secretsync.io/database created"),
+        "{out}"
+    );
+
+    let out = kubectl(&["get", "externalsecrets", "-n", "demo"]).await;
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "STORE", "REFRESH", "READY", "REASON", "AGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("database") && l.contains(" fake ") && l.contains(" 1h ")),
+        "{out}"
+    );
+
+    // kubectl's typed commands speak protobuf, which the fake does not; the
+    // manifest they make offline applies as JSON.
+    let manifest = kubectl(&[
+        "create",
+        "secret",
+        "generic",
+        "db",
+        "-n",
+        "demo",
+        "--from-literal=password=from-kubectl",
+        "--dry-run=client",
+        "-o",
+        "yaml",
+    ])
+    .await;
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(&file, manifest).unwrap();
+    let out = kubectl(&["apply", "-f", file.to_str().unwrap()]).await;
+    assert!(out.contains("secret/db created"), "{out}");
+    let out = kubectl(&["get", "secret", "db", "-n", "demo", "-o", "yaml"]).await;
+    let secret: Secret = serde_yaml_ng::from_str(&out).unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"from-kubectl");
+
+    kubectl(&[
+        "patch",
+        "secret",
+        "db",
+        "-n",
+        "demo",
+        "-p",
+        r#"{"metadata":{"labels":{"patched":"yes"}}}"#,
+    ])
+    .await;
+    kubectl(&[
+        "patch",
+        "externalsecret",
+        "database",
+        "-n",
+        "demo",
+        "--type",
+        "merge",
+        "-p",
+        r#"{"spec":{"refreshInterval":"5m"}}"#,
+    ])
+    .await;
+    let out = kubectl(&[
+        "get",
+        "externalsecret",
+        "database",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.spec.refreshInterval} {.metadata.generation}",
+    ])
+    .await;
+    assert_eq!(out, "5m 2");
+    let out = kubectl(&[
+        "get",
+        "secret",
+        "db",
+        "-n",
+        "demo",
+        "-o",
+        "jsonpath={.metadata.labels.patched}",
+    ])
+    .await;
+    assert_eq!(out, "yes");
+
+    let out = kubectl(&["delete", "externalsecret", "database", "-n", "demo"]).await;
+    assert!(out.contains("deleted"), "{out}");
+    let out = kubectl(&["get", "externalsecrets", "-n", "demo", "-o", "name"]).await;
+    assert!(
+        !out.contains("database") && out.contains("app-config"),
+        "{out}"
+    );
+    kubectl(&["delete", "namespace", "demo"]).await;
+    let out = kubectl(&["get", "secrets", "-A", "-o", "name"]).await;
+    assert!(
+        out.trim().is_empty(),
+        "the namespace took its contents: {out}"
+    );
+}

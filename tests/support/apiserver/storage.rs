@@ -1,0 +1,534 @@
+//! Objects and their metadata semantics: `uid`, a monotonic `resourceVersion`
+//! shared by every object (as etcd's revision), `generation` bumped on spec
+//! change only, `creationTimestamp`, `managedFields`, the status subresource,
+//! optimistic concurrency, and a bounded history of changes for watches.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use base64::Engine;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use super::fields;
+use super::resources::{Registry, ResourceType, status};
+use super::schema;
+
+/// group, plural, namespace (`""` for cluster-scoped), name.
+pub type Key = (String, String, String, String);
+
+/// One change, as watches see it.
+#[derive(Debug)]
+pub struct Change {
+    pub resource_version: u64,
+    pub resource: (String, String),
+    pub namespace: String,
+    pub type_: &'static str,
+    pub object: Value,
+    /// The object before a modification, to tell selector transitions.
+    pub previous: Option<Value>,
+}
+
+/// An error as the real server reports it: an HTTP status and a `Status` body.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: u16,
+    pub body: Value,
+}
+
+impl ApiError {
+    pub fn new(code: u16, reason: &str, message: impl Into<String>) -> Self {
+        Self {
+            code,
+            body: status(code, reason, &message.into(), None),
+        }
+    }
+
+    pub fn not_found(resource: &ResourceType, name: &str) -> Self {
+        let mut error = Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{name}\" not found", plural_group(resource)),
+        );
+        error.body["details"] =
+            json!({"name": name, "group": resource.group, "kind": resource.plural});
+        error
+    }
+
+    pub fn invalid(resource: &ResourceType, name: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let mut error = Self::new(
+            422,
+            "Invalid",
+            format!("{} \"{name}\" is invalid: {message}", resource.kind),
+        );
+        error.body["details"] = json!({"name": name, "group": resource.group, "kind": resource.kind,
+            "causes": [{"reason": "FieldValueInvalid", "message": message}]});
+        error
+    }
+}
+
+fn plural_group(resource: &ResourceType) -> String {
+    if resource.group.is_empty() {
+        resource.plural.clone()
+    } else {
+        format!("{}.{}", resource.plural, resource.group)
+    }
+}
+
+pub fn now() -> String {
+    jiff::Timestamp::now()
+        .strftime("%Y-%m-%dT%H:%M:%SZ")
+        .to_string()
+}
+
+pub struct State {
+    pub registry: Registry,
+    pub objects: BTreeMap<Key, Value>,
+    pub resource_version: u64,
+    history: VecDeque<Arc<Change>>,
+    history_limit: usize,
+    /// Watches from a resourceVersion older than this get 410 Gone.
+    pub compacted: u64,
+    pub changes: broadcast::Sender<Arc<Change>>,
+    next_uid: u64,
+}
+
+/// Options of a write, from the query string.
+#[derive(Clone, Debug, Default)]
+pub struct WriteOptions {
+    pub manager: String,
+    /// `fieldValidation=Strict`: unknown fields are an error, not pruned.
+    pub strict: bool,
+    pub subresource: Option<String>,
+}
+
+impl State {
+    pub fn new(history_limit: usize) -> Self {
+        let (changes, _) = broadcast::channel(16_384);
+        let mut state = Self {
+            registry: Registry::default(),
+            objects: BTreeMap::new(),
+            resource_version: 0,
+            history: VecDeque::new(),
+            history_limit,
+            compacted: 0,
+            changes,
+            next_uid: 0,
+        };
+        let namespaces = state.registry.find("", "v1", "namespaces").unwrap().clone();
+        for name in ["default", "kube-system", "kube-public"] {
+            let namespace = json!({"metadata": {"name": name}});
+            let options = WriteOptions {
+                manager: "kube-apiserver".into(),
+                ..Default::default()
+            };
+            state
+                .create(&namespaces, None, namespace, &options)
+                .expect("bootstrap namespaces");
+        }
+        state
+    }
+
+    pub fn key(resource: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
+        let (group, plural) = resource.storage_key();
+        (
+            group,
+            plural,
+            namespace.unwrap_or_default().into(),
+            name.into(),
+        )
+    }
+
+    /// The object as served at `resource`'s version (no conversion: the stored
+    /// fields are served under the asked apiVersion).
+    pub fn present(resource: &ResourceType, object: &Value) -> Value {
+        let mut object = object.clone();
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        object
+    }
+
+    pub fn get(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Result<Value, ApiError> {
+        self.objects
+            .get(&Self::key(resource, namespace, name))
+            .map(|o| Self::present(resource, o))
+            .ok_or_else(|| ApiError::not_found(resource, name))
+    }
+
+    /// Objects of a resource, in key order; `namespace: None` lists all.
+    pub fn list(&self, resource: &ResourceType, namespace: Option<&str>) -> Vec<Value> {
+        let (group, plural) = resource.storage_key();
+        self.objects
+            .iter()
+            .filter(|((g, p, ns, _), _)| {
+                *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
+            })
+            .map(|(_, o)| Self::present(resource, o))
+            .collect()
+    }
+
+    fn uid(&mut self) -> String {
+        self.next_uid += 1;
+        format!("5ec2e75c-0000-4000-8000-{:012x}", self.next_uid)
+    }
+
+    pub fn history_since(&self, resource_version: u64) -> Vec<Arc<Change>> {
+        self.history
+            .iter()
+            .filter(|c| c.resource_version > resource_version)
+            .cloned()
+            .collect()
+    }
+
+    pub(super) fn record_change(
+        &mut self,
+        resource: &ResourceType,
+        namespace: &str,
+        type_: &'static str,
+        object: &Value,
+        previous: Option<Value>,
+    ) {
+        let change = Arc::new(Change {
+            resource_version: self.resource_version,
+            resource: resource.storage_key(),
+            namespace: namespace.into(),
+            type_,
+            object: object.clone(),
+            previous,
+        });
+        self.history.push_back(change.clone());
+        while self.history.len() > self.history_limit {
+            if let Some(old) = self.history.pop_front() {
+                self.compacted = old.resource_version;
+            }
+        }
+        let _ = self.changes.send(change);
+    }
+
+    fn check_namespace(
+        &self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+    ) -> Result<(), ApiError> {
+        if let (true, Some(namespace)) = (resource.namespaced, namespace) {
+            let key = (
+                String::new(),
+                "namespaces".to_string(),
+                String::new(),
+                namespace.to_string(),
+            );
+            match self.objects.get(&key) {
+                None => {
+                    let namespaces = self.registry.find("", "v1", "namespaces").unwrap();
+                    return Err(ApiError::not_found(namespaces, namespace));
+                }
+                Some(ns) if ns["metadata"].get("deletionTimestamp").is_some() => {
+                    return Err(ApiError::new(
+                        403,
+                        "Forbidden",
+                        format!(
+                            "unable to create new content in namespace {namespace} because it is being terminated"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Secret `stringData` is folded into `data`, as the real server does.
+    fn normalize(resource: &ResourceType, object: &mut Value) {
+        if resource.group.is_empty()
+            && resource.plural == "secrets"
+            && let Some(Value::Object(string_data)) =
+                object.as_object_mut().and_then(|o| o.remove("stringData"))
+        {
+            let data = object["data"].as_object().cloned().unwrap_or_default();
+            let mut data = data;
+            for (k, v) in string_data {
+                let text = v.as_str().unwrap_or_default();
+                data.insert(
+                    k,
+                    json!(base64::engine::general_purpose::STANDARD.encode(text)),
+                );
+            }
+            object["data"] = Value::Object(data);
+        }
+    }
+
+    /// Custom resources: pruning or strict rejection of unknown fields, defaults.
+    fn apply_schema(
+        resource: &ResourceType,
+        object: &mut Value,
+        strict: bool,
+        name: &str,
+    ) -> Result<(), ApiError> {
+        let Some(schema) = &resource.schema else {
+            return Ok(());
+        };
+        let mut unknown = Vec::new();
+        schema::prune_and_default(object, schema, "", &mut unknown);
+        if strict && !unknown.is_empty() {
+            let fields: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{}\"", &f[1..]))
+                .collect();
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                format!("{} in {} {name}", fields.join(", "), resource.kind),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn create(
+        &mut self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        mut object: Value,
+        options: &WriteOptions,
+    ) -> Result<Value, ApiError> {
+        if !object.is_object() {
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the body must be an object",
+            ));
+        }
+        let mut name = object["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        if name.is_empty() {
+            let Some(prefix) = object["metadata"]["generateName"].as_str() else {
+                return Err(ApiError::invalid(
+                    resource,
+                    "",
+                    "metadata.name: Required value: name or generateName is required",
+                ));
+            };
+            name = format!("{prefix}{:05x}", self.next_uid + 1);
+        }
+        self.check_namespace(resource, namespace)?;
+        let key = Self::key(resource, namespace, &name);
+        if self.objects.contains_key(&key) {
+            let mut error = ApiError::new(
+                409,
+                "AlreadyExists",
+                format!("{} \"{name}\" already exists", plural_group(resource)),
+            );
+            error.body["details"] =
+                json!({"name": name, "group": resource.group, "kind": resource.plural});
+            return Err(error);
+        }
+        Self::apply_schema(resource, &mut object, options.strict, &name)?;
+        Self::normalize(resource, &mut object);
+        if resource.status
+            && let Some(map) = object.as_object_mut()
+        {
+            map.remove("status");
+        }
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+        let uid = self.uid();
+        let metadata = object["metadata"]
+            .as_object_mut()
+            .expect("metadata is an object");
+        metadata.insert("name".into(), json!(name));
+        if let Some(namespace) = namespace {
+            metadata.insert("namespace".into(), json!(namespace));
+        }
+        metadata.insert("uid".into(), json!(uid));
+        metadata.insert("creationTimestamp".into(), json!(now()));
+        metadata.remove("resourceVersion");
+        metadata.remove("managedFields");
+        if resource.status {
+            metadata.insert("generation".into(), json!(1));
+        }
+        if resource.kind == "Namespace" {
+            metadata
+                .entry("labels")
+                .or_insert_with(|| json!({}))
+                .as_object_mut()
+                .unwrap()
+                .insert("kubernetes.io/metadata.name".into(), json!(name));
+        }
+        let mut managers = Vec::new();
+        fields::record_update(None, &object, &options.manager, &mut managers);
+        fields::set_managers(&mut object, &managers, &resource.api_version(), &now());
+        self.commit(resource, key, object, None)
+    }
+
+    /// Stores `object` under `key` with a new resourceVersion and tells watchers.
+    fn commit(
+        &mut self,
+        resource: &ResourceType,
+        key: Key,
+        mut object: Value,
+        previous: Option<Value>,
+    ) -> Result<Value, ApiError> {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let type_ = if previous.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        self.objects.insert(key.clone(), object.clone());
+        self.record_change(resource, &key.2, type_, &object, previous);
+        if resource.kind == "CustomResourceDefinition" {
+            self.registry.set_crd(&object, true);
+        }
+        Ok(Self::present(resource, &object))
+    }
+
+    /// A full replacement (PUT), or the result of a patch: the write path every
+    /// update takes. `expected_version` is the caller's resourceVersion, if any.
+    pub fn update(
+        &mut self,
+        resource: &ResourceType,
+        namespace: Option<&str>,
+        name: &str,
+        mut object: Value,
+        options: &WriteOptions,
+        managers: Option<Vec<fields::Manager>>,
+    ) -> Result<Value, ApiError> {
+        let key = Self::key(resource, namespace, name);
+        let existing = self
+            .objects
+            .get(&key)
+            .cloned()
+            .ok_or_else(|| ApiError::not_found(resource, name))?;
+        if let Some(expected) = object["metadata"]["resourceVersion"].as_str()
+            && !expected.is_empty()
+            && Some(expected) != existing["metadata"]["resourceVersion"].as_str()
+        {
+            return Err(ApiError::new(
+                409,
+                "Conflict",
+                format!(
+                    "Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again",
+                    plural_group(resource)
+                ),
+            ));
+        }
+        if object["metadata"]["name"]
+            .as_str()
+            .is_some_and(|n| n != name)
+        {
+            return Err(ApiError::new(
+                400,
+                "BadRequest",
+                "the name of the object does not match the name on the URL",
+            ));
+        }
+        Self::apply_schema(resource, &mut object, options.strict, name)?;
+        Self::normalize(resource, &mut object);
+        object["apiVersion"] = json!(resource.api_version());
+        object["kind"] = json!(resource.kind);
+
+        // The status subresource changes status only; the object, all but status.
+        let mut new = if options.subresource.as_deref() == Some("status") {
+            let mut new = existing.clone();
+            new["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            if new["status"].is_null() {
+                new.as_object_mut().unwrap().remove("status");
+            }
+            new
+        } else {
+            if resource.status {
+                match existing.get("status") {
+                    Some(status) => object["status"] = status.clone(),
+                    None => {
+                        object.as_object_mut().unwrap().remove("status");
+                    }
+                }
+            }
+            object
+        };
+        // Server-owned metadata stays as the server set it.
+        let metadata = new["metadata"]
+            .as_object_mut()
+            .ok_or_else(|| ApiError::new(400, "BadRequest", "metadata must be an object"))?;
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "generation",
+        ] {
+            match existing["metadata"].get(field) {
+                Some(value) => metadata.insert(field.into(), value.clone()),
+                None => metadata.remove(field),
+            };
+        }
+        if existing["immutable"] == json!(true) {
+            for field in ["data", "binaryData", "immutable"] {
+                if existing.get(field) != new.get(field) {
+                    return Err(ApiError::invalid(
+                        resource,
+                        name,
+                        format!("{field}: Forbidden: field is immutable when `immutable` is set"),
+                    ));
+                }
+            }
+        }
+        let spec_changed = |a: &Value, b: &Value| {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                if let Some(map) = v.as_object_mut() {
+                    for k in ["metadata", "status", "apiVersion", "kind"] {
+                        map.remove(k);
+                    }
+                }
+                v
+            };
+            strip(a) != strip(b)
+        };
+        if resource.status && spec_changed(&existing, &new) {
+            let generation = existing["metadata"]["generation"].as_i64().unwrap_or(1) + 1;
+            new["metadata"]["generation"] = json!(generation);
+        }
+        let mut managers = managers.unwrap_or_else(|| {
+            let mut managers = fields::managers(&existing);
+            fields::record_update(Some(&existing), &new, &options.manager, &mut managers);
+            managers
+        });
+        managers.retain(|m| !m.fields.is_empty());
+        fields::set_managers(&mut new, &managers, &resource.api_version(), &now());
+
+        let same = |a: &Value, b: &Value| {
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                v["metadata"].as_object_mut().map(|m| {
+                    m.remove("resourceVersion");
+                    m.remove("managedFields")
+                });
+                v
+            };
+            strip(a) == strip(b) && fields::managers(a).len() == fields::managers(b).len()
+        };
+        if same(&existing, &new) {
+            // A no-op write changes nothing, not even the resourceVersion.
+            return Ok(Self::present(resource, &existing));
+        }
+        let finished = new["metadata"].get("deletionTimestamp").is_some()
+            && new["metadata"]["finalizers"]
+                .as_array()
+                .is_none_or(|f| f.is_empty());
+        let stored = self.commit(resource, key.clone(), new, Some(existing))?;
+        if finished {
+            self.remove(&key)?;
+        }
+        Ok(stored)
+    }
+}

@@ -1,0 +1,166 @@
+//! Watches: a chunked stream of `{"type": ..., "object": ...}` lines, resumed
+//! from a resourceVersion out of a bounded history (older is `410 Gone`), with
+//! bookmarks and the initial-events-end marker kube-runtime asks for.
+
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, mpsc};
+
+use super::resources::{ResourceType, status};
+use super::selectors::{FieldSelector, LabelSelector};
+use super::storage::{Change, State};
+
+pub struct WatchRequest {
+    pub resource: ResourceType,
+    pub namespace: Option<String>,
+    pub labels: Option<LabelSelector>,
+    pub fields: Option<FieldSelector>,
+    /// `None` or `0`: start with the current objects as ADDED events.
+    pub resource_version: Option<u64>,
+    pub bookmarks: bool,
+    pub send_initial_events: bool,
+    pub timeout: Duration,
+}
+
+/// How often a bookmark is sent when asked for.
+const BOOKMARK_EVERY: Duration = Duration::from_millis(500);
+
+impl WatchRequest {
+    fn matches(&self, object: &Value) -> bool {
+        self.labels.as_ref().is_none_or(|s| s.matches(object))
+            && self.fields.as_ref().is_none_or(|s| s.matches(object))
+    }
+
+    /// The event a watcher sees for a change, if any: a modification that
+    /// moves an object into or out of the selector is an ADDED or DELETED.
+    fn event(&self, change: &Change) -> Option<Value> {
+        if change.resource != self.resource.storage_key()
+            || self
+                .namespace
+                .as_deref()
+                .is_some_and(|n| n != change.namespace)
+        {
+            return None;
+        }
+        let now = self.matches(&change.object);
+        let before = change.previous.as_ref().map(|p| self.matches(p));
+        let type_ = match (change.type_, before, now) {
+            ("MODIFIED", Some(true), true) => "MODIFIED",
+            ("MODIFIED", Some(false), true) => "ADDED",
+            ("MODIFIED", Some(true), false) => "DELETED",
+            ("ADDED", _, true) => "ADDED",
+            ("DELETED", _, true) => "DELETED",
+            _ => return None,
+        };
+        Some(json!({"type": type_, "object": State::present(&self.resource, &change.object)}))
+    }
+}
+
+fn line(value: &Value) -> Bytes {
+    let mut text = serde_json::to_vec(value).expect("events serialize");
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+fn bookmark(resource: &ResourceType, resource_version: u64, initial_end: bool) -> Value {
+    let mut metadata = json!({"resourceVersion": resource_version.to_string()});
+    if initial_end {
+        metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+    }
+    json!({"type": "BOOKMARK", "object": {"apiVersion": resource.api_version(), "kind": resource.kind, "metadata": metadata}})
+}
+
+/// Starts a watch; the body streams until the timeout, the client leaves, or
+/// the watcher falls too far behind.
+pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
+    let (tx, rx) = mpsc::channel::<Bytes>(1024);
+    let mut backlog = Vec::new();
+    let (mut changes, start_version) = {
+        let state = state.lock().unwrap();
+        let from = request.resource_version.filter(|rv| *rv > 0);
+        match from {
+            Some(rv) if rv < state.compacted => {
+                let gone = status(
+                    410,
+                    "Expired",
+                    &format!("too old resource version: {rv} ({})", state.compacted),
+                    None,
+                );
+                backlog.push(line(&json!({"type": "ERROR", "object": gone})));
+                drop(state);
+                let _ = tx.try_send(backlog.remove(0));
+                return body_of(rx);
+            }
+            Some(rv) => {
+                for change in state.history_since(rv) {
+                    if let Some(event) = request.event(&change) {
+                        backlog.push(line(&event));
+                    }
+                }
+            }
+            None => {
+                for object in state.list(&request.resource, request.namespace.as_deref()) {
+                    if request.matches(&object) {
+                        backlog.push(line(&json!({"type": "ADDED", "object": object})));
+                    }
+                }
+                if request.send_initial_events {
+                    backlog.push(line(&bookmark(
+                        &request.resource,
+                        state.resource_version,
+                        true,
+                    )));
+                }
+            }
+        }
+        (state.changes.subscribe(), state.resource_version)
+    };
+    let state = state.clone();
+    tokio::spawn(async move {
+        for event in backlog {
+            if tx.send(event).await.is_err() {
+                return;
+            }
+        }
+        let deadline = tokio::time::sleep(request.timeout);
+        tokio::pin!(deadline);
+        let mut ticker = tokio::time::interval(BOOKMARK_EVERY);
+        let mut last_version = start_version;
+        loop {
+            tokio::select! {
+                change = changes.recv() => match change {
+                    Ok(change) => {
+                        last_version = change.resource_version;
+                        if let Some(event) = request.event(&change)
+                            && tx.send(line(&event)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    // Too far behind, or the server stopped: the client re-lists.
+                    Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = ticker.tick(), if request.bookmarks => {
+                    let current = state.lock().unwrap().resource_version.max(last_version);
+                    if tx.send(line(&bookmark(&request.resource, current, false))).await.is_err() {
+                        return;
+                    }
+                }
+                _ = &mut deadline => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    body_of(rx)
+}
+
+fn body_of(rx: mpsc::Receiver<Bytes>) -> Body {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|b| (Ok::<_, Infallible>(b), rx))
+    });
+    Body::from_stream(stream)
+}
