@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own share of this
 
+pub mod apiserver;
+pub mod cluster;
 pub mod fault_proxy;
 pub mod moto;
 

@@ -165,6 +165,18 @@ async fn handle(
     {
         return document;
     }
+    // Simplified: dry runs are refused rather than half-supported.
+    if query.contains_key("dryRun") {
+        return json_response(
+            400,
+            &status(
+                400,
+                "BadRequest",
+                "dryRun is not supported by the fake API server",
+                None,
+            ),
+        );
+    }
     let target = {
         let state = app.state.lock().unwrap();
         parse_path(&state.registry, &path)
@@ -342,6 +354,22 @@ fn list(
 ) -> Result<Value, ApiError> {
     let (labels, fields) = selectors(query)?;
     let state = app.state.lock().unwrap();
+    // Lists are served from the current state, which satisfies `NotOlderThan`
+    // and an unset match; an `Exact` read of an older version is not kept.
+    if query
+        .get("resourceVersionMatch")
+        .is_some_and(|m| m == "Exact")
+        && query
+            .get("resourceVersion")
+            .and_then(|v| v.parse::<u64>().ok())
+            != Some(state.resource_version)
+    {
+        return Err(ApiError::new(
+            410,
+            "Expired",
+            "the fake serves lists at the current resourceVersion only",
+        ));
+    }
     let mut items: Vec<Value> = state
         .list(&target.resource, target.namespace.as_deref())
         .into_iter()

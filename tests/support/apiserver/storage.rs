@@ -377,6 +377,22 @@ impl State {
     ) -> Result<Value, ApiError> {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        if resource.kind == "CustomResourceDefinition" {
+            // Simplified: names are accepted and the CRD established at once.
+            let storage_version = object["spec"]["versions"]
+                .as_array()
+                .and_then(|v| v.iter().find(|v| v["storage"] == true))
+                .map(|v| v["name"].clone())
+                .unwrap_or(Value::Null);
+            object["status"] = json!({
+                "acceptedNames": object["spec"]["names"],
+                "storedVersions": [storage_version],
+                "conditions": [
+                    {"type": "NamesAccepted", "status": "True", "reason": "NoConflicts", "message": "no conflicts found", "lastTransitionTime": now()},
+                    {"type": "Established", "status": "True", "reason": "InitialNamesAccepted", "message": "the initial names have been accepted", "lastTransitionTime": now()},
+                ],
+            });
+        }
         let type_ = if previous.is_some() {
             "MODIFIED"
         } else {
