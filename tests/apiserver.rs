@@ -967,3 +967,65 @@ async fn kubectl_applies_gets_patches_and_deletes() {
         "the namespace took its contents: {out}"
     );
 }
+
+#[tokio::test]
+async fn events_of_both_apis_and_leases_are_served() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let server = FakeApiServer::start().await;
+    let client = server.client();
+
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event: Event = serde_json::from_value(json!({"metadata": {"name": "e1"}, "eventTime": "2026-01-01T00:00:00.000000Z",
+        "reason": "Updated", "action": "Sync", "reportingController": "secretsync", "reportingInstance": "secretsync-0",
+        "regarding": {"kind": "ExternalSecret", "name": "app", "namespace": "default"}, "type": "Normal", "note": "Secret updated"}))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+    let listed = events
+        .list(&ListParams::default().fields("regarding.name=app"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items[0].reason.as_deref(), Some("Updated"));
+
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let event: CoreEvent = serde_json::from_value(json!({"metadata": {"name": "c1"}, "reason": "Created",
+        "involvedObject": {"kind": "ExternalSecret", "name": "app"}, "message": "m", "type": "Normal"}))
+    .unwrap();
+    core.create(&PostParams::default(), &event).await.unwrap();
+    assert_eq!(
+        core.get("c1").await.unwrap().reason.as_deref(),
+        Some("Created")
+    );
+
+    let leases: Api<Lease> = Api::namespaced(client, "default");
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "secretsync-leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15}}))
+    .unwrap();
+    let created = leases.create(&PostParams::default(), &lease).await.unwrap();
+    let mut taken = created.clone();
+    taken.spec.as_mut().unwrap().holder_identity = Some("b".into());
+    leases
+        .replace("secretsync-leader", &PostParams::default(), &taken)
+        .await
+        .unwrap();
+    // A second instance racing with a stale copy loses, which leader election relies on.
+    let (status, _, _) = code(
+        leases
+            .replace("secretsync-leader", &PostParams::default(), &created)
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 409);
+    assert_eq!(
+        leases
+            .get("secretsync-leader")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .holder_identity
+            .as_deref(),
+        Some("b")
+    );
+}
