@@ -4,6 +4,7 @@
 //! the drivers (`render`) on top.
 
 pub mod api;
+pub mod controller;
 pub mod provider;
 pub mod render;
 pub mod secret_value;

@@ -45,6 +45,28 @@ enum Command {
         #[arg(short, long, default_value = "default")]
         namespace: String,
     },
+    /// Run in the cluster: keep every ExternalSecret's Secret in step with its
+    /// store. Uses KUBECONFIG (or ~/.kube/config), else the in-cluster account.
+    Controller {
+        /// Where /healthz, /readyz and /metrics are served.
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        health_address: std::net::SocketAddr,
+        /// Turn off leader election (only one instance may run then).
+        #[arg(long)]
+        no_leader_election: bool,
+        /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default").
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Name of the leader Lease.
+        #[arg(long, default_value = "secretsync-controller")]
+        lease_name: String,
+        /// This instance's identity in the Lease (default: $HOSTNAME, the pod name).
+        #[arg(long, env = "HOSTNAME")]
+        identity: Option<String>,
+        /// How long a leader's Lease lasts without renewal, in seconds.
+        #[arg(long, default_value_t = 15)]
+        lease_duration: u64,
+    },
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen {
         /// Write one file per CRD into DIR instead of stdout.
@@ -65,6 +87,58 @@ async fn main() -> ExitCode {
             namespace,
         } => run_render(&files, output, out_dir.as_deref(), &namespace).await,
         Command::Crdgen { out_dir } => run_crdgen(out_dir.as_deref()),
+        Command::Controller {
+            health_address,
+            no_leader_election,
+            lease_namespace,
+            lease_name,
+            identity,
+            lease_duration,
+        } => {
+            let identity = identity.unwrap_or_else(|| format!("secretsync-{}", std::process::id()));
+            let leader = (!no_leader_election).then(|| secretsync::controller::LeaderSettings {
+                namespace: lease_namespace,
+                name: lease_name,
+                identity,
+                duration: std::time::Duration::from_secs(lease_duration),
+            });
+            let settings = secretsync::controller::Settings {
+                health_address,
+                leader,
+                retry: Default::default(),
+                aws_base: None,
+            };
+            run_controller(settings).await
+        }
+    }
+}
+
+async fn run_controller(settings: secretsync::controller::Settings) -> ExitCode {
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!(
+                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match secretsync::controller::run(client, settings, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "controller failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
     }
 }
 

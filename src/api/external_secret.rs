@@ -390,6 +390,10 @@ pub struct ExternalSecretStatus {
     /// Content hash of the Secret last written (type, metadata, data).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub content_hash: Option<String>,
+    /// Hash of the spec, labels and annotations last synced: a change (such as a
+    /// new `secretsync.io/force-sync` value) triggers a refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spec_hash: Option<String>,
 }
 
 impl ExternalSecret {

@@ -82,6 +82,11 @@ pub trait Provider: Send + Sync {
     /// Fetches every request, batching as the backend allows. The result holds
     /// exactly one entry per request.
     async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults;
+
+    /// One cheap call proving the store's credentials work.
+    async fn check(&self) -> Result<(), ProviderError> {
+        Ok(())
+    }
 }
 
 /// Which store a provider serves, as an ExternalSecret names it.
@@ -156,6 +161,11 @@ impl Providers {
     /// Every provider API call made through these providers.
     pub fn calls(&self) -> &CallCounts {
         &self.calls
+    }
+
+    /// The same counters, shared (for metrics).
+    pub fn call_counts(&self) -> Arc<CallCounts> {
+        self.calls.clone()
     }
 
     /// The provider for a store, built on first use or when its spec changed.

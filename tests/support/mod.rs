@@ -5,6 +5,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod controller;
 pub mod fault_proxy;
 pub mod moto;
 

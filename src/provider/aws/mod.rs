@@ -139,6 +139,13 @@ impl Provider for AwsProvider {
             })
             .collect()
     }
+
+    async fn check(&self) -> Result<(), ProviderError> {
+        match &self.backend {
+            Backend::SecretsManager(backend) => backend.check().await,
+            Backend::ParameterStore(backend) => backend.check().await,
+        }
+    }
 }
 
 /// A failed call, with the SDK's full explanation (code, message, retries);

@@ -36,6 +36,21 @@ impl ParameterStore {
         Self { client, calls }
     }
 
+    /// One cheap call: the credentials work and may list.
+    pub async fn check(&self) -> Result<(), ProviderError> {
+        let response = self
+            .client
+            .describe_parameters()
+            .max_results(1)
+            .send()
+            .await;
+        self.calls
+            .record(SERVICE, "DescribeParameters", outcome(&response));
+        response
+            .map(|_| ())
+            .map_err(|e| api_error(SERVICE, "DescribeParameters", &e))
+    }
+
     pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
         let mut results = FetchResults::new();
         let mut values = Vec::new();

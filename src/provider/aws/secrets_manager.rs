@@ -31,6 +31,16 @@ impl SecretsManager {
         Self { client, calls }
     }
 
+    /// One cheap call: the credentials work and may list.
+    pub async fn check(&self) -> Result<(), ProviderError> {
+        let response = self.client.list_secrets().max_results(1).send().await;
+        self.calls
+            .record(SERVICE, "ListSecrets", outcome(&response));
+        response
+            .map(|_| ())
+            .map_err(|e| api_error(SERVICE, "ListSecrets", &e))
+    }
+
     pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
         let mut results = FetchResults::new();
         let mut current = Vec::new();

@@ -1,0 +1,154 @@
+//! Prometheus metrics, served as text on `/metrics`. Provider API calls come
+//! from the providers' own counters at scrape time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::provider::CallCounts;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StoreLabels {
+    kind: String,
+    namespace: String,
+    name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    service: String,
+    call: String,
+    outcome: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    syncs: Family<Outcome, Counter>,
+    reconcile_seconds: Histogram,
+    writes: Family<Outcome, Counter>,
+    managed_secrets: Gauge,
+    store_ready: Family<StoreLabels, Gauge>,
+}
+
+#[derive(Debug)]
+struct ProviderCalls(Arc<CallCounts>);
+
+impl prometheus_client::collector::Collector for ProviderCalls {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut metric = encoder.encode_descriptor(
+            "secretsync_provider_api_calls",
+            "Calls made to secret providers, by service, call and outcome",
+            None,
+            MetricType::Counter,
+        )?;
+        for (key, count) in self.0.snapshot() {
+            let labels = CallLabels {
+                service: key.service.into(),
+                call: key.call.into(),
+                outcome: key.outcome.into(),
+            };
+            ConstCounter::new(count).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+impl Metrics {
+    pub fn new(calls: Arc<CallCounts>) -> Self {
+        let mut registry = Registry::with_prefix("secretsync");
+        let syncs = Family::<Outcome, Counter>::default();
+        registry.register(
+            "syncs",
+            "ExternalSecret syncs, by outcome (success, error)",
+            syncs.clone(),
+        );
+        let reconcile_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one ExternalSecret reconcile takes",
+            reconcile_seconds.clone(),
+        );
+        let writes = Family::<Outcome, Counter>::default();
+        registry.register(
+            "secret_writes",
+            "Secrets written, by outcome (created, updated)",
+            writes.clone(),
+        );
+        let managed_secrets = Gauge::default();
+        registry.register(
+            "managed_secrets",
+            "Secrets labelled secretsync.io/managed=true",
+            managed_secrets.clone(),
+        );
+        let store_ready = Family::<StoreLabels, Gauge>::default();
+        registry.register(
+            "store_ready",
+            "1 when a store's credentials check passed, else 0",
+            store_ready.clone(),
+        );
+        registry.register_collector(Box::new(ProviderCalls(calls)));
+        Self {
+            registry,
+            syncs,
+            reconcile_seconds,
+            writes,
+            managed_secrets,
+            store_ready,
+        }
+    }
+
+    pub fn count_sync(&self, success: bool) {
+        let outcome = if success { "success" } else { "error" };
+        self.syncs
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn observe_reconcile(&self, took: Duration) {
+        self.reconcile_seconds.observe(took.as_secs_f64());
+    }
+
+    pub fn secret_written(&self, created: bool) {
+        let outcome = if created { "created" } else { "updated" };
+        self.writes
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    pub fn set_managed_secrets(&self, count: usize) {
+        self.managed_secrets.set(count as i64);
+    }
+
+    pub fn set_store_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
+        let labels = StoreLabels {
+            kind: kind.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
+        self.store_ready.get_or_create(&labels).set(ready as i64);
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("metrics encode");
+        text
+    }
+}

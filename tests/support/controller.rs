@@ -1,0 +1,98 @@
+//! The `secretsync controller` binary run against a test cluster, with every
+//! log line kept so a scenario can check no secret value was ever logged.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+
+pub struct RunningController {
+    child: Child,
+    pub logs: Arc<Mutex<Vec<String>>>,
+    pub health: String,
+}
+
+impl RunningController {
+    /// Starts the controller with only `env` (and PATH) in its environment.
+    pub fn start(kubeconfig: &Path, args: &[&str], env: &[(&str, &str)]) -> RunningController {
+        let port = super::free_port();
+        let health = format!("127.0.0.1:{port}");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .arg("controller")
+            .args(["--health-address", &health])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("KUBECONFIG", kubeconfig)
+            .env("RUST_LOG", "debug")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the controller starts");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for stream in [
+            child
+                .stdout
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+            child
+                .stderr
+                .take()
+                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        RunningController {
+            child,
+            logs,
+            health: format!("http://{health}"),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, as Kubernetes stops a pod; waits for the exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe {
+            libc::kill(self.child.id() as i32, libc::SIGTERM);
+        }
+        self.child.wait().expect("the controller exits")
+    }
+
+    /// Panics if any log line holds any of `values`.
+    pub fn assert_never_logged(&self, values: &[&str]) {
+        let logs = self.logs.lock().unwrap();
+        assert!(!logs.is_empty(), "the controller logged nothing at all");
+        for line in logs.iter() {
+            for value in values {
+                assert!(
+                    !line.contains(value),
+                    "a secret value reached the logs: {line}"
+                );
+            }
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for RunningController {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
