@@ -299,3 +299,428 @@ async fn an_external_secret_becomes_a_secret_that_is_repaired_and_follows_its_sp
         .finish(&["Sc3nario-pw-1", "tok-Sc3nario-2", DB_JSON])
         .await;
 }
+
+impl Scenario {
+    async fn force_sync(&self, name: &str, value: &str) {
+        self.api("ExternalSecret", "externalsecrets")
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(
+                    json!({"metadata": {"annotations": {"secretsync.io/force-sync": value}}}),
+                ),
+            )
+            .await
+            .unwrap();
+    }
+
+    async fn external_secret(&self, name: &str, spec: Value) {
+        self.apply(
+            "ExternalSecret",
+            "externalsecrets",
+            json!({"metadata": {"name": name}, "spec": spec}),
+        )
+        .await;
+    }
+
+    /// The Ready condition's message once its reason is `reason` and it says `expected`.
+    async fn message(&self, name: &str, reason: &str, expected: &str) -> String {
+        let api = self.api("ExternalSecret", "externalsecrets");
+        let found = eventually(WAIT, || {
+            let api = api.clone();
+            async move {
+                let es = api.get(name).await.ok()?;
+                let ready = es.data["status"]["conditions"]
+                    .as_array()?
+                    .iter()
+                    .find(|c| c["type"] == "Ready")?
+                    .clone();
+                let message = ready["message"].as_str()?.to_string();
+                (ready["reason"] == reason && message.contains(expected)).then_some(message)
+            }
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "ExternalSecret {name} never said {reason}: {expected}; controller log:\n{}",
+                self.logs()
+            )
+        })
+    }
+}
+
+fn data(key: &str, remote: &str) -> Value {
+    json!([{"secretKey": key, "remoteRef": {"key": remote}}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creation_policies_orphan_merge_and_none() {
+    let mut scenario = Scenario::start("policies").await;
+    scenario.run_controller(&[]);
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("k", "Po1icy-value")]),
+        )
+        .await;
+    let spec = |policy: &str, target: &str| json!({"secretStoreRef": {"name": "fake"}, "target": {"name": target, "creationPolicy": policy}, "data": data("k", "k")});
+
+    scenario
+        .external_secret("orphan", spec("Orphan", "orphan"))
+        .await;
+    let secret = scenario
+        .secret_where("orphan", |s| text(s, "k") == "Po1icy-value")
+        .await;
+    assert!(
+        secret
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    scenario
+        .api("ExternalSecret", "externalsecrets")
+        .delete("orphan", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        scenario
+            .secrets()
+            .get_opt("orphan")
+            .await
+            .unwrap()
+            .is_some(),
+        "Orphan leaves the Secret behind"
+    );
+
+    scenario
+        .external_secret("merge", spec("Merge", "shared"))
+        .await;
+    scenario
+        .message("merge", "SecretMissing", "does not exist")
+        .await;
+    let theirs = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "shared"}, "type": "kubernetes.io/basic-auth",
+        "stringData": {"username": "kept", "password": "also-kept"}});
+    scenario
+        .secrets()
+        .patch(
+            "shared",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&theirs),
+        )
+        .await
+        .unwrap();
+    scenario.force_sync("merge", "1").await;
+    let merged = scenario
+        .secret_where("shared", |s| text(s, "k") == "Po1icy-value")
+        .await;
+    assert_eq!(
+        text(&merged, "username"),
+        "kept",
+        "Merge writes only its own keys"
+    );
+    assert_eq!(merged.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+
+    scenario
+        .external_secret("none", spec("None", "never"))
+        .await;
+    scenario.ready_reason("none", "SecretSynced").await;
+    assert!(
+        scenario.secrets().get_opt("never").await.unwrap().is_none(),
+        "None writes no Secret"
+    );
+    scenario.finish(&["Po1icy-value"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_leave_the_secret_as_it_was_and_say_why() {
+    let mut scenario = Scenario::start("failures").await;
+    scenario.run_controller(&[]);
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", DB_JSON)]),
+        )
+        .await;
+    let good = json!({"secretStoreRef": {"name": "fake"}, "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]});
+    scenario.external_secret("app", good).await;
+    let before = scenario
+        .secret_where("app", |s| text(s, "password") == "Sc3nario-pw-1")
+        .await;
+
+    // The remote key disappears (deletionPolicy Retain): the Secret stays.
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("other", "x")]),
+        )
+        .await;
+    scenario.force_sync("app", "1").await;
+    scenario
+        .message(
+            "app",
+            "SecretSyncedError",
+            "spec.data[0].remoteRef (remote key \"db\"): remote key \"db\" not found",
+        )
+        .await;
+    let after = scenario.secrets().get("app").await.unwrap();
+    assert_eq!(after.data, before.data);
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "not written at all"
+    );
+
+    // A template error names the key and the position, never the value.
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", DB_JSON)]),
+        )
+        .await;
+    let templated = json!({"secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"url": "x\n{{ .password | b64dec }}"}}},
+        "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]});
+    scenario.external_secret("app", templated).await;
+    scenario
+        .message(
+            "app",
+            "SecretSyncedError",
+            "spec.target.template.data.url: line 2, column",
+        )
+        .await;
+    assert_eq!(
+        scenario.secrets().get("app").await.unwrap().data,
+        before.data
+    );
+
+    // An invalid spec and a missing or foreign store are reported as such.
+    scenario
+        .external_secret("bad", json!({"secretStoreRef": {"name": "fake"}, "data": [{"secretKey": "a b", "remoteRef": {"key": "db"}}]}))
+        .await;
+    scenario
+        .message("bad", "InvalidSpec", "spec.data[0].secretKey")
+        .await;
+    scenario
+        .external_secret(
+            "lost",
+            json!({"secretStoreRef": {"name": "nowhere"}, "data": data("a", "db")}),
+        )
+        .await;
+    scenario
+        .message(
+            "lost",
+            "StoreNotReady",
+            "SecretStore \"nowhere\" not found in namespace",
+        )
+        .await;
+
+    let status = scenario.ready_reason("app", "SecretSyncedError").await;
+    for value in ["Sc3nario-pw-1", DB_JSON] {
+        assert!(
+            !status.to_string().contains(value),
+            "a value in the status: {status}"
+        );
+    }
+    scenario.finish(&["Sc3nario-pw-1", DB_JSON]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refresh_and_deletion_policies() {
+    let mut scenario = Scenario::start("refresh").await;
+    scenario.run_controller(&[]);
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Refresh-v1"), ("b", "Keep-b")]),
+        )
+        .await;
+    let spec = |policy: &str, interval: &str| {
+        json!({"refreshPolicy": policy, "refreshInterval": interval,
+        "secretStoreRef": {"name": "fake"}, "data": data("a", "a")})
+    };
+    scenario
+        .external_secret("periodic", spec("Periodic", "1s"))
+        .await;
+    scenario
+        .external_secret("onchange", spec("OnChange", "1s"))
+        .await;
+    scenario
+        .external_secret("once", spec("CreatedOnce", "1s"))
+        .await;
+    for name in ["periodic", "onchange", "once"] {
+        scenario
+            .secret_where(name, |s| text(s, "a") == "Refresh-v1")
+            .await;
+    }
+
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Refresh-v2"), ("b", "Keep-b")]),
+        )
+        .await;
+    scenario
+        .secret_where("periodic", |s| text(s, "a") == "Refresh-v2")
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        text(&scenario.secrets().get("onchange").await.unwrap(), "a"),
+        "Refresh-v1",
+        "OnChange waits for a change"
+    );
+    scenario.force_sync("onchange", "now").await;
+    scenario
+        .secret_where("onchange", |s| text(s, "a") == "Refresh-v2")
+        .await;
+    scenario.force_sync("once", "now").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        text(&scenario.secrets().get("once").await.unwrap(), "a"),
+        "Refresh-v1",
+        "CreatedOnce never updates"
+    );
+
+    // deletionPolicy when remote values disappear.
+    let spec = |policy: &str| {
+        json!({"refreshInterval": "1s", "secretStoreRef": {"name": "fake"},
+        "target": {"deletionPolicy": policy}, "data": [{"secretKey": "a", "remoteRef": {"key": "a"}}, {"secretKey": "b", "remoteRef": {"key": "b"}}]})
+    };
+    for policy in ["Retain", "Delete", "Merge"] {
+        scenario
+            .external_secret(&policy.to_lowercase(), spec(policy))
+            .await;
+        scenario
+            .secret_where(&policy.to_lowercase(), |s| text(s, "b") == "Keep-b")
+            .await;
+    }
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Refresh-v3")]),
+        )
+        .await;
+    let merged = scenario
+        .secret_where("merge", |s| {
+            text(s, "a") == "Refresh-v3" && !s.data.as_ref().unwrap().contains_key("b")
+        })
+        .await;
+    assert_eq!(
+        merged.data.unwrap().len(),
+        1,
+        "Merge drops the key whose remote value is gone"
+    );
+    scenario
+        .apply("SecretStore", "secretstores", fake_store("fake", &[]))
+        .await;
+    let secrets = scenario.secrets();
+    let deleted = eventually(WAIT, || {
+        let secrets = secrets.clone();
+        async move {
+            secrets
+                .get_opt("delete")
+                .await
+                .unwrap()
+                .is_none()
+                .then_some(())
+        }
+    })
+    .await;
+    assert!(
+        deleted.is_some(),
+        "Delete removes the Secret once every remote value is gone"
+    );
+    scenario.ready_reason("retain", "SecretSyncedError").await;
+    assert_eq!(
+        text(&scenario.secrets().get("retain").await.unwrap(), "b"),
+        "Keep-b",
+        "Retain keeps it"
+    );
+    scenario
+        .finish(&["Refresh-v1", "Refresh-v2", "Refresh-v3", "Keep-b"])
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_decide_who_may_use_them() {
+    let mut scenario = Scenario::start("access").await;
+    scenario.run_controller(&[]);
+    let namespace = scenario.cluster.namespace.clone();
+    let cluster_stores = Api::<DynamicObject>::all_with(
+        scenario.cluster.client.clone(),
+        &resource("ClusterSecretStore", "clustersecretstores"),
+    );
+    let store = |name: &str, conditions: Value| {
+        json!({"apiVersion": "secretsync.io/v1", "kind": "ClusterSecretStore", "metadata": {"name": name},
+            "spec": {"provider": {"fake": {"data": [{"key": "k", "value": "Cluster-value"}]}}, "conditions": conditions}})
+    };
+    let open = format!("open-{namespace}");
+    let closed = format!("closed-{namespace}");
+    let apply = PatchParams::apply("scenario").force();
+    cluster_stores
+        .patch(
+            &open,
+            &apply,
+            &Patch::Apply(store(&open, json!([{"namespaces": [namespace]}]))),
+        )
+        .await
+        .unwrap();
+    cluster_stores
+        .patch(
+            &closed,
+            &apply,
+            &Patch::Apply(store(&closed, json!([{"namespaceRegexes": ["^kube-"]}]))),
+        )
+        .await
+        .unwrap();
+    scenario
+        .external_secret("ok", json!({"secretStoreRef": {"name": open, "kind": "ClusterSecretStore"}, "data": data("k", "k")}))
+        .await;
+    scenario
+        .secret_where("ok", |s| text(s, "k") == "Cluster-value")
+        .await;
+    scenario
+        .external_secret("refused", json!({"secretStoreRef": {"name": closed, "kind": "ClusterSecretStore"}, "data": data("k", "k")}))
+        .await;
+    scenario
+        .message("refused", "StoreNotReady", "does not admit namespace")
+        .await;
+
+    // A namespaced store may not reach into another namespace; the store says so.
+    let foreign = json!({"metadata": {"name": "foreign"}, "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1",
+        "auth": {"secretRef": {"accessKeyIDSecretRef": {"name": "keys", "key": "id", "namespace": "kube-system"},
+            "secretAccessKeySecretRef": {"name": "keys", "key": "secret"}}}}}}});
+    scenario.apply("SecretStore", "secretstores", foreign).await;
+    let stores = scenario.api("SecretStore", "secretstores");
+    let condition = eventually(WAIT, || {
+        let stores = stores.clone();
+        async move {
+            let store = stores.get("foreign").await.ok()?;
+            let ready = store.data["status"]["conditions"][0].clone();
+            (ready["status"] == "False").then_some(ready)
+        }
+    })
+    .await
+    .expect("the store gets a condition");
+    assert_eq!(condition["reason"], "InvalidProviderConfig");
+    assert!(
+        condition["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot reference namespace \"kube-system\""),
+        "{condition}"
+    );
+    for name in [open, closed] {
+        cluster_stores
+            .delete(&name, &DeleteParams::default())
+            .await
+            .unwrap();
+    }
+    scenario.finish(&["Cluster-value"]).await;
+}
