@@ -276,6 +276,27 @@ async fn an_external_secret_becomes_a_secret_that_is_repaired_and_follows_its_sp
     .await;
     assert!(found.is_some(), "an Updated event");
 
+    // A refresh that finds the same content writes nothing.
+    let before = scenario.secrets().get("app-secret").await.unwrap();
+    let api = scenario.api("ExternalSecret", "externalsecrets");
+    let hash_before = api.get("app").await.unwrap().data["status"]["specHash"].clone();
+    scenario.force_sync("app", "same-content").await;
+    let refreshed = eventually(WAIT, || {
+        let api = api.clone();
+        let hash_before = hash_before.clone();
+        async move {
+            let es = api.get("app").await.ok()?;
+            (es.data["status"]["specHash"] != hash_before).then_some(())
+        }
+    })
+    .await;
+    assert!(refreshed.is_some(), "the forced refresh was handled");
+    let after = scenario.secrets().get("app-secret").await.unwrap();
+    assert_eq!(
+        after.metadata.resource_version, before.metadata.resource_version,
+        "same content: no write"
+    );
+
     // The Secret goes with its ExternalSecret (creationPolicy Owner).
     scenario
         .api("ExternalSecret", "externalsecrets")
@@ -518,6 +539,17 @@ async fn failures_leave_the_secret_as_it_was_and_say_why() {
         )
         .await;
 
+    let events: Api<Event> =
+        Api::namespaced(scenario.cluster.client.clone(), &scenario.cluster.namespace);
+    let failed = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.reason.as_deref() == Some("UpdateFailed"))
+        .count();
+    assert!(failed > 0, "failures are published as UpdateFailed events");
     let status = scenario.ready_reason("app", "SecretSyncedError").await;
     for value in ["Sc3nario-pw-1", DB_JSON] {
         assert!(
@@ -723,4 +755,245 @@ async fn stores_decide_who_may_use_them() {
             .unwrap();
     }
     scenario.finish(&["Cluster-value"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
+    use support::moto::{Moto, count};
+    let moto = Moto::start();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDSCENARIO",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    for i in 0..10 {
+        sm.create_secret()
+            .name(format!("fleet/s{i}"))
+            .secret_string(format!(r#"{{"password":"Fleet-pw-{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    let mut scenario = Scenario::start("fleet").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            json!({"metadata": {"name": "aws"},
+        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}}}),
+        )
+        .await;
+    for i in 0..100 {
+        let spec = json!({"secretStoreRef": {"name": "aws"},
+            "data": [{"secretKey": "password", "remoteRef": {"key": format!("fleet/s{}", i % 10), "property": "password"}}]});
+        scenario.external_secret(&format!("es-{i:03}"), spec).await;
+    }
+    moto.start_recording();
+    scenario.run_controller(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDSCENARIO"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ]);
+    for i in 0..100 {
+        let expected = format!("Fleet-pw-{}", i % 10);
+        scenario
+            .secret_where(&format!("es-{i:03}"), |s| text(s, "password") == expected)
+            .await;
+    }
+    let recorded = moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        1,
+        "one de-duplicated batch for the whole fleet"
+    );
+
+    let stores = scenario.api("SecretStore", "secretstores");
+    let ready = eventually(WAIT, || {
+        let stores = stores.clone();
+        async move {
+            let store = stores.get("aws").await.ok()?;
+            let condition = store.data["status"]["conditions"][0].clone();
+            (condition["status"] == "True").then_some(condition)
+        }
+    })
+    .await
+    .expect("the store's credentials are checked");
+    assert_eq!(ready["reason"], "Valid");
+
+    // A Secret deleted by hand comes back from the values already fetched.
+    moto.start_recording();
+    scenario
+        .secrets()
+        .delete("es-007", &DeleteParams::default())
+        .await
+        .unwrap();
+    scenario
+        .secret_where("es-007", |s| text(s, "password") == "Fleet-pw-7")
+        .await;
+    let recorded = moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        0,
+        "drift is repaired without calling AWS"
+    );
+
+    // The value changes in AWS; a forced refresh brings it in.
+    sm.put_secret_value()
+        .secret_id("fleet/s3")
+        .secret_string(r#"{"password":"Fleet-pw-rotated"}"#)
+        .send()
+        .await
+        .unwrap();
+    scenario.force_sync("es-003", "rotate").await;
+    scenario
+        .secret_where("es-003", |s| text(s, "password") == "Fleet-pw-rotated")
+        .await;
+
+    let metrics = ureq::get(&format!(
+        "{}/metrics",
+        scenario.controller.as_ref().unwrap().health
+    ))
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
+    for expected in [
+        "secretsync_syncs_total{outcome=\"success\"}",
+        "secretsync_provider_api_calls_total{service=\"secretsmanager\",call=\"BatchGetSecretValue\",outcome=\"success\"} 2",
+        "secretsync_reconcile_duration_seconds_count",
+        "secretsync_managed_secrets 100",
+        "secretsync_store_ready{kind=\"SecretStore\"",
+    ] {
+        assert!(
+            metrics.contains(expected),
+            "metrics lack {expected}:\n{metrics}"
+        );
+    }
+    let health = &scenario.controller.as_ref().unwrap().health;
+    assert_eq!(
+        ureq::get(&format!("{health}/healthz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        ureq::get(&format!("{health}/readyz"))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
+    let mut values: Vec<String> = (0..10).map(|i| format!("Fleet-pw-{i}")).collect();
+    values.push("Fleet-pw-rotated".into());
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    scenario.finish(&values).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_standby_instance_takes_over_when_the_leader_stops() {
+    let scenario = Scenario::start("leader").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("k", "Leader-value")]),
+        )
+        .await;
+    let namespace = scenario.cluster.namespace.clone();
+    let args = |identity: &'static str| -> Vec<String> {
+        vec![
+            "--lease-namespace".into(),
+            namespace.clone(),
+            "--identity".into(),
+            identity.into(),
+            "--lease-duration".into(),
+            "3".into(),
+        ]
+    };
+    let first_args = args("first");
+    let first = RunningController::start(
+        &scenario.cluster.kubeconfig,
+        &first_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> =
+        Api::namespaced(scenario.cluster.client.clone(), &namespace);
+    let holder = || async {
+        leases
+            .get_opt("secretsync-controller")
+            .await
+            .unwrap()
+            .and_then(|l| l.spec?.holder_identity)
+    };
+    let led = eventually(WAIT, || async {
+        (holder().await.as_deref() == Some("first")).then_some(())
+    })
+    .await;
+    assert!(led.is_some(), "the first instance leads");
+    let second_args = args("second");
+    let mut second = RunningController::start(
+        &scenario.cluster.kubeconfig,
+        &second_args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[],
+    );
+    scenario
+        .external_secret(
+            "one",
+            json!({"secretStoreRef": {"name": "fake"}, "data": data("k", "k")}),
+        )
+        .await;
+    scenario
+        .secret_where("one", |s| text(s, "k") == "Leader-value")
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        second.log_text().contains("waiting to lead")
+            && !second.log_text().contains("\"leading\"")
+            && !second.log_text().contains(" leading"),
+        "the standby waits:\n{}",
+        second.log_text()
+    );
+
+    // The leader dies without a word (SIGKILL): the standby takes over within the lease.
+    unsafe {
+        libc::kill(first.pid() as i32, libc::SIGKILL);
+    }
+    let started = std::time::Instant::now();
+    let taken = eventually(Duration::from_secs(15), || async {
+        (holder().await.as_deref() == Some("second")).then_some(())
+    })
+    .await;
+    assert!(
+        taken.is_some(),
+        "the standby took the lease:\n{}",
+        second.log_text()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "within about the lease duration"
+    );
+    scenario
+        .external_secret(
+            "two",
+            json!({"secretStoreRef": {"name": "fake"}, "data": data("k", "k")}),
+        )
+        .await;
+    scenario
+        .secret_where("two", |s| text(s, "k") == "Leader-value")
+        .await;
+    assert!(second.terminate().success());
+    first.assert_never_logged(&["Leader-value"]);
+    second.assert_never_logged(&["Leader-value"]);
+    scenario.finish(&[]).await;
 }

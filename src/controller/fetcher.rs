@@ -13,8 +13,10 @@ use crate::provider::{
     FetchResults, Fetched, Provider, ProviderError, RemoteRequest, StoreIdentity,
 };
 
-/// How long the first request of a batch waits for others to join it.
-pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
+/// A batch goes out once no request has joined it for this long...
+pub const BATCH_QUIET: Duration = Duration::from_millis(100);
+/// ...or once its first request has waited this long, whichever is first.
+pub const BATCH_MAX_WAIT: Duration = Duration::from_secs(2);
 
 /// An answer and when it was fetched.
 type CachedAnswer = (Instant, Result<Fetched, ProviderError>);
@@ -29,7 +31,8 @@ pub struct Fetcher {
 
 impl Fetcher {
     /// Fetches `requests` from the store, batched with whatever else arrives
-    /// for it within [`BATCH_WINDOW`].
+    /// for it while requests keep coming (see [`BATCH_QUIET`], [`BATCH_MAX_WAIT`]):
+    /// a fleet falling due together makes one call, not one per ExternalSecret.
     pub async fn fetch(
         self: &Arc<Self>,
         store: &StoreIdentity,
@@ -47,7 +50,21 @@ impl Fetcher {
             let fetcher = self.clone();
             let store = store.clone();
             tokio::spawn(async move {
-                tokio::time::sleep(BATCH_WINDOW).await;
+                let started = Instant::now();
+                let mut joined = 0;
+                loop {
+                    tokio::time::sleep(BATCH_QUIET).await;
+                    let now = fetcher
+                        .pending
+                        .lock()
+                        .unwrap()
+                        .get(&store)
+                        .map_or(0, Vec::len);
+                    if now == joined || started.elapsed() >= BATCH_MAX_WAIT {
+                        break;
+                    }
+                    joined = now;
+                }
                 let waiters = fetcher
                     .pending
                     .lock()

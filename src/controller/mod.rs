@@ -73,11 +73,11 @@ pub struct Context {
 }
 
 impl Context {
-    /// 1s, 2s, 4s, ... up to [`external_secret::MAX_BACKOFF`], per object.
+    /// The wait before the next retry of this object; each failure doubles it.
     pub fn next_backoff(&self, key: &str) -> Duration {
         let mut failures = self.failures.lock().unwrap();
         let count = failures.entry(key.to_string()).or_default();
-        let delay = Duration::from_secs(1u64 << (*count).min(16)).min(external_secret::MAX_BACKOFF);
+        let delay = backoff(*count);
         *count += 1;
         delay
     }
@@ -85,6 +85,12 @@ impl Context {
     pub fn reset_backoff(&self, key: &str) {
         self.failures.lock().unwrap().remove(key);
     }
+}
+
+/// 1s, 2s, 4s, ... after successive failures, capped at
+/// [`external_secret::MAX_BACKOFF`] (about five minutes).
+pub fn backoff(failures: u32) -> Duration {
+    Duration::from_secs(1u64 << failures.min(16)).min(external_secret::MAX_BACKOFF)
 }
 
 fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -284,5 +290,30 @@ async fn serve_health(
         .await
     {
         tracing::error!(error = %e, "health server stopped");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_five_minutes() {
+        let delays: Vec<u64> = (0..12).map(|n| backoff(n).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
+        assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
+    }
+
+    #[test]
+    fn refreshes_are_spread_by_ten_percent() {
+        let hour = Duration::from_secs(3600);
+        let spread: Vec<Duration> = (0..200).map(|_| external_secret::jittered(hour)).collect();
+        assert!(
+            spread
+                .iter()
+                .all(|d| *d >= hour.mul_f64(0.9) && *d <= hour.mul_f64(1.1))
+        );
+        let distinct: std::collections::BTreeSet<_> = spread.iter().collect();
+        assert!(distinct.len() > 100, "not in lockstep");
     }
 }
