@@ -66,10 +66,14 @@ enum Command {
         /// How long a leader's Lease lasts without renewal, in seconds.
         #[arg(long, default_value_t = 15)]
         lease_duration: u64,
+        /// Also serve ESO's external-secrets.io/v1 and v1beta1 ExternalSecrets and
+        /// stores (CRDs in crds/compat/ if ESO's own are not installed).
+        #[arg(long)]
+        eso_compat: bool,
     },
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen {
-        /// Write one file per CRD into DIR instead of stdout.
+        /// Write one file per CRD into DIR (ESO-compatible ones into DIR/compat) instead of stdout.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
@@ -94,6 +98,7 @@ async fn main() -> ExitCode {
             lease_name,
             identity,
             lease_duration,
+            eso_compat,
         } => {
             let identity = identity.unwrap_or_else(|| format!("secretsync-{}", std::process::id()));
             let leader = (!no_leader_election).then(|| secretsync::controller::LeaderSettings {
@@ -107,6 +112,7 @@ async fn main() -> ExitCode {
                 leader,
                 retry: Default::default(),
                 aws_base: None,
+                eso_compat,
             };
             run_controller(settings).await
         }
@@ -214,12 +220,19 @@ fn run_crdgen(out_dir: Option<&std::path::Path>) -> ExitCode {
                 .collect();
             std::io::stdout().write_all(text.as_bytes())
         }
-        Some(dir) => crds.iter().try_for_each(|crd| {
-            let name = crd.metadata.name.as_deref().expect("a CRD has a name");
-            let text = serde_yaml_ng::to_string(crd).expect("a CRD serializes");
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(dir.join(format!("{name}.yaml")), text)
-        }),
+        Some(dir) => {
+            let compat = secretsync::api::eso_compat_crds();
+            let files = crds
+                .iter()
+                .map(|crd| (dir.to_path_buf(), crd))
+                .chain(compat.iter().map(|crd| (dir.join("compat"), crd)));
+            files.into_iter().try_for_each(|(dir, crd)| {
+                let name = crd.metadata.name.as_deref().expect("a CRD has a name");
+                let text = serde_yaml_ng::to_string(crd).expect("a CRD serializes");
+                std::fs::create_dir_all(&dir)?;
+                std::fs::write(dir.join(format!("{name}.yaml")), text)
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

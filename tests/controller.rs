@@ -843,7 +843,13 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     assert_eq!(
         count(&recorded, "secretsmanager.BatchGetSecretValue"),
         0,
-        "drift is repaired without calling AWS"
+        "drift is repaired without calling AWS: {recorded:?}\n{}",
+        scenario
+            .logs()
+            .lines()
+            .filter(|l| l.contains("es-007") || l.contains("WARN"))
+            .collect::<Vec<_>>()
+            .join("\n")
     );
 
     // The value changes in AWS; a forced refresh brings it in.

@@ -10,7 +10,7 @@ mod validation;
 pub use condition::Condition;
 pub use external_secret::*;
 pub use secret_store::*;
-pub use validation::{FieldError, FieldErrors, is_valid_secret_key};
+pub use validation::{FieldError, FieldErrors, from_json, is_valid_secret_key};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -25,4 +25,34 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         SecretStore::crd(),
         ClusterSecretStore::crd(),
     ]
+}
+
+/// ESO's API group, served with `--eso-compat`.
+pub const ESO_GROUP: &str = "external-secrets.io";
+/// ESO versions served with `--eso-compat`; the first is stored.
+pub const ESO_VERSIONS: &[&str] = &["v1", "v1beta1"];
+
+/// The same CRDs in ESO's group and versions, so ESO manifests apply unchanged
+/// on a cluster without ESO's own CRDs (`crds/compat/`).
+pub fn eso_compat_crds() -> Vec<CustomResourceDefinition> {
+    crds()
+        .into_iter()
+        .map(|mut crd| {
+            crd.spec.group = ESO_GROUP.to_string();
+            crd.metadata.name = Some(format!("{}.{ESO_GROUP}", crd.spec.names.plural));
+            crd.spec.names.categories = Some(vec!["external-secrets".into()]);
+            let template = crd.spec.versions[0].clone();
+            crd.spec.versions = ESO_VERSIONS
+                .iter()
+                .enumerate()
+                .map(|(i, version)| {
+                    let mut v = template.clone();
+                    v.name = version.to_string();
+                    v.storage = i == 0;
+                    v
+                })
+                .collect();
+            crd
+        })
+        .collect()
 }

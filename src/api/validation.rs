@@ -56,6 +56,37 @@ impl fmt::Display for FieldErrors {
 
 impl std::error::Error for FieldErrors {}
 
+/// Deserializes `value`, or says which field is wrong: `spec.data[0].secretKey:
+/// ...`. serde quotes the offending input in "invalid type/value" errors, and
+/// that input may be a secret, so it is left out.
+pub fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let message = without_literal(&e.into_inner().to_string());
+        if path == "." {
+            message
+        } else {
+            format!("{path}: {message}")
+        }
+    })
+}
+
+/// "invalid type: integer `42`, expected a string" -> "invalid type: integer, expected a string".
+fn without_literal(message: &str) -> String {
+    let Some(rest) = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+    else {
+        return message.to_string();
+    };
+    let prefix = &message[..message.len() - rest.len()];
+    let what = rest.split([' ', ',']).next().unwrap_or_default();
+    match rest.rfind(", expected") {
+        Some(at) => format!("{prefix}{what}{}", &rest[at..]),
+        None => format!("{prefix}{what}"),
+    }
+}
+
 /// Kubernetes' rule for a Secret data key (`^[-._a-zA-Z0-9]+$`).
 pub fn is_valid_secret_key(key: &str) -> bool {
     !key.is_empty()
@@ -89,6 +120,22 @@ mod tests {
         for bad in ["", "a b", "a/b", "ключ", "a:b"] {
             assert!(!is_valid_secret_key(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn literals_are_dropped_from_serde_messages() {
+        assert_eq!(
+            without_literal("invalid type: integer `424242`, expected a string"),
+            "invalid type: integer, expected a string"
+        );
+        assert_eq!(
+            without_literal("invalid value: string \"p@ss, word\", expected base64"),
+            "invalid value: string, expected base64"
+        );
+        assert_eq!(
+            without_literal("unknown field `foo`"),
+            "unknown field `foo`"
+        );
     }
 
     #[test]

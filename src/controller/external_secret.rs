@@ -8,20 +8,23 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::{Context, Error, FIELD_MANAGER};
 use crate::SecretValue;
 use crate::api::{
-    ClusterSecretStore, Condition, CreationPolicy, DeletionPolicy, ExternalSecret,
-    ExternalSecretStatus, RefreshPolicy, SecretStore, StoreKind, StoreProvider,
+    ClusterSecretStoreSpec, Condition, CreationPolicy, DeletionPolicy, ExternalSecret,
+    ExternalSecretStatus, RefreshPolicy, SecretStoreSpec, StoreKind, StoreProvider,
 };
 use crate::provider::{FetchResults, ProviderError, RemoteRequest, StoreIdentity};
 use crate::sync::{self, CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, TemplateSources};
@@ -30,6 +33,48 @@ use crate::sync::{self, CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, Templ
 pub const EXTERNAL_SECRET_ANNOTATION: &str = "secretsync.io/external-secret";
 /// Longest wait between retries after a failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+
+/// Which API an ExternalSecret and its stores come from: secretsync's own, or
+/// ESO's (`--eso-compat`). Same fields, same sync; status, events and owner
+/// references point at the object in its own group.
+#[derive(Clone, Copy, Debug)]
+pub struct Flavor {
+    pub group: &'static str,
+    pub version: &'static str,
+}
+
+pub const SECRETSYNC: Flavor = Flavor {
+    group: "secretsync.io",
+    version: "v1",
+};
+
+pub const ESO: Flavor = Flavor {
+    group: crate::api::ESO_GROUP,
+    version: "v1",
+};
+
+impl Flavor {
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+
+    pub fn resource(&self, kind: &str, plural: &str) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(self.group, self.version, kind),
+            plural,
+        )
+    }
+
+    /// ESO stores are told apart from secretsync's of the same name, so they
+    /// never share a provider or a batch.
+    fn store_name(&self, name: &str) -> String {
+        if self.group == SECRETSYNC.group {
+            name.to_string()
+        } else {
+            format!("{name}.{}", self.group)
+        }
+    }
+}
 
 /// Why a sync did not happen, as a Ready=False condition.
 struct Failure {
@@ -47,14 +92,57 @@ impl Failure {
 }
 
 pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    reconcile_as(&es, &ctx, SECRETSYNC).await
+}
+
+/// An ESO ExternalSecret (`--eso-compat`): read as secretsync's, synced the same way.
+pub async fn reconcile_eso(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let mut value = serde_json::to_value(object.as_ref()).unwrap_or_default();
+    value["apiVersion"] = json!(SECRETSYNC.api_version());
+    value["kind"] = json!("ExternalSecret");
+    match crate::api::from_json::<ExternalSecret>(value) {
+        Ok(es) => reconcile_as(&es, &ctx, ESO).await,
+        Err(message) => {
+            // Anything ESO has that secretsync does not is said, not ignored.
+            let mut status: ExternalSecretStatus = object
+                .data
+                .get("status")
+                .cloned()
+                .and_then(|s| serde_json::from_value(s).ok())
+                .unwrap_or_default();
+            set_ready(
+                &mut status,
+                "False",
+                "InvalidSpec",
+                &format!("not supported by secretsync: {message}"),
+            );
+            status.observed_generation = object.metadata.generation;
+            let api: Api<DynamicObject> = Api::namespaced_with(
+                ctx.client.clone(),
+                &object.namespace().unwrap_or_default(),
+                &ESO.resource("ExternalSecret", "externalsecrets"),
+            );
+            api.patch_status(
+                &object.name_any(),
+                &PatchParams::default(),
+                &Patch::Merge(json!({"status": status})),
+            )
+            .await
+            .map_err(Error::Kube)?;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+async fn reconcile_as(es: &ExternalSecret, ctx: &Context, flavor: Flavor) -> Result<Action, Error> {
     let started = std::time::Instant::now();
     let key = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
-    let outcome = sync_one(&es, &ctx).await;
+    let outcome = sync_one(es, ctx, flavor).await;
     ctx.metrics.observe_reconcile(started.elapsed());
     match outcome {
         Ok((status, action)) => {
             ctx.reset_backoff(&key);
-            write_status(&es, &ctx, status).await?;
+            write_status(es, ctx, status, flavor).await?;
             ctx.metrics.count_sync(true);
             Ok(action)
         }
@@ -64,10 +152,11 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
             let mut status = es.status.clone().unwrap_or_default();
             set_ready(&mut status, "False", failure.reason, &failure.message);
             status.observed_generation = es.metadata.generation;
-            write_status(&es, &ctx, status).await?;
+            write_status(es, ctx, status, flavor).await?;
             publish(
-                &ctx,
-                &es,
+                ctx,
+                es,
+                flavor,
                 EventType::Warning,
                 "UpdateFailed",
                 &failure.message,
@@ -86,6 +175,7 @@ pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Act
 async fn sync_one(
     es: &ExternalSecret,
     ctx: &Context,
+    flavor: Flavor,
 ) -> Result<(ExternalSecretStatus, Action), Failure> {
     sync::check(es).map_err(|e| Failure::new("InvalidSpec", e.to_string()))?;
     let namespace = es.namespace().unwrap_or_default();
@@ -122,20 +212,29 @@ async fn sync_one(
         ));
     }
 
-    let (identity, spec) = resolve_store(es, ctx).await?;
+    let (identity, spec) = resolve_store(es, ctx, flavor).await?;
     let provider = ctx
         .providers
         .for_store(&identity, &spec)
         .await
         .map_err(|e| Failure::new("StoreNotReady", format!("{identity}: {e}")))?;
     let interval: Duration = es.spec.refresh_interval.into();
-    let never_synced = status.refresh_time.is_none();
-    let changed = status.spec_hash.as_deref() != Some(spec_hash.as_str());
+    // What this process fetched last is the truth; the cached object's status
+    // can lag behind our own writes (and is all there is after a restart).
+    let key = format!("{namespace}/{}", es.name_any());
+    let (never_synced, changed, age) = match ctx.last_fetch(&key) {
+        Some((hash, at)) => (false, hash != spec_hash, at.elapsed()),
+        None => (
+            status.refresh_time.is_none(),
+            status.spec_hash.as_deref() != Some(spec_hash.as_str()),
+            refresh_age(&status),
+        ),
+    };
     let due = never_synced
         || changed
         || existing.is_none() && es.spec.refresh_policy == RefreshPolicy::CreatedOnce
         || match es.spec.refresh_policy {
-            RefreshPolicy::Periodic => !interval.is_zero() && refresh_age(&status) >= interval,
+            RefreshPolicy::Periodic => !interval.is_zero() && age >= interval,
             RefreshPolicy::OnChange | RefreshPolicy::CreatedOnce => false,
         };
     let requests = sync::remote_requests(&es.spec);
@@ -172,6 +271,7 @@ async fn sync_one(
             publish(
                 ctx,
                 es,
+                flavor,
                 EventType::Normal,
                 "Deleted",
                 "every remote value is gone: Secret deleted (deletionPolicy)",
@@ -192,7 +292,7 @@ async fn sync_one(
     let desired = sync::desired_secret(&es_effective, &fetched, &sources)
         .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
-    let written = write_secret(es, ctx, &secrets, existing.as_ref(), &desired).await?;
+    let written = write_secret(es, ctx, flavor, &secrets, existing.as_ref(), &desired).await?;
     let synced_version = written
         .as_ref()
         .or(existing.as_ref())
@@ -203,9 +303,10 @@ async fn sync_one(
         } else {
             ("Updated", "Secret updated")
         };
-        publish(ctx, es, EventType::Normal, reason, note).await;
+        publish(ctx, es, flavor, EventType::Normal, reason, note).await;
     }
     if fetched_now {
+        ctx.record_fetch(&key, &spec_hash);
         status.refresh_time = Some(Time(jiff::Timestamp::now()));
     }
     status.synced_resource_version = synced_version;
@@ -300,78 +401,83 @@ fn apply_deletion_policy(
     (Some(kept), all_gone)
 }
 
-/// The store an ExternalSecret names, if it may use it.
+/// The store an ExternalSecret names, in its own API group, if it may use it.
 async fn resolve_store(
     es: &ExternalSecret,
     ctx: &Context,
+    flavor: Flavor,
 ) -> Result<(StoreIdentity, StoreProvider), Failure> {
     let namespace = es.namespace().unwrap_or_default();
     let reference = &es.spec.secret_store_ref;
     let not_ready = |message: String| Failure::new("StoreNotReady", message);
-    match reference.kind {
-        StoreKind::SecretStore => {
-            let store = Api::<SecretStore>::namespaced(ctx.client.clone(), &namespace)
-                .get_opt(&reference.name)
-                .await
-                .map_err(|e| not_ready(format!("reading SecretStore {namespace}/{}: {e}", reference.name)))?
-                .ok_or_else(|| {
-                    not_ready(format!(
-                        "SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
-                        reference.name
-                    ))
-                })?;
-            store
-                .spec
-                .provider
-                .validate(Some(&namespace))
-                .map_err(|e| {
-                    not_ready(format!("SecretStore {namespace}/{}: {e}", reference.name))
-                })?;
-            let identity = StoreIdentity {
-                kind: StoreKind::SecretStore,
-                namespace: Some(namespace),
-                name: reference.name.clone(),
-            };
-            Ok((identity, store.spec.provider))
-        }
-        StoreKind::ClusterSecretStore => {
-            let store = Api::<ClusterSecretStore>::all(ctx.client.clone())
-                .get_opt(&reference.name)
-                .await
-                .map_err(|e| {
-                    not_ready(format!(
-                        "reading ClusterSecretStore {}: {e}",
-                        reference.name
-                    ))
-                })?
-                .ok_or_else(|| {
-                    not_ready(format!("ClusterSecretStore {:?} not found", reference.name))
-                })?;
-            store
-                .spec
-                .validate()
-                .map_err(|e| not_ready(format!("ClusterSecretStore {}: {e}", reference.name)))?;
-            let labels = Api::<Namespace>::all(ctx.client.clone())
-                .get_opt(&namespace)
-                .await
-                .ok()
-                .flatten()
-                .and_then(|n| n.metadata.labels)
-                .unwrap_or_default();
-            if !sync::cluster_store_admits(&store.spec, &namespace, &labels) {
-                return Err(not_ready(format!(
-                    "ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+    let namespaced = reference.kind == StoreKind::SecretStore;
+    let (kind, plural, described) = if namespaced {
+        (
+            "SecretStore",
+            "secretstores",
+            format!("SecretStore {namespace}/{}", reference.name),
+        )
+    } else {
+        (
+            "ClusterSecretStore",
+            "clustersecretstores",
+            format!("ClusterSecretStore {}", reference.name),
+        )
+    };
+    let resource = flavor.resource(kind, plural);
+    let api: Api<DynamicObject> = if namespaced {
+        Api::namespaced_with(ctx.client.clone(), &namespace, &resource)
+    } else {
+        Api::all_with(ctx.client.clone(), &resource)
+    };
+    let store = api
+        .get_opt(&reference.name)
+        .await
+        .map_err(|e| not_ready(format!("reading {described}: {e}")))?
+        .ok_or_else(|| {
+            not_ready(if namespaced {
+                format!(
+                    "SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
                     reference.name
-                )));
-            }
-            let identity = StoreIdentity {
-                kind: StoreKind::ClusterSecretStore,
-                namespace: None,
-                name: reference.name.clone(),
-            };
-            Ok((identity, store.spec.provider))
+                )
+            } else {
+                format!("ClusterSecretStore {:?} not found", reference.name)
+            })
+        })?;
+    let spec = store.data.get("spec").cloned().unwrap_or_default();
+    let invalid = |message: String| not_ready(format!("{described}: {message}"));
+    let provider = if namespaced {
+        let spec: SecretStoreSpec =
+            crate::api::from_json(spec).map_err(|e| invalid(format!("spec.{e}")))?;
+        spec.provider
+            .validate(Some(&namespace))
+            .map_err(|e| invalid(e.to_string()))?;
+        spec.provider
+    } else {
+        let spec: ClusterSecretStoreSpec =
+            crate::api::from_json(spec).map_err(|e| invalid(format!("spec.{e}")))?;
+        spec.validate().map_err(|e| invalid(e.to_string()))?;
+        let labels = Api::<Namespace>::all(ctx.client.clone())
+            .get_opt(&namespace)
+            .await
+            .ok()
+            .flatten()
+            .and_then(|n| n.metadata.labels)
+            .unwrap_or_default();
+        if !sync::cluster_store_admits(&spec, &namespace, &labels) {
+            return Err(not_ready(format!(
+                "ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+                reference.name
+            )));
         }
-    }
+        spec.provider
+    };
+    let identity = StoreIdentity {
+        kind: reference.kind,
+        namespace: namespaced.then_some(namespace),
+        name: flavor.store_name(&reference.name),
+    };
+    Ok((identity, provider))
 }
 
 /// The ConfigMaps and Secrets `templateFrom` names, from the ExternalSecret's namespace.
@@ -423,6 +529,7 @@ async fn template_sources(es: &ExternalSecret, ctx: &Context) -> Result<Template
 async fn write_secret(
     es: &ExternalSecret,
     ctx: &Context,
+    flavor: Flavor,
     secrets: &Api<Secret>,
     existing: Option<&Secret>,
     desired: &sync::DesiredSecret,
@@ -438,7 +545,14 @@ async fn write_secret(
         .get_or_insert_with(Default::default)
         .insert(EXTERNAL_SECRET_ANNOTATION.into(), es.name_any());
     if policy == CreationPolicy::Owner {
-        secret.metadata.owner_references = es.controller_owner_ref(&()).map(|r| vec![r]);
+        secret.metadata.owner_references = Some(vec![OwnerReference {
+            api_version: flavor.api_version(),
+            kind: "ExternalSecret".into(),
+            name: es.name_any(),
+            uid: es.uid().unwrap_or_default(),
+            controller: Some(true),
+            block_owner_deletion: Some(true),
+        }]);
     }
     if policy == CreationPolicy::Merge {
         // Only our keys and our bookkeeping: the Secret is someone else's.
@@ -536,12 +650,17 @@ async fn write_status(
     es: &ExternalSecret,
     ctx: &Context,
     status: ExternalSecretStatus,
+    flavor: Flavor,
 ) -> Result<(), Error> {
     if es.status.as_ref() == Some(&status) {
         return Ok(());
     }
-    let api: Api<ExternalSecret> =
-        Api::namespaced(ctx.client.clone(), &es.namespace().unwrap_or_default());
+    let resource = flavor.resource("ExternalSecret", "externalsecrets");
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &es.namespace().unwrap_or_default(),
+        &resource,
+    );
     api.patch_status(
         &es.name_any(),
         &PatchParams::default(),
@@ -552,7 +671,14 @@ async fn write_status(
     Ok(())
 }
 
-async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &str, note: &str) {
+async fn publish(
+    ctx: &Context,
+    es: &ExternalSecret,
+    flavor: Flavor,
+    type_: EventType,
+    reason: &str,
+    note: &str,
+) {
     let event = Event {
         type_,
         reason: reason.into(),
@@ -560,7 +686,15 @@ async fn publish(ctx: &Context, es: &ExternalSecret, type_: EventType, reason: &
         action: "Sync".into(),
         secondary: None,
     };
-    if let Err(e) = ctx.recorder.publish(&event, &es.object_ref(&())).await {
+    let regarding = ObjectReference {
+        api_version: Some(flavor.api_version()),
+        kind: Some("ExternalSecret".into()),
+        name: es.metadata.name.clone(),
+        namespace: es.metadata.namespace.clone(),
+        uid: es.metadata.uid.clone(),
+        ..Default::default()
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
         tracing::debug!(error = %e, "could not publish an event");
     }
 }

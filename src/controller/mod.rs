@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
@@ -60,6 +60,8 @@ pub struct Settings {
     pub retry: RetrySettings,
     /// AWS base config; `None` reads the environment (IRSA) as the SDK does.
     pub aws_base: Option<SdkConfig>,
+    /// Also serve ESO's `external-secrets.io` ExternalSecrets and stores.
+    pub eso_compat: bool,
 }
 
 /// What every reconcile shares.
@@ -70,6 +72,8 @@ pub struct Context {
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per ExternalSecret: the spec hash and time of this process's last fetch.
+    fetches: Mutex<HashMap<String, (String, std::time::Instant)>>,
 }
 
 impl Context {
@@ -80,6 +84,17 @@ impl Context {
         let delay = backoff(*count);
         *count += 1;
         delay
+    }
+
+    pub fn last_fetch(&self, key: &str) -> Option<(String, std::time::Instant)> {
+        self.fetches.lock().unwrap().get(key).cloned()
+    }
+
+    pub fn record_fetch(&self, key: &str, spec_hash: &str) {
+        self.fetches.lock().unwrap().insert(
+            key.to_string(),
+            (spec_hash.to_string(), std::time::Instant::now()),
+        );
     }
 
     pub fn reset_backoff(&self, key: &str) {
@@ -184,6 +199,7 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         failures: Mutex::default(),
+        fetches: Mutex::default(),
     });
     let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
     let secrets: Api<Secret> = Api::all(client.clone());
@@ -215,6 +231,32 @@ pub async fn run(
     .run(store::reconcile_cluster, error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
 
+    let eso = if settings.eso_compat {
+        let resource = external_secret::ESO.resource("ExternalSecret", "externalsecrets");
+        let to_eso = {
+            let resource = resource.clone();
+            move |secret: Secret| {
+                let es = external_secret::external_secret_of(secret)?;
+                Some(
+                    reflector::ObjectRef::new_with(&es.name, resource.clone())
+                        .within(es.namespace.as_deref().unwrap_or_default()),
+                )
+            }
+        };
+        Controller::new_with(
+            Api::<DynamicObject>::all_with(client.clone(), &resource),
+            watcher::Config::default(),
+            resource,
+        )
+        .watches(secrets.clone(), managed.clone(), to_eso)
+        .graceful_shutdown_on(when_stopped())
+        .run(external_secret::reconcile_eso, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+    } else {
+        futures::future::ready(()).boxed()
+    };
+
     // The managed-Secrets gauge follows the same label-filtered view.
     let (reader, writer) = reflector::store::<Secret>();
     let gauge = {
@@ -242,6 +284,7 @@ pub async fn run(
         external_secrets,
         secret_stores,
         cluster_secret_stores,
+        eso,
         gauge
     );
     Ok(())

@@ -265,37 +265,11 @@ fn typed<T: DeserializeOwned>(
     source: &Source,
     label: &str,
 ) -> Result<T, InputError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let message = without_literal(&e.into_inner().to_string());
-        InputError {
-            source: Some(source.clone()),
-            object: Some(label.to_string()),
-            message: if path == "." {
-                message
-            } else {
-                format!("{path}: {message}")
-            },
-        }
+    crate::api::from_json(value).map_err(|message| InputError {
+        source: Some(source.clone()),
+        object: Some(label.to_string()),
+        message,
     })
-}
-
-/// serde quotes the offending input in "invalid type/value" errors; that input
-/// may be a secret (a fake store's value, a Secret's data), so drop it:
-/// "invalid type: integer `42`, expected a string" -> "invalid type: integer, expected a string".
-fn without_literal(message: &str) -> String {
-    let Some(rest) = message
-        .strip_prefix("invalid type: ")
-        .or_else(|| message.strip_prefix("invalid value: "))
-    else {
-        return message.to_string();
-    };
-    let prefix = &message[..message.len() - rest.len()];
-    let what = rest.split([' ', ',']).next().unwrap_or_default();
-    match rest.rfind(", expected") {
-        Some(at) => format!("{prefix}{what}{}", &rest[at..]),
-        None => format!("{prefix}{what}"),
-    }
 }
 
 /// Namespace labels as the API server sets them: the declared ones (if the
@@ -309,25 +283,4 @@ pub fn namespace_labels(inputs: &Inputs, namespace: &str) -> BTreeMap<String, St
         .unwrap_or_default();
     labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
     labels
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn literals_are_dropped_from_serde_messages() {
-        assert_eq!(
-            without_literal("invalid type: integer `424242`, expected a string"),
-            "invalid type: integer, expected a string"
-        );
-        assert_eq!(
-            without_literal("invalid value: string \"p@ss, word\", expected base64"),
-            "invalid value: string, expected base64"
-        );
-        assert_eq!(
-            without_literal("unknown field `foo`"),
-            "unknown field `foo`"
-        );
-    }
 }
