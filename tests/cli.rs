@@ -466,3 +466,42 @@ spec:
     );
     assert_eq!(secrets[0].metadata.namespace.as_deref(), Some("shop"));
 }
+
+/// The deployment manifests build (kustomize) into the objects the README lists.
+#[test]
+fn deploy_manifests_build() {
+    let output = Command::new("kubectl")
+        .args(["kustomize", "deploy/"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("kubectl is installed (see .ci/run)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let kinds: Vec<String> =
+        serde_yaml_ng::Deserializer::from_str(&String::from_utf8(output.stdout).unwrap())
+            .map(|doc| {
+                serde_yaml_ng::Value::deserialize(doc).unwrap()["kind"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+    for kind in [
+        "Namespace",
+        "ServiceAccount",
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "Role",
+        "RoleBinding",
+        "Deployment",
+        "Service",
+    ] {
+        assert!(
+            kinds.contains(&kind.to_string()),
+            "{kind} missing: {kinds:?}"
+        );
+    }
+}

@@ -1003,3 +1003,173 @@ async fn a_standby_instance_takes_over_when_the_leader_stops() {
     second.assert_never_logged(&["Leader-value"]);
     scenario.finish(&[]).await;
 }
+
+/// A manifest in the style of ESO's docs syncs without a single edit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eso_manifests_sync_unchanged_with_eso_compat() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use support::moto::{Moto, count};
+    let moto = Moto::start();
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(&moto.endpoint)
+        .region(aws_config::Region::new("eu-west-1"))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            "AKIDSCENARIO",
+            "secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await;
+    aws_sdk_secretsmanager::Client::new(&config)
+        .create_secret()
+        .name("prod/app/db")
+        .secret_string(r#"{"database_url":"postgres://app:Eso-db-pw@db:5432/app"}"#)
+        .send()
+        .await
+        .unwrap();
+
+    let mut scenario = Scenario::start("eso").await;
+    let crds: Api<CustomResourceDefinition> = Api::all(scenario.cluster.client.clone());
+    for crd in secretsync::api::eso_compat_crds() {
+        let name = crd.metadata.name.clone().unwrap();
+        crds.patch(
+            &name,
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(&crd),
+        )
+        .await
+        .unwrap();
+    }
+    let namespace = scenario.cluster.namespace.clone();
+    let account: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "external-secrets-sa",
+        "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app-secrets-reader"}}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::ServiceAccount>::namespaced(
+        scenario.cluster.client.clone(),
+        &namespace,
+    )
+    .create(&Default::default(), &account)
+    .await
+    .unwrap();
+    let store_name = format!("aws-secretsmanager-{namespace}");
+    let manifests = format!(
+        r#"
+apiVersion: external-secrets.io/v1
+kind: ClusterSecretStore
+metadata:
+  name: {store_name}
+spec:
+  provider:
+    aws:
+      service: SecretsManager
+      region: eu-west-1
+      auth:
+        jwt:
+          serviceAccountRef:
+            name: external-secrets-sa
+            namespace: {namespace}
+---
+apiVersion: external-secrets.io/v1
+kind: ExternalSecret
+metadata:
+  name: app-db
+  namespace: {namespace}
+spec:
+  refreshInterval: 1h
+  secretStoreRef:
+    name: {store_name}
+    kind: ClusterSecretStore
+  target:
+    name: app-db
+    creationPolicy: Owner
+    template:
+      engineVersion: v2
+      data:
+        DATABASE_URL: "{{{{ .database_url }}}}"
+  data:
+    - secretKey: database_url
+      remoteRef:
+        key: prod/app/db
+        property: database_url
+"#
+    );
+    let file = scenario.cluster.kubeconfig.with_file_name("eso.yaml");
+    std::fs::write(&file, manifests).unwrap();
+    let applied = std::process::Command::new("kubectl")
+        .args(["apply", "-f", file.to_str().unwrap()])
+        .env("KUBECONFIG", &scenario.cluster.kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        applied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&applied.stderr)
+    );
+
+    moto.start_recording();
+    let lease_namespace = namespace.clone();
+    scenario.controller = Some(RunningController::start(
+        &scenario.cluster.kubeconfig,
+        &[
+            "--eso-compat",
+            "--lease-namespace",
+            &lease_namespace,
+            "--identity",
+            "scenario",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", "eu-west-1"),
+        ],
+    ));
+    let secret = scenario
+        .secret_where("app-db", |s| {
+            text(s, "DATABASE_URL") == "postgres://app:Eso-db-pw@db:5432/app"
+        })
+        .await;
+    let owner = &secret.metadata.owner_references.unwrap()[0];
+    assert_eq!(
+        owner.api_version, "external-secrets.io/v1",
+        "owned by the ESO object"
+    );
+    let recorded = moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "sts.AssumeRoleWithWebIdentity"),
+        1,
+        "IRSA through the ServiceAccount"
+    );
+
+    let eso_es: Api<DynamicObject> = Api::namespaced_with(
+        scenario.cluster.client.clone(),
+        &namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("external-secrets.io", "v1", "ExternalSecret"),
+            "externalsecrets",
+        ),
+    );
+    let status = eventually(WAIT, || {
+        let eso_es = eso_es.clone();
+        async move {
+            let es = eso_es.get("app-db").await.ok()?;
+            (es.data["status"]["conditions"][0]["reason"] == "SecretSynced")
+                .then_some(es.data["status"].clone())
+        }
+    })
+    .await;
+    assert!(
+        status.is_some(),
+        "the ESO object's status says SecretSynced"
+    );
+    Api::<DynamicObject>::all_with(
+        scenario.cluster.client.clone(),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("external-secrets.io", "v1", "ClusterSecretStore"),
+            "clustersecretstores",
+        ),
+    )
+    .delete(&store_name, &DeleteParams::default())
+    .await
+    .unwrap();
+    scenario.finish(&["Eso-db-pw"]).await;
+}
