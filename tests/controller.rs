@@ -444,6 +444,37 @@ async fn creation_policies_orphan_merge_and_none() {
     );
     assert_eq!(merged.type_.as_deref(), Some("kubernetes.io/basic-auth"));
 
+    // An immutable Secret is written once; new content is refused, not forced.
+    let mut immutable = spec("Owner", "frozen");
+    immutable["target"]["immutable"] = json!(true);
+    immutable["refreshInterval"] = json!("1s");
+    scenario.external_secret("frozen", immutable).await;
+    let frozen = scenario
+        .secret_where("frozen", |s| text(s, "k") == "Po1icy-value")
+        .await;
+    assert_eq!(frozen.immutable, Some(true));
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("k", "Po1icy-changed")]),
+        )
+        .await;
+    scenario
+        .message("frozen", "SecretSyncedError", "is immutable")
+        .await;
+    assert_eq!(
+        text(&scenario.secrets().get("frozen").await.unwrap(), "k"),
+        "Po1icy-value"
+    );
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("k", "Po1icy-value")]),
+        )
+        .await;
+
     scenario
         .external_secret("none", spec("None", "never"))
         .await;
@@ -452,7 +483,7 @@ async fn creation_policies_orphan_merge_and_none() {
         scenario.secrets().get_opt("never").await.unwrap().is_none(),
         "None writes no Secret"
     );
-    scenario.finish(&["Po1icy-value"]).await;
+    scenario.finish(&["Po1icy-value", "Po1icy-changed"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

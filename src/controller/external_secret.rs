@@ -166,7 +166,17 @@ async fn reconcile_as(es: &ExternalSecret, ctx: &Context, flavor: Flavor) -> Res
                 // Nothing changes until the spec does.
                 return Ok(Action::await_change());
             }
-            Ok(Action::requeue(ctx.next_backoff(&key)))
+            // Back off up to the cap; from then on, retry on the refresh interval
+            // (when that is longer), so a broken reference does not keep calling.
+            let delay = ctx.next_backoff(&key);
+            let interval: Duration = es.spec.refresh_interval.into();
+            Ok(Action::requeue(
+                if delay >= MAX_BACKOFF && interval > delay {
+                    jittered(interval)
+                } else {
+                    delay
+                },
+            ))
         }
     }
 }
