@@ -755,6 +755,21 @@ async fn stores_decide_who_may_use_them() {
         .message("refused", "StoreNotReady", "does not admit namespace")
         .await;
 
+    // A namespace selector matches the namespace's labels (the API server's own included).
+    let selected = format!("selected-{namespace}");
+    let by_label =
+        json!([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": namespace}}}]);
+    cluster_stores
+        .patch(&selected, &apply, &Patch::Apply(store(&selected, by_label)))
+        .await
+        .unwrap();
+    scenario
+        .external_secret("by-label", json!({"secretStoreRef": {"name": selected, "kind": "ClusterSecretStore"}, "data": data("k", "k")}))
+        .await;
+    scenario
+        .secret_where("by-label", |s| text(s, "k") == "Cluster-value")
+        .await;
+
     // A namespaced store may not reach into another namespace; the store says so.
     let foreign = json!({"metadata": {"name": "foreign"}, "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1",
         "auth": {"secretRef": {"accessKeyIDSecretRef": {"name": "keys", "key": "id", "namespace": "kube-system"},
@@ -779,7 +794,7 @@ async fn stores_decide_who_may_use_them() {
             .contains("cannot reference namespace \"kube-system\""),
         "{condition}"
     );
-    for name in [open, closed] {
+    for name in [open, closed, selected] {
         cluster_stores
             .delete(&name, &DeleteParams::default())
             .await
@@ -978,7 +993,9 @@ async fn a_standby_instance_takes_over_when_the_leader_stops() {
     })
     .await;
     assert!(led.is_some(), "the first instance leads");
-    let second_args = args("second");
+    let mut second_args = args("second");
+    second_args.push("--log-format".into());
+    second_args.push("json".into());
     let mut second = RunningController::start(
         &scenario.cluster.kubeconfig,
         &second_args.iter().map(String::as_str).collect::<Vec<_>>(),
@@ -1030,6 +1047,13 @@ async fn a_standby_instance_takes_over_when_the_leader_stops() {
         .secret_where("two", |s| text(s, "k") == "Leader-value")
         .await;
     assert!(second.terminate().success());
+    let lines = second.logs.lock().unwrap().clone();
+    assert!(
+        lines
+            .iter()
+            .all(|l| serde_json::from_str::<Value>(l).is_ok_and(|v| v.is_object())),
+        "--log-format json: one JSON object per line"
+    );
     first.assert_never_logged(&["Leader-value"]);
     second.assert_never_logged(&["Leader-value"]);
     scenario.finish(&[]).await;
