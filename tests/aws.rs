@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use aws_config::{BehaviorVersion, Region, SdkConfig};
+use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::Credentials;
 use aws_sdk_secretsmanager::primitives::Blob;
 use secretsync::SecretValue;
@@ -20,26 +20,7 @@ use secretsync::sync::{
     DesiredSecret, SyncError, TemplateSources, desired_secret, remote_requests,
 };
 use support::fault_proxy::{Fault, FaultProxy};
-use support::moto::{Moto, REGION, Recorded, count};
-
-const TEST_KEY_ID: &str = "AKIDTESTADMIN";
-
-/// SDK config aimed at `endpoint` with fixed test keys: nothing read from the
-/// environment, nothing sent anywhere but 127.0.0.1.
-async fn sdk_config(endpoint: &str) -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(Region::new(REGION))
-        .credentials_provider(Credentials::new(
-            TEST_KEY_ID,
-            "test-secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await
-}
+use support::moto::{Moto, REGION, Recorded, TEST_KEY_ID, count, sdk_config};
 
 fn fast_retries(max_attempts: u32) -> RetrySettings {
     RetrySettings {

@@ -807,18 +807,7 @@ async fn stores_decide_who_may_use_them() {
 async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     use support::moto::{Moto, count};
     let moto = Moto::start();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "AKIDSCENARIO",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
+    let config = support::moto::sdk_config(&moto.endpoint).await;
     let sm = aws_sdk_secretsmanager::Client::new(&config);
     for i in 0..10 {
         sm.create_secret()
@@ -1065,18 +1054,7 @@ async fn eso_manifests_sync_unchanged_with_eso_compat() {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use support::moto::{Moto, count};
     let moto = Moto::start();
-    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(&moto.endpoint)
-        .region(aws_config::Region::new("eu-west-1"))
-        .credentials_provider(aws_credential_types::Credentials::new(
-            "AKIDSCENARIO",
-            "secret",
-            None,
-            None,
-            "test",
-        ))
-        .load()
-        .await;
+    let config = support::moto::sdk_config(&moto.endpoint).await;
     aws_sdk_secretsmanager::Client::new(&config)
         .create_secret()
         .name("prod/app/db")

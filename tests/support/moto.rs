@@ -9,10 +9,31 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 
 pub const REGION: &str = "eu-west-1";
+/// The access key id of the fixed test credentials.
+pub const TEST_KEY_ID: &str = "AKIDTESTADMIN";
+
+/// SDK config aimed at `endpoint` (moto, or a proxy in front of it) with fixed
+/// test keys: nothing read from the environment, nothing sent anywhere but 127.0.0.1.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_credential_types::Credentials::new(
+            TEST_KEY_ID,
+            "test-secret",
+            None,
+            None,
+            "test",
+        ))
+        .load()
+        .await
+}
 
 pub struct Moto {
     child: Child,
     pub endpoint: String,
+    /// moto's recorder writes to a file; each server gets its own.
+    _recording: tempfile::TempDir,
 }
 
 /// One request moto received.
@@ -28,8 +49,10 @@ pub struct Recorded {
 impl Moto {
     pub fn start() -> Moto {
         let port = super::free_port();
+        let recording = tempfile::tempdir().expect("a directory for the recording");
         let mut command = Command::new("python3");
         command
+            .env("MOTO_RECORDER_FILEPATH", recording.path().join("recording"))
             .args([
                 "-m",
                 "moto.server",
@@ -54,6 +77,7 @@ impl Moto {
         let mut moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
+            _recording: recording,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         while ureq::get(&format!("{}/moto-api/", moto.endpoint))
