@@ -7,6 +7,7 @@ pub mod api;
 pub mod controller;
 pub mod provider;
 pub mod render;
+pub mod sealed;
 pub mod secret_value;
 pub mod sync;
 pub mod template;

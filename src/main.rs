@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand, ValueEnum};
 use secretsync::render::{self, OutputFormat};
 
+mod sealing;
+
 #[derive(Parser)]
 #[command(
     name = "secretsync",
@@ -25,6 +27,23 @@ struct Cli {
 enum LogFormat {
     Text,
     Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Strict,
+    NamespaceWide,
+    ClusterWide,
+}
+
+impl From<ScopeArg> for secretsync::api::SealedScope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Strict => Self::Strict,
+            ScopeArg::NamespaceWide => Self::NamespaceWide,
+            ScopeArg::ClusterWide => Self::ClusterWide,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -71,6 +90,75 @@ enum Command {
         #[arg(long)]
         eso_compat: bool,
     },
+    /// Make an age identity (X25519): writes it to FILE (mode 0600) and prints
+    /// its recipient (public key), as age-keygen does.
+    Keygen {
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+    },
+    /// Seal a Secret manifest (stdin or -f) into a SealedSecret, each value an age
+    /// envelope to every recipient, bound to its namespace/name/key by --scope.
+    Seal {
+        /// The Secret manifest (default: stdin); with --raw, the value.
+        #[arg(short = 'f', long = "filename")]
+        file: Option<PathBuf>,
+        /// A recipient: age1..., ssh-ed25519 ..., ssh-rsa ... (repeatable).
+        #[arg(short = 'r', long = "recipient")]
+        recipients: Vec<String>,
+        /// A file of recipients, one a line (repeatable).
+        #[arg(short = 'R', long = "recipients-file")]
+        recipients_files: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ScopeArg::Strict)]
+        scope: ScopeArg,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+        /// Seal one value (from -f or stdin) and print only its envelope.
+        #[arg(long, requires = "key")]
+        raw: bool,
+        /// With --raw: the SealedSecret's name (strict scope).
+        #[arg(long)]
+        name: Option<String>,
+        /// With --raw: its namespace (strict and namespace-wide scopes).
+        #[arg(long)]
+        namespace: Option<String>,
+        /// With --raw: the Secret key.
+        #[arg(long)]
+        key: Option<String>,
+        /// Add or replace these keys in an existing SealedSecret file, in place.
+        #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+        merge_into: Option<PathBuf>,
+        /// With --merge-into: identities that show which values are unchanged
+        /// (their ciphertext is then kept byte for byte).
+        #[arg(short = 'i', long = "identity")]
+        identities: Vec<PathBuf>,
+    },
+    /// Decrypt a SealedSecret offline (recovery): prints the Secret.
+    Unseal {
+        #[arg(short = 'f', long = "filename")]
+        file: Option<PathBuf>,
+        /// An identity file: age (AGE-SECRET-KEY-1...) or SSH private key (repeatable).
+        #[arg(short = 'i', long = "identity", required = true)]
+        identities: Vec<PathBuf>,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+    },
+    /// Re-encrypt every value of a SealedSecret to a new set of recipients.
+    /// With the same recipients, nothing changes, byte for byte.
+    Reseal {
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+        #[arg(short = 'i', long = "identity", required = true)]
+        identities: Vec<PathBuf>,
+        #[arg(short = 'r', long = "recipient")]
+        recipients: Vec<String>,
+        #[arg(short = 'R', long = "recipients-file")]
+        recipients_files: Vec<PathBuf>,
+        /// Write the result back to the file instead of stdout.
+        #[arg(long)]
+        in_place: bool,
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+        output: OutputFormat,
+    },
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen {
         /// Write one file per CRD into DIR (ESO-compatible ones into DIR/compat) instead of stdout.
@@ -91,6 +179,52 @@ async fn main() -> ExitCode {
             namespace,
         } => run_render(&files, output, out_dir.as_deref(), &namespace).await,
         Command::Crdgen { out_dir } => run_crdgen(out_dir.as_deref()),
+        Command::Keygen { output } => report(sealing::keygen(&output)),
+        Command::Seal {
+            file,
+            recipients,
+            recipients_files,
+            scope,
+            output,
+            raw,
+            name,
+            namespace,
+            key,
+            merge_into,
+            identities,
+        } => report(sealing::seal(sealing::SealArgs {
+            file,
+            recipients,
+            recipients_files,
+            scope: scope.into(),
+            output,
+            raw,
+            name,
+            namespace,
+            key,
+            merge_into,
+            identities,
+        })),
+        Command::Unseal {
+            file,
+            identities,
+            output,
+        } => report(sealing::unseal(file, &identities, output)),
+        Command::Reseal {
+            file,
+            identities,
+            recipients,
+            recipients_files,
+            in_place,
+            output,
+        } => report(sealing::reseal(
+            &file,
+            &identities,
+            recipients,
+            &recipients_files,
+            in_place,
+            output,
+        )),
         Command::Controller {
             health_address,
             no_leader_election,
@@ -157,6 +291,17 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Exit 0, or print the error and exit 1.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

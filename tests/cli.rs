@@ -398,7 +398,7 @@ fn crds_directory_is_current() {
     };
     let fresh = listing(dir.path());
     let committed = listing(&Path::new(env!("CARGO_MANIFEST_DIR")).join("crds"));
-    assert_eq!(fresh.len(), 3);
+    assert_eq!(fresh.len(), 4);
     let fresh_compat = listing(&dir.path().join("compat"));
     assert_eq!(fresh_compat.len(), 3);
     assert!(

@@ -4,11 +4,13 @@
 
 mod condition;
 mod external_secret;
+mod sealed_secret;
 mod secret_store;
 mod validation;
 
 pub use condition::Condition;
 pub use external_secret::*;
+pub use sealed_secret::*;
 pub use secret_store::*;
 pub use validation::{FieldError, FieldErrors, from_json, is_valid_secret_key};
 
@@ -24,6 +26,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ExternalSecret::crd(),
         SecretStore::crd(),
         ClusterSecretStore::crd(),
+        SealedSecret::crd(),
     ]
 }
 
@@ -35,24 +38,28 @@ pub const ESO_VERSIONS: &[&str] = &["v1", "v1beta1"];
 /// The same CRDs in ESO's group and versions, so ESO manifests apply unchanged
 /// on a cluster without ESO's own CRDs (`crds/compat/`).
 pub fn eso_compat_crds() -> Vec<CustomResourceDefinition> {
-    crds()
-        .into_iter()
-        .map(|mut crd| {
-            crd.spec.group = ESO_GROUP.to_string();
-            crd.metadata.name = Some(format!("{}.{ESO_GROUP}", crd.spec.names.plural));
-            crd.spec.names.categories = Some(vec!["external-secrets".into()]);
-            let template = crd.spec.versions[0].clone();
-            crd.spec.versions = ESO_VERSIONS
-                .iter()
-                .enumerate()
-                .map(|(i, version)| {
-                    let mut v = template.clone();
-                    v.name = version.to_string();
-                    v.storage = i == 0;
-                    v
-                })
-                .collect();
-            crd
-        })
-        .collect()
+    [
+        ExternalSecret::crd(),
+        SecretStore::crd(),
+        ClusterSecretStore::crd(),
+    ]
+    .into_iter()
+    .map(|mut crd| {
+        crd.spec.group = ESO_GROUP.to_string();
+        crd.metadata.name = Some(format!("{}.{ESO_GROUP}", crd.spec.names.plural));
+        crd.spec.names.categories = Some(vec!["external-secrets".into()]);
+        let template = crd.spec.versions[0].clone();
+        crd.spec.versions = ESO_VERSIONS
+            .iter()
+            .enumerate()
+            .map(|(i, version)| {
+                let mut v = template.clone();
+                v.name = version.to_string();
+                v.storage = i == 0;
+                v
+            })
+            .collect();
+        crd
+    })
+    .collect()
 }
