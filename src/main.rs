@@ -89,6 +89,10 @@ enum Command {
         /// stores (CRDs in crds/compat/ if ESO's own are not installed).
         #[arg(long)]
         eso_compat: bool,
+        /// The Secret, in the controller's namespace (--lease-namespace), whose
+        /// keys hold the age/SSH identities SealedSecrets are decrypted with.
+        #[arg(long, default_value = "secretsync-sealing-keys")]
+        sealing_keys_secret: String,
     },
     /// Make an age identity (X25519): writes it to FILE (mode 0600) and prints
     /// its recipient (public key), as age-keygen does.
@@ -233,7 +237,12 @@ async fn main() -> ExitCode {
             identity,
             lease_duration,
             eso_compat,
+            sealing_keys_secret,
         } => {
+            let sealing_keys = Some(secretsync::controller::sealed_secret::SealingKeys {
+                namespace: lease_namespace.clone(),
+                name: sealing_keys_secret,
+            });
             let identity = identity.unwrap_or_else(|| format!("secretsync-{}", std::process::id()));
             let leader = (!no_leader_election).then(|| secretsync::controller::LeaderSettings {
                 namespace: lease_namespace,
@@ -247,6 +256,7 @@ async fn main() -> ExitCode {
                 retry: Default::default(),
                 aws_base: None,
                 eso_compat,
+                sealing_keys,
             };
             run_controller(settings).await
         }

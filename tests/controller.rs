@@ -1206,3 +1206,252 @@ spec:
     .unwrap();
     scenario.finish(&["Eso-db-pw"]).await;
 }
+
+fn cli(args: &[&str], stdin: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "secretsync {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
+    let mut scenario = Scenario::start("sealed").await;
+    let namespace = scenario.cluster.namespace.clone();
+    let dir = tempfile::tempdir().unwrap();
+    let key_a = dir.path().join("a.key");
+    let recipient_a = cli(&["keygen", "-o", key_a.to_str().unwrap()], "")
+        .trim()
+        .to_string();
+    let keys = |files: &[&std::path::Path]| {
+        let data: serde_json::Map<String, Value> = files
+            .iter()
+            .map(|f| {
+                (
+                    f.file_name().unwrap().to_string_lossy().into_owned(),
+                    json!(std::fs::read_to_string(f).unwrap()),
+                )
+            })
+            .collect();
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secretsync-sealing-keys"}, "stringData": data})
+    };
+    let secrets = scenario.secrets();
+    let put_keys = |files: Vec<std::path::PathBuf>| {
+        let secrets = secrets.clone();
+        let manifest = keys(&files.iter().map(|p| p.as_path()).collect::<Vec<_>>());
+        async move {
+            let _ = secrets
+                .delete("secretsync-sealing-keys", &DeleteParams::default())
+                .await;
+            secrets
+                .create(
+                    &Default::default(),
+                    &serde_json::from_value(manifest).unwrap(),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    put_keys(vec![key_a.clone()]).await;
+    scenario.run_controller(&[]);
+
+    let manifest = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {namespace}}}\nstringData: {{user: app, password: Sealed-ctl-1}}\n"
+    );
+    let sealed_file = dir.path().join("db.sealed.yaml");
+    std::fs::write(&sealed_file, cli(&["seal", "-r", &recipient_a], &manifest)).unwrap();
+    let kubectl_apply = |file: &std::path::Path| {
+        let output = std::process::Command::new("kubectl")
+            .args(["apply", "-f", file.to_str().unwrap()])
+            .env("KUBECONFIG", &scenario.cluster.kubeconfig)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    kubectl_apply(&sealed_file);
+    let secret = scenario
+        .secret_where("db", |s| text(s, "password") == "Sealed-ctl-1")
+        .await;
+    assert_eq!(text(&secret, "user"), "app");
+    assert_eq!(
+        secret.metadata.owner_references.unwrap()[0].kind,
+        "SealedSecret"
+    );
+    let sealed_api = scenario.api("SealedSecret", "sealedsecrets");
+    let synced = |reason: &'static str, expected: &'static str| {
+        let api = sealed_api.clone();
+        async move {
+            eventually(WAIT, || {
+                let api = api.clone();
+                async move {
+                    let condition =
+                        api.get("db").await.ok()?.data["status"]["conditions"][0].clone();
+                    (condition["reason"] == reason
+                        && condition["message"].as_str()?.contains(expected))
+                    .then_some(())
+                }
+            })
+            .await
+        }
+    };
+    assert!(synced("Unsealed", "decrypted").await.is_some());
+
+    // Rotation: a second identity joins; the SealedSecret is resealed to it; the
+    // first identity leaves. New identities are read without a restart.
+    let key_b = dir.path().join("b.key");
+    let recipient_b = cli(&["keygen", "-o", key_b.to_str().unwrap()], "")
+        .trim()
+        .to_string();
+    put_keys(vec![key_a.clone(), key_b.clone()]).await;
+    cli(
+        &[
+            "reseal",
+            "-f",
+            sealed_file.to_str().unwrap(),
+            "-i",
+            key_a.to_str().unwrap(),
+            "-r",
+            &recipient_b,
+            "--in-place",
+        ],
+        "",
+    );
+    kubectl_apply(&sealed_file);
+    put_keys(vec![key_b.clone()]).await;
+    // One key changes with --merge-into: only that key changes in the Secret.
+    let update = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {namespace}}}\nstringData: {{password: Sealed-ctl-2}}\n"
+    );
+    cli(
+        &[
+            "seal",
+            "-r",
+            &recipient_b,
+            "--merge-into",
+            sealed_file.to_str().unwrap(),
+        ],
+        &update,
+    );
+    kubectl_apply(&sealed_file);
+    let updated = scenario
+        .secret_where("db", |s| text(s, "password") == "Sealed-ctl-2")
+        .await;
+    assert_eq!(text(&updated, "user"), "app");
+
+    // Moved to another namespace: it does not decrypt there.
+    let elsewhere = format!("{namespace}-moved");
+    let ns: k8s_openapi::api::core::v1::Namespace =
+        serde_json::from_value(json!({"metadata": {"name": elsewhere}})).unwrap();
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(scenario.cluster.client.clone())
+        .create(&Default::default(), &ns)
+        .await
+        .unwrap();
+    let moved = std::fs::read_to_string(&sealed_file).unwrap().replace(
+        &format!("namespace: {namespace}"),
+        &format!("namespace: {elsewhere}"),
+    );
+    let moved_file = dir.path().join("moved.yaml");
+    std::fs::write(&moved_file, moved).unwrap();
+    kubectl_apply(&moved_file);
+    let moved_api = Api::<DynamicObject>::namespaced_with(
+        scenario.cluster.client.clone(),
+        &elsewhere,
+        &resource("SealedSecret", "sealedsecrets"),
+    );
+    let refused = eventually(WAIT, || {
+        let api = moved_api.clone();
+        async move {
+            let condition = api.get("db").await.ok()?.data["status"]["conditions"][0].clone();
+            (condition["reason"] == "DecryptionFailed")
+                .then_some(condition["message"].as_str()?.to_string())
+        }
+    })
+    .await
+    .expect("the moved copy is refused");
+    assert!(
+        refused.contains(&format!("sealed for namespace \"{namespace}\"")),
+        "{refused}"
+    );
+    let moved_secret = Api::<Secret>::namespaced(scenario.cluster.client.clone(), &elsewhere)
+        .get_opt("db")
+        .await
+        .unwrap();
+    assert!(moved_secret.is_none(), "no Secret where it may not decrypt");
+
+    // No identity at all: said so; the existing Secret stays as it was.
+    let empty = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secretsync-sealing-keys"}, "stringData": {"note": "rotating"}});
+    let _ = scenario
+        .secrets()
+        .delete("secretsync-sealing-keys", &DeleteParams::default())
+        .await;
+    scenario
+        .secrets()
+        .create(&Default::default(), &serde_json::from_value(empty).unwrap())
+        .await
+        .unwrap();
+    sealed_api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "1"}}})),
+        )
+        .await
+        .unwrap();
+    let update = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: db, namespace: {namespace}}}\nstringData: {{password: Sealed-ctl-3}}\n"
+    );
+    cli(
+        &[
+            "seal",
+            "-r",
+            &recipient_b,
+            "--merge-into",
+            sealed_file.to_str().unwrap(),
+        ],
+        &update,
+    );
+    kubectl_apply(&sealed_file);
+    assert!(
+        synced("NoIdentities", "holds no age or SSH identity")
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        text(&scenario.secrets().get("db").await.unwrap(), "password"),
+        "Sealed-ctl-2",
+        "left as it was"
+    );
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(scenario.cluster.client.clone())
+        .delete(&elsewhere, &DeleteParams::default())
+        .await
+        .unwrap();
+    scenario
+        .finish(&[
+            "Sealed-ctl-1",
+            "Sealed-ctl-2",
+            "Sealed-ctl-3",
+            "AGE-SECRET-KEY",
+        ])
+        .await;
+}

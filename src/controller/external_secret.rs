@@ -606,7 +606,7 @@ async fn write_secret(
 }
 
 /// Whether the live Secret already has everything `wanted` sets.
-fn holds(live: &Secret, wanted: &Secret) -> bool {
+pub(super) fn holds(live: &Secret, wanted: &Secret) -> bool {
     let data_ok = wanted
         .data
         .iter()

@@ -7,6 +7,7 @@ mod fetcher;
 mod kube_auth;
 pub mod leader;
 mod metrics;
+pub mod sealed_secret;
 pub mod store;
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 
-use crate::api::{ClusterSecretStore, ExternalSecret, SecretStore};
+use crate::api::{ClusterSecretStore, ExternalSecret, SealedSecret, SecretStore};
 use crate::provider::aws::RetrySettings;
 use crate::provider::{ProviderContext, Providers};
 use crate::sync::MANAGED_LABEL;
@@ -62,6 +63,8 @@ pub struct Settings {
     pub aws_base: Option<SdkConfig>,
     /// Also serve ESO's `external-secrets.io` ExternalSecrets and stores.
     pub eso_compat: bool,
+    /// The Secret holding the identities SealedSecrets are decrypted with.
+    pub sealing_keys: Option<sealed_secret::SealingKeys>,
 }
 
 /// What every reconcile shares.
@@ -71,6 +74,7 @@ pub struct Context {
     fetcher: Arc<fetcher::Fetcher>,
     pub recorder: Recorder,
     pub metrics: Arc<Metrics>,
+    pub sealing_keys: Option<sealed_secret::SealingKeys>,
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret: the spec hash and time of this process's last fetch.
     fetches: Mutex<HashMap<String, (String, std::time::Instant)>>,
@@ -198,6 +202,7 @@ pub async fn run(
             },
         ),
         metrics: metrics.clone(),
+        sealing_keys: settings.sealing_keys.clone(),
         failures: Mutex::default(),
         fetches: Mutex::default(),
     });
@@ -229,6 +234,19 @@ pub async fn run(
     )
     .graceful_shutdown_on(when_stopped())
     .run(store::reconcile_cluster, error_policy, ctx.clone())
+    .for_each(|_| futures::future::ready(()));
+
+    let sealed_secrets = Controller::new(
+        Api::<SealedSecret>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .watches(
+        secrets.clone(),
+        managed.clone(),
+        sealed_secret::sealed_secret_of,
+    )
+    .graceful_shutdown_on(when_stopped())
+    .run(sealed_secret::reconcile, error_policy, ctx.clone())
     .for_each(|_| futures::future::ready(()));
 
     let eso = if settings.eso_compat {
@@ -285,6 +303,7 @@ pub async fn run(
         secret_stores,
         cluster_secret_stores,
         eso,
+        sealed_secrets,
         gauge
     );
     Ok(())

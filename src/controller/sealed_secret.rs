@@ -1,0 +1,257 @@
+//! SealedSecret -> Secret: decrypted with the identities in a Secret of the
+//! controller's own namespace (read on every reconcile, so new identities work
+//! without a restart; several may be active at once for rotation). A value that
+//! does not decrypt, or decrypts for another scope, leaves any existing Secret
+//! as it was; the condition and an event say why, never what.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use kube::api::{Api, Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::{Resource, ResourceExt};
+use serde_json::json;
+
+use super::{Context, Error, FIELD_MANAGER};
+use crate::api::{Condition, SealedSecret, SealedSecretStatus};
+use crate::sealed::{Binding, parse_identities, unseal};
+use crate::sync::MANAGED_LABEL;
+use crate::template::{Context as TemplateContext, Template};
+
+/// Annotation on a Secret naming the SealedSecret (same namespace) it comes from.
+pub const SEALED_SECRET_ANNOTATION: &str = "secretsync.io/sealed-secret";
+
+/// Where the decryption identities live.
+#[derive(Clone, Debug)]
+pub struct SealingKeys {
+    pub namespace: String,
+    pub name: String,
+}
+
+pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let namespace = sealed.namespace().unwrap_or_default();
+    let key = format!("sealed:{namespace}/{}", sealed.name_any());
+    let outcome = unseal_all(&sealed, &ctx).await;
+    let (value, reason, message, action) = match outcome {
+        Ok(secret) => match write(&sealed, &ctx, secret).await {
+            Ok(written) => {
+                ctx.reset_backoff(&key);
+                if let Some(created) = written {
+                    let (reason, note) = if created {
+                        ("Created", "Secret created")
+                    } else {
+                        ("Updated", "Secret updated")
+                    };
+                    publish(&ctx, &sealed, EventType::Normal, reason, note).await;
+                }
+                (
+                    "True",
+                    "Unsealed",
+                    "every value decrypted and the Secret is in step".to_string(),
+                    Action::await_change(),
+                )
+            }
+            Err(e) => return Err(e),
+        },
+        Err((reason, message)) => {
+            tracing::warn!(sealed_secret = %key, reason, %message, "unsealing failed");
+            publish(&ctx, &sealed, EventType::Warning, reason, &message).await;
+            (
+                "False",
+                reason,
+                message,
+                Action::requeue(ctx.next_backoff(&key)),
+            )
+        }
+    };
+    write_status(&sealed, &ctx, value, reason, &message).await?;
+    Ok(action)
+}
+
+/// The Secret a SealedSecret stands for, or (reason, message).
+async fn unseal_all(
+    sealed: &SealedSecret,
+    ctx: &Context,
+) -> Result<Secret, (&'static str, String)> {
+    let keys = ctx.sealing_keys.as_ref().ok_or((
+        "NoIdentities",
+        "the controller runs without --sealing-keys-secret".to_string(),
+    ))?;
+    let source = format!("Secret {}/{}", keys.namespace, keys.name);
+    let holder = Api::<Secret>::namespaced(ctx.client.clone(), &keys.namespace)
+        .get_opt(&keys.name)
+        .await
+        .map_err(|e| ("NoIdentities", format!("reading {source}: {e}")))?
+        .ok_or((
+            "NoIdentities",
+            format!("{source} (the decryption identities) does not exist"),
+        ))?;
+    let mut identities = Vec::new();
+    for (name, value) in holder.data.iter().flatten() {
+        let text = String::from_utf8_lossy(&value.0);
+        match parse_identities(&text, &format!("{source} key {name:?}")) {
+            Ok(found) => identities.extend(found),
+            Err(e) => tracing::warn!(error = %e, "skipping a key that holds no identity"),
+        }
+    }
+    if identities.is_empty() {
+        return Err((
+            "NoIdentities",
+            format!("{source} holds no age or SSH identity"),
+        ));
+    }
+    let namespace = sealed.namespace().unwrap_or_default();
+    let name = sealed.name_any();
+    let mut values = BTreeMap::new();
+    for (key, ciphertext) in &sealed.spec.encrypted_data {
+        let binding = Binding {
+            scope: sealed.spec.scope,
+            namespace: namespace.clone(),
+            name: name.clone(),
+            key: key.clone(),
+        };
+        let value = unseal(ciphertext.as_bytes(), &identities, &binding)
+            .map_err(|e| ("DecryptionFailed", format!("spec.encryptedData.{key}: {e}")))?;
+        values.insert(key.clone(), value);
+    }
+    let template = sealed.spec.template.clone().unwrap_or_default();
+    let mut data: BTreeMap<String, ByteString> = values
+        .iter()
+        .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
+        .collect();
+    if !template.data.is_empty() {
+        let mut context = TemplateContext::new();
+        for (k, v) in &values {
+            context.insert(k.clone(), v.clone());
+        }
+        for (key, text) in &template.data {
+            let rendered = Template::parse(text)
+                .and_then(|t| t.render(&context))
+                .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
+            data.insert(key.clone(), ByteString(rendered.into_bytes()));
+        }
+    }
+    let mut labels = template.metadata.labels.clone();
+    labels.insert(MANAGED_LABEL.into(), "true".into());
+    let mut annotations = template.metadata.annotations.clone();
+    annotations.insert(SEALED_SECRET_ANNOTATION.into(), name.clone());
+    let mut secret = Secret {
+        data: Some(data),
+        type_: Some(template.type_.clone().unwrap_or_else(|| "Opaque".into())),
+        immutable: template.immutable.then_some(true),
+        ..Default::default()
+    };
+    secret.metadata.name = Some(name.clone());
+    secret.metadata.namespace = Some(namespace);
+    secret.metadata.labels = Some(labels);
+    secret.metadata.annotations = Some(annotations);
+    secret.metadata.owner_references = Some(vec![OwnerReference {
+        api_version: SealedSecret::api_version(&()).into_owned(),
+        kind: SealedSecret::kind(&()).into_owned(),
+        name,
+        uid: sealed.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }]);
+    Ok(secret)
+}
+
+/// Applies the Secret unless the live one holds it already. `Some(created)` when written.
+async fn write(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    secret: Secret,
+) -> Result<Option<bool>, Error> {
+    let api: Api<Secret> =
+        Api::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default());
+    let name = sealed.name_any();
+    let existing = api.get_opt(&name).await.map_err(Error::Kube)?;
+    if existing
+        .as_ref()
+        .is_some_and(|live| super::external_secret::holds(live, &secret))
+    {
+        return Ok(None);
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch(&name, &params, &Patch::Apply(&secret))
+        .await
+        .map_err(Error::Kube)?;
+    Ok(Some(existing.is_none()))
+}
+
+async fn write_status(
+    sealed: &SealedSecret,
+    ctx: &Context,
+    value: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let previous = sealed
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"));
+    let same = previous.is_some_and(|p| {
+        p.status == value
+            && p.reason.as_deref() == Some(reason)
+            && p.message.as_deref() == Some(message)
+    });
+    if same
+        && sealed.status.as_ref().and_then(|s| s.observed_generation) == sealed.metadata.generation
+    {
+        return Ok(());
+    }
+    let transition = match previous {
+        Some(p) if p.status == value => p.last_transition_time.clone(),
+        _ => Some(Time(jiff::Timestamp::now())),
+    };
+    let status = SealedSecretStatus {
+        conditions: vec![Condition {
+            type_: "Synced".into(),
+            status: value.into(),
+            reason: Some(reason.into()),
+            message: Some(message.into()),
+            last_transition_time: transition,
+        }],
+        observed_generation: sealed.metadata.generation,
+    };
+    Api::<SealedSecret>::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default())
+        .patch_status(
+            &sealed.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .map_err(Error::Kube)?;
+    Ok(())
+}
+
+async fn publish(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: &str) {
+    let event = Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: "Unseal".into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}
+
+/// Secrets that changed point back to their SealedSecret by annotation.
+pub fn sealed_secret_of(
+    secret: Secret,
+) -> Option<kube::runtime::reflector::ObjectRef<SealedSecret>> {
+    let name = secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(SEALED_SECRET_ANNOTATION)?
+        .clone();
+    let namespace = secret.metadata.namespace?;
+    Some(kube::runtime::reflector::ObjectRef::new(&name).within(&namespace))
+}
