@@ -1399,6 +1399,36 @@ async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
         .unwrap();
     assert!(moved_secret.is_none(), "no Secret where it may not decrypt");
 
+    // The template renders extra keys from the decrypted values.
+    sealed_api
+        .patch("db", &PatchParams::default(), &Patch::Merge(json!({"spec": {"template": {"type": "Opaque", "data": {"dsn": "postgres://{{ .user }}@db"}}}})))
+        .await
+        .unwrap();
+    let templated = scenario
+        .secret_where("db", |s| text(s, "dsn") == "postgres://app@db")
+        .await;
+    assert_eq!(text(&templated, "password"), "Sealed-ctl-2");
+
+    // Only an identity it was not sealed to: said so, the Secret untouched.
+    put_keys(vec![key_a.clone()]).await;
+    sealed_api
+        .patch(
+            "db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"poke": "0"}}})),
+        )
+        .await
+        .unwrap();
+    assert!(
+        synced("DecryptionFailed", "no identity can decrypt it")
+            .await
+            .is_some()
+    );
+    assert_eq!(
+        text(&scenario.secrets().get("db").await.unwrap(), "password"),
+        "Sealed-ctl-2"
+    );
+
     // No identity at all: said so; the existing Secret stays as it was.
     let empty = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "secretsync-sealing-keys"}, "stringData": {"note": "rotating"}});
     let _ = scenario
