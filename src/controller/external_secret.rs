@@ -16,7 +16,7 @@ use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -689,13 +689,6 @@ async fn publish(
     reason: &str,
     note: &str,
 ) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "Sync".into(),
-        secondary: None,
-    };
     let regarding = ObjectReference {
         api_version: Some(flavor.api_version()),
         kind: Some("ExternalSecret".into()),
@@ -704,21 +697,12 @@ async fn publish(
         uid: es.metadata.uid.clone(),
         ..Default::default()
     };
-    if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
-        tracing::debug!(error = %e, "could not publish an event");
-    }
+    super::publish(ctx, &regarding, type_, "Sync", reason, note).await;
 }
 
 /// Secrets that changed point back to their ExternalSecret by annotation.
 pub fn external_secret_of(
     secret: Secret,
 ) -> Option<kube::runtime::reflector::ObjectRef<ExternalSecret>> {
-    let name = secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(EXTERNAL_SECRET_ANNOTATION)?
-        .clone();
-    let namespace = secret.metadata.namespace?;
-    Some(kube::runtime::reflector::ObjectRef::new(&name).within(&namespace))
+    super::writer_of(secret, EXTERNAL_SECRET_ANNOTATION)
 }

@@ -106,6 +106,42 @@ impl Context {
     }
 }
 
+/// Publishes an event about `regarding`; failing to publish is only logged.
+pub(crate) async fn publish(
+    ctx: &Context,
+    regarding: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: kube::runtime::events::EventType,
+    action: &str,
+    reason: &str,
+    note: &str,
+) {
+    let event = kube::runtime::events::Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note.into()),
+        action: action.into(),
+        secondary: None,
+    };
+    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
+        tracing::debug!(error = %e, "could not publish an event");
+    }
+}
+
+/// The object (same namespace, named by `annotation`) that writes this Secret.
+pub(crate) fn writer_of<K>(secret: Secret, annotation: &str) -> Option<reflector::ObjectRef<K>>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let name = secret
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(annotation)?
+        .clone();
+    let namespace = secret.metadata.namespace?;
+    Some(reflector::ObjectRef::new(&name).within(&namespace))
+}
+
 /// 1s, 2s, 4s, ... after successive failures, capped at
 /// [`external_secret::MAX_BACKOFF`] (about five minutes).
 pub fn backoff(failures: u32) -> Duration {

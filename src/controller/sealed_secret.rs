@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
@@ -230,28 +230,12 @@ async fn write_status(
 }
 
 async fn publish(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: &str) {
-    let event = Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: "Unseal".into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &sealed.object_ref(&())).await {
-        tracing::debug!(error = %e, "could not publish an event");
-    }
+    super::publish(ctx, &sealed.object_ref(&()), type_, "Unseal", reason, note).await;
 }
 
 /// Secrets that changed point back to their SealedSecret by annotation.
 pub fn sealed_secret_of(
     secret: Secret,
 ) -> Option<kube::runtime::reflector::ObjectRef<SealedSecret>> {
-    let name = secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(SEALED_SECRET_ANNOTATION)?
-        .clone();
-    let namespace = secret.metadata.namespace?;
-    Some(kube::runtime::reflector::ObjectRef::new(&name).within(&namespace))
+    super::writer_of(secret, SEALED_SECRET_ANNOTATION)
 }
