@@ -389,22 +389,10 @@ fn apply_deletion_policy(
         return (Some(es.clone()), all_gone);
     }
     let mut kept = es.clone();
-    kept.spec.data.retain(|d| {
-        let single = crate::api::ExternalSecretSpec {
-            data: vec![d.clone()],
-            data_from: Vec::new(),
-            ..es.spec.clone()
-        };
-        !sync::remote_requests(&single).iter().any(missing)
-    });
-    kept.spec.data_from.retain(|d| {
-        let single = crate::api::ExternalSecretSpec {
-            data: Vec::new(),
-            data_from: vec![d.clone()],
-            ..es.spec.clone()
-        };
-        !sync::remote_requests(&single).iter().any(missing)
-    });
+    kept.spec.data.retain(|d| !missing(&sync::data_request(d)));
+    kept.spec
+        .data_from
+        .retain(|d| !sync::data_from_request(d).is_some_and(|r| missing(&r)));
     if kept.spec.data.is_empty() && kept.spec.data_from.is_empty() {
         return (None, all_gone);
     }

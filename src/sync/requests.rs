@@ -2,22 +2,32 @@
 
 use std::collections::BTreeSet;
 
-use crate::api::{ExternalSecretSpec, FindRef, RemoteRef};
+use crate::api::{
+    ExternalSecretData, ExternalSecretDataFrom, ExternalSecretSpec, FindRef, RemoteRef,
+};
 use crate::provider::{FindQuery, RemoteRequest};
 
 /// The distinct requests one ExternalSecret needs. A driver unions these over
 /// every ExternalSecret due for refresh on a store and fetches them in one batch.
 pub fn remote_requests(spec: &ExternalSecretSpec) -> BTreeSet<RemoteRequest> {
-    let data = spec.data.iter().map(|d| value_request(&d.remote_ref));
-    let data_from = spec
-        .data_from
-        .iter()
-        .filter_map(|d| match (&d.extract, &d.find) {
-            (Some(extract), _) => Some(value_request(extract)),
-            (None, Some(find)) => Some(find_request(find)),
-            (None, None) => None,
-        });
+    let data = spec.data.iter().map(data_request);
+    let data_from = spec.data_from.iter().filter_map(data_from_request);
     data.chain(data_from).collect()
+}
+
+/// What one `data[]` entry reads.
+pub fn data_request(item: &ExternalSecretData) -> RemoteRequest {
+    value_request(&item.remote_ref)
+}
+
+/// What one `dataFrom[]` entry reads (`None` for an entry with neither
+/// `extract` nor `find`, which validation rejects).
+pub fn data_from_request(item: &ExternalSecretDataFrom) -> Option<RemoteRequest> {
+    match (&item.extract, &item.find) {
+        (Some(extract), _) => Some(value_request(extract)),
+        (None, Some(find)) => Some(find_request(find)),
+        (None, None) => None,
+    }
 }
 
 pub(crate) fn value_request(remote: &RemoteRef) -> RemoteRequest {
