@@ -148,6 +148,22 @@ impl Provider for AwsProvider {
     }
 }
 
+/// Counts one AWS call by its outcome and turns its error into a
+/// [`ProviderError`] naming the call.
+pub(super) fn counted<T, E: std::error::Error + 'static>(
+    calls: &CallCounts,
+    service: &'static str,
+    call: &'static str,
+    result: Result<T, E>,
+) -> Result<T, ProviderError> {
+    calls.record(service, call, outcome(&result));
+    result.map_err(|e| api_error(service, call, &e))
+}
+
+pub(super) fn outcome<T, E>(result: &Result<T, E>) -> &'static str {
+    if result.is_ok() { "success" } else { "error" }
+}
+
 /// A failed call, with the SDK's full explanation (code, message, retries);
 /// AWS error text holds no secret values.
 pub(crate) fn api_error<E: std::error::Error + 'static>(

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterStringFilter;
 
-use super::api_error;
-use super::secrets_manager::outcome;
+use super::counted;
 use crate::SecretValue;
 use crate::provider::{CallCounts, FetchResults, Fetched, FindQuery, ProviderError, RemoteRequest};
 
@@ -44,11 +43,7 @@ impl ParameterStore {
             .max_results(1)
             .send()
             .await;
-        self.calls
-            .record(SERVICE, "DescribeParameters", outcome(&response));
-        response
-            .map(|_| ())
-            .map_err(|e| api_error(SERVICE, "DescribeParameters", &e))
+        counted(&self.calls, SERVICE, "DescribeParameters", response).map(|_| ())
     }
 
     pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
@@ -105,12 +100,9 @@ impl ParameterStore {
                 .with_decryption(true)
                 .send()
                 .await;
-            self.calls
-                .record(SERVICE, "GetParameters", outcome(&response));
-            let response = match response {
+            let response = match counted(&self.calls, SERVICE, "GetParameters", response) {
                 Ok(response) => response,
-                Err(e) => {
-                    let error = api_error(SERVICE, "GetParameters", &e);
+                Err(error) => {
                     out.extend(selectors.into_iter().map(|s| (s, Err(error.clone()))));
                     continue;
                 }
@@ -187,9 +179,7 @@ impl ParameterStore {
             .into_paginator()
             .send();
         while let Some(page) = pages.next().await {
-            self.calls
-                .record(SERVICE, "GetParametersByPath", outcome(&page));
-            let page = page.map_err(|e| api_error(SERVICE, "GetParametersByPath", &e))?;
+            let page = counted(&self.calls, SERVICE, "GetParametersByPath", page)?;
             for parameter in page.parameters() {
                 if let (Some(name), Some(value)) = (parameter.name(), parameter.value()) {
                     found.insert(name.to_string(), SecretValue::from(value));
@@ -225,9 +215,7 @@ impl ParameterStore {
             .page_size(50)
             .send();
         while let Some(page) = pages.next().await {
-            self.calls
-                .record(SERVICE, "DescribeParameters", outcome(&page));
-            let page = page.map_err(|e| api_error(SERVICE, "DescribeParameters", &e))?;
+            let page = counted(&self.calls, SERVICE, "DescribeParameters", page)?;
             names.extend(
                 page.parameters()
                     .iter()

@@ -10,7 +10,7 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::api_error;
+use super::{api_error, counted, outcome};
 use crate::SecretValue;
 use crate::provider::{CallCounts, FetchResults, Fetched, FindQuery, ProviderError, RemoteRequest};
 
@@ -34,11 +34,7 @@ impl SecretsManager {
     /// One cheap call: the credentials work and may list.
     pub async fn check(&self) -> Result<(), ProviderError> {
         let response = self.client.list_secrets().max_results(1).send().await;
-        self.calls
-            .record(SERVICE, "ListSecrets", outcome(&response));
-        response
-            .map(|_| ())
-            .map_err(|e| api_error(SERVICE, "ListSecrets", &e))
+        counted(&self.calls, SERVICE, "ListSecrets", response).map(|_| ())
     }
 
     pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
@@ -84,12 +80,9 @@ impl SecretsManager {
                 .set_secret_id_list(Some(chunk.to_vec()))
                 .send()
                 .await;
-            self.calls
-                .record(SERVICE, "BatchGetSecretValue", outcome(&response));
-            let response = match response {
+            let response = match counted(&self.calls, SERVICE, "BatchGetSecretValue", response) {
                 Ok(response) => response,
-                Err(e) => {
-                    let error = api_error(SERVICE, "BatchGetSecretValue", &e);
+                Err(error) => {
                     out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone()))));
                     continue;
                 }
@@ -166,9 +159,7 @@ impl SecretsManager {
 
     async fn exists(&self, id: &str) -> bool {
         let response = self.client.describe_secret().secret_id(id).send().await;
-        self.calls
-            .record(SERVICE, "DescribeSecret", outcome(&response));
-        response.is_ok()
+        counted(&self.calls, SERVICE, "DescribeSecret", response).is_ok()
     }
 
     /// Names matching the query (ListSecrets, then exact checks here), fetched
@@ -210,8 +201,7 @@ impl SecretsManager {
             .page_size(100)
             .send();
         while let Some(page) = pages.next().await {
-            self.calls.record(SERVICE, "ListSecrets", outcome(&page));
-            let page = page.map_err(|e| api_error(SERVICE, "ListSecrets", &e))?;
+            let page = counted(&self.calls, SERVICE, "ListSecrets", page)?;
             for secret in page.secret_list() {
                 let Some(secret_name) = secret.name() else {
                     continue;
@@ -253,8 +243,4 @@ fn entry_value(string: Option<&str>, binary: Option<&[u8]>) -> Option<SecretValu
     string
         .map(SecretValue::from)
         .or_else(|| binary.map(SecretValue::new))
-}
-
-pub(super) fn outcome<T, E>(result: &Result<T, E>) -> &'static str {
-    if result.is_ok() { "success" } else { "error" }
 }
