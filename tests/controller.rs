@@ -11,7 +11,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
-use support::cluster::{Cluster, eventually};
+use support::cluster::{Cluster, condition, eventually, gone};
 use support::controller::RunningController;
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -93,28 +93,17 @@ impl Scenario {
         })
     }
 
-    /// The ExternalSecret's Ready condition once it has `reason`.
+    /// The ExternalSecret's status once its Ready condition has `reason`.
     async fn ready_reason(&self, name: &str, reason: &str) -> Value {
         let api = self.api("ExternalSecret", "externalsecrets");
-        let found = eventually(WAIT, || {
-            let api = api.clone();
-            async move {
-                let es = api.get(name).await.ok()?;
-                let ready = es.data["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["type"] == "Ready")?
-                    .clone();
-                (ready["reason"] == reason).then_some(es.data["status"].clone())
-            }
-        })
-        .await;
-        found.unwrap_or_else(|| {
-            panic!(
-                "ExternalSecret {name} never became {reason}; controller log:\n{}",
-                self.logs()
-            )
-        })
+        condition(&api, name, "Ready", reason, "", WAIT)
+            .await
+            .unwrap_or_else(|| {
+                panic!(
+                    "ExternalSecret {name} never became {reason}; controller log:\n{}",
+                    self.logs()
+                )
+            })
     }
 
     fn logs(&self) -> String {
@@ -303,19 +292,7 @@ async fn an_external_secret_becomes_a_secret_that_is_repaired_and_follows_its_sp
         .delete("app", &DeleteParams::background())
         .await
         .unwrap();
-    let gone = eventually(WAIT, || {
-        let secrets = secrets.clone();
-        async move {
-            secrets
-                .get_opt("app-secret")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
-    assert!(gone.is_some());
+    assert!(gone(&secrets, "app-secret", WAIT).await);
     scenario
         .finish(&["Sc3nario-pw-1", "tok-Sc3nario-2", DB_JSON])
         .await;
@@ -344,29 +321,18 @@ impl Scenario {
         .await;
     }
 
-    /// The Ready condition's message once its reason is `reason` and it says `expected`.
-    async fn message(&self, name: &str, reason: &str, expected: &str) -> String {
+    /// Waits until the Ready condition has `reason` and says `expected`.
+    async fn message(&self, name: &str, reason: &str, expected: &str) {
         let api = self.api("ExternalSecret", "externalsecrets");
-        let found = eventually(WAIT, || {
-            let api = api.clone();
-            async move {
-                let es = api.get(name).await.ok()?;
-                let ready = es.data["status"]["conditions"]
-                    .as_array()?
-                    .iter()
-                    .find(|c| c["type"] == "Ready")?
-                    .clone();
-                let message = ready["message"].as_str()?.to_string();
-                (ready["reason"] == reason && message.contains(expected)).then_some(message)
-            }
-        })
-        .await;
-        found.unwrap_or_else(|| {
+        if condition(&api, name, "Ready", reason, expected, WAIT)
+            .await
+            .is_none()
+        {
             panic!(
                 "ExternalSecret {name} never said {reason}: {expected}; controller log:\n{}",
                 self.logs()
-            )
-        })
+            );
+        }
     }
 }
 
@@ -683,20 +649,8 @@ async fn refresh_and_deletion_policies() {
         .apply("SecretStore", "secretstores", fake_store("fake", &[]))
         .await;
     let secrets = scenario.secrets();
-    let deleted = eventually(WAIT, || {
-        let secrets = secrets.clone();
-        async move {
-            secrets
-                .get_opt("delete")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
     assert!(
-        deleted.is_some(),
+        gone(&secrets, "delete", WAIT).await,
         "Delete removes the Secret once every remote value is gone"
     );
     scenario.ready_reason("retain", "SecretSyncedError").await;
@@ -776,24 +730,17 @@ async fn stores_decide_who_may_use_them() {
             "secretAccessKeySecretRef": {"name": "keys", "key": "secret"}}}}}}});
     scenario.apply("SecretStore", "secretstores", foreign).await;
     let stores = scenario.api("SecretStore", "secretstores");
-    let condition = eventually(WAIT, || {
-        let stores = stores.clone();
-        async move {
-            let store = stores.get("foreign").await.ok()?;
-            let ready = store.data["status"]["conditions"][0].clone();
-            (ready["status"] == "False").then_some(ready)
-        }
-    })
+    let status = condition(
+        &stores,
+        "foreign",
+        "Ready",
+        "InvalidProviderConfig",
+        "cannot reference namespace \"kube-system\"",
+        WAIT,
+    )
     .await
-    .expect("the store gets a condition");
-    assert_eq!(condition["reason"], "InvalidProviderConfig");
-    assert!(
-        condition["message"]
-            .as_str()
-            .unwrap()
-            .contains("cannot reference namespace \"kube-system\""),
-        "{condition}"
-    );
+    .expect("the store says it may not reference kube-system");
+    assert_eq!(status["conditions"][0]["status"], "False");
     for name in [open, closed, selected] {
         cluster_stores
             .delete(&name, &DeleteParams::default())
@@ -852,17 +799,10 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     );
 
     let stores = scenario.api("SecretStore", "secretstores");
-    let ready = eventually(WAIT, || {
-        let stores = stores.clone();
-        async move {
-            let store = stores.get("aws").await.ok()?;
-            let condition = store.data["status"]["conditions"][0].clone();
-            (condition["status"] == "True").then_some(condition)
-        }
-    })
-    .await
-    .expect("the store's credentials are checked");
-    assert_eq!(ready["reason"], "Valid");
+    let status = condition(&stores, "aws", "Ready", "Valid", "", WAIT)
+        .await
+        .expect("the store's credentials are checked");
+    assert_eq!(status["conditions"][0]["status"], "True");
 
     // A Secret deleted by hand comes back from the values already fetched.
     moto.start_recording();
@@ -1181,15 +1121,7 @@ spec:
             "externalsecrets",
         ),
     );
-    let status = eventually(WAIT, || {
-        let eso_es = eso_es.clone();
-        async move {
-            let es = eso_es.get("app-db").await.ok()?;
-            (es.data["status"]["conditions"][0]["reason"] == "SecretSynced")
-                .then_some(es.data["status"].clone())
-        }
-    })
-    .await;
+    let status = condition(&eso_es, "app-db", "Ready", "SecretSynced", "", WAIT).await;
     assert!(
         status.is_some(),
         "the ESO object's status says SecretSynced"
@@ -1300,20 +1232,7 @@ async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
     );
     let sealed_api = scenario.api("SealedSecret", "sealedsecrets");
     let synced = |reason: &'static str, expected: &'static str| {
-        let api = sealed_api.clone();
-        async move {
-            eventually(WAIT, || {
-                let api = api.clone();
-                async move {
-                    let condition =
-                        api.get("db").await.ok()?.data["status"]["conditions"][0].clone();
-                    (condition["reason"] == reason
-                        && condition["message"].as_str()?.contains(expected))
-                    .then_some(())
-                }
-            })
-            .await
-        }
+        condition(&sealed_api, "db", "Synced", reason, expected, WAIT)
     };
     assert!(synced("Unsealed", "decrypted").await.is_some());
 
@@ -1379,19 +1298,19 @@ async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
         &elsewhere,
         &resource("SealedSecret", "sealedsecrets"),
     );
-    let refused = eventually(WAIT, || {
-        let api = moved_api.clone();
-        async move {
-            let condition = api.get("db").await.ok()?.data["status"]["conditions"][0].clone();
-            (condition["reason"] == "DecryptionFailed")
-                .then_some(condition["message"].as_str()?.to_string())
-        }
-    })
-    .await
-    .expect("the moved copy is refused");
+    let refused = format!("sealed for namespace \"{namespace}\"");
     assert!(
-        refused.contains(&format!("sealed for namespace \"{namespace}\"")),
-        "{refused}"
+        condition(
+            &moved_api,
+            "db",
+            "Synced",
+            "DecryptionFailed",
+            &refused,
+            WAIT
+        )
+        .await
+        .is_some(),
+        "the moved copy is refused: {refused}"
     );
     let moved_secret = Api::<Secret>::namespaced(scenario.cluster.client.clone(), &elsewhere)
         .get_opt("db")

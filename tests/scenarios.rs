@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
-use support::cluster::{Cluster, eventually};
+use support::cluster::{Cluster, gone};
 
 fn managed_secret(name: &str, password: &str) -> serde_json::Value {
     json!({
@@ -111,20 +111,8 @@ async fn an_owned_secret_goes_with_its_external_secret() {
         .delete("app", &DeleteParams::background())
         .await
         .unwrap();
-    let gone = eventually(Duration::from_secs(60), || {
-        let secrets = secrets.clone();
-        async move {
-            secrets
-                .get_opt("app")
-                .await
-                .unwrap()
-                .is_none()
-                .then_some(())
-        }
-    })
-    .await;
     assert!(
-        gone.is_some(),
+        gone(&secrets, "app", Duration::from_secs(60)).await,
         "the garbage collector removed the owned Secret"
     );
     cluster.finish().await;

@@ -82,6 +82,20 @@ fn sealed_data(text: &str) -> Value {
     value["spec"]["encryptedData"].clone()
 }
 
+/// The error `unseal` gives (it must fail).
+fn unseal_failure(sealed: &Path, identity: &Path) -> String {
+    failure(secretsync(
+        &[
+            "unseal",
+            "-i",
+            identity.to_str().unwrap(),
+            "-f",
+            sealed.to_str().unwrap(),
+        ],
+        None,
+    ))
+}
+
 fn unsealed(sealed: &Path, identity: &Path) -> Value {
     let out = ok(secretsync(
         &[
@@ -317,16 +331,7 @@ fn merge_into_and_reseal_keep_unchanged_ciphertext_byte_for_byte() {
     let rotated = dir.read("sealed.yaml");
     assert_ne!(sealed_data(&rotated)["username"], after["username"]);
     assert_eq!(decoded(&unsealed(&path, &new_identity), "username"), "app");
-    let error = failure(secretsync(
-        &[
-            "unseal",
-            "-i",
-            identity.to_str().unwrap(),
-            "-f",
-            path.to_str().unwrap(),
-        ],
-        None,
-    ));
+    let error = unseal_failure(&path, &identity);
     assert!(error.contains("no identity can decrypt it"), "{error}");
 }
 
@@ -478,19 +483,8 @@ fn each_failure_has_its_own_clear_error() {
         .as_str()
         .unwrap()
         .to_string();
-    let unseal_text = |name: &str, text: &str, identity: &Path| {
-        let path = dir.write(name, text);
-        failure(secretsync(
-            &[
-                "unseal",
-                "-i",
-                identity.to_str().unwrap(),
-                "-f",
-                path.to_str().unwrap(),
-            ],
-            None,
-        ))
-    };
+    let unseal_text =
+        |name: &str, text: &str, identity: &Path| unseal_failure(&dir.write(name, text), identity);
 
     // Flip one character in the middle of the ciphertext body.
     let mut lines: Vec<String> = envelope.lines().map(str::to_string).collect();
@@ -574,16 +568,7 @@ fn each_failure_has_its_own_clear_error() {
     );
     let empty = dir.write("empty.key", "# nothing here\n");
     let path = dir.write("ok.yaml", &sealed);
-    let error = failure(secretsync(
-        &[
-            "unseal",
-            "-i",
-            empty.to_str().unwrap(),
-            "-f",
-            path.to_str().unwrap(),
-        ],
-        None,
-    ));
+    let error = unseal_failure(&path, &empty);
     assert!(
         error.contains("empty.key: no age or SSH identity found"),
         "{error}"

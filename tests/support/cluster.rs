@@ -162,3 +162,39 @@ where
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Whether the object is gone within `timeout` (garbage collection takes a
+/// moment on a real cluster).
+pub async fn gone<K>(api: &Api<K>, name: &str, timeout: Duration) -> bool
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    eventually(timeout, || async {
+        api.get_opt(name).await.unwrap().is_none().then_some(())
+    })
+    .await
+    .is_some()
+}
+
+/// The object's whole `status` once its condition `type_` has `reason` and a
+/// message containing `expected`.
+pub async fn condition(
+    api: &Api<kube::api::DynamicObject>,
+    name: &str,
+    type_: &str,
+    reason: &str,
+    expected: &str,
+    timeout: Duration,
+) -> Option<serde_json::Value> {
+    eventually(timeout, || async {
+        let object = api.get(name).await.ok()?;
+        let conditions = object.data["status"]["conditions"].as_array()?;
+        let found = conditions.iter().find(|c| c["type"] == type_)?;
+        let says = found["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(expected);
+        (found["reason"] == reason && says).then(|| object.data["status"].clone())
+    })
+    .await
+}
