@@ -2,9 +2,9 @@
 //! number of recipients (the cluster key, team members, an offline backup), and
 //! carries the scope it may be decrypted into, checked on decryption.
 
-pub mod cli;
 pub mod envelope;
 pub mod keys;
+pub mod manifest;
 
 pub use envelope::{Binding, UnsealError, seal, unseal};
 pub use keys::{KeyError, generate_identity, parse_identities, parse_recipient, parse_recipients};

@@ -1,28 +1,102 @@
-//! The `keygen`, `seal`, `unseal` and `reseal` commands: files and flags in,
-//! the library's sealing out.
+//! `keygen`, `seal`, `unseal` and `reseal`: files and flags in, the library's
+//! sealing (`secretsync::sealed::manifest`) out.
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
+use clap::ValueEnum;
 use secretsync::SecretValue;
 use secretsync::api::SealedScope;
 use secretsync::render::OutputFormat;
-use secretsync::sealed::cli::{self as sealing, SealTarget};
 use secretsync::sealed::keys::BoxedIdentity;
+use secretsync::sealed::manifest::{self as sealing, SealTarget};
 use secretsync::sealed::{self, Binding};
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ScopeArg {
+    Strict,
+    NamespaceWide,
+    ClusterWide,
+}
+
+impl From<ScopeArg> for SealedScope {
+    fn from(scope: ScopeArg) -> Self {
+        match scope {
+            ScopeArg::Strict => Self::Strict,
+            ScopeArg::NamespaceWide => Self::NamespaceWide,
+            ScopeArg::ClusterWide => Self::ClusterWide,
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct KeygenArgs {
+    #[arg(short, long, value_name = "FILE")]
+    output: PathBuf,
+}
+
+#[derive(clap::Args)]
 pub struct SealArgs {
-    pub file: Option<PathBuf>,
-    pub recipients: Vec<String>,
-    pub recipients_files: Vec<PathBuf>,
-    pub scope: SealedScope,
-    pub output: OutputFormat,
-    pub raw: bool,
-    pub name: Option<String>,
-    pub namespace: Option<String>,
-    pub key: Option<String>,
-    pub merge_into: Option<PathBuf>,
-    pub identities: Vec<PathBuf>,
+    /// The Secret manifest (default: stdin); with --raw, the value.
+    #[arg(short = 'f', long = "filename")]
+    file: Option<PathBuf>,
+    /// A recipient: age1..., ssh-ed25519 ..., ssh-rsa ... (repeatable).
+    #[arg(short = 'r', long = "recipient")]
+    recipients: Vec<String>,
+    /// A file of recipients, one a line (repeatable).
+    #[arg(short = 'R', long = "recipients-file")]
+    recipients_files: Vec<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ScopeArg::Strict)]
+    scope: ScopeArg,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
+    /// Seal one value (from -f or stdin) and print only its envelope.
+    #[arg(long, requires = "key")]
+    raw: bool,
+    /// With --raw: the SealedSecret's name (strict scope).
+    #[arg(long)]
+    name: Option<String>,
+    /// With --raw: its namespace (strict and namespace-wide scopes).
+    #[arg(long)]
+    namespace: Option<String>,
+    /// With --raw: the Secret key.
+    #[arg(long)]
+    key: Option<String>,
+    /// Add or replace these keys in an existing SealedSecret file, in place.
+    #[arg(long, value_name = "FILE", conflicts_with = "raw")]
+    merge_into: Option<PathBuf>,
+    /// With --merge-into: identities that show which values are unchanged
+    /// (their ciphertext is then kept byte for byte).
+    #[arg(short = 'i', long = "identity")]
+    identities: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+pub struct UnsealArgs {
+    #[arg(short = 'f', long = "filename")]
+    file: Option<PathBuf>,
+    /// An identity file: age (AGE-SECRET-KEY-1...) or SSH private key (repeatable).
+    #[arg(short = 'i', long = "identity", required = true)]
+    identities: Vec<PathBuf>,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
+}
+
+#[derive(clap::Args)]
+pub struct ResealArgs {
+    #[arg(short = 'f', long = "filename")]
+    file: PathBuf,
+    #[arg(short = 'i', long = "identity", required = true)]
+    identities: Vec<PathBuf>,
+    #[arg(short = 'r', long = "recipient")]
+    recipients: Vec<String>,
+    #[arg(short = 'R', long = "recipients-file")]
+    recipients_files: Vec<PathBuf>,
+    /// Write the result back to the file instead of stdout.
+    #[arg(long)]
+    in_place: bool,
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
 }
 
 fn read_input(file: Option<&Path>) -> Result<Vec<u8>, String> {
@@ -103,13 +177,14 @@ fn write_private(path: &Path, text: &str) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", path.display()))
 }
 
-pub fn keygen(output: &Path) -> Result<(), String> {
+pub fn keygen(args: KeygenArgs) -> Result<(), String> {
     let (identity, recipient) = sealed::generate_identity();
-    write_private(output, &identity)?;
+    write_private(&args.output, &identity)?;
     write_stdout(&format!("{recipient}\n"))
 }
 
 pub fn seal(args: SealArgs) -> Result<(), String> {
+    let scope = SealedScope::from(args.scope);
     let recipients = recipients(args.recipients, &args.recipients_files)?;
     let input = read_input(args.file.as_deref())?;
     let source = args
@@ -122,13 +197,13 @@ pub fn seal(args: SealArgs) -> Result<(), String> {
         let need = |flag: &str, value: &Option<String>| {
             value
                 .clone()
-                .ok_or_else(|| format!("--raw with --scope {} needs --{flag}", args.scope.as_str()))
+                .ok_or_else(|| format!("--raw with --scope {} needs --{flag}", scope.as_str()))
         };
-        let namespace = match args.scope {
+        let namespace = match scope {
             SealedScope::ClusterWide => String::new(),
             _ => need("namespace", &args.namespace)?,
         };
-        let name = match args.scope {
+        let name = match scope {
             SealedScope::Strict => need("name", &args.name)?,
             _ => String::new(),
         };
@@ -137,7 +212,7 @@ pub fn seal(args: SealArgs) -> Result<(), String> {
             .map(|r| sealed::parse_recipient(r).map_err(|e| e.to_string()))
             .collect::<Result<_, _>>()?;
         let binding = Binding {
-            scope: args.scope,
+            scope,
             namespace,
             name,
             key,
@@ -169,7 +244,7 @@ pub fn seal(args: SealArgs) -> Result<(), String> {
     let target = SealTarget {
         name,
         namespace,
-        scope: args.scope,
+        scope,
         recipients,
     };
     let identities = identities(&args.identities)?;
@@ -189,34 +264,37 @@ pub fn seal(args: SealArgs) -> Result<(), String> {
     }
 }
 
-pub fn unseal(
-    file: Option<PathBuf>,
-    identity_files: &[PathBuf],
-    output: OutputFormat,
-) -> Result<(), String> {
+pub fn unseal(args: UnsealArgs) -> Result<(), String> {
+    let UnsealArgs {
+        file,
+        identities: identity_files,
+        output,
+    } = args;
     let source = file
         .as_ref()
         .map(|f| f.display().to_string())
         .unwrap_or_else(|| "stdin".into());
     let contents = text(read_input(file.as_deref())?, &source)?;
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
-    let secret = sealing::unseal_all(&sealed, &identities(identity_files)?).map_err(|e| e.0)?;
+    let secret = sealing::unseal_all(&sealed, &identities(&identity_files)?).map_err(|e| e.0)?;
     write_stdout(&print(&secret, output))
 }
 
-pub fn reseal(
-    file: &Path,
-    identity_files: &[PathBuf],
-    recipients_given: Vec<String>,
-    recipients_files: &[PathBuf],
-    in_place: bool,
-    output: OutputFormat,
-) -> Result<(), String> {
+pub fn reseal(args: ResealArgs) -> Result<(), String> {
+    let ResealArgs {
+        file,
+        identities: identity_files,
+        recipients: recipients_given,
+        recipients_files,
+        in_place,
+        output,
+    } = args;
+    let file = file.as_path();
     let source = file.display().to_string();
     let contents = std::fs::read_to_string(file).map_err(|e| format!("{source}: {e}"))?;
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
-    let identities = identities(identity_files)?;
-    let recipients = recipients(recipients_given, recipients_files)?;
+    let identities = identities(&identity_files)?;
+    let recipients = recipients(recipients_given, &recipients_files)?;
     // Every value must decrypt, whatever happens next: a reseal never loses one.
     let plain = sealing::unseal_all(&sealed, &identities).map_err(|e| e.0)?;
     let result = if sealed.spec.recipients == recipients {

@@ -1,4 +1,5 @@
-//! The GitOps side: `keygen`, `seal`, `unseal`, `reseal`. A key whose plaintext
+//! Sealing and unsealing whole manifests (Secret <-> SealedSecret), as the
+//! GitOps commands `seal`, `unseal` and `reseal` use them. A key whose plaintext
 //! is unchanged keeps its ciphertext byte for byte (under `--merge-into` when an
 //! identity can tell, and under `reseal` to unchanged recipients), so a Git diff
 //! shows only what changed.
@@ -17,10 +18,10 @@ use crate::api::{
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
-pub struct CliError(pub String);
+pub struct ManifestError(pub String);
 
-fn err(message: impl Into<String>) -> CliError {
-    CliError(message.into())
+fn err(message: impl Into<String>) -> ManifestError {
+    ManifestError(message.into())
 }
 
 /// The values of a Secret manifest (`data`, base64, and `stringData`).
@@ -37,7 +38,7 @@ pub fn secret_values(secret: &Secret) -> BTreeMap<String, SecretValue> {
     values
 }
 
-pub fn parse_secret(text: &str, source: &str) -> Result<Secret, CliError> {
+pub fn parse_secret(text: &str, source: &str) -> Result<Secret, ManifestError> {
     let value: serde_json::Value =
         serde_yaml_ng::from_str(text).map_err(|e| err(format!("{source}: invalid YAML: {e}")))?;
     if value["kind"] != "Secret" {
@@ -49,7 +50,7 @@ pub fn parse_secret(text: &str, source: &str) -> Result<Secret, CliError> {
     crate::api::from_json(value).map_err(|e| err(format!("{source}: {e}")))
 }
 
-pub fn parse_sealed(text: &str, source: &str) -> Result<SealedSecret, CliError> {
+pub fn parse_sealed(text: &str, source: &str) -> Result<SealedSecret, ManifestError> {
     let value: serde_json::Value =
         serde_yaml_ng::from_str(text).map_err(|e| err(format!("{source}: invalid YAML: {e}")))?;
     if value["kind"] != "SealedSecret" {
@@ -88,7 +89,7 @@ pub fn seal_values(
     template: Option<SealedSecretTemplate>,
     existing: Option<SealedSecret>,
     identities: &[BoxedIdentity],
-) -> Result<SealedSecret, CliError> {
+) -> Result<SealedSecret, ManifestError> {
     if target.recipients.is_empty() {
         return Err(err("no recipients: give --recipient or --recipients-file"));
     }
@@ -174,7 +175,10 @@ pub fn template_of(secret: &Secret) -> Option<SealedSecretTemplate> {
 }
 
 /// Decrypts every key of a SealedSecret (offline recovery): the Secret it stands for.
-pub fn unseal_all(sealed: &SealedSecret, identities: &[BoxedIdentity]) -> Result<Secret, CliError> {
+pub fn unseal_all(
+    sealed: &SealedSecret,
+    identities: &[BoxedIdentity],
+) -> Result<Secret, ManifestError> {
     let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
     let mut data = BTreeMap::new();

@@ -1,0 +1,85 @@
+//! `secretsync controller`: flags to settings, then the controller until SIGTERM.
+
+use std::process::ExitCode;
+
+use secretsync::controller::{LeaderSettings, Settings, sealed_secret::SealingKeys};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Where /healthz, /readyz and /metrics are served.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    health_address: std::net::SocketAddr,
+    /// Turn off leader election (only one instance may run then).
+    #[arg(long)]
+    no_leader_election: bool,
+    /// Namespace of the leader Lease (default: $POD_NAMESPACE, else "default").
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// Name of the leader Lease.
+    #[arg(long, default_value = "secretsync-controller")]
+    lease_name: String,
+    /// This instance's identity in the Lease (default: $HOSTNAME, the pod name).
+    #[arg(long, env = "HOSTNAME")]
+    identity: Option<String>,
+    /// How long a leader's Lease lasts without renewal, in seconds.
+    #[arg(long, default_value_t = 15)]
+    lease_duration: u64,
+    /// Also serve ESO's external-secrets.io/v1 and v1beta1 ExternalSecrets and
+    /// stores (CRDs in crds/compat/ if ESO's own are not installed).
+    #[arg(long)]
+    eso_compat: bool,
+    /// The Secret, in the controller's namespace (--lease-namespace), whose
+    /// keys hold the age/SSH identities SealedSecrets are decrypted with.
+    #[arg(long, default_value = "secretsync-sealing-keys")]
+    sealing_keys_secret: String,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let sealing_keys = Some(SealingKeys {
+        namespace: args.lease_namespace.clone(),
+        name: args.sealing_keys_secret,
+    });
+    let identity = args
+        .identity
+        .unwrap_or_else(|| format!("secretsync-{}", std::process::id()));
+    let leader = (!args.no_leader_election).then(|| LeaderSettings {
+        namespace: args.lease_namespace,
+        name: args.lease_name,
+        identity,
+        duration: std::time::Duration::from_secs(args.lease_duration),
+    });
+    let settings = Settings {
+        health_address: args.health_address,
+        leader,
+        retry: Default::default(),
+        aws_base: None,
+        eso_compat: args.eso_compat,
+        sealing_keys,
+    };
+    let client = match kube::Client::try_default().await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!(
+                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
+            );
+            return ExitCode::FAILURE;
+        }
+    };
+    match secretsync::controller::run(client, settings, shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "controller failed");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C.
+async fn shutdown_signal() {
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

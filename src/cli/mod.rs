@@ -1,0 +1,91 @@
+//! Flags and dispatch: one file per subcommand, each turning its flags into a
+//! call of the library and its outcome into an exit code.
+
+mod controller;
+mod crdgen;
+mod render;
+mod sealing;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "secretsync",
+    version,
+    about = "Keeps Kubernetes Secrets in step with AWS Secrets Manager, SSM Parameter Store and age-sealed secrets"
+)]
+pub struct Cli {
+    /// Log line format (logs go to stderr; level from RUST_LOG, default info).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Render ExternalSecrets into Secret manifests, offline: reads stores and
+    /// ExternalSecrets from files, fetches values, prints Secrets.
+    Render(render::Args),
+    /// Run in the cluster: keep every ExternalSecret's Secret in step with its
+    /// store. Uses KUBECONFIG (or ~/.kube/config), else the in-cluster account.
+    Controller(controller::Args),
+    /// Make an age identity (X25519): writes it to FILE (mode 0600) and prints
+    /// its recipient (public key), as age-keygen does.
+    Keygen(sealing::KeygenArgs),
+    /// Seal a Secret manifest (stdin or -f) into a SealedSecret, each value an age
+    /// envelope to every recipient, bound to its namespace/name/key by --scope.
+    Seal(sealing::SealArgs),
+    /// Decrypt a SealedSecret offline (recovery): prints the Secret.
+    Unseal(sealing::UnsealArgs),
+    /// Re-encrypt every value of a SealedSecret to a new set of recipients.
+    /// With the same recipients, nothing changes, byte for byte.
+    Reseal(sealing::ResealArgs),
+    /// Print the CustomResourceDefinitions (what crds/ holds).
+    Crdgen(crdgen::Args),
+}
+
+impl Command {
+    pub async fn run(self) -> ExitCode {
+        match self {
+            Command::Render(args) => render::run(args).await,
+            Command::Controller(args) => controller::run(args).await,
+            Command::Keygen(args) => report(sealing::keygen(args)),
+            Command::Seal(args) => report(sealing::seal(args)),
+            Command::Unseal(args) => report(sealing::unseal(args)),
+            Command::Reseal(args) => report(sealing::reseal(args)),
+            Command::Crdgen(args) => crdgen::run(args),
+        }
+    }
+}
+
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+/// Exit 0, or print the error and exit 1.
+fn report(result: Result<(), String>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

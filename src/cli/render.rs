@@ -1,0 +1,63 @@
+//! `secretsync render`: manifests in, Secret manifests out, no cluster.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use secretsync::render::{self, OutputFormat};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A manifest file or a directory (read recursively); repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    files: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
+    output: OutputFormat,
+    /// Write one file per Secret (DIR/NAMESPACE/NAME.yaml, mode 0600) instead of stdout.
+    #[arg(long, value_name = "DIR")]
+    out_dir: Option<PathBuf>,
+    /// Namespace for objects that do not name one.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let rendered = render::render(&args.files, &args.namespace, Default::default()).await;
+    let mut ok = rendered.errors.is_empty();
+    match &args.out_dir {
+        None => {
+            let text = render::to_stdout_text(&rendered.secrets, args.output);
+            if std::io::stdout().write_all(text.as_bytes()).is_err() {
+                ok = false;
+            }
+        }
+        Some(dir) => match render::write_out_dir(dir, &rendered.secrets, args.output) {
+            Ok(paths) => paths
+                .iter()
+                .for_each(|p| eprintln!("wrote {}", p.display())),
+            Err(e) => {
+                eprintln!("error: writing into {}: {e}", dir.display());
+                ok = false;
+            }
+        },
+    }
+    for note in &rendered.notes {
+        eprintln!("note: {note}");
+    }
+    for error in &rendered.errors {
+        eprintln!("error: {error}");
+    }
+    if !rendered.errors.is_empty() {
+        eprintln!(
+            "{} Secret(s) rendered, {} error(s)",
+            rendered.secrets.len(),
+            rendered.errors.len()
+        );
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
