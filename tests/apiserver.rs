@@ -836,6 +836,79 @@ async fn kube_runtime_watchers_see_only_what_their_selector_selects() {
     assert_eq!(next_event(&mut events).await, "delete later");
 }
 
+#[tokio::test]
+async fn metadata_only_reads_carry_metadata_and_never_data() {
+    let server = FakeApiServer::start().await;
+    let api: Api<Secret> = Api::namespaced(server.client(), "default");
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "db", "labels": {"app": "db"}, "annotations": {"note": "n"}},
+        "stringData": {"password": "metadata-only-secret"},
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &secret).await.unwrap();
+
+    let one = api.get_metadata("db").await.unwrap();
+    assert_eq!(one.metadata.labels.unwrap()["app"], "db");
+    assert_eq!(one.types.unwrap().kind, "PartialObjectMetadata");
+    let listed = api.list_metadata(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    assert_eq!(listed.items[0].metadata.name.as_deref(), Some("db"));
+
+    // What the server sends, as text: no data at all.
+    let raw = reqwest_free_get(&server, "/api/v1/namespaces/default/secrets").await;
+    assert!(raw.contains("PartialObjectMetadataList"), "{raw}");
+    let encoded = base64::engine::general_purpose::STANDARD.encode("metadata-only-secret");
+    assert!(
+        !raw.contains("metadata-only-secret") && !raw.contains(&encoded),
+        "{raw}"
+    );
+
+    let metadata: Api<kube::core::PartialObjectMeta<Secret>> =
+        Api::namespaced(server.client(), "default");
+    let mut events = watcher(metadata, watcher::Config::default()).boxed();
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        match tokio::time::timeout(Duration::from_secs(5), events.next()).await {
+            Ok(Some(Ok(watcher::Event::InitApply(m)))) => seen.push(m.metadata.name.unwrap()),
+            Ok(Some(Ok(watcher::Event::InitDone))) => {
+                api.patch(
+                    "db",
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {"v": "2"}}})),
+                )
+                .await
+                .unwrap();
+            }
+            Ok(Some(Ok(watcher::Event::Apply(m)))) => {
+                assert_eq!(m.metadata.labels.unwrap()["v"], "2");
+                seen.push(m.metadata.name.unwrap());
+            }
+            Ok(Some(Ok(_))) => {}
+            other => panic!("metadata watcher failed: {other:?}"),
+        }
+    }
+    assert_eq!(seen, ["db", "db"]);
+}
+
+/// A metadata-only list as raw text, to see exactly what went over the wire.
+async fn reqwest_free_get(server: &FakeApiServer, path: &str) -> String {
+    let url = format!("{}{path}", server.url);
+    tokio::task::spawn_blocking(move || {
+        ureq::get(&url)
+            .header(
+                "Accept",
+                "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1",
+            )
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubectl_applies_gets_patches_and_deletes() {
     let server = FakeApiServer::start().await;

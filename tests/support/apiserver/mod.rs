@@ -192,17 +192,24 @@ async fn handle(
             ),
         );
     };
+    let metadata_only = wants_metadata_only(&headers);
     let result = match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
-            return watch(&app, &target, &query);
+            return watch(&app, &target, &query, metadata_only);
         }
         (Method::GET, None, _) => list(&app, &target, &query, &headers),
-        (Method::GET, Some(name), _) => {
-            app.state
-                .lock()
-                .unwrap()
-                .get(&target.resource, target.namespace.as_deref(), name)
-        }
+        (Method::GET, Some(name), _) => app
+            .state
+            .lock()
+            .unwrap()
+            .get(&target.resource, target.namespace.as_deref(), name)
+            .map(|object| {
+                if metadata_only {
+                    partial_object_metadata(&object)
+                } else {
+                    object
+                }
+            }),
         (Method::POST, Some(name), Some("token")) if target.resource.kind == "ServiceAccount" => {
             token_request(&app, &target, name, &body)
         }
@@ -412,6 +419,15 @@ fn list(
             &resource_version,
         ));
     }
+    if wants_metadata_only(headers) {
+        let items: Vec<Value> = items.iter().map(partial_object_metadata).collect();
+        return Ok(json!({
+            "apiVersion": "meta.k8s.io/v1",
+            "kind": "PartialObjectMetadataList",
+            "metadata": metadata,
+            "items": items,
+        }));
+    }
     Ok(json!({
         "apiVersion": target.resource.api_version(),
         "kind": format!("{}List", target.resource.kind),
@@ -420,7 +436,31 @@ fn list(
     }))
 }
 
-fn watch(app: &App, target: &Target, query: &HashMap<String, String>) -> Response {
+/// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`:
+/// what kube's `metadata_watcher` and `list_metadata` ask for.
+fn wants_metadata_only(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=PartialObjectMetadata"))
+}
+
+/// An object reduced to its metadata, as the real server answers a
+/// metadata-only request (the whole `metadata`, managedFields included).
+pub fn partial_object_metadata(object: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object["metadata"].clone(),
+    })
+}
+
+fn watch(
+    app: &App,
+    target: &Target,
+    query: &HashMap<String, String>,
+    metadata_only: bool,
+) -> Response {
     let (labels, fields) = match selectors(query) {
         Ok(s) => s,
         Err(e) => return error_response(e),
@@ -435,6 +475,7 @@ fn watch(app: &App, target: &Target, query: &HashMap<String, String>) -> Respons
             .get("allowWatchBookmarks")
             .is_some_and(|v| v == "true"),
         send_initial_events: query.get("sendInitialEvents").is_some_and(|v| v == "true"),
+        metadata_only,
         timeout: Duration::from_secs(
             query
                 .get("timeoutSeconds")

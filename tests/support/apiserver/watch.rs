@@ -23,6 +23,8 @@ pub struct WatchRequest {
     pub resource_version: Option<u64>,
     pub bookmarks: bool,
     pub send_initial_events: bool,
+    /// Objects reduced to `PartialObjectMetadata`.
+    pub metadata_only: bool,
     pub timeout: Duration,
 }
 
@@ -56,7 +58,18 @@ impl WatchRequest {
             ("DELETED", _, true) => "DELETED",
             _ => return None,
         };
-        Some(json!({"type": type_, "object": State::present(&self.resource, &change.object)}))
+        Some(
+            json!({"type": type_, "object": self.shown(&State::present(&self.resource, &change.object))}),
+        )
+    }
+
+    /// The object as this watch shows it: whole, or only its metadata.
+    fn shown(&self, object: &Value) -> Value {
+        if self.metadata_only {
+            super::partial_object_metadata(object)
+        } else {
+            object.clone()
+        }
     }
 }
 
@@ -105,7 +118,9 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
             None => {
                 for object in state.list(&request.resource, request.namespace.as_deref()) {
                     if request.matches(&object) {
-                        backlog.push(line(&json!({"type": "ADDED", "object": object})));
+                        backlog.push(line(
+                            &json!({"type": "ADDED", "object": request.shown(&object)}),
+                        ));
                     }
                 }
                 if request.send_initial_events {
