@@ -855,7 +855,7 @@ async fn metadata_only_reads_carry_metadata_and_never_data() {
     assert_eq!(listed.items[0].metadata.name.as_deref(), Some("db"));
 
     // What the server sends, as text: no data at all.
-    let raw = reqwest_free_get(&server, "/api/v1/namespaces/default/secrets").await;
+    let raw = raw_metadata_list(&server, "/api/v1/namespaces/default/secrets").await;
     assert!(raw.contains("PartialObjectMetadataList"), "{raw}");
     let encoded = base64::engine::general_purpose::STANDARD.encode("metadata-only-secret");
     assert!(
@@ -891,7 +891,7 @@ async fn metadata_only_reads_carry_metadata_and_never_data() {
 }
 
 /// A metadata-only list as raw text, to see exactly what went over the wire.
-async fn reqwest_free_get(server: &FakeApiServer, path: &str) -> String {
+async fn raw_metadata_list(server: &FakeApiServer, path: &str) -> String {
     let url = format!("{}{path}", server.url);
     tokio::task::spawn_blocking(move || {
         ureq::get(&url)
