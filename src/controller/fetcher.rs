@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::provider::{
-    FetchResults, Fetched, Provider, ProviderError, RemoteRequest, StoreIdentity,
-};
+use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest, StoreIdentity};
 
 /// A batch goes out once no request has joined it for this long...
 pub const BATCH_QUIET: Duration = Duration::from_millis(100);
@@ -36,7 +34,7 @@ impl Fetcher {
     pub async fn fetch(
         self: &Arc<Self>,
         store: &StoreIdentity,
-        provider: Arc<dyn Provider>,
+        provider: Arc<crate::provider::Cached>,
         requests: BTreeSet<RemoteRequest>,
     ) -> FetchResults {
         let (tx, rx) = oneshot::channel();

@@ -1,6 +1,7 @@
 //! A moto server (PyPI `moto[server]`): AWS Secrets Manager, SSM and STS on
 //! 127.0.0.1, one per test, killed when dropped. Its recorder tells what reached
-//! "AWS".
+//! "AWS". Started through `moto_server.py`, which makes DescribeParameters page
+//! as AWS does, so call counts are AWS's.
 
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
@@ -53,14 +54,11 @@ impl Moto {
         let mut command = Command::new("python3");
         command
             .env("MOTO_RECORDER_FILEPATH", recording.path().join("recording"))
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/moto_server.py"
+            ))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
