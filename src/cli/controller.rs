@@ -32,6 +32,10 @@ pub struct Args {
     /// keys hold the age/SSH identities SealedSecrets are decrypted with.
     #[arg(long, default_value = "secretsync-sealing-keys")]
     sealing_keys_secret: String,
+    /// Kubernetes API requests in flight at once (reconciles in flight: twice
+    /// that). A real API server's in-flight limit is 400 reads, 200 writes.
+    #[arg(long, default_value_t = secretsync::controller::DEFAULT_API_CONCURRENCY)]
+    api_concurrency: usize,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -55,9 +59,10 @@ pub async fn run(args: Args) -> ExitCode {
         aws_base: None,
         eso_compat: args.eso_compat,
         sealing_keys,
+        api_concurrency: args.api_concurrency,
     };
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
+    let config = match kube::Config::infer().await {
+        Ok(config) => config,
         Err(e) => {
             eprintln!(
                 "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
@@ -65,7 +70,7 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match secretsync::controller::run(client, settings, shutdown_signal()).await {
+    match secretsync::controller::run(config, settings, shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");

@@ -12,6 +12,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::Store;
+
 use crate::provider::CallCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -35,6 +39,8 @@ struct CallLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Managed Secrets, counted from the controller's own cache at scrape time.
+    managed: std::sync::OnceLock<Store<PartialObjectMeta<Secret>>>,
     syncs: Family<Outcome, Counter>,
     reconcile_seconds: Histogram,
     writes: Family<Outcome, Counter>,
@@ -47,8 +53,9 @@ struct ProviderCalls(Arc<CallCounts>);
 
 impl prometheus_client::collector::Collector for ProviderCalls {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The registry puts `secretsync_` in front.
         let mut metric = encoder.encode_descriptor(
-            "secretsync_provider_api_calls",
+            "provider_api_calls",
             "Calls made to secret providers, by service, call and outcome",
             None,
             MetricType::Counter,
@@ -101,6 +108,7 @@ impl Metrics {
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
+            managed: std::sync::OnceLock::new(),
             syncs,
             reconcile_seconds,
             writes,
@@ -131,8 +139,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_managed_secrets(&self, count: usize) {
-        self.managed_secrets.set(count as i64);
+    /// Counts managed Secrets from this cache from now on.
+    pub fn track_managed_secrets(&self, store: Store<PartialObjectMeta<Secret>>) {
+        let _ = self.managed.set(store);
     }
 
     pub fn set_store_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
@@ -146,6 +155,10 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Some(store) = self.managed.get() {
+            self.managed_secrets
+                .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");

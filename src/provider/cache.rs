@@ -39,6 +39,8 @@ pub struct Cached {
     backend: Arc<dyn Provider>,
     answers: Mutex<HashMap<RemoteRequest, Entry>>,
     paused: Mutex<Option<Paused>>,
+    /// When the backend last answered anything: proof its credentials work.
+    answered: Mutex<Option<Instant>>,
 }
 
 impl Cached {
@@ -47,7 +49,21 @@ impl Cached {
             backend,
             answers: Mutex::default(),
             paused: Mutex::default(),
+            answered: Mutex::default(),
         }
+    }
+
+    /// Whether the backend answered a request (a value, a listing) within
+    /// `window`: the store's credentials are then known to work.
+    pub fn answered_within(&self, window: Duration) -> bool {
+        self.answered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|at| at.elapsed() <= window)
+    }
+
+    fn note_answer(&self) {
+        *self.answered.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
     /// Current answers to every request: those the backend confirms unchanged
@@ -71,6 +87,9 @@ impl Cached {
         } else {
             self.backend.fetch_marked(&to_fetch).await
         };
+        if !current.is_empty() || fetched.values().any(Result::is_ok) {
+            self.note_answer();
+        }
 
         let now = Instant::now();
         let mut answers = self.lock_answers();
@@ -128,7 +147,11 @@ impl Cached {
 
     /// One cheap call proving the store's credentials work.
     pub async fn check(&self) -> Result<(), ProviderError> {
-        self.backend.check().await
+        let checked = self.backend.check().await;
+        if checked.is_ok() {
+            self.note_answer();
+        }
+        checked
     }
 
     /// Why refreshes currently fetch everything instead of asking what

@@ -175,6 +175,9 @@ pub struct Providers {
     aws_base: OnceCell<SdkConfig>,
     calls: Arc<CallCounts>,
     cache: Mutex<ProviderCache>,
+    /// Held while a provider is built, so two reconciles asking at once for
+    /// a new store build it once (one client, one set of credentials).
+    building: tokio::sync::Mutex<()>,
 }
 
 impl Providers {
@@ -184,6 +187,7 @@ impl Providers {
             context,
             calls: Arc::new(CallCounts::default()),
             cache: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -203,10 +207,12 @@ impl Providers {
         identity: &StoreIdentity,
         spec: &StoreProvider,
     ) -> Result<Arc<Cached>, ProviderError> {
-        if let Some((cached_spec, provider)) = self.lock().get(identity)
-            && cached_spec == spec
-        {
-            return Ok(provider.clone());
+        if let Some(provider) = self.built(identity, spec) {
+            return Ok(provider);
+        }
+        let _building = self.building.lock().await;
+        if let Some(provider) = self.built(identity, spec) {
+            return Ok(provider);
         }
         let provider: Arc<dyn Provider> = match (&spec.aws, &spec.fake) {
             (None, Some(fake)) => Arc::new(fake::FakeProvider::new(fake, self.calls.clone())),
@@ -242,6 +248,12 @@ impl Providers {
         self.lock()
             .insert(identity.clone(), (spec.clone(), provider.clone()));
         Ok(provider)
+    }
+
+    fn built(&self, identity: &StoreIdentity, spec: &StoreProvider) -> Option<Arc<Cached>> {
+        let cache = self.lock();
+        let (cached_spec, provider) = cache.get(identity)?;
+        (cached_spec == spec).then(|| provider.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ProviderCache> {
