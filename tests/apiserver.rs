@@ -4,6 +4,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/peers.rs"]
+mod peers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -919,13 +921,13 @@ async fn kubectl_applies_gets_patches_and_deletes() {
         let kubeconfig = kubeconfig.clone();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         async move {
-            let output = tokio::process::Command::new("kubectl")
+            let output = tokio::process::Command::new(peers::kubectl())
                 .args(&args)
                 .env("KUBECONFIG", &kubeconfig)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .output()
                 .await
-                .expect("kubectl is installed (see .ci/run)");
+                .unwrap_or_else(|e| panic!("{}", peers::missing(&peers::kubectl(), e)));
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             assert!(output.status.success(), "kubectl {args:?}: {stderr}");
