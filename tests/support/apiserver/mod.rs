@@ -8,14 +8,18 @@
 #![allow(dead_code)] // each test binary uses its own share of this
 
 mod discovery;
+mod events;
 mod faults;
 mod fields;
 mod gc;
+pub mod openapi_v2;
 mod patch;
+pub mod protobuf;
 mod resources;
 mod schema;
 mod selectors;
 mod storage;
+mod typed;
 mod watch;
 
 use std::collections::HashMap;
@@ -161,22 +165,17 @@ async fn handle(
         None => {}
     }
     if method == Method::GET
-        && let Some(document) = discovery_document(&app, &path)
+        && let Some(document) = discovery_document(&app, &path, &headers)
     {
         return document;
     }
-    // Simplified: dry runs are refused rather than half-supported.
-    if query.contains_key("dryRun") {
-        return json_response(
-            400,
-            &status(
-                400,
-                "BadRequest",
-                "dryRun is not supported by the fake API server",
-                None,
-            ),
-        );
+    if let Some(value) = query.get("dryRun")
+        && value != "All"
+    {
+        let message = format!("dryRun: Unsupported value: \"{value}\": supported values: \"All\"");
+        return json_response(400, &status(400, "BadRequest", &message, None));
     }
+    let dry_run = query.contains_key("dryRun");
     let target = {
         let state = app.state.lock().unwrap();
         parse_path(&state.registry, &path)
@@ -211,7 +210,7 @@ async fn handle(
                 }
             }),
         (Method::POST, Some(name), Some("token")) if target.resource.kind == "ServiceAccount" => {
-            token_request(&app, &target, name, &body)
+            token_request(&app, &target, name, &headers, &body)
         }
         (Method::POST, None, _) => parse_body(&headers, &body).and_then(|object| {
             let options = write_options(&query, &headers, None);
@@ -242,12 +241,23 @@ async fn handle(
                 .get("propagationPolicy")
                 .cloned()
                 .or_else(|| options["propagationPolicy"].as_str().map(str::to_string));
-            app.state.lock().unwrap().delete(
-                &target.resource,
-                target.namespace.as_deref(),
-                name,
-                policy.as_deref(),
-            )
+            let mut state = app.state.lock().unwrap();
+            // DeleteOptions may carry the dry run too (kube's DeleteParams do).
+            // Simplified: a dry-run delete shows the object, finalizers unapplied.
+            if dry_run
+                || options["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.contains(&json!("All")))
+            {
+                state.get(&target.resource, target.namespace.as_deref(), name)
+            } else {
+                state.delete(
+                    &target.resource,
+                    target.namespace.as_deref(),
+                    name,
+                    policy.as_deref(),
+                )
+            }
         }
         (Method::DELETE, None, _) => delete_collection(&app, &target, &query),
         _ => Err(ApiError::new(
@@ -265,7 +275,7 @@ async fn handle(
     }
 }
 
-fn discovery_document(app: &App, path: &str) -> Option<Response> {
+fn discovery_document(app: &App, path: &str, headers: &HeaderMap) -> Option<Response> {
     let state = app.state.lock().unwrap();
     let registry = &state.registry;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -282,10 +292,19 @@ fn discovery_document(app: &App, path: &str) -> Option<Response> {
             discovery::openapi_document(registry, group, version)?
         }
         ["openapi", "v2"] => {
-            return Some(json_response(
-                404,
-                &status(404, "NotFound", "OpenAPI v2 is not served: use v3", None),
-            ));
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if accept.contains(openapi_v2::PROTOBUF) {
+                let mut response = (StatusCode::OK, openapi_v2::protobuf()).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    openapi_v2::PROTOBUF_ANSWER.parse().unwrap(),
+                );
+                return Some(response);
+            }
+            openapi_v2::json()
         }
         ["healthz" | "livez" | "readyz"] => return Some((StatusCode::OK, "ok").into_response()),
         _ => return None,
@@ -294,11 +313,14 @@ fn discovery_document(app: &App, path: &str) -> Option<Response> {
 }
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    let yaml = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("yaml"));
-    let parsed = if yaml {
+        .unwrap_or_default();
+    let yaml = content_type.contains("yaml");
+    let parsed = if protobuf::is_protobuf(content_type) {
+        return protobuf::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
+    } else if yaml {
         serde_yaml_ng::from_slice::<Value>(body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
@@ -329,6 +351,7 @@ fn write_options(
         manager,
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         subresource: subresource.map(str::to_string),
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
     }
 }
 
@@ -642,10 +665,16 @@ fn delete_collection(
 
 /// TokenRequest: a JWT-shaped token (unsigned: `fake-signature`) with the asked
 /// audiences and expiry, for a ServiceAccount that exists.
-fn token_request(app: &App, target: &Target, name: &str, body: &Bytes) -> Result<Value, ApiError> {
+fn token_request(
+    app: &App,
+    target: &Target,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
     let state = app.state.lock().unwrap();
     let account = state.get(&target.resource, target.namespace.as_deref(), name)?;
-    let request: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+    let request: Value = parse_body(headers, body).unwrap_or(json!({}));
     let audiences = request["spec"]["audiences"]
         .as_array()
         .filter(|a| !a.is_empty())
