@@ -7,6 +7,7 @@
 
 #![allow(dead_code)] // each test binary uses its own share of this
 
+mod audit;
 mod discovery;
 mod events;
 mod faults;
@@ -35,6 +36,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
+pub use audit::Request;
 pub use faults::Faults;
 use resources::{Target, parse_path, status};
 use selectors::{FieldSelector, LabelSelector};
@@ -45,6 +47,7 @@ pub struct FakeApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
+    audit: Arc<audit::Audit>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -52,6 +55,7 @@ pub struct FakeApiServer {
 struct App {
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
+    audit: Arc<audit::Audit>,
     address: String,
 }
 
@@ -71,9 +75,11 @@ impl FakeApiServer {
         let address = listener.local_addr().unwrap().to_string();
         let state = Arc::new(Mutex::new(State::new(history)));
         let faults = Arc::new(Faults::default());
+        let audit = Arc::new(audit::Audit::default());
         let app = App {
             state: state.clone(),
             faults: faults.clone(),
+            audit: audit.clone(),
             address: address.clone(),
         };
         let router = Router::new().fallback(handle).with_state(app);
@@ -89,12 +95,18 @@ impl FakeApiServer {
             url: format!("http://{address}"),
             state,
             faults,
+            audit,
             shutdown: Some(shutdown),
         }
     }
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Every resource request served so far, as RBAC sees it.
+    pub fn requests(&self) -> Vec<Request> {
+        self.audit.requests()
     }
 
     /// The current resourceVersion (etcd's revision).
@@ -191,6 +203,18 @@ async fn handle(
             ),
         );
     };
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    app.audit.record(Request {
+        agent: user_agent(&headers),
+        verb: audit::verb(method.as_str(), target.name.is_some(), watching).into(),
+        group: target.resource.group.clone(),
+        resource: match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.clone(),
+        },
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+    });
     let metadata_only = wants_metadata_only(&headers);
     let result = match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
@@ -340,19 +364,25 @@ fn write_options(
     headers: &HeaderMap,
     subresource: Option<&str>,
 ) -> WriteOptions {
-    let manager = query.get("fieldManager").cloned().unwrap_or_else(|| {
-        let agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown");
-        agent.split('/').next().unwrap_or("unknown").to_string()
-    });
+    let manager = query
+        .get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| user_agent(headers));
     WriteOptions {
         manager,
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         subresource: subresource.map(str::to_string),
         dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
     }
+}
+
+/// The client's user agent up to `/`.
+fn user_agent(headers: &HeaderMap) -> String {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    agent.split('/').next().unwrap_or("unknown").to_string()
 }
 
 fn selectors(
