@@ -818,17 +818,19 @@ async fn dashboard_and_alerts_read_exported_metrics() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
     kubectl(&kubeconfig, &["apply", "-f", "crds/"]).await;
-    let controller = support::controller::RunningController::start(
-        &kubeconfig,
-        &["--no-leader-election"],
-        &[],
-    );
+    let controller =
+        support::controller::RunningController::start(&kubeconfig, &["--no-leader-election"], &[]);
     let url = format!("{}/metrics", controller.health);
     let exposition = support::cluster::eventually(Duration::from_secs(60), || {
         let url = url.clone();
         async move {
             tokio::task::spawn_blocking(move || {
-                ureq::get(&url).call().ok()?.body_mut().read_to_string().ok()
+                ureq::get(&url)
+                    .call()
+                    .ok()?
+                    .body_mut()
+                    .read_to_string()
+                    .ok()
             })
             .await
             .ok()?
@@ -845,7 +847,10 @@ async fn dashboard_and_alerts_read_exported_metrics() {
         "secretsync_managed_secrets",
         "secretsync_store_ready",
     ] {
-        assert!(exported.contains(series), "{series} not exported: {exposition}");
+        assert!(
+            exported.contains(series),
+            "{series} not exported: {exposition}"
+        );
     }
 
     let dashboard: Value = serde_json::from_str(
