@@ -21,6 +21,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
  && install -D -m 0755 target/x86_64-unknown-linux-gnu/release/secretsync /out/secretsync
 
 FROM scratch
+# CA certificates: AWS endpoints and the Kubernetes client need them for TLS.
+COPY --from=build /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY --from=build /out/secretsync /secretsync
 # The distroless "nonroot" user; the chart and deploy/ run as it too.
 USER 65532:65532

@@ -64,6 +64,26 @@ fn static_binary() -> PathBuf {
     target.join("x86_64-unknown-linux-gnu/debug/secretsync")
 }
 
+/// Whether an ELF64 file has a PT_INTERP program header (a dynamic loader).
+fn has_interpreter(elf: &[u8]) -> bool {
+    let read = |at: usize, len: usize| -> u64 {
+        elf.get(at..at + len)
+            .map(|b| {
+                b.iter()
+                    .rev()
+                    .fold(0u64, |n, byte| n << 8 | u64::from(*byte))
+            })
+            .unwrap_or(0)
+    };
+    assert_eq!(elf.get(..4), Some(&b"\x7fELF"[..]), "not an ELF file");
+    let (offset, size, count) = (
+        read(0x20, 8) as usize,
+        read(0x36, 2) as usize,
+        read(0x38, 2) as usize,
+    );
+    (0..count).any(|i| read(offset + i * size, 4) == 3)
+}
+
 /// podman as it runs here: runc (crun refuses cgroup v1 and hybrid
 /// hierarchies) and limits within the sandbox's own.
 fn podman(args: &[&str]) -> Command {
@@ -111,14 +131,20 @@ async fn image_builds_from_scratch_and_runs_the_controller_as_non_root() {
     let binary = static_binary();
     let elf = std::fs::read(&binary).unwrap();
     assert!(
-        !elf.windows(b"ld-linux".len()).any(|w| w == b"ld-linux"),
-        "the binary names a dynamic loader: not static"
+        !has_interpreter(&elf),
+        "the binary asks for a dynamic loader: not static"
     );
 
     // The first stage's output, /out/secretsync, given as the "build" context.
     let context = tempfile::tempdir().unwrap();
     std::fs::create_dir(context.path().join("out")).unwrap();
     std::fs::copy(&binary, context.path().join("out/secretsync")).unwrap();
+    std::fs::create_dir_all(context.path().join("etc/ssl/certs")).unwrap();
+    std::fs::copy(
+        "/etc/ssl/certs/ca-certificates.crt",
+        context.path().join("etc/ssl/certs/ca-certificates.crt"),
+    )
+    .expect("the system's CA bundle (Debian ca-certificates)");
     let tag = format!("localhost/secretsync-test:{}", std::process::id());
     let cleanup = Cleanup {
         image: tag.clone(),
