@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod controller;
 pub mod fault_proxy;
 pub mod moto;
+pub mod peers;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;
