@@ -32,6 +32,8 @@ pub struct Args {
     /// keys hold the age/SSH identities SealedSecrets are decrypted with.
     #[arg(long, default_value = "secretsync-sealing-keys")]
     sealing_keys_secret: String,
+    #[command(flatten)]
+    templates: super::render::TemplateLimitArgs,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -55,6 +57,7 @@ pub async fn run(args: Args) -> ExitCode {
         aws_base: None,
         eso_compat: args.eso_compat,
         sealing_keys,
+        template_limits: args.templates.limits(),
     };
     let client = match kube::Client::try_default().await {
         Ok(client) => client,

@@ -299,7 +299,13 @@ async fn sync_one(
         return Ok((status, next_refresh(es)));
     }
     let es_effective = es_effective.unwrap_or_else(|| es.clone());
-    let desired = sync::desired_secret(&es_effective, &fetched, &sources)
+    // templates: CPU work (templates), so on a blocking thread, within limits.
+    let limits = ctx.template_limits;
+    let desired = ctx
+        .render_pool
+        .run(move || sync::desired_secret(&es_effective, &fetched, &sources, &limits))
+        .await
+        .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
         .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
     let written = write_secret(es, ctx, flavor, &secrets, existing.as_ref(), &desired).await?;

@@ -65,6 +65,8 @@ pub struct Settings {
     pub eso_compat: bool,
     /// The Secret holding the identities SealedSecrets are decrypted with.
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// templates: deadline and output cap for each object's templates.
+    pub template_limits: crate::template::RenderLimits,
 }
 
 /// What every reconcile shares.
@@ -78,6 +80,10 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret: the spec hash and time of this process's last fetch.
     fetches: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// templates: each object's templates render within these limits, on
+    /// blocking threads from this pool.
+    pub template_limits: crate::template::RenderLimits,
+    pub render_pool: crate::template::RenderPool,
 }
 
 impl Context {
@@ -241,6 +247,8 @@ pub async fn run(
         sealing_keys: settings.sealing_keys.clone(),
         failures: Mutex::default(),
         fetches: Mutex::default(),
+        template_limits: settings.template_limits,
+        render_pool: crate::template::RenderPool::for_this_machine(),
     });
     let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
     let secrets: Api<Secret> = Api::all(client.clone());

@@ -44,7 +44,7 @@ async fn sync_with(
     sources: &TemplateSources,
 ) -> Result<DesiredSecret, SyncError> {
     let fetched = provider().fetch_batch(&remote_requests(&es.spec)).await;
-    desired_secret(es, &fetched, sources)
+    desired_secret(es, &fetched, sources, &Default::default())
 }
 
 fn text(secret: &DesiredSecret) -> BTreeMap<&str, String> {

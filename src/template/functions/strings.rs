@@ -1,29 +1,23 @@
-//! Template functions ESO's v2 engine has and gtmpl-ng's Helm set lacks or gets
-//! different from sprig. Everything else comes from gtmpl-ng.
+//! sprig's string functions.
 
-use gtmpl_ng::{Func, FuncError, Value};
+use gtmpl_ng::Value;
 
-/// Added to (or replacing) gtmpl-ng's Helm functions.
-pub(super) const EXTRA_FUNCTIONS: &[(&str, Func)] =
-    &[("nindent", nindent as Func), ("quote", quote as Func)];
+use super::Fail;
 
-fn arg<'a>(
-    args: &'a [Value],
-    index: usize,
-    function: &str,
-    count: usize,
-) -> Result<&'a Value, FuncError> {
-    args.get(index)
-        .ok_or_else(|| FuncError::ExactlyXArgs(function.to_string(), count))
+fn arg<'a>(args: &'a [Value], index: usize, want: &'static str) -> Result<&'a Value, Fail> {
+    args.get(index).ok_or(Fail::Arity {
+        want,
+        got: args.len(),
+    })
 }
 
 /// `nindent N TEXT`: a newline, then TEXT with every line indented by N spaces.
-fn nindent(args: &[Value]) -> Result<Value, FuncError> {
-    let width = arg(args, 0, "nindent", 2)?.to_string();
-    let width: usize = width.parse().map_err(|_| {
-        FuncError::Generic("nindent: the first argument must be a number of spaces".into())
-    })?;
-    let text = arg(args, 1, "nindent", 2)?.to_string();
+pub(super) fn nindent(args: &[Value]) -> Result<Value, Fail> {
+    let width = arg(args, 0, "2")?.to_string();
+    let width: usize = width
+        .parse()
+        .map_err(|_| Fail::Reason("the first argument must be a number of spaces"))?;
+    let text = arg(args, 1, "2")?.to_string();
     let width = gtmpl_ng::helm_functions::bounded_count(width as i64, "spaces", "nindent")?;
     let pad = " ".repeat(width);
     let mut out = String::with_capacity(text.len() + 1);
@@ -40,10 +34,7 @@ fn nindent(args: &[Value]) -> Result<Value, FuncError> {
 
 /// `quote ARGS...`: each argument as a Go double-quoted string (`%q`), so quotes,
 /// backslashes and control characters are escaped; joined by spaces, as sprig does.
-fn quote(args: &[Value]) -> Result<Value, FuncError> {
-    if args.is_empty() {
-        return Err(FuncError::AtLeastXArgs("quote".into(), 1));
-    }
+pub(super) fn quote(args: &[Value]) -> Result<Value, Fail> {
     let quoted: Vec<String> = args
         .iter()
         .filter(|v| !matches!(v, Value::Nil | Value::NoValue))
