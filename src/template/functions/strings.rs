@@ -1,68 +1,211 @@
-//! sprig's string functions.
+//! sprig's string functions that gtmpl-ng lacks or renders differently.
 
 use gtmpl_ng::Value;
 
 use super::Fail;
-
-fn arg<'a>(args: &'a [Value], index: usize, want: &'static str) -> Result<&'a Value, Fail> {
-    args.get(index).ok_or(Fail::Arity {
-        want,
-        got: args.len(),
-    })
-}
+use super::go::{self, Args, strval};
 
 /// `nindent N TEXT`: a newline, then TEXT with every line indented by N spaces.
 pub(super) fn nindent(args: &[Value]) -> Result<Value, Fail> {
-    let width = arg(args, 0, "2")?.to_string();
-    let width: usize = width
-        .parse()
-        .map_err(|_| Fail::Reason("the first argument must be a number of spaces"))?;
-    let text = arg(args, 1, "2")?.to_string();
-    let width = gtmpl_ng::helm_functions::bounded_count(width as i64, "spaces", "nindent")?;
+    let a = Args::exactly(args, 2, "2")?;
+    let width = a.int(0)?;
+    let text = a.string(1)?;
+    let width = gtmpl_ng::helm_functions::bounded_count(width, "spaces", "nindent")?;
     let pad = " ".repeat(width);
-    let mut out = String::with_capacity(text.len() + 1);
-    out.push('\n');
-    for (i, line) in text.split('\n').enumerate() {
-        if i > 0 {
-            out.push('\n');
-        }
-        out.push_str(&pad);
-        out.push_str(line);
-    }
-    Ok(Value::from(out))
+    Ok(go::string(format!(
+        "\n{pad}{}",
+        text.replace('\n', &format!("\n{pad}"))
+    )))
 }
 
-/// `quote ARGS...`: each argument as a Go double-quoted string (`%q`), so quotes,
-/// backslashes and control characters are escaped; joined by spaces, as sprig does.
+/// `quote ARGS...`: each non-nil argument as Go's `%q`, joined by spaces.
 pub(super) fn quote(args: &[Value]) -> Result<Value, Fail> {
     let quoted: Vec<String> = args
         .iter()
         .filter(|v| !matches!(v, Value::Nil | Value::NoValue))
-        .map(|v| go_quote(&v.to_string()))
+        .map(|v| go::go_quote(&strval(v)))
         .collect();
-    Ok(Value::from(quoted.join(" ")))
+    Ok(go::string(quoted.join(" ")))
 }
 
-fn go_quote(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{07}' => out.push_str("\\a"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            '\u{0b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c == '\u{7f}' => {
-                out.push_str(&format!("\\x{:02x}", c as u32));
+/// sprig's `strslice`: a list's non-nil items as strings; a scalar as a list of one.
+pub(super) fn string_list(value: &Value) -> Vec<String> {
+    match value {
+        Value::Array(items) => items
+            .iter()
+            .filter(|v| !matches!(v, Value::Nil | Value::NoValue))
+            .map(strval)
+            .collect(),
+        Value::Nil | Value::NoValue => Vec::new(),
+        other => vec![strval(other)],
+    }
+}
+
+/// `join SEP LIST`.
+pub(super) fn join(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    let sep = a.string(0)?;
+    Ok(go::string(string_list(a.value(1)).join(&sep)))
+}
+
+/// Go's `strings.Split`: an empty separator splits after every character.
+fn go_split(text: &str, sep: &str, limit: Option<usize>) -> Vec<String> {
+    if limit == Some(0) {
+        return Vec::new();
+    }
+    if sep.is_empty() {
+        let chars: Vec<String> = text.chars().map(String::from).collect();
+        return match limit {
+            Some(n) if n < chars.len() => {
+                let mut head: Vec<String> = chars[..n - 1].to_vec();
+                head.push(chars[n - 1..].concat());
+                head
             }
-            c => out.push(c),
+            _ => chars,
+        };
+    }
+    match limit {
+        Some(n) => text.splitn(n, sep).map(String::from).collect(),
+        None => text.split(sep).map(String::from).collect(),
+    }
+}
+
+fn indexed_map(parts: Vec<String>) -> Value {
+    Value::Map(
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| (format!("_{i}"), Value::String(p)))
+            .collect(),
+    )
+}
+
+/// `split SEP TEXT`: a map `_0`, `_1`, ... of the parts.
+pub(super) fn split(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    Ok(indexed_map(go_split(&a.string(1)?, &a.string(0)?, None)))
+}
+
+/// `splitn SEP N TEXT`.
+pub(super) fn splitn(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    let n = a.int(1)?;
+    let limit = usize::try_from(n).ok();
+    Ok(indexed_map(go_split(&a.string(2)?, &a.string(0)?, limit)))
+}
+
+/// `splitList SEP TEXT`: the parts as a list.
+pub(super) fn split_list(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    Ok(go::strings(go_split(&a.string(1)?, &a.string(0)?, None)))
+}
+
+/// `sortAlpha LIST`: the items as strings, sorted.
+pub(super) fn sort_alpha(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    match a.value(0) {
+        Value::Array(_) => {
+            let mut items = string_list(a.value(0));
+            items.sort();
+            Ok(go::strings(items))
+        }
+        // sprig gives anything that is not a list back as a one-item list.
+        other => Ok(go::strings([strval(other)])),
+    }
+}
+
+/// `trimall CUTSET TEXT` (and `trimAll`): Go's `strings.Trim`.
+pub(super) fn trim_all(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    let cutset: Vec<char> = a.string(0)?.chars().collect();
+    Ok(go::string(a.string(1)?.trim_matches(cutset.as_slice())))
+}
+
+/// `wrap WIDTH TEXT`: goutils' `Wrap`, lines broken at spaces with `\n`.
+pub(super) fn wrap(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    Ok(go::string(wrap_custom(
+        &a.string(1)?,
+        a.int(0)?,
+        "\n",
+        false,
+    )))
+}
+
+/// `wrapWith WIDTH SEP TEXT`: `WrapCustom` with long words broken too.
+pub(super) fn wrap_with(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    Ok(go::string(wrap_custom(
+        &a.string(2)?,
+        a.int(0)?,
+        &a.string(1)?,
+        true,
+    )))
+}
+
+/// goutils' `WrapCustom`, on bytes as Go indexes them.
+fn wrap_custom(text: &str, width: i64, newline: &str, wrap_long: bool) -> String {
+    let width = usize::try_from(width.max(1)).unwrap_or(1);
+    let newline = if newline.is_empty() { "\n" } else { newline };
+    let bytes = text.as_bytes();
+    let piece = |from: usize, to: usize| {
+        String::from_utf8_lossy(bytes.get(from..to.min(bytes.len())).unwrap_or_default())
+    };
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut offset = 0;
+    while bytes.len().saturating_sub(offset) > width {
+        if bytes.get(offset) == Some(&b' ') {
+            offset += 1;
+            continue;
+        }
+        let end = (width + offset + 1).min(bytes.len());
+        let window = bytes.get(offset..end).unwrap_or_default();
+        if let Some(space) = window.iter().rposition(|b| *b == b' ') {
+            out.push_str(&piece(offset, offset + space));
+            out.push_str(newline);
+            offset += space + 1;
+        } else if wrap_long {
+            out.push_str(&piece(offset, offset + width));
+            out.push_str(newline);
+            offset += width;
+        } else {
+            let end = offset + width;
+            match bytes
+                .get(end..)
+                .and_then(|rest| rest.iter().position(|b| *b == b' '))
+            {
+                Some(index) => {
+                    out.push_str(&piece(offset, end + index));
+                    out.push_str(newline);
+                    offset = end + index + 1;
+                }
+                None => {
+                    out.push_str(&piece(offset, bytes.len()));
+                    offset = bytes.len();
+                }
+            }
         }
     }
-    out.push('"');
+    out.push_str(&piece(offset, bytes.len()));
     out
+}
+
+/// `regexQuoteMeta TEXT`: Go's `regexp.QuoteMeta`.
+pub(super) fn regex_quote_meta(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    let text = a.string(0)?;
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Ok(go::string(out))
+}
+
+/// `hello`: sprig's greeting.
+pub(super) fn hello(args: &[Value]) -> Result<Value, Fail> {
+    Args::exactly(args, 0, "0")?;
+    Ok(go::string("Hello!"))
 }
