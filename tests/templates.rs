@@ -178,7 +178,7 @@ fn cases() -> Vec<Case> {
         is(r#"{{ regexQuoteMeta "1.2+3" }}"#, "1\\.2\\+3"),
         is(
             r#"{{ upper "x" }}{{ lower "Y" }}{{ title "hi there" }}{{ repeat 3 "z" }}"#,
-            "xyHi Therezzz",
+            "XyHi Therezzz",
         ),
         is(
             r#"{{ contains "cat" "fair catch" }}{{ hasPrefix "cat" "catch" }}{{ hasSuffix "cat" "ducat" }}"#,
@@ -326,7 +326,7 @@ fn cases() -> Vec<Case> {
             "albatross shot",
         ),
         is(
-            r#"{{ $d := dict "one" 1 "two" 2 }}{{ $_ := unset $d "two" }}{{ keys $d }}|{{ $_ := set $d "three" 3 }}{{ get $d "three" }}|{{ hasKey $d "one" }}"#,
+            r#"{{ $d := dict "one" 1 "two" 2 }}{{ $d = unset $d "two" }}{{ keys $d }}|{{ $d = set $d "three" 3 }}{{ get $d "three" }}|{{ hasKey $d "one" }}"#,
             "[one]|3|true",
         ),
         is(
@@ -392,7 +392,7 @@ fn cases() -> Vec<Case> {
             "1714557600",
         ),
         is(
-            r#"{{ toDate "2006-01-02T15:04:05Z07:00" "2024-05-01T10:00:00Z" | dateModify "1.5h" | dateInZone "15:04" "UTC" }}|{{ toDate "2006-01-02" "nope" }}"#,
+            r#"{{ $t := toDate "2006-01-02T15:04:05Z07:00" "2024-05-01T10:00:00Z" | dateModify "1.5h" }}{{ dateInZone "15:04" $t "UTC" }}|{{ toDate "2006-01-02" "nope" }}"#,
             "11:30|0001-01-01 00:00:00 +0000 UTC",
         ),
         fails(

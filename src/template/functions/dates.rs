@@ -98,15 +98,45 @@ pub(super) fn html_date_in_zone(args: &[Value]) -> Result<Value, Fail> {
     Ok(go::string(format_date("2006-01-02", a.value(0), &zone)))
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds.
+/// Go's `time.ParseDuration` (`1h30m`, `-1.5h`, `300ms`), in nanoseconds.
 fn parse_go_duration(text: &str) -> Option<i128> {
-    let duration: kube::core::Duration = text.parse().ok()?;
-    let nanos = std::time::Duration::from(duration).as_nanos() as i128;
-    Some(if duration.is_negative() {
-        -nanos
-    } else {
-        nanos
-    })
+    let (negative, mut rest) = match text.strip_prefix('-') {
+        Some(r) => (true, r),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    if rest == "0" {
+        return Some(0);
+    }
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: f64 = 0.0;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest.get(..number_len)?.parse().ok()?;
+        rest = rest.get(number_len..)?;
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match rest.get(..unit_len)? {
+            "ns" => 1.0,
+            "us" | "\u{b5}s" | "\u{3bc}s" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return None,
+        };
+        rest = rest.get(unit_len..)?;
+        total += number * scale;
+    }
+    if !total.is_finite() || total > 9.2e18 {
+        return None;
+    }
+    let nanos = total.round() as i128;
+    Some(if negative { -nanos } else { nanos })
 }
 
 fn modify(args: &[Value]) -> Result<Option<Value>, Fail> {

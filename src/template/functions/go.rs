@@ -107,7 +107,26 @@ pub(super) fn is_empty(value: &Value) -> bool {
         Value::Object(m) | Value::Map(m) => m.is_empty(),
         Value::Array(a) => a.is_empty(),
         Value::Function(_) => false,
-        Value::Number(n) => n.as_f64().is_none_or(|f| f == 0.0),
+        Value::Number(n) => n
+            .as_i64()
+            .map(|i| i == 0)
+            .or_else(|| n.as_u64().map(|u| u == 0))
+            .or_else(|| n.as_f64().map(|f| f == 0.0))
+            .unwrap_or(true),
+    }
+}
+
+/// spf13/cast's `ToFloat64`.
+pub(super) fn to_float64(value: &Value) -> f64 {
+    match value {
+        Value::Number(n) => n
+            .as_f64()
+            .or_else(|| n.as_i64().map(|i| i as f64))
+            .or_else(|| n.as_u64().map(|u| u as f64))
+            .unwrap_or(0.0),
+        Value::String(s) => s.trim().parse::<f64>().unwrap_or(0.0),
+        Value::Bool(b) => f64::from(u8::from(*b)),
+        _ => 0.0,
     }
 }
 

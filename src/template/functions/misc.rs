@@ -484,3 +484,245 @@ pub(super) fn min(args: &[Value]) -> Result<Value, Fail> {
     let a = Args::at_least(args, 1, "at least 1")?;
     Ok(go::int(a.rest(0).iter().map(to_int64).min().unwrap_or(0)))
 }
+
+// sprig functions gtmpl-ng renders differently.
+
+/// `default DEFAULT [VALUE]`: DEFAULT when VALUE is absent or empty.
+pub(super) fn default(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::at_least(args, 1, "at least 1")?;
+    Ok(match a.rest(1).first() {
+        Some(given) if !is_empty(given) => given.clone(),
+        _ => a.value(0).clone(),
+    })
+}
+
+/// `compact LIST` (and `mustCompact`): the items that are not empty.
+pub(super) fn compact(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    let Value::Array(items) = a.value(0) else {
+        return Err(Fail::Reason("the argument must be a list"));
+    };
+    Ok(Value::Array(
+        items.iter().filter(|v| !is_empty(v)).cloned().collect(),
+    ))
+}
+
+/// `has NEEDLE LIST` (and `mustHas`).
+pub(super) fn has(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    Ok(Value::Bool(match a.value(1) {
+        Value::Array(items) => items.iter().any(|v| v == a.value(0)),
+        Value::Nil | Value::NoValue => false,
+        _ => return Err(Fail::Reason("the second argument must be a list")),
+    }))
+}
+
+fn as_map(value: &Value) -> Option<&HashMap<String, Value>> {
+    match value {
+        Value::Map(m) | Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// `pluck KEY DICTS...`: KEY's value in every dict that has it.
+pub(super) fn pluck(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::at_least(args, 1, "at least 1")?;
+    let key = a.string(0)?;
+    Ok(Value::Array(
+        a.rest(1)
+            .iter()
+            .filter_map(|d| as_map(d).and_then(|m| m.get(&key)).cloned())
+            .collect(),
+    ))
+}
+
+fn deep_merge(dst: &mut HashMap<String, Value>, src: &HashMap<String, Value>, overwrite: bool) {
+    for (key, value) in src {
+        match (dst.get_mut(key), as_map(value)) {
+            (Some(Value::Map(d) | Value::Object(d)), Some(s)) => deep_merge(d, s, overwrite),
+            (Some(existing), _) => {
+                if overwrite && !is_empty(value) || is_empty(existing) && !overwrite {
+                    *existing = value.clone();
+                }
+            }
+            (None, _) => {
+                dst.insert(key.clone(), value.clone());
+            }
+        }
+    }
+}
+
+fn merge_with(args: &[Value], overwrite: bool) -> Result<Value, Fail> {
+    let a = Args::at_least(args, 1, "at least 1")?;
+    let mut dst = as_map(a.value(0))
+        .cloned()
+        .ok_or(Fail::Reason("every argument must be a dict"))?;
+    for src in a.rest(1) {
+        let src = as_map(src).ok_or(Fail::Reason("every argument must be a dict"))?;
+        deep_merge(&mut dst, src, overwrite);
+    }
+    Ok(Value::Map(dst))
+}
+
+/// `merge DST SRCS...`: DST's keys win (mergo's default).
+pub(super) fn merge(args: &[Value]) -> Result<Value, Fail> {
+    merge_with(args, false)
+}
+
+/// `mergeOverwrite DST SRCS...`: later keys win.
+pub(super) fn merge_overwrite(args: &[Value]) -> Result<Value, Fail> {
+    merge_with(args, true)
+}
+
+/// `dig KEYS... DEFAULT DICT`: the value at the path, or DEFAULT.
+pub(super) fn dig(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::at_least(args, 3, "at least 3")?;
+    let n = a.len();
+    let default = a.value(n - 2);
+    let mut at = a.value(n - 1);
+    for key in &args[..n - 2] {
+        let key = strval(key);
+        match as_map(at).and_then(|m| m.get(&key)) {
+            Some(next) => at = next,
+            None => return Ok(default.clone()),
+        }
+    }
+    Ok(at.clone())
+}
+
+/// `typeOf VALUE`: Go's `%T`.
+pub(super) fn type_of(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    Ok(go::string(go_type_name(a.value(0))))
+}
+
+/// `kindOf VALUE`: Go's `reflect.Kind`.
+pub(super) fn kind_of(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    Ok(go::string(go::kind_name(a.value(0))))
+}
+
+/// `clean PATH`: Go's `path.Clean`.
+pub(super) fn clean(args: &[Value]) -> Result<Value, Fail> {
+    Ok(go::string(clean_path(&path_arg(args)?)))
+}
+
+/// `seq ...`: Unix `seq`, as sprig writes it.
+pub(super) fn seq(args: &[Value]) -> Result<Value, Fail> {
+    let params: Vec<i64> = args.iter().map(to_int64).collect();
+    let run = |start: i64, end: i64, step: i64| -> Result<String, Fail> {
+        let mut out = Vec::new();
+        let mut i = start;
+        let limit = gtmpl_ng::Limits::DEFAULT.iterations.unwrap_or(10_000);
+        while (step > 0 && i < end) || (step < 0 && i > end) {
+            if out.len() >= limit {
+                return Err(Fail::Reason("seq asks for more numbers than allowed"));
+            }
+            out.push(i.to_string());
+            i = i
+                .checked_add(step)
+                .ok_or(Fail::Reason("integer overflow"))?;
+        }
+        Ok(out.join(" "))
+    };
+    let text = match params.as_slice() {
+        [end] => {
+            let inc = if *end < 1 { -1 } else { 1 };
+            run(1, end + inc, inc)?
+        }
+        [start, end] => {
+            let step = if end < start { -1 } else { 1 };
+            run(*start, end + step, step)?
+        }
+        [start, step, end] => {
+            if end < start && *step > 0 {
+                String::new()
+            } else {
+                let inc = if end < start { -1 } else { 1 };
+                run(*start, end + inc, *step)?
+            }
+        }
+        _ => String::new(),
+    };
+    Ok(go::string(text))
+}
+
+/// `len VALUE`: Go counts a string's bytes.
+pub(super) fn len(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    match a.value(0) {
+        Value::String(_) => Ok(go::int(a.bytes(0)?.len() as i64)),
+        Value::Array(items) => Ok(go::int(items.len() as i64)),
+        Value::Map(m) | Value::Object(m) => Ok(go::int(m.len() as i64)),
+        _ => Err(Fail::Reason("len of a value that has no length")),
+    }
+}
+
+fn regex_arg(a: &Args<'_>, i: usize) -> Result<regex::Regex, Fail> {
+    regex::Regex::new(&a.string(i)?)
+        .map_err(|_| Fail::Reason("the regular expression does not parse"))
+}
+
+/// `regexReplaceAll REGEX TEXT REPLACEMENT` (`$1` expands; and `must...`).
+pub(super) fn regex_replace_all(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    let re = regex_arg(&a, 0)?;
+    Ok(go::string(
+        re.replace_all(&a.string(1)?, a.string(2)?.as_str())
+            .into_owned(),
+    ))
+}
+
+/// `regexReplaceAllLiteral REGEX TEXT REPLACEMENT` (no expansion).
+pub(super) fn regex_replace_all_literal(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    let re = regex_arg(&a, 0)?;
+    let replacement = a.string(2)?;
+    Ok(go::string(
+        re.replace_all(&a.string(1)?, regex::NoExpand(&replacement))
+            .into_owned(),
+    ))
+}
+
+fn float_fold(args: &[Value], first: f64, op: fn(f64, f64) -> f64) -> Value {
+    let result = args.iter().map(go::to_float64).fold(first, op);
+    // shopspring/decimal keeps decimal digits exact; 15 significant digits
+    // hide the binary noise f64 adds (`1.5 + 2.2`).
+    let rounded: f64 = format!("{result:.15e}").parse().unwrap_or(result);
+    go::float(rounded)
+}
+
+/// `addf ARGS...`.
+pub(super) fn addf(args: &[Value]) -> Result<Value, Fail> {
+    Ok(float_fold(args, 0.0, |a, b| a + b))
+}
+
+/// `add1f N`.
+pub(super) fn add1f(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    Ok(float_fold(
+        &[go::float(1.0)],
+        go::to_float64(a.value(0)),
+        |a, b| a + b,
+    ))
+}
+
+fn float_chain(args: &[Value], op: fn(f64, f64) -> f64) -> Result<Value, Fail> {
+    let a = Args::at_least(args, 1, "at least 1")?;
+    Ok(float_fold(a.rest(1), go::to_float64(a.value(0)), op))
+}
+
+/// `subf A ARGS...`.
+pub(super) fn subf(args: &[Value]) -> Result<Value, Fail> {
+    float_chain(args, |a, b| a - b)
+}
+
+/// `mulf A ARGS...`.
+pub(super) fn mulf(args: &[Value]) -> Result<Value, Fail> {
+    float_chain(args, |a, b| a * b)
+}
+
+/// `divf A ARGS...`.
+pub(super) fn divf(args: &[Value]) -> Result<Value, Fail> {
+    float_chain(args, |a, b| a / b)
+}

@@ -209,3 +209,100 @@ pub(super) fn hello(args: &[Value]) -> Result<Value, Fail> {
     Args::exactly(args, 0, "0")?;
     Ok(go::string("Hello!"))
 }
+
+/// Go's `strings.Title`: the first letter of every word upper-cased.
+fn title_case(text: &str, upper: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut at_start = true;
+    for c in text.chars() {
+        if at_start && c.is_alphabetic() {
+            if upper {
+                out.extend(c.to_uppercase());
+            } else {
+                out.extend(c.to_lowercase());
+            }
+        } else {
+            out.push(c);
+        }
+        at_start = !(c.is_alphanumeric() || c == '_' || c == '\'');
+    }
+    out
+}
+
+/// `title TEXT`.
+pub(super) fn title(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    Ok(go::string(title_case(&a.string(0)?, true)))
+}
+
+/// `untitle TEXT`: goutils' `Uncapitalize`, every word's first letter lowered.
+pub(super) fn untitle(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    Ok(go::string(title_case(&a.string(0)?, false)))
+}
+
+/// `camelcase TEXT`: xstrings' `ToPascalCase` (`http_server` is `HttpServer`).
+pub(super) fn camelcase(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    let text = a.string(0)?;
+    let out: String = text
+        .split(['_', '-', ' ', '.'])
+        .filter(|w| !w.is_empty())
+        .map(|w| {
+            let mut chars = w.chars();
+            chars
+                .next()
+                .map(|c| c.to_uppercase().chain(chars).collect::<String>())
+                .unwrap_or_default()
+        })
+        .collect();
+    Ok(go::string(out))
+}
+
+/// goutils' `AbbreviateFull`, on bytes as Go indexes them.
+fn abbreviate(text: &str, offset: usize, width: usize) -> String {
+    let len = text.len();
+    let piece = |from: usize, to: usize| {
+        String::from_utf8_lossy(text.as_bytes().get(from..to.min(len)).unwrap_or_default())
+            .into_owned()
+    };
+    if text.is_empty() || width < 4 || len <= width {
+        return text.to_string();
+    }
+    let mut offset = offset.min(len);
+    if len - offset < width - 3 {
+        offset = len - (width - 3);
+    }
+    if offset <= 4 {
+        return piece(0, width - 3) + "...";
+    }
+    if width < 7 {
+        return text.to_string();
+    }
+    if offset + width - 3 < len {
+        return format!("...{}", abbreviate(&piece(offset, len), 0, width - 3));
+    }
+    format!("...{}", piece(len - (width - 3), len))
+}
+
+/// `abbrev WIDTH TEXT`.
+pub(super) fn abbrev(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    let width = usize::try_from(a.int(0)?).unwrap_or(0);
+    Ok(go::string(abbreviate(&a.string(1)?, 0, width)))
+}
+
+/// `abbrevboth LEFT RIGHT TEXT`.
+pub(super) fn abbrevboth(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    let (left, right) = (a.int(0)?, a.int(1)?);
+    let text = a.string(2)?;
+    if right < 4 || left > 0 && right < 7 {
+        return Ok(go::string(text));
+    }
+    let (left, right) = (
+        usize::try_from(left).unwrap_or(0),
+        usize::try_from(right).unwrap_or(0),
+    );
+    Ok(go::string(abbreviate(&text, left, right)))
+}
