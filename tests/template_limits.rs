@@ -134,7 +134,7 @@ async fn runaway_and_failing_templates_fail_alone_and_leak_nothing() {
         "ExternalSecret",
         external_secret(
             "huge",
-            json!({"blob": "{{ range 1000 }}{{ repeat 1000 .password }}{{ end }}"}),
+            json!({"blob": "{{ range 1000 }}{{ repeat 1000 $.password }}{{ end }}"}),
         ),
     )
     .await;
