@@ -23,11 +23,14 @@ fn fixture_text(name: &str) -> String {
     String::from_utf8(fixture(name)).unwrap()
 }
 
+/// A check of a case's output; the error says what is wrong.
+type OutputCheck = Box<dyn Fn(&[u8]) -> Result<(), String>>;
+
 /// What a case must produce.
 enum Expect {
     Is(Vec<u8>),
     /// A check of the output; the message says what is wrong.
-    Check(Box<dyn Fn(&[u8]) -> Result<(), String>>),
+    Check(OutputCheck),
     /// The render fails with an error containing this.
     Fails(&'static str),
 }

@@ -131,10 +131,8 @@ fn json_number(n: &Number) -> serde_json::Value {
     let as_float = || {
         n.as_f64()
             .and_then(|f| {
-                if f.fract() == 0.0 && f.abs() < 1e21 {
-                    if f.abs() < 9.0e15 {
-                        return Some(serde_json::Value::from(f as i64));
-                    }
+                if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                    return Some(serde_json::Value::from(f as i64));
                 }
                 serde_json::Number::from_f64(f).map(serde_json::Value::Number)
             })
