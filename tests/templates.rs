@@ -13,6 +13,9 @@ use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+/// A value only the leak test's templates pass to failing functions.
+const ARG_SECRET: &str = "Arg-Secret-Value-42";
+
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/templates");
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -95,6 +98,7 @@ fn values() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("jwkec", fixture("jwk-0.json"), false),
         ("jwkrsa", fixture("jwk-1.json"), false),
         ("bin", (0..=255u8).collect(), true),
+        ("s", ARG_SECRET.as_bytes().to_vec(), false),
     ]
 }
 
@@ -403,6 +407,26 @@ fn cases() -> Vec<Case> {
             "function \"mustToDate\" failed",
         ),
         is(
+            r#"{{ toDate "2006-01-02" "2017-12-31" | date "02/01/2006" }}"#,
+            "31/12/2017",
+        ),
+        is(
+            r#"{{ date_in_zone "02 Jan 06 15:04 -0700" 1560458379 "UTC" }}|{{ date_in_zone "02 Jan 06 15:04 -0700" 1560458379 "foobar" }}"#,
+            "13 Jun 19 20:39 +0000|13 Jun 19 20:39 +0000",
+        ),
+        is(
+            r#"{{ durationRound "2h5s" }}|{{ durationRound "24h5s" }}|{{ durationRound "2400h5s" }}"#,
+            "2h|1d|3mo",
+        ),
+        is(
+            r#"{{ list | first }}|{{ list 1 .user | toStrings }}|{{ "foo" | substr 0 10 }}|{{ "baaaaaar" | trunc -999 }}"#,
+            "<no value>|[1 admin]|foo|baaaaaar",
+        ),
+        is(
+            r#"{{ range $i, $e := until -3 }}{{ $e }}{{ end }}|{{ range untilStep 0 -10 -4 }}{{ . }} {{ end }}"#,
+            "0-1-2|0 -4 -8 ",
+        ),
+        is(
             r#"{{ duration .secs }}|{{ duration 95 }}|{{ durationRound "2h10m" }}|{{ durationRound "3000h" }}"#,
             "1m35s|0s|2h|4mo",
         ),
@@ -684,6 +708,72 @@ fn every_function_renders_as_eso_renders_it() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// Functions that fail on secret arguments say which function and why, never
+/// the arguments, in any form.
+#[test]
+fn failing_functions_never_show_their_arguments() {
+    let templates = [
+        "{{ .p12pass | pkcs12keyPass .s }}",
+        "{{ .p12pass | pkcs12certPass .s }}",
+        "{{ .s | pkcs12key }}",
+        "{{ .s | jwkPrivateKeyPem }}",
+        "{{ .s | jwkPublicKeyPem }}",
+        "{{ .s | filterPEM \"CERTIFICATE\" }}",
+        "{{ .s | filterCertChain \"leaf\" }}",
+        "{{ .s | certSANs }}",
+        "{{ rsaDecrypt \"RSA-OAEP\" \"SHA256\" .s .leafkey }}",
+        "{{ rsaDecrypt \"RSA-OAEP\" \"SHA256\" .oaep .s }}",
+        "{{ pemToPkcs12 .s .leafkey }}",
+        "{{ pemToPkcs12 .leafcrt .s }}",
+        "{{ pemTruststoreToPKCS12 .s }}",
+        "{{ .s | mustFromJson }}",
+        "{{ decryptAES .s (encryptAES \"other\" .s) }}",
+        "{{ .s | semver }}",
+        "{{ semverCompare .s \"1.0.0\" }}",
+        "{{ .s | mustToDate \"2006\" }}",
+        "{{ genCAWithKey \"x\" 1 .s }}",
+        "{{ buildCustomCert (b64enc .s) (b64enc .s) }}",
+        "{{ .s | urlJoin }}",
+        "{{ chunk 1 .s }}",
+        "{{ fail .s }}",
+        "{{ .s | upper | fail }}",
+        "{{ .s | lower | b64enc | fail }}",
+    ];
+    let cases: Vec<Case> = templates.iter().map(|t| fails(t, "failed")).collect();
+    let (secrets, stderr) = render(&manifests(&cases));
+    assert!(
+        stderr.contains(&format!(
+            "0 Secret(s) rendered, {} error(s)",
+            templates.len()
+        )),
+        "every case fails: {stderr}"
+    );
+    drop(secrets);
+    for (i, template) in templates.iter().enumerate() {
+        let line = stderr
+            .lines()
+            .find(|l| l.contains(&format!("team/case-{i}:")))
+            .unwrap_or_else(|| panic!("{template}: no error in {stderr}"));
+        assert!(line.contains("failed"), "{template}: {line}");
+    }
+    let b64 = |s: &str| STANDARD.encode(s);
+    let forms = [
+        ARG_SECRET.to_string(),
+        ARG_SECRET.to_lowercase(),
+        ARG_SECRET.to_uppercase(),
+        b64(ARG_SECRET),
+        b64(&ARG_SECRET.to_lowercase()),
+        serde_json::to_string(ARG_SECRET).unwrap(),
+        hex::encode(ARG_SECRET),
+        "Secret-Value".to_string(),
+        "secret-value".to_string(),
+        "SECRET-VALUE".to_string(),
+    ];
+    for form in forms {
+        assert!(!stderr.contains(&form), "{form:?} in stderr:\n{stderr}");
+    }
 }
 
 #[test]

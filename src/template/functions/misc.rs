@@ -726,3 +726,52 @@ pub(super) fn mulf(args: &[Value]) -> Result<Value, Fail> {
 pub(super) fn divf(args: &[Value]) -> Result<Value, Fail> {
     float_chain(args, |a, b| a / b)
 }
+
+/// `first LIST` (and `mustFirst`): nil for an empty list.
+pub(super) fn first(args: &[Value]) -> Result<Value, Fail> {
+    end_of(args, |items| items.first())
+}
+
+/// `last LIST` (and `mustLast`): nil for an empty list.
+pub(super) fn last(args: &[Value]) -> Result<Value, Fail> {
+    end_of(args, |items| items.last())
+}
+
+fn end_of(args: &[Value], pick: fn(&[Value]) -> Option<&Value>) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    match a.value(0) {
+        Value::Array(items) => Ok(pick(items).cloned().unwrap_or(Value::NoValue)),
+        Value::Nil | Value::NoValue => Ok(Value::NoValue),
+        _ => Err(Fail::Reason("the argument must be a list")),
+    }
+}
+
+/// sprig's `untilStep`, bounded as `{{ range }}` is.
+fn until_step_list(start: i64, stop: i64, step: i64) -> Result<Value, Fail> {
+    let limit = gtmpl_ng::Limits::DEFAULT.iterations.unwrap_or(10_000);
+    let mut out = Vec::new();
+    let mut i = start;
+    while (step > 0 && i < stop) || (step < 0 && stop < start && i > stop) {
+        if out.len() >= limit {
+            return Err(Fail::Reason("asks for more elements than allowed"));
+        }
+        out.push(go::int(i));
+        i = i
+            .checked_add(step)
+            .ok_or(Fail::Reason("integer overflow"))?;
+    }
+    Ok(Value::Array(out))
+}
+
+/// `until N`: 0 up (or down) to N, N excluded.
+pub(super) fn until(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 1, "1")?;
+    let count = a.int(0)?;
+    until_step_list(0, count, if count < 0 { -1 } else { 1 })
+}
+
+/// `untilStep START STOP STEP`.
+pub(super) fn until_step(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    until_step_list(a.int(0)?, a.int(1)?, a.int(2)?)
+}

@@ -306,3 +306,46 @@ pub(super) fn abbrevboth(args: &[Value]) -> Result<Value, Fail> {
     );
     Ok(go::string(abbreviate(&text, left, right)))
 }
+
+/// Bytes `from..to` of `text`, as Go slices a string; `None` where Go panics.
+fn byte_slice(text: &str, from: usize, to: usize) -> Option<String> {
+    text.as_bytes()
+        .get(from..to)
+        .map(|b| String::from_utf8_lossy(b).into_owned())
+}
+
+/// `substr START END TEXT`: bytes START..END; a negative START is 0, a
+/// negative or too large END is the end.
+pub(super) fn substr(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 3, "3")?;
+    let (start, end, text) = (a.int(0)?, a.int(1)?, a.string(2)?);
+    let len = text.len();
+    let out = if start < 0 {
+        usize::try_from(end)
+            .ok()
+            .and_then(|end| byte_slice(&text, 0, end))
+    } else {
+        let start = usize::try_from(start).unwrap_or(usize::MAX);
+        match usize::try_from(end) {
+            Ok(end) if end <= len => byte_slice(&text, start, end),
+            _ => byte_slice(&text, start, len),
+        }
+    };
+    out.map(go::string)
+        .ok_or(Fail::Reason("slice bounds out of range"))
+}
+
+/// `trunc N TEXT`: the first N bytes, or the last -N.
+pub(super) fn trunc(args: &[Value]) -> Result<Value, Fail> {
+    let a = Args::exactly(args, 2, "2")?;
+    let (count, text) = (a.int(0)?, a.string(1)?);
+    let len = i64::try_from(text.len()).unwrap_or(i64::MAX);
+    let out = if count < 0 && len + count > 0 {
+        byte_slice(&text, (len + count) as usize, text.len())
+    } else if count >= 0 && len > count {
+        byte_slice(&text, 0, count as usize)
+    } else {
+        Some(text.clone())
+    };
+    Ok(go::string(out.unwrap_or(text)))
+}
