@@ -97,6 +97,7 @@ fn values() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("oaep", fixture("oaep-sha256.bin"), true),
         ("jwkec", fixture("jwk-0.json"), false),
         ("jwkrsa", fixture("jwk-1.json"), false),
+        ("jwked", fixture("jwk-2.json"), false),
         ("bin", (0..=255u8).collect(), true),
         ("s", ARG_SECRET.as_bytes().to_vec(), false),
     ]
@@ -558,6 +559,14 @@ fn cases() -> Vec<Case> {
             &fixture_text("jwk-1-private.pem"),
         ),
         is(
+            r#"{{ .jwked | jwkPublicKeyPem }}"#,
+            &fixture_text("jwk-2-public.pem"),
+        ),
+        is(
+            r#"{{ .jwked | jwkPrivateKeyPem }}"#,
+            &fixture_text("jwk-2-private.pem"),
+        ),
+        is(
             r#"{{ rsaDecrypt "RSA-OAEP" "SHA256" .oaep .leafkey }}"#,
             "Oaep-plain-Secret-1",
         ),
@@ -774,6 +783,58 @@ fn failing_functions_never_show_their_arguments() {
     for form in forms {
         assert!(!stderr.contains(&form), "{form:?} in stderr:\n{stderr}");
     }
+}
+
+/// `--template-timeout` and `--template-max-output` on `render`.
+#[test]
+fn render_enforces_the_template_limits_it_is_given() {
+    let case = |template: &str| Case {
+        template: template.to_string(),
+        expect: Expect::Fails(""),
+    };
+    let cases = [
+        case("{{ range 50 }}{{ $_ := htpasswd \"u\" \"p\" }}{{ end }}"),
+        case("{{ range 100 }}{{ repeat 100 \"x\" }}{{ end }}"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cases.yaml");
+    std::fs::write(&path, manifests(&cases)).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["render", "-f", path.to_str().unwrap()])
+        .args([
+            "--template-timeout",
+            "300ms",
+            "--template-max-output",
+            "5000",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("case-0: spec.target.template.data.out: the templates did not finish within the 300ms deadline (--template-timeout)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("case-1: spec.target.template.data.out: the templates wrote more than the 5000-byte output limit (--template-max-output)"),
+        "{stderr}"
+    );
+    let bad = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args([
+            "render",
+            "-f",
+            path.to_str().unwrap(),
+            "--template-timeout",
+            "1d",
+        ])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--template-timeout"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
 }
 
 #[test]

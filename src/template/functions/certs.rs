@@ -428,6 +428,39 @@ fn parse_jwk(args: &[Value]) -> Result<Jwk, Fail> {
     serde_json::from_str(&text).map_err(|_| Fail::Reason("the text is not a JWK"))
 }
 
+/// RFC 8037's OID for Ed25519 keys.
+const ED25519_OID: pkcs8::ObjectIdentifier = pkcs8::ObjectIdentifier::new_unwrap("1.3.101.112");
+
+fn ed25519_algorithm() -> pkcs8::AlgorithmIdentifierRef<'static> {
+    pkcs8::AlgorithmIdentifierRef {
+        oid: ED25519_OID,
+        parameters: None,
+    }
+}
+
+/// An Ed25519 public key (`x`) as PKIX PEM.
+fn ed25519_public_pem(x: &[u8]) -> Result<String, Fail> {
+    use pkcs8::der::Encode;
+    let info = pkcs8::spki::SubjectPublicKeyInfoRef {
+        algorithm: ed25519_algorithm(),
+        subject_public_key: pkcs8::der::asn1::BitStringRef::from_bytes(x).map_err(key_fail)?,
+    };
+    Ok(pem_encode("PUBLIC KEY", &info.to_der().map_err(key_fail)?))
+}
+
+/// An Ed25519 private key (the seed `d`) as PKCS#8 PEM, as Go writes it.
+fn ed25519_private_pem(d: &[u8]) -> Result<String, Fail> {
+    use pkcs8::der::Encode;
+    if d.len() != 32 {
+        return Err(Fail::Reason("the JWK is not a valid key"));
+    }
+    let inner = pkcs8::der::asn1::OctetStringRef::new(d)
+        .and_then(|o| o.to_der())
+        .map_err(key_fail)?;
+    let info = pkcs8::PrivateKeyInfo::new(ed25519_algorithm(), &inner);
+    Ok(pem_encode("PRIVATE KEY", &info.to_der().map_err(key_fail)?))
+}
+
 fn ec_point(jwk: &Jwk) -> Result<Vec<u8>, Fail> {
     Ok([vec![4u8], b64url(&jwk.x)?, b64url(&jwk.y)?].concat())
 }
@@ -452,14 +485,13 @@ pub(super) fn jwk_public_key_pem(args: &[Value]) -> Result<Value, Fail> {
             .map_err(key_fail)?
             .to_public_key_pem(LineEnding::LF)
             .map_err(key_fail)?,
-        _ => {
-            return Err(Fail::Reason(
-                "only RSA and EC (P-256, P-384) JWKs are supported",
-            ));
-        }
+        ("OKP", Some("Ed25519")) => ed25519_public_pem(&b64url(&jwk.x)?)?,
+        _ => return Err(Fail::Reason(UNSUPPORTED_JWK)),
     };
     Ok(go::string(pem))
 }
+
+const UNSUPPORTED_JWK: &str = "only RSA, EC (P-256, P-384) and OKP (Ed25519) JWKs are supported";
 
 /// `jwkPrivateKeyPem JWK`: the private key, PKCS#8 PEM.
 pub(super) fn jwk_private_key_pem(args: &[Value]) -> Result<Value, Fail> {
@@ -491,11 +523,8 @@ pub(super) fn jwk_private_key_pem(args: &[Value]) -> Result<Value, Fail> {
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(key_fail)?
             .to_string(),
-        _ => {
-            return Err(Fail::Reason(
-                "only RSA and EC (P-256, P-384) JWKs are supported",
-            ));
-        }
+        ("OKP", Some("Ed25519")) => ed25519_private_pem(&b64url(&jwk.d)?)?,
+        _ => return Err(Fail::Reason(UNSUPPORTED_JWK)),
     };
     Ok(go::string(pem))
 }
