@@ -72,6 +72,9 @@ struct Job<'a> {
     /// `templateFrom[].valuesDecodingStrategy`.
     decoding: DecodingStrategy,
     field: &'a str,
+    /// The template text came out of a Secret: errors then give its position
+    /// but not its text.
+    from_secret: bool,
 }
 
 /// Renders every template of `template`, all within one `budget`.
@@ -126,6 +129,7 @@ pub(crate) fn apply_template(
                     text: &text,
                     decoding: from.values_decoding_strategy.unwrap_or_default(),
                     field: &field,
+                    from_secret: kind == "Secret",
                 };
                 render_into(&mut out, &job, &context, budget)?;
             }
@@ -139,6 +143,7 @@ pub(crate) fn apply_template(
                 text: literal,
                 decoding: from.values_decoding_strategy.unwrap_or_default(),
                 field: &field,
+                from_secret: false,
             };
             render_into(&mut out, &job, &context, budget)?;
         }
@@ -167,6 +172,7 @@ pub(crate) fn apply_template(
                 text,
                 decoding: DecodingStrategy::None,
                 field: &field,
+                from_secret: false,
             };
             render_into(&mut out, &job, &context, budget)?;
         }
@@ -186,9 +192,16 @@ fn render_into(
     context: &Context,
     budget: &mut Budget,
 ) -> Result<(), SyncError> {
-    let template_error = |error| SyncError::Template {
-        field: job.field.to_string(),
-        error,
+    let template_error = |mut error: TemplateError| {
+        if job.from_secret
+            && let Some(location) = error.location.as_mut()
+        {
+            location.snippet.clear();
+        }
+        SyncError::Template {
+            field: job.field.to_string(),
+            error,
+        }
     };
     let rendered = Template::parse(job.text)
         .and_then(|mut t| t.render(context, budget))
@@ -250,4 +263,85 @@ fn render_into(
 /// Labels and annotations are text.
 fn text_of(value: SecretValue) -> String {
     String::from_utf8_lossy(value.expose()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TemplateFrom, TemplateRef, TemplateRefItem};
+    use crate::template::RenderLimits;
+
+    fn from_secret(template: &str) -> (ExternalSecretTemplate, TemplateSources) {
+        let spec = ExternalSecretTemplate {
+            template_from: vec![TemplateFrom {
+                secret: Some(TemplateRef {
+                    name: "tpl".into(),
+                    items: vec![TemplateRefItem {
+                        key: "conf".into(),
+                        template_as: TemplateScope::Values,
+                    }],
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut sources = TemplateSources::default();
+        sources.secrets.insert(
+            "tpl".into(),
+            BTreeMap::from([("conf".to_string(), SecretValue::from(template))]),
+        );
+        (spec, sources)
+    }
+
+    #[test]
+    fn errors_in_templates_kept_in_a_secret_give_no_text() {
+        let (spec, sources) = from_secret("line one\n{{ fail \"Embedded-Tmpl-Secret\" }}");
+        let fetched = BTreeMap::from([("pw".to_string(), SecretValue::from("x"))]);
+        let Err(error) = apply_template(
+            &spec,
+            fetched,
+            &sources,
+            &mut RenderLimits::default().start(),
+        ) else {
+            panic!("must fail");
+        };
+        let shown = error.to_string();
+        assert!(
+            shown.contains("templateFrom[0].secret.items[conf]: line 2, column"),
+            "{shown}"
+        );
+        assert!(shown.contains("function \"fail\" failed"), "{shown}");
+        assert!(!shown.contains("Embedded-Tmpl-Secret"), "{shown}");
+    }
+
+    #[test]
+    fn an_invalid_key_from_a_template_is_not_shown() {
+        let spec = ExternalSecretTemplate {
+            template_from: vec![TemplateFrom {
+                literal: Some("{{ .pw }}/x: v".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let fetched = BTreeMap::from([("pw".to_string(), SecretValue::from("Key-Made-Of-Secret"))]);
+        let Err(error) = apply_template(
+            &spec,
+            fetched,
+            &TemplateSources::default(),
+            &mut RenderLimits::default().start(),
+        ) else {
+            panic!("must fail");
+        };
+        let shown = error.to_string();
+        assert!(
+            shown.contains(
+                "templateFrom[0].literal: the rendered map has a key that is not a valid Secret key"
+            ),
+            "{shown}"
+        );
+        assert!(
+            !shown.to_lowercase().contains("key-made-of-secret"),
+            "{shown}"
+        );
+    }
 }
