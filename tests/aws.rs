@@ -126,7 +126,12 @@ async fn sync(
     es: &ExternalSecret,
 ) -> Result<DesiredSecret, SyncError> {
     let fetched = fetch(providers, spec, &remote_requests(&es.spec)).await;
-    desired_secret(es, &fetched, &TemplateSources::default())
+    desired_secret(
+        es,
+        &fetched,
+        &TemplateSources::default(),
+        &Default::default(),
+    )
 }
 
 fn text(secret: &DesiredSecret, key: &str) -> String {
@@ -267,7 +272,13 @@ async fn forty_five_secrets_cost_three_batches_and_a_hundred_references_to_ten_c
     assert_eq!(count(&recorded, "secretsmanager.BatchGetSecretValue"), 1);
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     for (i, es) in external_secrets.iter().enumerate() {
-        let secret = desired_secret(es, &fetched, &TemplateSources::default()).unwrap();
+        let secret = desired_secret(
+            es,
+            &fetched,
+            &TemplateSources::default(),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(text(&secret, "n"), (i % 10).to_string());
     }
 }

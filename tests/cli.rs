@@ -266,7 +266,7 @@ fn bad_inputs_get_precise_errors_without_values() {
         ),
         (
             "template exec error",
-            external_secret("es", &format!("{ok_ref}target: {{template: {{data: {{url: \"ok\\n{{{{ .a | b64dec }}}}\"}}}}}}\ndata: [{{secretKey: a, remoteRef: {{key: db, property: password}}}}]")),
+            external_secret("es", &format!("{ok_ref}target: {{template: {{data: {{url: \"ok\\n{{{{ .a | mustFromJson }}}}\"}}}}}}\ndata: [{{secretKey: a, remoteRef: {{key: db, property: password}}}}]")),
             "ExternalSecret team/es: spec.target.template.data.url: line 2, column",
         ),
         (

@@ -500,7 +500,7 @@ async fn failures_leave_the_secret_as_it_was_and_say_why() {
             fake_store("fake", &[("db", DB_JSON)]),
         )
         .await;
-    let templated = json!({"secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"url": "x\n{{ .password | b64dec }}"}}},
+    let templated = json!({"secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"url": "x\n{{ .password | mustFromJson }}"}}},
         "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]});
     scenario.external_secret("app", templated).await;
     scenario

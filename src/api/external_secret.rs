@@ -222,6 +222,10 @@ pub struct TemplateFrom {
     pub literal: Option<String>,
     #[serde(default)]
     pub target: TemplateTarget,
+    /// How each value these templates produce is decoded before it is stored,
+    /// as ESO does (`decoded: SGVsbG8=` with `Base64` stores `Hello`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_decoding_strategy: Option<DecodingStrategy>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -248,12 +252,77 @@ pub enum TemplateScope {
     KeysAndValues,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where a `templateFrom` entry's output goes. Spelled in any case, as ESO
+/// matches it (`annotations`, `Annotations`, `ANNOTATIONS`); empty means `Data`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TemplateTarget {
     #[default]
     Data,
     Labels,
     Annotations,
+}
+
+impl TemplateTarget {
+    const NAMES: [(&'static str, TemplateTarget); 3] = [
+        ("Data", TemplateTarget::Data),
+        ("Labels", TemplateTarget::Labels),
+        ("Annotations", TemplateTarget::Annotations),
+    ];
+
+    /// `^...$` with every letter of the three names in either case: the API
+    /// server's patterns have no case-insensitive flag.
+    fn pattern() -> String {
+        let any_case = |name: &str| {
+            name.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+                .collect::<String>()
+        };
+        let names: Vec<String> = Self::NAMES.iter().map(|(n, _)| any_case(n)).collect();
+        format!("^({})?$", names.join("|"))
+    }
+}
+
+impl Serialize for TemplateTarget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let name = Self::NAMES
+            .iter()
+            .find(|(_, t)| t == self)
+            .map_or("Data", |(n, _)| n);
+        serializer.serialize_str(name)
+    }
+}
+
+impl<'de> Deserialize<'de> for TemplateTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(TemplateTarget::Data);
+        }
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&text))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Str(&text),
+                    &"one of Data, Labels, Annotations (any case)",
+                )
+            })
+    }
+}
+
+impl JsonSchema for TemplateTarget {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TemplateTarget".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Data, Labels or Annotations, in any case; empty means Data.",
+            "pattern": Self::pattern(),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

@@ -36,6 +36,8 @@ pub struct Args {
     /// that). A real API server's in-flight limit is 400 reads, 200 writes.
     #[arg(long, default_value_t = secretsync::controller::DEFAULT_API_CONCURRENCY)]
     api_concurrency: usize,
+    #[command(flatten)]
+    templates: super::render::TemplateLimitArgs,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -60,6 +62,7 @@ pub async fn run(args: Args) -> ExitCode {
         eso_compat: args.eso_compat,
         sealing_keys,
         api_concurrency: args.api_concurrency,
+        template_limits: args.templates.limits(),
     };
     let config = match kube::Config::infer().await {
         Ok(config) => config,

@@ -347,7 +347,13 @@ async fn sync_one(
         });
     }
     let effective = effective.unwrap_or_else(|| es.clone());
-    let desired = sync::desired_secret(&effective, &fetched, &sources)
+    // CPU work (templates), so on a blocking thread, within limits.
+    let limits = ctx.template_limits;
+    let desired = ctx
+        .render_pool
+        .run(move || sync::desired_secret(&effective, &fetched, &sources, &limits))
+        .await
+        .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
         .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
     let synced_version = ctx

@@ -88,6 +88,8 @@ pub struct Settings {
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
     /// Kubernetes API requests in flight at once (reconciles: twice that).
     pub api_concurrency: usize,
+    /// templates: deadline and output cap for each object's templates.
+    pub template_limits: crate::template::RenderLimits,
 }
 
 /// What the ExternalSecret reconciles of one flavor read from.
@@ -117,6 +119,10 @@ pub struct Context {
     /// Per ExternalSecret: the status this process last wrote, which the
     /// cached object may not show yet.
     statuses: Mutex<HashMap<String, ExternalSecretStatus>>,
+    /// templates: each object's templates render within these limits, on
+    /// blocking threads from this pool.
+    pub template_limits: crate::template::RenderLimits,
+    pub render_pool: crate::template::RenderPool,
 }
 
 impl Context {
@@ -473,6 +479,8 @@ pub async fn run(
         filled: filled.clone(),
         failures: Mutex::default(),
         statuses: Mutex::default(),
+        template_limits: settings.template_limits,
+        render_pool: crate::template::RenderPool::for_this_machine(),
     });
 
     // Who a cycle took along is woken in its own flavor's controller.

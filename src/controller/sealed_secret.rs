@@ -161,16 +161,14 @@ async fn unseal_all(
         .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
         .collect();
     if !template.data.is_empty() {
-        let mut context = TemplateContext::new();
-        for (k, v) in &values {
-            context.insert(k.clone(), v.clone());
-        }
-        for (key, text) in &template.data {
-            let rendered = Template::parse(text)
-                .and_then(|t| t.render(&context))
-                .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
-            data.insert(key.clone(), ByteString(rendered.into_bytes()));
-        }
+        // templates: CPU work, so on a blocking thread, within limits.
+        let (texts, limits) = (template.data.clone(), ctx.template_limits);
+        let rendered = ctx
+            .render_pool
+            .run(move || render_template_data(&texts, &values, &limits))
+            .await
+            .map_err(|e| ("TemplateError", e.to_string()))??;
+        data.extend(rendered);
     }
     let mut labels = template.metadata.labels.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
@@ -195,6 +193,28 @@ async fn unseal_all(
         block_owner_deletion: Some(true),
     }]);
     Ok(secret)
+}
+
+/// templates: `spec.template.data`, rendered with the unsealed values, all
+/// within one budget.
+fn render_template_data(
+    texts: &BTreeMap<String, String>,
+    values: &BTreeMap<String, crate::SecretValue>,
+    limits: &crate::template::RenderLimits,
+) -> Result<BTreeMap<String, ByteString>, (&'static str, String)> {
+    let mut context = TemplateContext::new();
+    for (k, v) in values {
+        context.insert(k.clone(), v.clone());
+    }
+    let mut budget = limits.start();
+    let mut data = BTreeMap::new();
+    for (key, text) in texts {
+        let rendered = Template::parse(text)
+            .and_then(|mut t| t.render(&context, &mut budget))
+            .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
+        data.insert(key.clone(), ByteString(rendered.expose().to_vec()));
+    }
+    Ok(data)
 }
 
 /// Applies the Secret unless the live one holds it already. `Some(created)` when written.

@@ -19,6 +19,7 @@ use crate::api::{CreationPolicy, ExternalSecret, StoreKind, StoreProvider};
 use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
 use crate::provider::{ProviderContext, Providers, StoreIdentity};
 use crate::sync::{self, DesiredSecret, TemplateSources};
+use crate::template::RenderLimits;
 use manifests::{Inputs, Located, namespace_labels};
 
 /// What `render` produced: every Secret that could be built, every problem,
@@ -32,10 +33,12 @@ pub struct Rendered {
 
 /// Reads `paths` and renders every ExternalSecret found there. `context`
 /// supplies AWS settings; its Kubernetes side is replaced by the manifests read.
+/// Each ExternalSecret's templates stay within `template_limits`.
 pub async fn render(
     paths: &[PathBuf],
     default_namespace: &str,
     context: ProviderContext,
+    template_limits: &RenderLimits,
 ) -> Rendered {
     let (inputs, errors) = manifests::load(paths, default_namespace);
     let providers = Providers::new(ProviderContext {
@@ -88,7 +91,7 @@ pub async fn render(
                 &inputs,
                 es.object.metadata.namespace.as_deref().unwrap_or_default(),
             );
-            match sync::desired_secret(&es.object, &fetched, &sources) {
+            match sync::desired_secret(&es.object, &fetched, &sources, template_limits) {
                 Err(e) => rendered.errors.push(error_for(es, e.to_string())),
                 Ok(_) if es.object.spec.target.creation_policy == CreationPolicy::None => {
                     rendered.notes.push(format!(

@@ -15,6 +15,7 @@ use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
 use crate::api::{ExternalSecret, RemoteRef, is_valid_secret_key};
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest};
+use crate::template::RenderLimits;
 
 /// The Secret an ExternalSecret should produce. Built whole or not at all: a
 /// failure anywhere yields an error, never a partial Secret.
@@ -38,13 +39,18 @@ const NOT_COPIED_ANNOTATIONS: &[&str] = &[
 ];
 
 /// Builds the desired Secret from what the provider answered for
-/// [`remote_requests`](super::remote_requests) of this ExternalSecret.
+/// [`remote_requests`](super::remote_requests) of this ExternalSecret. Its
+/// templates together stay within `limits`. CPU work: drivers run it off the
+/// async runtime.
 pub fn desired_secret(
     es: &ExternalSecret,
     fetched: &FetchResults,
     sources: &TemplateSources,
+    limits: &RenderLimits,
 ) -> Result<DesiredSecret, SyncError> {
     check(es)?;
+    // templates: one budget for every template of this ExternalSecret.
+    let mut budget = limits.start();
     let spec = &es.spec;
     let mut data = BTreeMap::new();
 
@@ -57,7 +63,7 @@ pub fn desired_secret(
                 .into_iter()
                 .map(|(k, v)| Ok((k, decoded(v, extract, &field)?)))
                 .collect::<Result<_, SyncError>>()?;
-            let map = rewrite_keys(map, &item.rewrite, &field)?;
+            let map = rewrite_keys(map, &item.rewrite, &field, &mut budget)?;
             for (key, value) in map {
                 if !is_valid_secret_key(&key) {
                     return Err(SyncError::InvalidKey { field, key });
@@ -89,7 +95,7 @@ pub fn desired_secret(
                 })?;
                 map.insert(name, value);
             }
-            for (key, value) in rewrite_keys(map, &item.rewrite, &field)? {
+            for (key, value) in rewrite_keys(map, &item.rewrite, &field, &mut budget)? {
                 data.insert(convert_key(&key), value);
             }
         }
@@ -117,7 +123,7 @@ pub fn desired_secret(
     }
 
     let rendered = match &spec.target.template {
-        Some(template) => apply_template(template, data, sources)?,
+        Some(template) => apply_template(template, data, sources, &mut budget)?,
         None => super::templating::Rendered {
             type_: "Opaque".into(),
             labels: es.metadata.labels.clone().unwrap_or_default(),

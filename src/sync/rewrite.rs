@@ -7,13 +7,15 @@ use regex::Regex;
 use super::SyncError;
 use crate::SecretValue;
 use crate::api::Rewrite;
-use crate::template::{Context, Template};
+use crate::template::{Budget, Context, Template};
 
 /// Applies `rewrites` to every key of `map`. `field` is the `dataFrom[i]` path.
+/// Transform templates spend from `budget`.
 pub(crate) fn rewrite_keys(
     map: BTreeMap<String, SecretValue>,
     rewrites: &[Rewrite],
     field: &str,
+    budget: &mut Budget,
 ) -> Result<BTreeMap<String, SecretValue>, SyncError> {
     rewrites
         .iter()
@@ -42,12 +44,14 @@ pub(crate) fn rewrite_keys(
                     field: field.clone(),
                     error,
                 };
-                let template = Template::parse(&transform.template).map_err(template_error)?;
+                let mut template = Template::parse(&transform.template).map_err(template_error)?;
                 map.into_iter()
                     .map(|(key, value)| {
                         let mut context = Context::new();
                         context.insert("value", SecretValue::from(key.as_str()));
-                        Ok((template.render(&context).map_err(template_error)?, value))
+                        let rendered = template.render(&context, budget).map_err(template_error)?;
+                        let key = String::from_utf8_lossy(rendered.expose()).into_owned();
+                        Ok((key, value))
                     })
                     .collect()
             } else {
@@ -100,7 +104,8 @@ mod tests {
                 }),
             },
         ];
-        let out = rewrite_keys(map, &rewrites, "spec.dataFrom[0]").unwrap();
+        let out =
+            rewrite_keys(map, &rewrites, "spec.dataFrom[0]", &mut Budget::unlimited()).unwrap();
         assert_eq!(keys(&out), ["DB_PASSWORD", "DB_USER"]);
     }
 
@@ -113,7 +118,13 @@ mod tests {
             }),
             transform: None,
         }];
-        let error = rewrite_keys(BTreeMap::new(), &rewrites, "spec.dataFrom[2]").unwrap_err();
+        let error = rewrite_keys(
+            BTreeMap::new(),
+            &rewrites,
+            "spec.dataFrom[2]",
+            &mut Budget::unlimited(),
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()
