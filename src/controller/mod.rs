@@ -7,6 +7,7 @@ mod fetcher;
 mod kube_auth;
 pub mod leader;
 mod metrics;
+pub mod reload;
 pub mod sealed_secret;
 pub mod store;
 
@@ -65,6 +66,8 @@ pub struct Settings {
     pub eso_compat: bool,
     /// The Secret holding the identities SealedSecrets are decrypted with.
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// Restart opted-in workloads when their Secrets and ConfigMaps change.
+    pub reload: Option<reload::Settings>,
 }
 
 /// What every reconcile shares.
@@ -311,6 +314,21 @@ pub async fn run(
         futures::future::ready(()).boxed()
     };
 
+    let restarts = match settings.reload.clone() {
+        Some(reload) => reload::run(
+            client.clone(),
+            reload,
+            metrics.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance: settings.leader.as_ref().map(|l| l.identity.clone()),
+            },
+            when_stopped(),
+        )
+        .boxed(),
+        None => futures::future::ready(()).boxed(),
+    };
+
     // The managed-Secrets gauge follows the same label-filtered view.
     let (reader, writer) = reflector::store::<Secret>();
     let gauge = {
@@ -340,7 +358,8 @@ pub async fn run(
         cluster_secret_stores,
         eso,
         sealed_secrets,
-        gauge
+        gauge,
+        restarts
     );
     Ok(())
 }
