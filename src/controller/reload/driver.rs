@@ -43,7 +43,6 @@ pub async fn run(
         rate = settings.rate,
         "reload: restarting opted-in workloads when their Secrets and ConfigMaps change"
     );
-    let recorder = Recorder::new(client.clone(), reporter);
     let mut tracker = Tracker::new(
         settings.debounce,
         settings.rate,
@@ -68,7 +67,7 @@ pub async fn run(
         if let Some(job) = job {
             patch = Some(Box::pin(send(
                 client.clone(),
-                recorder.clone(),
+                reporter.clone(),
                 metrics.clone(),
                 job,
             )));
@@ -170,7 +169,7 @@ fn restart_note(reason: &Reason, hash: &str) -> String {
 
 async fn send(
     client: kube::Client,
-    recorder: Recorder,
+    reporter: Reporter,
     metrics: Arc<Metrics>,
     job: Job,
 ) -> (Job, PatchOutcome) {
@@ -182,6 +181,7 @@ async fn send(
         ),
         Action::Record => (RECORD_MANAGER, record_patch(key, &job.uid, &job.hash)),
     };
+    let api_client = client.clone();
     let api: Api<DynamicObject> =
         Api::namespaced_with(client, &key.namespace, &key.kind.api_resource());
     let params = PatchParams::apply(manager).force();
@@ -233,6 +233,10 @@ async fn send(
         secondary: None,
     };
     let regarding = reference(key, &job.uid);
+    // A recorder of its own: kube's folds repeated events about one object
+    // into a series that keeps the first note, and each restart must name
+    // its own Secrets and ConfigMaps.
+    let recorder = Recorder::new(api_client, reporter);
     tokio::spawn(async move {
         if let Err(e) = recorder.publish(&event, &regarding).await {
             tracing::debug!(error = %e, "reload: could not publish an event");

@@ -156,6 +156,9 @@ pub struct Tracker {
     stalled: HashSet<WorkloadKey>,
     queue: Queue<WorkloadKey>,
     patching: Option<WorkloadKey>,
+    /// The last time a change was recorded as seen: each gets a later one, so
+    /// restarts fall due in the order the watch delivered their changes.
+    last_seen: Instant,
 }
 
 impl Tracker {
@@ -177,7 +180,13 @@ impl Tracker {
             stalled: HashSet::new(),
             queue: Queue::new(rate),
             patching: None,
+            last_seen: now,
         }
+    }
+
+    fn stamp(&mut self, now: Instant) -> Instant {
+        self.last_seen = now.max(self.last_seen + Duration::from_nanos(1));
+        self.last_seen
     }
 
     /// `at` on the wall clock.
@@ -331,7 +340,8 @@ impl Tracker {
             .get(key)
             .is_some_and(|k| k.resource_version.as_deref() == Some(meta.resource_version.as_str()));
         if !fresh {
-            self.reading.insert(key.clone(), now);
+            let seen = self.stamp(now);
+            self.reading.insert(key.clone(), seen);
             reads.push(key.clone());
         }
     }
@@ -398,7 +408,7 @@ impl Tracker {
     /// after the debounce window (and its pause-period).
     fn changed(&mut self, key: &ObjKey, counters: &BTreeSet<WorkloadKey>, seen: Instant) {
         let names: Vec<String> = counters.iter().map(ToString::to_string).collect();
-        tracing::info!(object = %key, workloads = ?names, "reload: data changed");
+        tracing::info!(object = %key, workloads = %names.join(", "), "reload: data changed");
         for workload in counters {
             let Some(tracked) = self.workloads.get_mut(workload) else {
                 continue;

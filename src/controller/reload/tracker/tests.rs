@@ -628,3 +628,47 @@ fn a_rollout_restarts_like_the_others() {
     assert_eq!(sent.len(), 1);
     assert_eq!(sent[0].1.key.kind, WorkloadKind::Rollout);
 }
+
+#[test]
+fn restarts_follow_the_order_changes_were_seen_not_the_order_reads_finished() {
+    let names: Vec<String> = (0..5).map(|i| format!("s{i}")).collect();
+    let objects: Vec<(ObjKind, &str, &str)> = names
+        .iter()
+        .map(|n| (ObjKind::Secret, n.as_str(), "1"))
+        .collect();
+    let mut bed = Bed::with_objects(&objects);
+    for (i, name) in names.iter().enumerate() {
+        bed.workload(&format!("w{i}"), auto(), env_secret(name));
+    }
+    bed.until(10.0);
+    bed.take();
+    // One batch of watch events (one `now`); the reads come back last first.
+    let mut reads = Vec::new();
+    for name in &names {
+        bed.version += 1;
+        let key = Bed::key(ObjKind::Secret, name);
+        bed.objects.insert(
+            key.clone(),
+            (bed.version.to_string(), digest("2"), (false, false)),
+        );
+        let meta = bed.meta(&key);
+        reads.extend(
+            bed.tracker
+                .object_event(ObjKind::Secret, Event::Apply(meta), bed.now),
+        );
+    }
+    assert_eq!(reads.len(), 5);
+    bed.now += secs(0.5);
+    for key in reads.into_iter().rev() {
+        let (rv, digest, _) = bed.objects[&key].clone();
+        let result = ReadResult::Present {
+            resource_version: rv,
+            digest,
+        };
+        let more = bed.tracker.read_done(key, result, bed.now);
+        assert!(more.is_empty());
+    }
+    bed.until(30.0);
+    let order: Vec<String> = bed.take().into_iter().map(|s| s.1).collect();
+    assert_eq!(order, ["w0", "w1", "w2", "w3", "w4"]);
+}
