@@ -192,8 +192,8 @@ async fn send(
     .await;
     let outcome = match answer {
         Ok(Ok(_)) => PatchOutcome::Done,
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 || status.code == 409 => {
-            tracing::debug!(workload = %key, code = status.code, "reload: workload gone or replaced");
+        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+            tracing::debug!(workload = %key, "reload: workload gone");
             PatchOutcome::Gone
         }
         Ok(Err(e)) => {

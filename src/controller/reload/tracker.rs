@@ -96,7 +96,7 @@ pub struct Job {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PatchOutcome {
     Done,
-    /// The workload is gone or was replaced: the watch will say what is there.
+    /// The workload is gone: the watch will say so.
     Gone,
     Failed,
 }
@@ -497,6 +497,7 @@ impl Tracker {
                 let reindex =
                     tracked.info.uses != info.uses || tracked.info.selection != info.selection;
                 let memory_changed = tracked.info.memory != info.memory;
+                let named_before = Self::named(&tracked.info).0;
                 if reindex {
                     self.unindex(&key);
                 }
@@ -507,6 +508,10 @@ impl Tracker {
                     self.index(&key);
                 }
                 self.reselect(&key, now, reads);
+                // Only now, with the new names indexed, can digests go.
+                for object in named_before {
+                    self.forget_data_unless_needed(&object);
+                }
                 if reindex || memory_changed {
                     self.queue.schedule(key, now + self.debounce);
                 }
@@ -547,13 +552,16 @@ impl Tracker {
             for object in tracked.selected {
                 self.unselect(&object, key);
             }
+            for object in Self::named(&tracked.info).0 {
+                self.forget_data_unless_needed(&object);
+            }
         }
         self.queue.remove(key);
         self.stalled.remove(key);
     }
 
-    /// What the workload names: used objects and exact names, and whether it
-    /// has name patterns.
+    /// What the workload names (used objects and exact names), and the kinds
+    /// it has name patterns for.
     fn named(info: &WorkloadInfo) -> (BTreeSet<ObjKey>, Vec<ObjKind>) {
         let namespace = &info.key.namespace;
         let mut objects: BTreeSet<ObjKey> = info
@@ -594,6 +602,8 @@ impl Tracker {
         }
     }
 
+    /// Takes the workload out of the indexes; dropping digests no longer
+    /// needed is the caller's (once the new names, if any, are indexed).
     fn unindex(&mut self, key: &WorkloadKey) {
         let Some(tracked) = self.workloads.get(key) else {
             return;
@@ -606,7 +616,6 @@ impl Tracker {
                     self.referenced_by.remove(&object);
                 }
             }
-            self.forget_data_unless_needed(&object);
         }
         for kind in patterned {
             let slot = (key.namespace.clone(), kind);

@@ -672,3 +672,21 @@ fn restarts_follow_the_order_changes_were_seen_not_the_order_reads_finished() {
     let order: Vec<String> = bed.take().into_iter().map(|s| s.1).collect();
     assert_eq!(order, ["w0", "w1", "w2", "w3", "w4"]);
 }
+
+#[test]
+fn a_workload_edited_while_its_secret_is_deleted_still_sees_the_recreation_change() {
+    let mut bed = Bed::with_objects(&[(ObjKind::Secret, "db", "v1")]);
+    bed.workload("app", auto(), env_secret("db"));
+    bed.until(10.0);
+    bed.take();
+    bed.delete(ObjKind::Secret, "db");
+    bed.until(20.0);
+    let edited =
+        json!({"secretsync.io/reload": "true", "secretsync.io/reload-configmaps": "extra"});
+    bed.workload("app", edited, env_secret("db"));
+    bed.until(30.0);
+    bed.put(ObjKind::Secret, "db", "v2");
+    bed.until(60.0);
+    let restarts: Vec<_> = bed.take().into_iter().filter(|s| s.2).collect();
+    assert_eq!(restarts, [(35.0, "app".into(), true)]);
+}
