@@ -100,7 +100,7 @@ impl fmt::Display for ObjKey {
 }
 
 /// Parses a Go duration (`5s`, `1m30s`, `250ms`) without the panics
-/// `kube::core::Duration` has on extreme input (`1e400s`, `1s-5s`): numbers of
+/// `kube::core::Duration` has on input such as `1s-5s`: numbers of
 /// at most six digits (three decimals), at most eight terms.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     static SHAPE: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
