@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use secretsync::controller::{LeaderSettings, Settings, sealed_secret::SealingKeys};
+use secretsync::controller::{LeaderSettings, Settings, reload, sealed_secret::SealingKeys};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,6 +38,29 @@ pub struct Args {
     api_concurrency: usize,
     #[command(flatten)]
     templates: super::render::TemplateLimitArgs,
+    /// Restart opted-in Deployments, StatefulSets, DaemonSets and Argo Rollouts
+    /// when the data of a Secret or ConfigMap they use changes (README:
+    /// "Workload restarts").
+    #[arg(long)]
+    reload: bool,
+    /// With --reload: changes to one workload's inputs within this window
+    /// (from the first) make one restart. Go duration.
+    #[arg(long, default_value = "5s", value_parser = reload::parse_duration)]
+    reload_debounce: std::time::Duration,
+    /// With --reload: at most this many workload patches per second across the
+    /// cluster, sent one at a time in the order they fell due.
+    #[arg(long, default_value_t = reload::DEFAULT_RATE, value_parser = parse_rate)]
+    reload_rate: f64,
+}
+
+/// A rate between one an hour and a thousand a second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (1.0 / 3600.0..=1000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: give patches per second, between 0.0003 and 1000"
+        )),
+    }
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -63,6 +86,10 @@ pub async fn run(args: Args) -> ExitCode {
         sealing_keys,
         api_concurrency: args.api_concurrency,
         template_limits: args.templates.limits(),
+        reload: args.reload.then_some(reload::Settings {
+            debounce: args.reload_debounce,
+            rate: args.reload_rate,
+        }),
     };
     let config = match kube::Config::infer().await {
         Ok(config) => config,

@@ -31,6 +31,11 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     service: String,
     call: String,
@@ -46,6 +51,7 @@ pub struct Metrics {
     writes: Family<Outcome, Counter>,
     managed_secrets: Gauge,
     store_ready: Family<StoreLabels, Gauge>,
+    workload_restarts: Family<KindLabel, Counter>,
 }
 
 #[derive(Debug)]
@@ -105,6 +111,16 @@ impl Metrics {
             "1 when a store's credentials check passed, else 0",
             store_ready.clone(),
         );
+        let workload_restarts = Family::<KindLabel, Counter>::default();
+        // Every kind from zero, so a dashboard's rate() has a series to read.
+        for kind in ["Deployment", "StatefulSet", "DaemonSet", "Rollout"] {
+            workload_restarts.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        registry.register(
+            "workload_restarts",
+            "Workloads restarted because a Secret or ConfigMap they use changed, by kind",
+            workload_restarts.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
@@ -114,6 +130,7 @@ impl Metrics {
             writes,
             managed_secrets,
             store_ready,
+            workload_restarts,
         }
     }
 
@@ -151,6 +168,13 @@ impl Metrics {
             name: name.into(),
         };
         self.store_ready.get_or_create(&labels).set(ready as i64);
+    }
+
+    /// `secretsync_workload_restarts_total{kind}`: one workload restarted.
+    pub fn workload_restarted(&self, kind: &str) {
+        self.workload_restarts
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     /// Prometheus text exposition.

@@ -15,6 +15,7 @@ pub mod leader;
 mod metrics;
 pub mod objects;
 pub mod refresh;
+pub mod reload;
 pub mod sealed_secret;
 pub mod store;
 mod target;
@@ -90,6 +91,8 @@ pub struct Settings {
     pub api_concurrency: usize,
     /// templates: deadline and output cap for each object's templates.
     pub template_limits: crate::template::RenderLimits,
+    /// Restart opted-in workloads when their Secrets and ConfigMaps change.
+    pub reload: Option<reload::Settings>,
 }
 
 /// What the ExternalSecret reconciles of one flavor read from.
@@ -624,6 +627,22 @@ pub async fn run(
             .for_each(|_| futures::future::ready(()))
             .boxed(),
     );
+
+    if let Some(reload) = settings.reload.clone() {
+        controllers.push(
+            reload::run(
+                client.clone(),
+                reload,
+                metrics.clone(),
+                Reporter {
+                    controller: FIELD_MANAGER.into(),
+                    instance: settings.leader.as_ref().map(|l| l.identity.clone()),
+                },
+                when_stopped(),
+            )
+            .boxed(),
+        );
+    }
 
     ready.store(true, Ordering::SeqCst);
     tokio::select! {
