@@ -592,5 +592,5 @@ async fn a_reader_in_a_tight_loop_never_sees_a_partial_or_missing_file() {
     stop.store(true, Ordering::SeqCst);
     let reads = observer.join().expect("the observer saw only whole files");
     assert!(reads > 100, "the observer read {reads} times");
-    assert!(agent.lines_with("refresh: files changed") >= rotations);
+    agent.wait_for_lines("refresh: files changed", rotations);
 }
