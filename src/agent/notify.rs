@@ -77,10 +77,10 @@ impl Notify {
                 Err(e) => problems.push(e),
             }
         }
-        if let Some(command) = &self.command {
-            if let Err(e) = self.run(command).await {
-                problems.push(e);
-            }
+        if let Some(command) = &self.command
+            && let Err(e) = self.run(command).await
+        {
+            problems.push(e);
         }
         problems
     }

@@ -51,7 +51,10 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let duration: kube::core::Duration = text
         .parse()
         .map_err(|_| format!("{text:?} is not a duration: use Go syntax such as 30s, 5m, 1h"))?;
-    let duration = Duration::try_from(duration).map_err(|_| format!("{text:?} is negative"))?;
+    if duration.is_negative() {
+        return Err(format!("{text:?} is negative"));
+    }
+    let duration = Duration::from(duration);
     if duration.is_zero() {
         return Err("must be above zero".into());
     }
