@@ -594,3 +594,84 @@ async fn a_reader_in_a_tight_loop_never_sees_a_partial_or_missing_file() {
     assert!(reads > 100, "the observer read {reads} times");
     agent.wait_for_lines("refresh: files changed", rotations);
 }
+
+/// EKS Pod Identity as the default chain sees it: a credentials endpoint
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) that wants the pod's token
+/// (`AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`) as its Authorization header.
+/// A stand-in agent on 127.0.0.1 hands out keys only for that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_uses_eks_pod_identity_when_the_pod_has_it() {
+    use std::io::{Read, Write};
+    let bed = Bed::start().await;
+    bed.secret("pi/secret", "pod-identity-value").await;
+    let token_file = bed.dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-jwt").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let log = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = vec![0u8; 8192];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).to_string();
+            let authorized = request
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("authorization: pod-identity-jwt"));
+            log.lock().unwrap().push(authorized);
+            let (status, body) = if authorized {
+                (
+                    "200 OK",
+                    r#"{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"s","Token":"t","Expiration":"2099-01-01T00:00:00Z"}"#,
+                )
+            } else {
+                ("403 Forbidden", "{}")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let config = bed.config("region: eu-west-1\nobjects:\n  - {objectName: pi/secret, objectType: secretsmanager, objectAlias: value}\n");
+    let target = bed.target();
+    bed.moto.start_recording();
+    let output = bed
+        .command(&[
+            "--once",
+            "--config",
+            config.to_str().unwrap(),
+            "--target-dir",
+            target.to_str().unwrap(),
+        ])
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{address}/v1/credentials"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .output()
+        .unwrap();
+    let recorded = bed.moto.stop_recording();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(read(&target, "value"), "pod-identity-value");
+    assert_eq!(
+        *served.lock().unwrap(),
+        vec![true],
+        "one credentials request, with the pod's token"
+    );
+    let reads: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.call.starts_with("secretsmanager."))
+        .collect();
+    assert!(
+        !reads.is_empty()
+            && reads
+                .iter()
+                .all(|r| r.authorization.contains("Credential=ASIAPODIDENTITY")),
+        "{reads:?}"
+    );
+}

@@ -224,23 +224,14 @@ impl Objects {
         }
         // A name that is a directory of another (`a` and `a/b`) cannot be both.
         for name in &names {
-            let mut prefix = String::new();
-            for part in name
-                .as_str()
-                .split('/')
-                .collect::<Vec<_>>()
-                .iter()
-                .rev()
-                .skip(1)
-                .rev()
-            {
-                prefix.push_str(part);
-                if names.iter().any(|n| n.as_str() == prefix) {
+            let name = name.as_str();
+            for (end, _) in name.match_indices('/') {
+                let parent = &name[..end];
+                if names.iter().any(|n| n.as_str() == parent) {
                     return fail(format!(
-                        "file names {prefix:?} and {name:?} collide: one would be a directory of the other"
+                        "file names {parent:?} and {name:?} collide: one would be a directory of the other"
                     ));
                 }
-                prefix.push('/');
             }
         }
         Ok(Self {
@@ -396,17 +387,10 @@ impl Context<'_> {
                     return fail("failoverObject.objectVersion must match objectVersion".into());
                 }
                 let failover_name = failover.object_name.trim();
-                if let Err(m) = self
-                    .service(failover_name, spec.object_type.as_deref(), failover_region)
-                    .and_then(|s| {
-                        if s == service {
-                            Ok(())
-                        } else {
-                            Err("failoverObject.objectName is of another service".into())
-                        }
-                    })
-                {
-                    return fail(format!("failoverObject: {m}"));
+                match self.service(failover_name, spec.object_type.as_deref(), failover_region) {
+                    Ok(s) if s == service => {}
+                    Ok(_) => return fail("failoverObject.objectName is of another service".into()),
+                    Err(m) => return fail(format!("failoverObject: {m}")),
                 }
                 match version_request(
                     service,
@@ -807,6 +791,17 @@ mod tests {
                 .contains("filePermission")
         );
         assert!(error("[]").contains("lists no object"));
+        let nested = "- {objectName: a, objectType: ssmparameter}\n- {objectName: a/b, objectType: ssmparameter}";
+        let parameters = BTreeMap::from([
+            (REGION.to_string(), "eu-west-1".to_string()),
+            (PATH_TRANSLATION.to_string(), "False".to_string()),
+            (OBJECTS.to_string(), nested.to_string()),
+        ]);
+        let e = Objects::from_parameters(&parameters, None, 0o644)
+            .unwrap_err()
+            .0;
+        assert!(e.contains("collide"), "{e}");
+        assert!(error("- {objectName: a, objectType: secretsmanager, objectAlias: x, failoverObject: {objectName: b}}").contains("failoverRegion"));
         let no_region = Objects::from_parameters(
             &BTreeMap::from([(
                 OBJECTS.to_string(),
@@ -816,6 +811,50 @@ mod tests {
             0o644,
         );
         assert!(no_region.unwrap_err().0.contains("parameters.region"));
+    }
+
+    #[test]
+    fn the_failover_region_answers_only_when_the_primary_could_not() {
+        let parameters = BTreeMap::from([
+            (REGION.to_string(), "eu-west-1".to_string()),
+            (FAILOVER_REGION.to_string(), "eu-west-2".to_string()),
+            (
+                OBJECTS.to_string(),
+                "- {objectName: a, objectType: secretsmanager, objectAlias: x, failoverObject: {objectName: a-replica}}\n- {objectName: b, objectType: secretsmanager}".to_string(),
+            ),
+        ]);
+        let o = Objects::from_parameters(&parameters, None, 0o644).unwrap();
+        let request = |key: &str| RemoteRequest::Value {
+            key: key.into(),
+            version: None,
+        };
+        let key = |k: &str| ("secretsmanager", request(k));
+        let down = || {
+            Err(ProviderError::Api {
+                service: "secretsmanager".into(),
+                call: "BatchGetSecretValue".into(),
+                message: "503".into(),
+            })
+        };
+        let value = |v: &str| Ok(Fetched::Value(SecretValue::from(v)));
+        let primary = Answers::from([(key("a"), down()), (key("b"), value("b-primary"))]);
+        let failover = Answers::from([(key("a-replica"), value("a-failover"))]);
+        let files = build_files(&o.objects, &primary, &failover).unwrap();
+        assert_eq!(
+            files[&FileName::new("x").unwrap()].contents.expose(),
+            b"a-failover"
+        );
+        assert_eq!(
+            files[&FileName::new("b").unwrap()].contents.expose(),
+            b"b-primary"
+        );
+        // Not found is an answer: no failover, the mount fails.
+        let missing = Answers::from([
+            (key("a"), Err(ProviderError::NotFound { key: "a".into() })),
+            (key("b"), value("b")),
+        ]);
+        let e = build_files(&o.objects, &missing, &Answers::new()).unwrap_err();
+        assert!(e.to_string().contains("\"a\" not found"), "{e}");
     }
 
     #[test]
