@@ -18,7 +18,7 @@ use base64::Engine;
 use k8s_openapi::api::core::v1::{Namespace, ServiceAccount};
 use kube::api::{Api, PostParams};
 use secretsync::csi::v1alpha1::csi_driver_provider_client::CsiDriverProviderClient;
-use secretsync::csi::v1alpha1::{MountRequest, MountResponse, ObjectVersion, VersionRequest};
+use secretsync::csi::v1alpha1::{MountRequest, MountResponse, VersionRequest};
 use support::apiserver::FakeApiServer;
 use support::moto::{Moto, REGION, sdk_config};
 use tonic::transport::{Channel, Endpoint, Uri};
@@ -362,8 +362,16 @@ async fn each_mount_acts_as_its_pod() {
     // The same content again: same versions; the driver's current versions are taken.
     let mut again = bed.request("pod-a", "a", tokens_for("a"), OBJECTS);
     again.current_object_version = a.object_version.clone();
+    bed.moto.start_recording();
     let again = bed.mount(again).await.unwrap();
+    let recorded = bed.moto.stop_recording();
     assert_eq!(again.object_version, a.object_version);
+    // The pod's clients and credentials are kept for the same token: no new STS call.
+    assert_eq!(
+        support::moto::count(&recorded, "sts.AssumeRoleWithWebIdentity"),
+        0,
+        "{recorded:?}"
+    );
     // Versions of the same content differ between pods.
     let versions = |r: &MountResponse| {
         r.object_version
@@ -383,7 +391,6 @@ async fn each_mount_acts_as_its_pod() {
     ] {
         assert!(!logs.contains(value), "a secret reached the logs: {value}");
     }
-    let _: Vec<ObjectVersion> = again.object_version;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -150,7 +150,7 @@ impl Config {
         default_mode: u32,
     ) -> Result<FileSet, FetchError> {
         let mut files = match &self.objects {
-            Some(objects) => objects.fetch(providers).await?,
+            Some(objects) => objects.fetch(providers, None).await?,
             None => FileSet::new(),
         };
         if !self.external_secrets {

@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use super::files::{FileName, FileSet, SecretFile, parse_mode};
 use crate::SecretValue;
-use crate::api::{AwsProvider, AwsService, StoreKind, StoreProvider};
+use crate::api::{AwsAuth, AwsProvider, AwsService, StoreKind, StoreProvider};
 use crate::provider::{
     FetchResults, Fetched, ProviderError, Providers, RemoteRequest, StoreIdentity,
 };
@@ -253,16 +253,21 @@ impl Objects {
 
     /// Fetches every object (one batch per service and region) and builds the
     /// files. All or nothing: if any object fails, no file set is returned.
-    pub async fn fetch(&self, providers: &Providers) -> Result<FileSet, FetchError> {
+    /// `auth` is how the stores authenticate: `None` for the default chain.
+    pub async fn fetch(
+        &self,
+        providers: &Providers,
+        auth: Option<&AwsAuth>,
+    ) -> Result<FileSet, FetchError> {
         let primary = self
-            .fetch_from(providers, &self.region, |o| Some(&o.request))
+            .fetch_from(providers, auth, &self.region, |o| Some(&o.request))
             .await;
         // Objects the primary region could not serve (service or network
         // errors, not "not found") are asked of the failover region.
         let mut failover = BTreeMap::new();
         if let Some(region) = &self.failover_region {
             failover = self
-                .fetch_from(providers, region, |o| {
+                .fetch_from(providers, auth, region, |o| {
                     let failed = matches!(
                         primary.get(&(service_name(o.service), o.request.clone())),
                         Some(Err(
@@ -283,6 +288,7 @@ impl Objects {
     async fn fetch_from(
         &self,
         providers: &Providers,
+        auth: Option<&AwsAuth>,
         region: &str,
         pick: impl Fn(&Resolved) -> Option<&RemoteRequest>,
     ) -> Answers {
@@ -299,7 +305,7 @@ impl Objects {
         }
         let mut answers = Answers::new();
         for (name, (service, requests)) in by_service {
-            let (identity, spec) = store_for(service, region);
+            let (identity, spec) = store_for(service, region, auth);
             let fetched: FetchResults = match providers.for_store(&identity, &spec).await {
                 Ok(provider) => provider.fetch_batch(&requests).await,
                 Err(e) => requests
@@ -323,9 +329,13 @@ fn service_name(service: AwsService) -> &'static str {
     }
 }
 
-/// The store a (service, region) pair stands for: the process's (or pod's)
-/// own credentials, no prefix.
-fn store_for(service: AwsService, region: &str) -> (StoreIdentity, StoreProvider) {
+/// The store a (service, region) pair stands for, authenticating with `auth`
+/// (the default chain when `None`), no prefix.
+fn store_for(
+    service: AwsService,
+    region: &str,
+    auth: Option<&AwsAuth>,
+) -> (StoreIdentity, StoreProvider) {
     let identity = StoreIdentity {
         kind: StoreKind::ClusterSecretStore,
         namespace: None,
@@ -340,7 +350,7 @@ fn store_for(service: AwsService, region: &str) -> (StoreIdentity, StoreProvider
             external_id: None,
             session_tags: Vec::new(),
             prefix: None,
-            auth: None,
+            auth: auth.cloned(),
         }),
         fake: None,
     };

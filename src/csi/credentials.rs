@@ -3,16 +3,21 @@
 //! `sts.amazonaws.com`) is exchanged with AssumeRoleWithWebIdentity for the
 //! role annotated on the pod's ServiceAccount (`eks.amazonaws.com/role-arn`).
 //! AWS checks the token against the role's trust policy, so a pod gets exactly
-//! what its own role may read. Credentials are cached per (role, token) until
-//! shortly before they expire: a rotation poll does not cost an STS call.
+//! what its own role may read.
+//!
+//! The exchange is the provider layer's own `auth.jwt` (provider/aws/auth.rs):
+//! each pod gets stores with `auth.jwt.serviceAccountRef` naming its
+//! ServiceAccount, and a [`KubernetesAuth`] that answers with the token from
+//! the mount request instead of a TokenRequest. Those providers are kept per
+//! (pod's ServiceAccount, role, token), so a rotation poll with the same token
+//! reuses clients and credentials (no STS call until they near expiry).
 
 use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
 use aws_config::SdkConfig;
-use aws_credential_types::Credentials;
-use aws_smithy_types::error::display::DisplayErrorContext;
 use base64::Engine;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -20,12 +25,16 @@ use sha2::{Digest, Sha256};
 
 use super::attributes::PodIdentity;
 use crate::SecretValue;
+use crate::api::{AwsAuth, AwsJwtAuth, ServiceAccountSelector};
 use crate::provider::aws::auth::ROLE_ARN_ANNOTATION;
+use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
+use crate::provider::{ProviderContext, Providers};
 
-/// Cached credentials are used until this long before they expire.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(300);
-/// At most this many credentials are cached (one per pod and token).
-const CACHE_LIMIT: usize = 4096;
+/// A pod's providers are kept this long at most: a kubelet token lives an
+/// hour by default, and a newer one makes a new entry anyway.
+const MAX_AGE: Duration = Duration::from_secs(50 * 60);
+/// At most this many pods' providers are kept.
+const CACHE_LIMIT: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
@@ -35,38 +44,44 @@ pub enum CredentialsError {
     /// The token is not the pod's own.
     #[error("{0}")]
     Denied(String),
-    /// Kubernetes or STS failed or refused.
+    /// The API server failed.
     #[error("{0}")]
     Unavailable(String),
 }
 
+/// Providers that act as one pod, and the store `auth` that makes them.
+pub struct AsPod {
+    pub providers: Arc<Providers>,
+    pub auth: AwsAuth,
+}
+
+type CacheKey = (String, String, String, String);
+
 pub struct PodCredentials {
     kube: kube::Client,
-    sts: aws_sdk_sts::Client,
+    base: SdkConfig,
     audience: String,
-    cache: Mutex<HashMap<(String, String), Credentials>>,
+    cache: Mutex<HashMap<CacheKey, (Instant, Arc<Providers>)>>,
 }
 
 impl PodCredentials {
-    /// `base` gives STS its endpoint and region; no credentials are used for
-    /// AssumeRoleWithWebIdentity.
-    pub fn new(kube: kube::Client, base: &SdkConfig, audience: String) -> Self {
-        let mut config = aws_sdk_sts::config::Builder::from(base);
-        config.set_credentials_provider(None);
+    /// `base` gives AWS endpoints and the default region; its own credentials
+    /// are never used for a mount.
+    pub fn new(kube: kube::Client, base: SdkConfig, audience: String) -> Self {
         Self {
             kube,
-            sts: aws_sdk_sts::Client::from_conf(config.build()),
+            base,
             audience,
             cache: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Credentials of the pod's role, from the pod's token for our audience.
+    /// Providers acting as the pod, from the pod's token for our audience.
     pub async fn for_pod(
         &self,
         pod: &PodIdentity,
         tokens: &std::collections::BTreeMap<String, SecretValue>,
-    ) -> Result<Credentials, CredentialsError> {
+    ) -> Result<AsPod, CredentialsError> {
         let account = format!("ServiceAccount {}/{}", pod.namespace, pod.service_account);
         let token = tokens.get(&self.audience).ok_or_else(|| {
             let given: Vec<&String> = tokens.keys().collect();
@@ -75,44 +90,39 @@ impl PodCredentials {
                 self.audience, self.audience
             ))
         })?;
-        let token = token.expose_str().ok_or_else(|| {
+        let text = token.expose_str().ok_or_else(|| {
             CredentialsError::Denied("the ServiceAccount token is not text".into())
         })?;
-        check_subject(token, pod)?;
+        check_subject(text, pod)?;
         let role = self.role_of(pod, &account).await?;
-
-        let key = (role.clone(), hex::encode(Sha256::digest(token.as_bytes())));
-        if let Some(cached) = self.cached(&key) {
-            return Ok(cached);
-        }
-        let output = self
-            .sts
-            .assume_role_with_web_identity()
-            .role_arn(&role)
-            .role_session_name(session_name(pod))
-            .web_identity_token(token)
-            .send()
-            .await
-            .map_err(|e| {
-                CredentialsError::Unavailable(format!(
-                    "{account}: AssumeRoleWithWebIdentity for {role}: {}",
-                    DisplayErrorContext(&e)
-                ))
-            })?;
-        let issued = output.credentials.ok_or_else(|| {
-            CredentialsError::Unavailable(format!(
-                "{account}: AssumeRoleWithWebIdentity returned no credentials"
-            ))
-        })?;
-        let credentials = Credentials::new(
-            issued.access_key_id,
-            issued.secret_access_key,
-            Some(issued.session_token),
-            SystemTime::try_from(issued.expiration).ok(),
-            "secretsync-csi",
+        let auth = AwsAuth {
+            jwt: Some(AwsJwtAuth {
+                service_account_ref: ServiceAccountSelector {
+                    name: pod.service_account.clone(),
+                    namespace: Some(pod.namespace.clone()),
+                    audiences: Vec::new(),
+                },
+            }),
+            secret_ref: None,
+        };
+        let key = (
+            pod.namespace.clone(),
+            pod.service_account.clone(),
+            role.clone(),
+            hex::encode(Sha256::digest(text.as_bytes())),
         );
-        self.remember(key, credentials.clone());
-        Ok(credentials)
+        let providers = self.providers(key, || {
+            Providers::new(ProviderContext {
+                kube: Arc::new(MountToken {
+                    pod: pod.clone(),
+                    token: token.clone(),
+                    role,
+                }),
+                aws_base: Some(self.base.clone()),
+                ..Default::default()
+            })
+        });
+        Ok(AsPod { providers, auth })
     }
 
     async fn role_of(&self, pod: &PodIdentity, account: &str) -> Result<String, CredentialsError> {
@@ -134,25 +144,58 @@ impl PodCredentials {
             })
     }
 
-    fn cached(&self, key: &(String, String)) -> Option<Credentials> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let credentials = cache.get(key)?;
-        let fresh = credentials
-            .expiry()
-            .is_none_or(|expiry| expiry > SystemTime::now() + EXPIRY_MARGIN);
-        fresh.then(|| credentials.clone())
+    /// The cached providers for `key`, or new ones.
+    fn providers(&self, key: CacheKey, make: impl FnOnce() -> Providers) -> Arc<Providers> {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache.retain(|_, (made, _)| made.elapsed() < MAX_AGE);
+        if let Some((_, providers)) = cache.get(&key) {
+            return providers.clone();
+        }
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        let providers = Arc::new(make());
+        cache.insert(key, (Instant::now(), providers.clone()));
+        providers
+    }
+}
+
+/// The Kubernetes side of `auth.jwt` for one mount: the pod's token from the
+/// request and the role read from its ServiceAccount. It answers for that
+/// ServiceAccount only.
+struct MountToken {
+    pod: PodIdentity,
+    token: SecretValue,
+    role: String,
+}
+
+#[async_trait]
+impl KubernetesAuth for MountToken {
+    async fn service_account_token(
+        &self,
+        namespace: &str,
+        name: &str,
+        _: &[String],
+    ) -> Result<ServiceAccountToken, String> {
+        if namespace != self.pod.namespace || name != self.pod.service_account {
+            return Err(format!(
+                "a mount of a pod of ServiceAccount {}/{} cannot act as {namespace}/{name}",
+                self.pod.namespace, self.pod.service_account
+            ));
+        }
+        Ok(ServiceAccountToken {
+            token: self.token.clone(),
+            role_arn: Some(self.role.clone()),
+        })
     }
 
-    fn remember(&self, key: (String, String), credentials: Credentials) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        if cache.len() >= CACHE_LIMIT {
-            let soon = SystemTime::now() + EXPIRY_MARGIN;
-            cache.retain(|_, c| c.expiry().is_none_or(|e| e > soon));
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-        }
-        cache.insert(key, credentials);
+    async fn secret_key(
+        &self,
+        namespace: &str,
+        name: &str,
+        _: &str,
+    ) -> Result<SecretValue, String> {
+        Err(format!("a mount reads no Secret ({namespace}/{name})"))
     }
 }
 
@@ -185,23 +228,6 @@ fn check_subject(token: &str, pod: &PodIdentity) -> Result<(), CredentialsError>
     }
 }
 
-/// `secretsync.NAMESPACE.POD`, within STS's 64 characters of `[\w+=,.@-]`,
-/// so CloudTrail says which pod read what.
-fn session_name(pod: &PodIdentity) -> String {
-    let name: String = format!("secretsync.{}.{}", pod.namespace, pod.name)
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "+=,.@-_".contains(c) {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(64)
-        .collect();
-    name
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -232,13 +258,27 @@ mod tests {
         assert!(check_subject("not-a-jwt", &pod()).is_err());
     }
 
-    #[test]
-    fn session_names_fit_sts() {
-        assert_eq!(session_name(&pod()), "secretsync.team.app-7f9c");
-        let long = PodIdentity {
-            name: "x".repeat(100),
-            ..pod()
+    #[tokio::test]
+    async fn the_mount_token_answers_for_the_pods_account_only() {
+        let auth = MountToken {
+            pod: pod(),
+            token: SecretValue::from("t"),
+            role: "arn:aws:iam::1:role/r".into(),
         };
-        assert_eq!(session_name(&long).len(), 64);
+        let own = auth
+            .service_account_token("team", "app", &[])
+            .await
+            .unwrap();
+        assert_eq!(own.role_arn.as_deref(), Some("arn:aws:iam::1:role/r"));
+        assert!(
+            auth.service_account_token("team", "admin", &[])
+                .await
+                .is_err()
+        );
+        assert!(
+            auth.service_account_token("other", "app", &[])
+                .await
+                .is_err()
+        );
     }
 }

@@ -118,7 +118,7 @@ pub async fn serve(
         .await;
     let service = Service {
         mounter: Mounter {
-            credentials: PodCredentials::new(kube, &base, settings.audience.clone()),
+            credentials: PodCredentials::new(kube, base.clone(), settings.audience.clone()),
             base,
         },
         slots: Semaphore::new(settings.concurrency.max(1)),

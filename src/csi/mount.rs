@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use aws_config::SdkConfig;
-use aws_credential_types::provider::SharedCredentialsProvider;
 use sha2::{Digest, Sha256};
 use tonic::{Code, Status};
 
@@ -15,7 +14,6 @@ use super::credentials::{CredentialsError, PodCredentials};
 use super::v1alpha1::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::agent::files::FileSet;
 use crate::agent::objects::Objects;
-use crate::provider::{ProviderContext, Providers};
 
 pub struct Mounter {
     pub base: SdkConfig,
@@ -37,7 +35,7 @@ impl Mounter {
         )
         .map_err(|e| Status::invalid_argument(format!("SecretProviderClass {}", e.0)))?;
 
-        let credentials = self
+        let as_pod = self
             .credentials
             .for_pod(pod, &attributes.tokens)
             .await
@@ -46,23 +44,15 @@ impl Mounter {
                 CredentialsError::Denied(m) => Status::permission_denied(m),
                 CredentialsError::Unavailable(m) => Status::unavailable(m),
             })?;
-        // A client set of the pod's own: nothing is shared with other pods.
-        let pod_config = self
-            .base
-            .to_builder()
-            .credentials_provider(SharedCredentialsProvider::new(credentials))
-            .identity_cache(aws_config::identity::IdentityCache::no_cache())
-            .build();
-        let providers = Providers::new(ProviderContext {
-            aws_base: Some(pod_config),
-            ..Default::default()
-        });
-        let files = objects.fetch(&providers).await.map_err(|e| {
-            Status::new(
-                Code::Unavailable,
-                format!("pod {}/{}: {e}", pod.namespace, pod.name),
-            )
-        })?;
+        let files = objects
+            .fetch(&as_pod.providers, Some(&as_pod.auth))
+            .await
+            .map_err(|e| {
+                Status::new(
+                    Code::Unavailable,
+                    format!("pod {}/{}: {e}", pod.namespace, pod.name),
+                )
+            })?;
 
         let current: BTreeMap<&str, &str> = request
             .current_object_version
