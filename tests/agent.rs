@@ -433,6 +433,16 @@ impl Drop for Running {
     }
 }
 
+/// A helper process, killed however the test ends.
+struct App(Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + WAIT;
     while !done() {
@@ -459,7 +469,7 @@ async fn a_rotation_swaps_data_and_notifies_exactly_once() {
     let hups = bed.dir.path().join("hups");
     let pid_file = bed.dir.path().join("app.pid");
     // The "application": counts the HUPs it receives.
-    let mut app = Command::new("bash")
+    let _app = App(Command::new("bash")
         .arg("-c")
         .arg(format!(
             "trap 'echo hup >> {}' HUP; echo $$ > {}; while true; do sleep 0.05; done",
@@ -467,7 +477,7 @@ async fn a_rotation_swaps_data_and_notifies_exactly_once() {
             pid_file.display()
         ))
         .spawn()
-        .unwrap();
+        .unwrap());
     wait_until("the app's pid file", || {
         std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
     });
@@ -529,8 +539,6 @@ async fn a_rotation_swaps_data_and_notifies_exactly_once() {
     assert_eq!((lines(&runs), lines(&hups)), (1, 1));
     assert!(agent.text().contains("not found"), "{}", agent.text());
     assert_not_in(&agent.text(), &["first-value", "second-value"]);
-    let _ = app.kill();
-    let _ = app.wait();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -674,4 +682,51 @@ async fn once_uses_eks_pod_identity_when_the_pod_has_it() {
                 .all(|r| r.authorization.contains("Credential=ASIAPODIDENTITY")),
         "{reads:?}"
     );
+}
+
+/// `--process-name` finds the application by name (as a sidecar does with
+/// `shareProcessNamespace`), and the signal is configurable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_signals_the_process_found_by_name() {
+    let bed = Bed::start().await;
+    bed.secret("app/key", "key-one").await;
+    let config = bed.config(
+        "region: eu-west-1\nobjects:\n  - {objectName: app/key, objectType: secretsmanager, objectAlias: key}\n",
+    );
+    let dir = bed.target();
+    let usr1 = bed.dir.path().join("usr1");
+    let ready = bed.dir.path().join("ready");
+    // A name no other process on the machine has.
+    let name = format!("secretsync-test-app-{}", std::process::id());
+    let _app = App(Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec -a {name} bash -c \"trap 'echo usr1 >> {}' USR1; touch {}; while true; do sleep 0.05; done\"",
+            usr1.display(),
+            ready.display()
+        ))
+        .spawn()
+        .unwrap());
+    wait_until("the app started", || ready.exists());
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+        "--process-name",
+        &name,
+        "--signal",
+        "USR1",
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+    bed.rotate("app/key", "key-two").await;
+    agent.wait_for_lines("refresh: files changed", 1);
+    wait_until("USR1 handled", || lines(&usr1) >= 1);
+    let after = agent.lines_with("refresh: no change");
+    agent.wait_for_lines("refresh: no change", after + 2);
+    assert_eq!(lines(&usr1), 1);
+    assert_eq!(read(&dir, "key"), "key-two");
+    assert!(agent.text().contains("signalled"), "{}", agent.text());
 }
