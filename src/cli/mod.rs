@@ -1,8 +1,10 @@
 //! Flags and dispatch: one file per subcommand, each turning its flags into a
 //! call of the library and its outcome into an exit code.
 
+mod agent;
 mod controller;
 mod crdgen;
+mod csi_provider;
 mod render;
 mod sealing;
 
@@ -51,6 +53,12 @@ pub enum Command {
     Reseal(sealing::ResealArgs),
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen(crdgen::Args),
+    /// Write secrets as files in a pod (sidecar, or init container with
+    /// --once), kubelet-style atomic updates; signal or run a command on change.
+    Agent(agent::Args),
+    /// Serve the Secrets Store CSI driver's provider API on a unix socket; each
+    /// mount acts as the pod (its own ServiceAccount token and IAM role).
+    CsiProvider(csi_provider::Args),
 }
 
 impl Command {
@@ -63,6 +71,8 @@ impl Command {
             Command::Unseal(args) => report(sealing::unseal(args)),
             Command::Reseal(args) => report(sealing::reseal(args)),
             Command::Crdgen(args) => crdgen::run(args),
+            Command::Agent(args) => agent::run(args).await,
+            Command::CsiProvider(args) => csi_provider::run(args).await,
         }
     }
 }
@@ -86,6 +96,22 @@ fn report(result: Result<(), String>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C, for the long-running agent and
+/// CSI provider.
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

@@ -114,7 +114,7 @@ impl Metrics {
         let workload_restarts = Family::<KindLabel, Counter>::default();
         // Every kind from zero, so a dashboard's rate() has a series to read.
         for kind in ["Deployment", "StatefulSet", "DaemonSet", "Rollout"] {
-            workload_restarts.get_or_create(&KindLabel { kind: kind.into() });
+            let _ = workload_restarts.get_or_create(&KindLabel { kind: kind.into() });
         }
         registry.register(
             "workload_restarts",
