@@ -232,7 +232,7 @@ fn bad_inputs_get_precise_errors_without_values() {
         (
             "bad refreshInterval",
             external_secret("es", &format!("{ok_ref}refreshInterval: 1 hour\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]")),
-            "ExternalSecret team/es: spec.refreshInterval: \"1 hour\" is not a duration: use Go syntax such as 1h",
+            "ExternalSecret team/es: spec.refreshInterval: \"1 hour\" is not a duration: unknown unit \" hour\"",
         ),
         (
             "missing store",

@@ -4,12 +4,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
-use kube::core::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{is_dns_subdomain, is_valid_secret_key};
-use super::{Condition, FieldErrors};
+use super::{Condition, FieldErrors, GoDuration};
 
 /// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
 pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
@@ -56,9 +55,9 @@ pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
     /// How often values are read again, as a Go duration (`1h`, `15m`); `0` reads once.
-    #[serde(default = "default_refresh_interval", deserialize_with = "go_duration")]
+    #[serde(default = "default_refresh_interval")]
     #[schemars(extend("default" = "1h"))]
-    pub refresh_interval: Duration,
+    pub refresh_interval: GoDuration,
     #[serde(default)]
     pub refresh_policy: RefreshPolicy,
     pub secret_store_ref: SecretStoreRef,
@@ -72,17 +71,8 @@ pub struct ExternalSecretSpec {
     pub data_from: Vec<ExternalSecretDataFrom>,
 }
 
-fn default_refresh_interval() -> Duration {
-    Duration::from(std::time::Duration::from_secs(3600))
-}
-
-fn go_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration: use Go syntax such as 1h, 30m, 1h30m, 90s or 0"
-        ))
-    })
+fn default_refresh_interval() -> GoDuration {
+    GoDuration::from_secs(3600)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -413,9 +403,6 @@ impl ExternalSecretSpec {
     /// the path of its field. Templates are checked by the sync core.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::default();
-        if self.refresh_interval.is_negative() {
-            errors.push("spec.refreshInterval", "must not be negative");
-        }
         if self.secret_store_ref.name.is_empty() {
             errors.push("spec.secretStoreRef.name", "must not be empty");
         }

@@ -3,12 +3,14 @@
 //! these types by `secretsync crdgen`.
 
 mod condition;
+mod duration;
 mod external_secret;
 mod sealed_secret;
 mod secret_store;
 mod validation;
 
 pub use condition::Condition;
+pub use duration::{DURATION_PATTERN, DurationError, GoDuration};
 pub use external_secret::*;
 pub use sealed_secret::*;
 pub use secret_store::*;
