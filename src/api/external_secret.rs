@@ -7,11 +7,12 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validation::{is_dns_subdomain, is_valid_secret_key};
+use super::validation::{dns_subdomain_problem, secret_key_problem};
 use super::{Condition, FieldErrors, GoDuration};
 
-/// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
-pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// The pattern a `secretKey` must match: Kubernetes' rule for Secret keys
+/// (letters, digits, `-`, `_`, `.`; not `.`, `..` or starting with `..`).
+pub const SECRET_KEY_PATTERN: &str = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$";
 
 // Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
 // for duplicated attributes.
@@ -250,7 +251,7 @@ pub enum TemplateTarget {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretData {
     /// The key in the Secret.
-    #[schemars(regex(pattern = SECRET_KEY_PATTERN))]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(max = 253))]
     pub secret_key: String,
     pub remote_ref: RemoteRef,
 }
@@ -413,10 +414,10 @@ impl ExternalSecretSpec {
         let mut seen = BTreeSet::new();
         for (i, item) in self.data.iter().enumerate() {
             let field = format!("spec.data[{i}]");
-            if !is_valid_secret_key(&item.secret_key) {
+            if let Some(problem) = secret_key_problem(&item.secret_key) {
                 errors.push(
                     format!("{field}.secretKey"),
-                    format!("{:?} must match {SECRET_KEY_PATTERN}", item.secret_key),
+                    format!("{:?} is not a valid Secret key: {problem}", item.secret_key),
                 );
             } else if !seen.insert(item.secret_key.as_str()) {
                 errors.push(
@@ -437,11 +438,11 @@ impl ExternalSecretSpec {
 impl ExternalSecretTarget {
     fn validate(&self, errors: &mut FieldErrors) {
         if let Some(name) = &self.name
-            && !is_dns_subdomain(name)
+            && let Some(problem) = dns_subdomain_problem(name)
         {
             errors.push(
                 "spec.target.name",
-                format!("{name:?} is not a valid Secret name (lowercase RFC 1123 subdomain)"),
+                format!("{name:?} is not a valid Secret name: it {problem}"),
             );
         }
         match (self.creation_policy, self.deletion_policy) {

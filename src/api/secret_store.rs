@@ -383,6 +383,13 @@ impl ClusterSecretStoreSpec {
             Err(errors) => errors,
         };
         for (i, condition) in self.conditions.iter().enumerate() {
+            if let Some(selector) = &condition.namespace_selector {
+                super::validate_label_selector(
+                    selector,
+                    &format!("spec.conditions[{i}].namespaceSelector"),
+                    &mut errors,
+                );
+            }
             for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(pattern) {
                     errors.push(

@@ -11,9 +11,10 @@ use super::property::{PropertyError, field_value, json_property};
 use super::requests::{find_request, value_request};
 use super::rewrite::{convert_key, rewrite_keys};
 use super::templating::{TemplateSources, apply_template};
+use super::admission::{self, SecretShape, shown};
 use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
-use crate::api::{ExternalSecret, RemoteRef, is_valid_secret_key};
+use crate::api::{CreationPolicy, ExternalSecret, RemoteRef, is_valid_secret_key};
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest};
 
 /// The Secret an ExternalSecret should produce. Built whole or not at all: a
@@ -89,8 +90,22 @@ pub fn desired_secret(
                 })?;
                 map.insert(name, value);
             }
-            for (key, value) in rewrite_keys(map, &item.rewrite, &field)? {
-                data.insert(convert_key(&key), value);
+            // As ESO: names that differ only in characters a key may not hold
+            // (`app/db`, `app_db`) would become one key; that is an error.
+            let mut origin: BTreeMap<String, String> = BTreeMap::new();
+            for (name, value) in rewrite_keys(map, &item.rewrite, &field)? {
+                let key = convert_key(&name);
+                if let Some(first) = origin.get(&key) {
+                    return Err(SyncError::KeyCollision {
+                        field,
+                        first: shown(first),
+                        second: shown(&name),
+                        key: shown(&key),
+                        hint: " (rename one with rewrite)",
+                    });
+                }
+                origin.insert(key.clone(), name);
+                data.insert(key, value);
             }
         }
     }
@@ -146,7 +161,7 @@ pub fn desired_secret(
         &rendered.data,
     );
     annotations.insert(CONTENT_HASH_ANNOTATION.into(), content_hash.clone());
-    Ok(DesiredSecret {
+    let secret = DesiredSecret {
         name: es.target_name().to_string(),
         namespace: es.metadata.namespace.clone().unwrap_or_default(),
         type_: rendered.type_,
@@ -155,10 +170,39 @@ pub fn desired_secret(
         annotations,
         data: rendered.data,
         content_hash,
-    })
+    };
+    // Nothing is written under creationPolicy None, so nothing can be refused.
+    if spec.target.creation_policy != CreationPolicy::None {
+        secret.admissible()?;
+    }
+    Ok(secret)
 }
 
 impl DesiredSecret {
+    /// What the API server's checks read of this Secret.
+    pub fn shape(&self) -> SecretShape<'_> {
+        SecretShape {
+            name: &self.name,
+            namespace: &self.namespace,
+            type_: &self.type_,
+            labels: &self.labels,
+            annotations: &self.annotations,
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect(),
+        }
+    }
+
+    /// Whether the API server would take this Secret; if not, every reason.
+    pub fn admissible(&self) -> Result<(), SyncError> {
+        admission::check(&self.shape()).map_err(|errors| SyncError::Refused {
+            secret: format!("{}/{}", self.namespace, self.name),
+            errors,
+        })
+    }
+
     /// The Secret object, ready to apply. This is where values leave their
     /// wrapper: call it only to write the Secret.
     pub fn to_secret(&self) -> Secret {

@@ -6,6 +6,7 @@
 //! de-duplicated [`Provider::fetch_batch`](crate::provider::Provider::fetch_batch)
 //! per store, then [`desired_secret`] for each.
 
+pub mod admission;
 mod check;
 mod decoding;
 mod desired;

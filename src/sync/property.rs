@@ -31,15 +31,17 @@ pub(crate) fn field_value(field: &Value) -> SecretValue {
 }
 
 fn split_path(path: &str) -> Vec<String> {
-    let mut segments = vec![String::new()];
+    let mut segments = Vec::new();
+    let mut segment = String::new();
     let mut chars = path.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => segments.last_mut().unwrap().extend(chars.next()),
-            '.' => segments.push(String::new()),
-            c => segments.last_mut().unwrap().push(c),
+            '\\' => segment.extend(chars.next()),
+            '.' => segments.push(std::mem::take(&mut segment)),
+            c => segment.push(c),
         }
     }
+    segments.push(segment);
     segments
 }
 
