@@ -206,7 +206,7 @@ fn bad_inputs_get_precise_errors_without_values() {
         (
             "bad secretKey",
             external_secret("es", &format!("{ok_ref}data: [{{secretKey: 'a b', remoteRef: {{key: db}}}}]")),
-            "spec.data[0].secretKey: \"a b\" must match ^[-._a-zA-Z0-9]+$",
+            "spec.data[0].secretKey: \"a b\" is not a valid Secret key: may hold only letters, digits",
         ),
         (
             "duplicate secretKey",
