@@ -50,15 +50,15 @@ pub fn desired_secret(
     let mut data = BTreeMap::new();
 
     for (i, item) in spec.data_from.iter().enumerate() {
-        let field = format!("spec.dataFrom[{i}]");
+        let entry = format!("spec.dataFrom[{i}]");
         if let Some(extract) = &item.extract {
-            let field = format!("{field}.extract");
+            let field = format!("{entry}.extract");
             let value = fetch_value(fetched, extract, &field)?;
             let map = json_object_fields(&value, extract, &field)?
                 .into_iter()
                 .map(|(k, v)| Ok((k, decoded(v, extract, &field)?)))
                 .collect::<Result<_, SyncError>>()?;
-            let map = rewrite_keys(map, &item.rewrite, &field)?;
+            let map = rewrite_keys(map, &item.rewrite, &entry)?;
             for (key, value) in map {
                 if !is_valid_secret_key(&key) {
                     return Err(SyncError::InvalidKey { field, key });
@@ -66,7 +66,7 @@ pub fn desired_secret(
                 data.insert(key, value);
             }
         } else if let Some(find) = &item.find {
-            let field = format!("{field}.find");
+            let field = format!("{entry}.find");
             let request = find_request(find);
             let found = match lookup(fetched, &request) {
                 Ok(Fetched::Found(found)) => found.clone(),
@@ -93,7 +93,7 @@ pub fn desired_secret(
             // As ESO: names that differ only in characters a key may not hold
             // (`app/db`, `app_db`) would become one key; that is an error.
             let mut origin: BTreeMap<String, String> = BTreeMap::new();
-            for (name, value) in rewrite_keys(map, &item.rewrite, &field)? {
+            for (name, value) in rewrite_keys(map, &item.rewrite, &entry)? {
                 let key = convert_key(&name);
                 if let Some(first) = origin.get(&key) {
                     return Err(SyncError::KeyCollision {
