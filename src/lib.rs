@@ -5,6 +5,8 @@
 
 pub mod api;
 pub mod controller;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod provider;
 pub mod render;
 pub mod sealed;

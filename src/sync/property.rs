@@ -6,13 +6,13 @@ use serde_json::Value;
 use crate::SecretValue;
 
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PropertyError {
+pub enum PropertyError {
     NotJson,
     NotFound,
 }
 
 /// The field's value: a JSON string as its text, anything else as compact JSON.
-pub(crate) fn json_property(value: &SecretValue, path: &str) -> Result<SecretValue, PropertyError> {
+pub fn json_property(value: &SecretValue, path: &str) -> Result<SecretValue, PropertyError> {
     let json: Value = serde_json::from_slice(value.expose()).map_err(|_| PropertyError::NotJson)?;
     // A top-level key that contains dots wins over the path it also spells, as in ESO.
     let found = match json.get(path) {
