@@ -13,6 +13,9 @@ use super::{Condition, FieldErrors, GoDuration};
 /// The pattern a `secretKey` must match: Kubernetes' rule for Secret keys
 /// (letters, digits, `-`, `_`, `.`; not `.`, `..` or starting with `..`).
 pub const SECRET_KEY_PATTERN: &str = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$";
+/// The pattern of an object name such as a Secret's (lowercase RFC 1123 subdomain).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 // Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
 // for duplicated attributes.
@@ -120,6 +123,7 @@ pub enum StoreKind {
 pub struct ExternalSecretTarget {
     /// Name of the Secret; defaults to the ExternalSecret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub name: Option<String>,
     #[serde(default)]
     pub creation_policy: CreationPolicy,

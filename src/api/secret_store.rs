@@ -207,6 +207,7 @@ pub struct AwsSecretRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     pub name: String,
+    #[schemars(regex(pattern = super::SECRET_KEY_PATTERN), length(max = 253))]
     pub key: String,
     /// Only a ClusterSecretStore may name another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

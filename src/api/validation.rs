@@ -388,6 +388,10 @@ mod tests {
     #[test]
     fn names_are_dns_subdomains() {
         let is_dns_subdomain = |name: &str| dns_subdomain_problem(name).is_none();
+        let pattern = regex::Regex::new(crate::api::DNS_SUBDOMAIN_PATTERN).unwrap();
+        for name in ["a", "my-app.secrets", "a.b.c", "0", "A", "-a", "a-", "a..b", ".a", "", "a_b", "../x"] {
+            assert_eq!(pattern.is_match(name), is_dns_subdomain(name), "{name:?}");
+        }
         assert!(is_dns_subdomain("my-app.secrets"));
         assert!(!is_dns_subdomain("My-App"));
         assert!(!is_dns_subdomain("-a"));
