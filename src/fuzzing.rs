@@ -38,7 +38,14 @@ pub fn property(data: &[u8]) {
 /// measure the template's own cost (`range` over a number, `repeat`, `until`)
 /// are left to the render deadline and size cap, not to the fuzzer.
 pub fn template(data: &[u8]) {
-    const EXPENSIVE: &[&str] = &["range", "repeat", "until", "htpasswd", "genPrivateKey", "bcrypt"];
+    const EXPENSIVE: &[&str] = &[
+        "range",
+        "repeat",
+        "until",
+        "htpasswd",
+        "genPrivateKey",
+        "bcrypt",
+    ];
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };

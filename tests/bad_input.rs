@@ -66,7 +66,9 @@ fn corpus() -> Vec<Case> {
         .map(|e| e.unwrap().path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.len() > 4 && name[..3].bytes().all(|b| b.is_ascii_digit()) && name.ends_with(".yaml")
+            name.len() > 4
+                && name[..3].bytes().all(|b| b.is_ascii_digit())
+                && name.ends_with(".yaml")
         })
         .collect();
     files.sort();
@@ -87,7 +89,9 @@ fn parse_case(file: &Path) -> Case {
     };
     for line in text.lines().take_while(|l| l.starts_with('#')) {
         let line = line.trim_start_matches('#').trim_start();
-        let (key, value) = line.split_once(':').map_or((line, ""), |(k, v)| (k, v.trim()));
+        let (key, value) = line
+            .split_once(':')
+            .map_or((line, ""), |(k, v)| (k, v.trim()));
         match key {
             "expect" => case.expect = value.to_string(),
             "value" => case.values.push(value.to_string()),
@@ -99,7 +103,11 @@ fn parse_case(file: &Path) -> Case {
             _ => {}
         }
     }
-    assert!(!case.expect.is_empty(), "{}: no `# expect:` line", file.display());
+    assert!(
+        !case.expect.is_empty(),
+        "{}: no `# expect:` line",
+        file.display()
+    );
     let number = &file.file_name().unwrap().to_string_lossy()[..3];
     assert!(
         !text.contains("name:") || text.contains(&format!("case-{number}")),
@@ -175,7 +183,12 @@ fn corpus_is_big_enough_and_covers_every_kind() {
         .iter()
         .map(|c| std::fs::read_to_string(&c.file).unwrap_or_default())
         .collect();
-    for kind in ["kind: ExternalSecret", "kind: SecretStore", "kind: ClusterSecretStore", "kind: SealedSecret"] {
+    for kind in [
+        "kind: ExternalSecret",
+        "kind: SecretStore",
+        "kind: ClusterSecretStore",
+        "kind: SealedSecret",
+    ] {
         assert!(all.contains(kind), "no case with {kind}");
     }
     let numbers: BTreeSet<_> = cases
@@ -191,7 +204,12 @@ fn corpus_is_big_enough_and_covers_every_kind() {
 fn every_case_gets_its_message() {
     let mut failures = Vec::new();
     for case in corpus() {
-        let name = case.file.file_name().unwrap().to_string_lossy().into_owned();
+        let name = case
+            .file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
         let file = case.file.to_str().unwrap();
         let scratch = tempfile::tempdir().unwrap();
         let out = scratch.path().join("out");
@@ -202,7 +220,11 @@ fn every_case_gets_its_message() {
             if !case.alone {
                 args.extend(["-f".into(), GOOD.into()]);
             }
-            args.extend(case.args.iter().map(|a| a.replace("{out}", out.to_str().unwrap())));
+            args.extend(
+                case.args
+                    .iter()
+                    .map(|a| a.replace("{out}", out.to_str().unwrap())),
+            );
             secretsync(&args.iter().map(String::as_str).collect::<Vec<_>>())
         };
         let (stdout, stderr) = (text(&output.stdout), text(&output.stderr));
@@ -212,7 +234,11 @@ fn every_case_gets_its_message() {
             continue;
         }
         if output.status.code() != Some(case.exit) {
-            problem(format!("exit code {:?}, want {}", output.status.code(), case.exit));
+            problem(format!(
+                "exit code {:?}, want {}",
+                output.status.code(),
+                case.exit
+            ));
         }
         if !stderr.contains(&case.expect) {
             problem(format!("want {:?}", case.expect));
@@ -229,7 +255,10 @@ fn every_case_gets_its_message() {
                 .into_iter()
                 .filter(|p| !p.starts_with(&out))
                 .collect();
-            assert!(stray.is_empty(), "{name}: written outside --out-dir: {stray:?}");
+            assert!(
+                stray.is_empty(),
+                "{name}: written outside --out-dir: {stray:?}"
+            );
         }
         if !case.unseal && case.args.is_empty() {
             let names = rendered_names(&stdout);

@@ -530,7 +530,11 @@ fn empty_inputs_are_reported_with_the_exit_codes_documented() {
         "good",
         "secretStoreRef: {name: store}\ndata: [{secretKey: user, remoteRef: {key: db, property: user}}]",
     );
-    let (output, _dir) = render_dir(&[("store.yaml", STORE), ("es.yaml", &good), ("empty.yaml", "")]);
+    let (output, _dir) = render_dir(&[
+        ("store.yaml", STORE),
+        ("es.yaml", &good),
+        ("empty.yaml", ""),
+    ]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(stderr(&output).contains("empty.yaml: empty file (no documents)"));
     assert_eq!(secrets_from_yaml(&stdout(&output)).len(), 1);
@@ -562,10 +566,17 @@ fn empty_inputs_are_reported_with_the_exit_codes_documented() {
 /// objects in the same file still render.
 #[test]
 fn hostile_durations_fail_alone() {
-    for interval in ["1h-5m", "5000000000000000h", "4000000000000000h4000000000000000h", "1d"] {
+    for interval in [
+        "1h-5m",
+        "5000000000000000h",
+        "4000000000000000h4000000000000000h",
+        "1d",
+    ] {
         let bad = external_secret(
             "bad",
-            &format!("secretStoreRef: {{name: store}}\nrefreshInterval: '{interval}'\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]"),
+            &format!(
+                "secretStoreRef: {{name: store}}\nrefreshInterval: '{interval}'\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]"
+            ),
         );
         let good = external_secret(
             "good",
@@ -575,7 +586,13 @@ fn hostile_durations_fail_alone() {
         let err = stderr(&output);
         assert_eq!(output.status.code(), Some(1), "{interval}: {err}");
         assert!(!err.contains("panicked"), "{interval}: {err}");
-        assert!(err.contains(&format!("spec.refreshInterval: \"{interval}\"")), "{err}");
-        assert_eq!(data_of(&secrets_from_yaml(&stdout(&output)), "good")["user"], "app");
+        assert!(
+            err.contains(&format!("spec.refreshInterval: \"{interval}\"")),
+            "{err}"
+        );
+        assert_eq!(
+            data_of(&secrets_from_yaml(&stdout(&output)), "good")["user"],
+            "app"
+        );
     }
 }

@@ -45,7 +45,9 @@ fn kept_inputs_run_clean() {
 fn every_target_has_seeds() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds");
     for (target, _) in TARGETS {
-        let seeds = std::fs::read_dir(root.join(target)).map(|d| d.count()).unwrap_or(0);
+        let seeds = std::fs::read_dir(root.join(target))
+            .map(|d| d.count())
+            .unwrap_or(0);
         assert!(seeds > 0, "fuzz/seeds/{target} is empty");
         assert!(
             Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -18,7 +18,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// The CRD schema's pattern: Go's grammar without a sign, so the API server
 /// refuses most bad values (days, spaces, negatives) before anyone reads them.
 /// Values over the limit pass the pattern and are refused when read.
-pub const DURATION_PATTERN: &str = r"^\+?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
+pub const DURATION_PATTERN: &str =
+    r"^\+?(0|(([0-9]+(\.[0-9]*)?|\.[0-9]+)(ns|us|µs|μs|ms|s|m|h))+)$";
 
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 /// Go's `time.Duration` is an `int64` of nanoseconds.
@@ -401,10 +402,7 @@ mod tests {
             ("9223372036s854ms775us807ns", i64::MAX as u64),
             ("2562047h47m16.854775807s", i64::MAX as u64),
             // A fraction longer than a u64 holds is read to its precision.
-            (
-                "0.100000000000000000000h",
-                360 * SECOND,
-            ),
+            ("0.100000000000000000000h", 360 * SECOND),
             ("0.830103483285477580700h", 2_988_372_539_827),
         ];
         for (text, want) in cases {
@@ -414,7 +412,9 @@ mod tests {
 
     #[test]
     fn refuses_what_go_refuses_and_negatives() {
-        for bad in ["", "3", "-", "s", ".", "-.", ".s", "+.s", "1 h", "1h ", " 1h", "1.5", "1h30"] {
+        for bad in [
+            "", "3", "-", "s", ".", "-.", ".s", "+.s", "1 h", "1h ", " 1h", "1.5", "1h30",
+        ] {
             assert!(nanos(bad).is_err(), "{bad:?} must not parse");
         }
         assert!(matches!(nanos("3"), Err(DurationError::MissingUnit(_))));
@@ -480,7 +480,10 @@ mod tests {
             (3_300_000_000, "3.3s"),
             (4 * 60 * SECOND + 5 * SECOND, "4m5s"),
             (4 * 60 * SECOND + 5 * SECOND + 1_000_000, "4m5.001s"),
-            (5 * 3600 * SECOND + 6 * 60 * SECOND + 7_001 * SECOND / 1000, "5h6m7.001s"),
+            (
+                5 * 3600 * SECOND + 6 * 60 * SECOND + 7_001 * SECOND / 1000,
+                "5h6m7.001s",
+            ),
             (8 * 60 * SECOND + 1, "8m0.000000001s"),
             (3600 * SECOND, "1h0m0s"),
             (i64::MAX as u64, "2562047h47m16.854775807s"),
@@ -488,14 +491,20 @@ mod tests {
         for (nanos, want) in cases {
             let duration = GoDuration { nanos: *nanos };
             assert_eq!(duration.to_string(), *want);
-            assert_eq!(want.parse::<GoDuration>(), Ok(duration), "round trip {want}");
+            assert_eq!(
+                want.parse::<GoDuration>(),
+                Ok(duration),
+                "round trip {want}"
+            );
         }
     }
 
     #[test]
     fn pattern_admits_every_parsable_unsigned_form() {
         let pattern = regex::Regex::new(DURATION_PATTERN).unwrap();
-        for good in ["0", "1h", "1h30m", "1.5s", ".5s", "5.s", "300ms", "12µs", "+1h"] {
+        for good in [
+            "0", "1h", "1h30m", "1.5s", ".5s", "5.s", "300ms", "12µs", "+1h",
+        ] {
             assert!(pattern.is_match(good), "{good}");
             assert!(good.parse::<GoDuration>().is_ok(), "{good}");
         }

@@ -192,7 +192,9 @@ pub fn qualified_name_problem(key: &str) -> Option<&'static str> {
             return Some("has an empty prefix before '/'");
         }
         if dns_subdomain_problem(prefix).is_some() {
-            return Some("prefix (before '/') must be a lowercase DNS subdomain of at most 253 characters");
+            return Some(
+                "prefix (before '/') must be a lowercase DNS subdomain of at most 253 characters",
+            );
         }
     }
     if name.is_empty() {
@@ -228,7 +230,10 @@ pub fn label_value_problem(value: &str) -> Option<&'static str> {
 pub fn validate_label_selector(selector: &LabelSelector, field: &str, errors: &mut FieldErrors) {
     for key in selector.match_labels.iter().flatten().map(|(k, _)| k) {
         if let Some(problem) = qualified_name_problem(key) {
-            errors.push(format!("{field}.matchLabels"), format!("key {key:?} {problem}"));
+            errors.push(
+                format!("{field}.matchLabels"),
+                format!("key {key:?} {problem}"),
+            );
         }
     }
     for (key, value) in selector.match_labels.iter().flatten() {
@@ -248,10 +253,7 @@ pub fn validate_label_selector(selector: &LabelSelector, field: &str, errors: &m
         match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => errors.push(
                 format!("{field}.values"),
-                format!(
-                    "operator {} needs at least one value",
-                    requirement.operator
-                ),
+                format!("operator {} needs at least one value", requirement.operator),
             ),
             "In" | "NotIn" => {}
             "Exists" | "DoesNotExist" if !values.is_empty() => errors.push(
@@ -296,14 +298,23 @@ mod tests {
     #[test]
     fn secret_key_pattern_agrees_with_the_rule() {
         let pattern = regex::Regex::new(crate::api::SECRET_KEY_PATTERN).unwrap();
-        for key in ["a", ".a", "a..b", "tls.crt", "_", "-", "..", ".", "..a", "", "a b", "a/b", "ä"] {
+        for key in [
+            "a", ".a", "a..b", "tls.crt", "_", "-", "..", ".", "..a", "", "a b", "a/b", "ä",
+        ] {
             assert_eq!(pattern.is_match(key), is_valid_secret_key(key), "{key:?}");
         }
     }
 
     #[test]
     fn label_and_annotation_keys_are_qualified_names() {
-        for good in ["app", "app.kubernetes.io/name", "a_b-c.d", "x/y", "A1", &"n".repeat(63)] {
+        for good in [
+            "app",
+            "app.kubernetes.io/name",
+            "a_b-c.d",
+            "x/y",
+            "A1",
+            &"n".repeat(63),
+        ] {
             assert_eq!(qualified_name_problem(good), None, "{good}");
         }
         for bad in [
@@ -389,7 +400,20 @@ mod tests {
     fn names_are_dns_subdomains() {
         let is_dns_subdomain = |name: &str| dns_subdomain_problem(name).is_none();
         let pattern = regex::Regex::new(crate::api::DNS_SUBDOMAIN_PATTERN).unwrap();
-        for name in ["a", "my-app.secrets", "a.b.c", "0", "A", "-a", "a-", "a..b", ".a", "", "a_b", "../x"] {
+        for name in [
+            "a",
+            "my-app.secrets",
+            "a.b.c",
+            "0",
+            "A",
+            "-a",
+            "a-",
+            "a..b",
+            ".a",
+            "",
+            "a_b",
+            "../x",
+        ] {
             assert_eq!(pattern.is_match(name), is_dns_subdomain(name), "{name:?}");
         }
         assert!(is_dns_subdomain("my-app.secrets"));

@@ -55,7 +55,12 @@ pub fn manifest_files(
     files
 }
 
-fn walk(dir: &Path, seen: &mut BTreeSet<PathBuf>, problems: &mut Vec<String>, files: &mut Vec<PathBuf>) {
+fn walk(
+    dir: &Path,
+    seen: &mut BTreeSet<PathBuf>,
+    problems: &mut Vec<String>,
+    files: &mut Vec<PathBuf>,
+) {
     if !first_visit(dir, seen) {
         return;
     }
@@ -390,7 +395,13 @@ mod tests {
         assert!(error.contains("duplicate key \"name\""), "{error}");
         assert!(error.contains("at line 2"), "{error}");
         let docs = read("{\"a\": 1, \"a\": 2}");
-        assert!(docs[0].1.as_ref().unwrap_err().contains("duplicate key \"a\""));
+        assert!(
+            docs[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("duplicate key \"a\"")
+        );
         // The same key in different mappings is fine.
         assert!(read("a: {x: 1}\nb: {x: 2}\n")[0].1.is_ok());
     }
@@ -407,13 +418,23 @@ mod tests {
     fn alias_bombs_and_deep_nesting_fail_cleanly() {
         let mut bomb = String::from("a: &a [x, x, x, x, x, x, x, x, x, x]\n");
         for i in 0..12 {
-            let prev = if i == 0 { "a".to_string() } else { format!("b{}", i - 1) };
+            let prev = if i == 0 {
+                "a".to_string()
+            } else {
+                format!("b{}", i - 1)
+            };
             bomb.push_str(&format!(
                 "b{i}: &b{i} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
             ));
         }
         assert!(read(&bomb)[0].1.is_err());
         let deep = format!("{}1{}", "[".repeat(10_000), "]".repeat(10_000));
-        assert!(read(&deep)[0].1.as_ref().unwrap_err().contains("recursion limit"));
+        assert!(
+            read(&deep)[0]
+                .1
+                .as_ref()
+                .unwrap_err()
+                .contains("recursion limit")
+        );
     }
 }

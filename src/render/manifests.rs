@@ -111,7 +111,9 @@ pub fn load(paths: &[PathBuf], namespace: &str) -> Loaded {
         .iter()
         .flat_map(|path| documents::manifest_files(path, &mut seen, &mut problems))
         .collect();
-    loader.errors.extend(problems.into_iter().map(InputError::plain));
+    loader
+        .errors
+        .extend(problems.into_iter().map(InputError::plain));
     for file in files {
         match documents::read_text(&file) {
             Ok(text) => loader.read_file(&file, &text),
@@ -205,7 +207,8 @@ impl<'a> Loader<'a> {
             return self.error(
                 &source,
                 None,
-                "not a Kubernetes object: a document must be a mapping with apiVersion and kind".into(),
+                "not a Kubernetes object: a document must be a mapping with apiVersion and kind"
+                    .into(),
             );
         };
         let text = |field: &str| map.get(field).and_then(Value::as_str).unwrap_or_default();
@@ -542,13 +545,34 @@ mod tests {
             )))
             .join("\n")
         };
-        assert!(object("external-secrets.io/v1alpha1", "ExternalSecret").contains("is not read: use external-secrets.io/v1"));
-        assert!(object("secretsnyc.io/v1", "ExternalSecret").contains("did you mean secretsync.io/v1?"));
-        assert!(object("external-secret.io/v1", "SecretStore").contains("did you mean external-secrets.io/v1?"));
-        assert!(object("example.com/v1", "ExternalSecret").contains("ExternalSecret is read from secretsync.io/v1"));
-        assert!(object("external-secrets.io/v1alpha1", "PushSecret").contains("is not supported by secretsync"));
-        assert!(object("secretsync.io/v1", "ExternalSecrets").contains("did you mean \"ExternalSecret\"?"));
-        assert_eq!(object("apps/v1", "Deployment"), "", "other kinds are skipped");
+        assert!(
+            object("external-secrets.io/v1alpha1", "ExternalSecret")
+                .contains("is not read: use external-secrets.io/v1")
+        );
+        assert!(
+            object("secretsnyc.io/v1", "ExternalSecret").contains("did you mean secretsync.io/v1?")
+        );
+        assert!(
+            object("external-secret.io/v1", "SecretStore")
+                .contains("did you mean external-secrets.io/v1?")
+        );
+        assert!(
+            object("example.com/v1", "ExternalSecret")
+                .contains("ExternalSecret is read from secretsync.io/v1")
+        );
+        assert!(
+            object("external-secrets.io/v1alpha1", "PushSecret")
+                .contains("is not supported by secretsync")
+        );
+        assert!(
+            object("secretsync.io/v1", "ExternalSecrets")
+                .contains("did you mean \"ExternalSecret\"?")
+        );
+        assert_eq!(
+            object("apps/v1", "Deployment"),
+            "",
+            "other kinds are skipped"
+        );
         assert_eq!(object("bitnami.com/v1alpha1", "SealedSecret"), "");
     }
 
@@ -558,16 +582,25 @@ mod tests {
         assert!(loaded.inputs.secret_stores.is_empty());
         assert_eq!(
             errors(&loaded),
-            ["in.yaml: document 2: SecretStore team/s: defined more than once (also at in.yaml: document 1): neither definition is used"]
+            [
+                "in.yaml: document 2: SecretStore team/s: defined more than once (also at in.yaml: document 1): neither definition is used"
+            ]
         );
         assert!(loaded.inputs.duplicated.contains("SecretStore team/s"));
     }
 
     #[test]
     fn names_and_namespaces_are_checked() {
-        let loaded = load("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ../../x, namespace: team}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: /abs}\n");
+        let loaded = load(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: ../../x, namespace: team}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: ok, namespace: /abs}\n",
+        );
         let errors = errors(&loaded).join("\n");
-        assert!(errors.contains("document 1: ConfigMap team/../../x: metadata.name: \"../../x\" is not a valid name"), "{errors}");
+        assert!(
+            errors.contains(
+                "document 1: ConfigMap team/../../x: metadata.name: \"../../x\" is not a valid name"
+            ),
+            "{errors}"
+        );
         assert!(errors.contains("document 2: ConfigMap /abs/ok: metadata.namespace: \"/abs\" is not a valid namespace"), "{errors}");
     }
 

@@ -36,14 +36,23 @@ pub fn to_stdout_text(secrets: &[DesiredSecret], format: OutputFormat) -> Result
 }
 
 fn yaml(secret: &DesiredSecret) -> Result<String, String> {
-    serde_yaml_ng::to_string(&secret.to_secret())
-        .map_err(|e| format!("Secret {}/{}: cannot print as YAML: {e}", secret.namespace, secret.name))
+    serde_yaml_ng::to_string(&secret.to_secret()).map_err(|e| {
+        format!(
+            "Secret {}/{}: cannot print as YAML: {e}",
+            secret.namespace, secret.name
+        )
+    })
 }
 
 fn json(secret: &DesiredSecret) -> Result<String, String> {
     serde_json::to_string_pretty(&secret.to_secret())
         .map(|text| format!("{text}\n"))
-        .map_err(|e| format!("Secret {}/{}: cannot print as JSON: {e}", secret.namespace, secret.name))
+        .map_err(|e| {
+            format!(
+                "Secret {}/{}: cannot print as JSON: {e}",
+                secret.namespace, secret.name
+            )
+        })
 }
 
 /// Writes `DIR/NAMESPACE/NAME.yaml` (or `.json`) per Secret, readable by the
@@ -67,7 +76,10 @@ pub fn write_out_dir(
 }
 
 fn write_one(dir: &Path, secret: &DesiredSecret, format: OutputFormat) -> Result<PathBuf, String> {
-    let label = format!("Secret {:?} in namespace {:?}", secret.name, secret.namespace);
+    let label = format!(
+        "Secret {:?} in namespace {:?}",
+        secret.name, secret.namespace
+    );
     if let Some(problem) = dns_label_problem(&secret.namespace) {
         return Err(format!("{label}: not written: the namespace {problem}"));
     }
@@ -134,11 +146,14 @@ mod tests {
         let (written, errors) = write_out_dir(&out, &hostile, OutputFormat::Yaml);
         assert!(written.is_empty());
         assert_eq!(errors.len(), hostile.len(), "{errors:?}");
-        assert!(errors[0].contains("not written: the namespace must be a lowercase RFC 1123 label"));
+        assert!(
+            errors[0].contains("not written: the namespace must be a lowercase RFC 1123 label")
+        );
         let entries: Vec<_> = std::fs::read_dir(root.path()).unwrap().collect();
         assert!(entries.is_empty(), "nothing was created: {entries:?}");
 
-        let (written, errors) = write_out_dir(&out, &[secret("team", "app.v1")], OutputFormat::Json);
+        let (written, errors) =
+            write_out_dir(&out, &[secret("team", "app.v1")], OutputFormat::Json);
         assert!(errors.is_empty());
         assert_eq!(written, [out.join("team/app.v1.json")]);
     }

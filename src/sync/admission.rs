@@ -178,7 +178,11 @@ fn check_type(secret: &SecretShape<'_>, errors: &mut FieldErrors) {
             }
         }
         "kubernetes.io/ssh-auth" => {
-            if secret.data.get("ssh-privatekey").is_none_or(|v| v.is_empty()) {
+            if secret
+                .data
+                .get("ssh-privatekey")
+                .is_none_or(|v| v.is_empty())
+            {
                 errors.push(
                     "data[\"ssh-privatekey\"]",
                     format!("is required, and must not be empty, for type {type_}"),
@@ -231,7 +235,10 @@ mod tests {
     }
 
     fn problems(secret: &SecretShape<'_>) -> String {
-        check(secret).err().map(|e| e.to_string()).unwrap_or_default()
+        check(secret)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -248,8 +255,7 @@ mod tests {
             ("app".to_string(), "has spaces s3cr3t".to_string()),
         ]
         .into();
-        let annotations: BTreeMap<String, String> =
-            [("a/b/c".to_string(), "x".to_string())].into();
+        let annotations: BTreeMap<String, String> = [("a/b/c".to_string(), "x".to_string())].into();
         let mut secret = shape(
             "Opaque",
             &[("..data", b"v"), ("ok", b"v")],
@@ -278,28 +284,70 @@ mod tests {
         let big = vec![b'x'; MAX_SECRET_SIZE];
         assert_eq!(problems(&shape("Opaque", &[("a", &big)], &none, &none)), "");
         let text = problems(&shape("Opaque", &[("a", &big), ("b", b"1")], &none, &none));
-        assert!(text.contains("data: the values total 1048577 bytes"), "{text}");
+        assert!(
+            text.contains("data: the values total 1048577 bytes"),
+            "{text}"
+        );
         let annotations: BTreeMap<String, String> =
             [("a".to_string(), "v".repeat(MAX_ANNOTATIONS_SIZE))].into();
         let text = problems(&shape("Opaque", &[], &none, &annotations));
-        assert!(text.contains("metadata.annotations: keys and values total 262145"), "{text}");
+        assert!(
+            text.contains("metadata.annotations: keys and values total 262145"),
+            "{text}"
+        );
     }
 
     #[test]
     fn required_keys_per_type() {
         let none = BTreeMap::new();
         let cases: &[(&str, &[(&str, &[u8])], &str)] = &[
-            ("kubernetes.io/tls", &[("tls.crt", b"c")], "data[\"tls.key\"]: is required by type kubernetes.io/tls"),
-            ("kubernetes.io/tls", &[("tls.crt", b"c"), ("tls.key", b"")], ""),
-            ("kubernetes.io/dockerconfigjson", &[], "data[\".dockerconfigjson\"]: is required"),
-            ("kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", b"[1]")], "must be a JSON object"),
-            ("kubernetes.io/dockerconfigjson", &[(".dockerconfigjson", b"{\"auths\":{}}")], ""),
-            ("kubernetes.io/dockercfg", &[(".dockercfg", b"not json")], "data[\".dockercfg\"]: must be a JSON object"),
-            ("kubernetes.io/basic-auth", &[("user", b"u")], "needs a \"username\" or a \"password\" key"),
+            (
+                "kubernetes.io/tls",
+                &[("tls.crt", b"c")],
+                "data[\"tls.key\"]: is required by type kubernetes.io/tls",
+            ),
+            (
+                "kubernetes.io/tls",
+                &[("tls.crt", b"c"), ("tls.key", b"")],
+                "",
+            ),
+            (
+                "kubernetes.io/dockerconfigjson",
+                &[],
+                "data[\".dockerconfigjson\"]: is required",
+            ),
+            (
+                "kubernetes.io/dockerconfigjson",
+                &[(".dockerconfigjson", b"[1]")],
+                "must be a JSON object",
+            ),
+            (
+                "kubernetes.io/dockerconfigjson",
+                &[(".dockerconfigjson", b"{\"auths\":{}}")],
+                "",
+            ),
+            (
+                "kubernetes.io/dockercfg",
+                &[(".dockercfg", b"not json")],
+                "data[\".dockercfg\"]: must be a JSON object",
+            ),
+            (
+                "kubernetes.io/basic-auth",
+                &[("user", b"u")],
+                "needs a \"username\" or a \"password\" key",
+            ),
             ("kubernetes.io/basic-auth", &[("password", b"")], ""),
-            ("kubernetes.io/ssh-auth", &[("ssh-privatekey", b"")], "data[\"ssh-privatekey\"]: is required, and must not be empty"),
+            (
+                "kubernetes.io/ssh-auth",
+                &[("ssh-privatekey", b"")],
+                "data[\"ssh-privatekey\"]: is required, and must not be empty",
+            ),
             ("kubernetes.io/ssh-auth", &[("ssh-privatekey", b"k")], ""),
-            ("kubernetes.io/service-account-token", &[], "metadata.annotations[\"kubernetes.io/service-account.name\"]: is required"),
+            (
+                "kubernetes.io/service-account-token",
+                &[],
+                "metadata.annotations[\"kubernetes.io/service-account.name\"]: is required",
+            ),
         ];
         for (type_, data, want) in cases {
             let text = problems(&shape(type_, data, &none, &none));
@@ -316,7 +364,10 @@ mod tests {
         let none = BTreeMap::new();
         let long = "k".repeat(300);
         let text = problems(&shape("Opaque", &[(&long, b"v")], &none, &none));
-        assert!(text.contains("must be no more than 253 characters"), "{text}");
+        assert!(
+            text.contains("must be no more than 253 characters"),
+            "{text}"
+        );
         assert!(text.len() < 200, "{text}");
     }
 }

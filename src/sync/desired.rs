@@ -6,12 +6,12 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::admission::{self, SecretShape, shown};
 use super::decoding::decode;
 use super::property::{PropertyError, field_value, json_property};
 use super::requests::{find_request, value_request};
 use super::rewrite::{convert_key, rewrite_keys};
 use super::templating::{TemplateSources, apply_template};
-use super::admission::{self, SecretShape, shown};
 use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
 use crate::api::{CreationPolicy, ExternalSecret, RemoteRef, is_valid_secret_key};

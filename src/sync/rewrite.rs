@@ -29,9 +29,7 @@ pub(crate) fn rewrite_keys(
                     message: e.to_string(),
                 })?;
                 rename_all(map, &field, |key| {
-                    Ok(source
-                        .replace_all(key, regexp.target.as_str())
-                        .into_owned())
+                    Ok(source.replace_all(key, regexp.target.as_str()).into_owned())
                 })
             } else if let Some(transform) = &rewrite.transform {
                 let field = format!("{field}.transform.template");
