@@ -8,7 +8,10 @@ use std::path::Path;
 
 use secretsync::fuzzing;
 
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A fuzz target's body.
+type Target = fn(&[u8]);
+
+const TARGETS: &[(&str, Target)] = &[
     ("duration", fuzzing::duration),
     ("property", fuzzing::property),
     ("template", fuzzing::template),

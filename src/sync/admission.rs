@@ -169,25 +169,22 @@ fn check_type(secret: &SecretShape<'_>, errors: &mut FieldErrors) {
                 }
             }
         }
-        "kubernetes.io/basic-auth" => {
-            if !has("username") && !has("password") {
-                errors.push(
-                    "data",
-                    format!("type {type_} needs a \"username\" or a \"password\" key"),
-                );
-            }
+        "kubernetes.io/basic-auth" if !has("username") && !has("password") => {
+            errors.push(
+                "data",
+                format!("type {type_} needs a \"username\" or a \"password\" key"),
+            );
         }
-        "kubernetes.io/ssh-auth" => {
+        "kubernetes.io/ssh-auth"
             if secret
                 .data
                 .get("ssh-privatekey")
-                .is_none_or(|v| v.is_empty())
-            {
-                errors.push(
-                    "data[\"ssh-privatekey\"]",
-                    format!("is required, and must not be empty, for type {type_}"),
-                );
-            }
+                .is_none_or(|v| v.is_empty()) =>
+        {
+            errors.push(
+                "data[\"ssh-privatekey\"]",
+                format!("is required, and must not be empty, for type {type_}"),
+            );
         }
         "kubernetes.io/service-account-token" => {
             let name = "kubernetes.io/service-account.name";
@@ -300,7 +297,8 @@ mod tests {
     #[test]
     fn required_keys_per_type() {
         let none = BTreeMap::new();
-        let cases: &[(&str, &[(&str, &[u8])], &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a [u8])], &'a str);
+        let cases: &[Case] = &[
             (
                 "kubernetes.io/tls",
                 &[("tls.crt", b"c")],
