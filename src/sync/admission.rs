@@ -358,6 +358,24 @@ mod tests {
     }
 
     #[test]
+    fn secret_objects_are_checked_too() {
+        use k8s_openapi::ByteString;
+        let mut secret = Secret {
+            type_: Some("kubernetes.io/tls".into()),
+            data: Some([("..data".to_string(), ByteString(b"v".to_vec()))].into()),
+            ..Default::default()
+        };
+        secret.metadata.name = Some("db".into());
+        secret.metadata.namespace = Some("team".into());
+        let text = check_secret(&secret).unwrap_err().to_string();
+        assert!(text.contains("data[\"..data\"]: not a valid Secret key"), "{text}");
+        assert!(text.contains("data[\"tls.crt\"]: is required"), "{text}");
+        secret.type_ = None;
+        secret.data = None;
+        assert_eq!(check_secret(&secret), Ok(()));
+    }
+
+    #[test]
     fn long_names_are_shortened() {
         let none = BTreeMap::new();
         let long = "k".repeat(300);
