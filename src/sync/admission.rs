@@ -368,7 +368,10 @@ mod tests {
         secret.metadata.name = Some("db".into());
         secret.metadata.namespace = Some("team".into());
         let text = check_secret(&secret).unwrap_err().to_string();
-        assert!(text.contains("data[\"..data\"]: not a valid Secret key"), "{text}");
+        assert!(
+            text.contains("data[\"..data\"]: not a valid Secret key"),
+            "{text}"
+        );
         assert!(text.contains("data[\"tls.crt\"]: is required"), "{text}");
         secret.type_ = None;
         secret.data = None;
