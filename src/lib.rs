@@ -7,6 +7,8 @@ pub mod agent;
 pub mod api;
 pub mod controller;
 pub mod csi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod provider;
 pub mod render;
 pub mod sealed;

@@ -4,15 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
-use kube::core::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validation::{is_dns_subdomain, is_valid_secret_key};
-use super::{Condition, FieldErrors};
+use super::validation::{dns_subdomain_problem, secret_key_problem};
+use super::{Condition, FieldErrors, GoDuration};
 
-/// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
-pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// The pattern a `secretKey` must match: Kubernetes' rule for Secret keys
+/// (letters, digits, `-`, `_`, `.`; not `.`, `..` or starting with `..`).
+pub const SECRET_KEY_PATTERN: &str = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$";
+/// The pattern of an object name such as a Secret's (lowercase RFC 1123 subdomain).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 // Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
 // for duplicated attributes.
@@ -56,9 +59,9 @@ pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
     /// How often values are read again, as a Go duration (`1h`, `15m`); `0` reads once.
-    #[serde(default = "default_refresh_interval", deserialize_with = "go_duration")]
+    #[serde(default = "default_refresh_interval")]
     #[schemars(extend("default" = "1h"))]
-    pub refresh_interval: Duration,
+    pub refresh_interval: GoDuration,
     #[serde(default)]
     pub refresh_policy: RefreshPolicy,
     pub secret_store_ref: SecretStoreRef,
@@ -72,17 +75,8 @@ pub struct ExternalSecretSpec {
     pub data_from: Vec<ExternalSecretDataFrom>,
 }
 
-fn default_refresh_interval() -> Duration {
-    Duration::from(std::time::Duration::from_secs(3600))
-}
-
-fn go_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration: use Go syntax such as 1h, 30m, 1h30m, 90s or 0"
-        ))
-    })
+fn default_refresh_interval() -> GoDuration {
+    GoDuration::from_secs(3600)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -129,6 +123,7 @@ pub enum StoreKind {
 pub struct ExternalSecretTarget {
     /// Name of the Secret; defaults to the ExternalSecret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub name: Option<String>,
     #[serde(default)]
     pub creation_policy: CreationPolicy,
@@ -329,7 +324,7 @@ impl JsonSchema for TemplateTarget {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretData {
     /// The key in the Secret.
-    #[schemars(regex(pattern = SECRET_KEY_PATTERN))]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(max = 253))]
     pub secret_key: String,
     pub remote_ref: RemoteRef,
 }
@@ -482,9 +477,6 @@ impl ExternalSecretSpec {
     /// the path of its field. Templates are checked by the sync core.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::default();
-        if self.refresh_interval.is_negative() {
-            errors.push("spec.refreshInterval", "must not be negative");
-        }
         if self.secret_store_ref.name.is_empty() {
             errors.push("spec.secretStoreRef.name", "must not be empty");
         }
@@ -495,10 +487,10 @@ impl ExternalSecretSpec {
         let mut seen = BTreeSet::new();
         for (i, item) in self.data.iter().enumerate() {
             let field = format!("spec.data[{i}]");
-            if !is_valid_secret_key(&item.secret_key) {
+            if let Some(problem) = secret_key_problem(&item.secret_key) {
                 errors.push(
                     format!("{field}.secretKey"),
-                    format!("{:?} must match {SECRET_KEY_PATTERN}", item.secret_key),
+                    format!("{:?} is not a valid Secret key: {problem}", item.secret_key),
                 );
             } else if !seen.insert(item.secret_key.as_str()) {
                 errors.push(
@@ -519,11 +511,11 @@ impl ExternalSecretSpec {
 impl ExternalSecretTarget {
     fn validate(&self, errors: &mut FieldErrors) {
         if let Some(name) = &self.name
-            && !is_dns_subdomain(name)
+            && let Some(problem) = dns_subdomain_problem(name)
         {
             errors.push(
                 "spec.target.name",
-                format!("{name:?} is not a valid Secret name (lowercase RFC 1123 subdomain)"),
+                format!("{name:?} is not a valid Secret name: it {problem}"),
             );
         }
         match (self.creation_policy, self.deletion_policy) {

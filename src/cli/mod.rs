@@ -89,6 +89,14 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// A Go duration flag (`5s`, `1m30s`), by the same rules as the CRDs'
+/// durations: no negatives, no `d`, nothing past Go's maximum.
+pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<secretsync::api::GoDuration>()
+        .map(std::time::Duration::from)
+        .map_err(|e| e.to_string())
+}
+
 /// Exit 0, or print the error and exit 1.
 fn report(result: Result<(), String>) -> ExitCode {
     match result {

@@ -120,9 +120,6 @@ fn periodic_interval(spec: &ExternalSecretSpec) -> Option<Duration> {
 }
 
 fn refresh_interval(spec: &ExternalSecretSpec) -> Duration {
-    if spec.refresh_interval.is_negative() {
-        return Duration::ZERO;
-    }
     spec.refresh_interval.into()
 }
 

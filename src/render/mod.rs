@@ -2,6 +2,7 @@
 //! same sync core as the controller; stores are read from the input, and each
 //! store is asked once for everything its ExternalSecrets need.
 
+mod documents;
 mod manifests;
 mod output;
 
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use manifests::{InputError, Source};
+pub use manifests::{InputError, Inputs, Loaded, Located, Source, load, load_text};
 pub use output::{OutputFormat, to_stdout_text, write_out_dir};
 
 use async_trait::async_trait;
@@ -20,14 +21,16 @@ use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
 use crate::provider::{ProviderContext, Providers, StoreIdentity};
 use crate::sync::{self, DesiredSecret, TemplateSources};
 use crate::template::RenderLimits;
-use manifests::{Inputs, Located, namespace_labels};
+use manifests::namespace_labels;
 
 /// What `render` produced: every Secret that could be built, every problem,
-/// and notes (ExternalSecrets that deliberately write nothing).
+/// warnings (an empty file) and notes (objects that deliberately yield no
+/// Secret here).
 #[derive(Default)]
 pub struct Rendered {
     pub secrets: Vec<DesiredSecret>,
     pub errors: Vec<InputError>,
+    pub warnings: Vec<String>,
     pub notes: Vec<String>,
 }
 
@@ -40,15 +43,39 @@ pub async fn render(
     context: ProviderContext,
     template_limits: &RenderLimits,
 ) -> Rendered {
-    let (inputs, errors) = manifests::load(paths, default_namespace);
+    let Loaded {
+        inputs,
+        errors,
+        warnings,
+    } = manifests::load(paths, default_namespace);
     let providers = Providers::new(ProviderContext {
         kube: Arc::new(ManifestSecrets::from(&inputs)),
         ..context
     });
     let mut rendered = Rendered {
         errors,
+        warnings,
         ..Default::default()
     };
+    for label in &inputs.sealed_secrets {
+        rendered.notes.push(format!(
+            "{label}: not rendered (the controller decrypts SealedSecrets; `secretsync unseal` does it offline)"
+        ));
+    }
+    if inputs.external_secrets.is_empty() && rendered.errors.is_empty() {
+        rendered.errors.push(InputError {
+            source: None,
+            object: None,
+            message: format!(
+                "nothing to render: no ExternalSecret in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     let stores = Stores::index(&inputs, &mut rendered.errors);
 
     // Group ExternalSecrets by store, so each store gets one batch.
@@ -232,6 +259,11 @@ impl Stores {
         };
         if let Some(why) = self.invalid.get(&id) {
             return Err(format!("spec.secretStoreRef: {why}"));
+        }
+        if inputs.duplicated.contains(&id.to_string()) {
+            return Err(format!(
+                "spec.secretStoreRef: {id} is defined more than once in the input, so it is not used"
+            ));
         }
         if !self.specs.contains_key(&id) {
             return Err(match reference.kind {
