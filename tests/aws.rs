@@ -1319,3 +1319,34 @@ async fn without_permission_to_list_every_value_is_fetched_and_the_store_says_wh
         3
     );
 }
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_in_words() {
+    // A port nothing listens on: every call fails to connect.
+    let port = support::free_port();
+    let providers = providers_at(
+        &format!("http://127.0.0.1:{port}"),
+        Arc::new(NoKubernetes),
+        fast_retries(1),
+    )
+    .await;
+    let es = external_secret("data: [{secretKey: p, remoteRef: {key: db}}]");
+    let error = sync(&providers, &store(SECRETS_MANAGER), &es)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("secretsmanager BatchGetSecretValue failed: could not connect to AWS"),
+        "{error}"
+    );
+    assert!(
+        error.to_lowercase().contains("connection refused"),
+        "{error}"
+    );
+    for dump in ["DispatchFailure", "{", "ConnectorError"] {
+        assert!(
+            !error.contains(dump),
+            "a debug dump, not a sentence: {error}"
+        );
+    }
+}

@@ -36,86 +36,15 @@
 //! `sealing-identity.txt` is the age identity the SealedSecret cases were
 //! sealed to (test data only; case 090 is sealed to another key).
 
+mod support;
+
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use k8s_openapi::api::core::v1::Secret;
 use serde::Deserialize;
-
-const GOOD: &str = "tests/bad-input/good.yaml";
-const IDENTITY: &str = "tests/bad-input/sealing-identity.txt";
-
-struct Case {
-    file: PathBuf,
-    expect: String,
-    values: Vec<String>,
-    unseal: bool,
-    args: Vec<String>,
-    renders: Vec<String>,
-    exit: i32,
-    alone: bool,
-}
-
-fn corpus() -> Vec<Case> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad-input");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            let name = p.file_name().unwrap().to_string_lossy();
-            name.len() > 4
-                && name[..3].bytes().all(|b| b.is_ascii_digit())
-                && name.ends_with(".yaml")
-        })
-        .collect();
-    files.sort();
-    files.into_iter().map(|file| parse_case(&file)).collect()
-}
-
-fn parse_case(file: &Path) -> Case {
-    let text = String::from_utf8_lossy(&std::fs::read(file).unwrap()).into_owned();
-    let mut case = Case {
-        file: file.to_path_buf(),
-        expect: String::new(),
-        values: Vec::new(),
-        unseal: false,
-        args: Vec::new(),
-        renders: Vec::new(),
-        exit: 1,
-        alone: false,
-    };
-    for line in text.lines().take_while(|l| l.starts_with('#')) {
-        let line = line.trim_start_matches('#').trim_start();
-        let (key, value) = line
-            .split_once(':')
-            .map_or((line, ""), |(k, v)| (k, v.trim()));
-        match key {
-            "expect" => case.expect = value.to_string(),
-            "value" => case.values.push(value.to_string()),
-            "command" => case.unseal = value == "unseal",
-            "args" => case.args = value.split_whitespace().map(String::from).collect(),
-            "renders" => case.renders.push(value.to_string()),
-            "exit" => case.exit = value.parse().unwrap(),
-            "alone" => case.alone = true,
-            _ => {}
-        }
-    }
-    assert!(
-        !case.expect.is_empty(),
-        "{}: no `# expect:` line",
-        file.display()
-    );
-    let number = &file.file_name().unwrap().to_string_lossy()[..3];
-    assert!(
-        !text.contains("name:") || text.contains(&format!("case-{number}")),
-        "{}: objects are named case-{number}...",
-        file.display()
-    );
-    case
-}
+use support::corpus::{Case, GOOD, IDENTITY, assert_no_value, corpus};
 
 fn secretsync(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_secretsync"))
@@ -129,29 +58,6 @@ fn secretsync(args: &[&str]) -> Output {
 
 fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
-}
-
-/// Every form of `value` that must not be seen.
-fn forms(value: &str) -> Vec<String> {
-    vec![
-        value.to_string(),
-        value.to_lowercase(),
-        value.to_uppercase(),
-        STANDARD.encode(value),
-        URL_SAFE.encode(value),
-        serde_json::to_string(value).unwrap(),
-    ]
-}
-
-fn assert_no_value(what: &str, output: &str, values: &[String]) {
-    for value in values {
-        for form in forms(value) {
-            assert!(
-                !output.contains(&form),
-                "{what}: a value leaked (as {form:?}):\n{output}"
-            );
-        }
-    }
 }
 
 fn rendered_names(stdout: &str) -> BTreeSet<String> {

@@ -37,6 +37,9 @@ use crate::sync::{self, SyncError, TemplateSources};
 pub const EXTERNAL_SECRET_ANNOTATION: &str = "secretsync.io/external-secret";
 /// Longest wait between retries after a failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
+/// Longest wait before an ExternalSecret is looked at again, whatever its
+/// interval (Go's durations reach 292 years; timers need not).
+pub const MAX_REQUEUE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a sync did not happen, as a Ready=False condition.
 pub(super) struct Failure {
@@ -424,11 +427,13 @@ fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
 fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
     match (interval, refreshed) {
         (Some(interval), Some(at)) => {
-            let due = at.checked_add(interval).unwrap_or(at);
-            let wait = due.saturating_duration_since(Instant::now());
-            Action::requeue(wait.max(Duration::from_secs(1)))
+            let wait = match at.checked_add(interval) {
+                Some(due) => due.saturating_duration_since(Instant::now()),
+                None => MAX_REQUEUE,
+            };
+            Action::requeue(wait.clamp(Duration::from_secs(1), MAX_REQUEUE))
         }
-        (Some(interval), None) => Action::requeue(interval),
+        (Some(interval), None) => Action::requeue(interval.min(MAX_REQUEUE)),
         (None, _) => Action::await_change(),
     }
 }
@@ -499,7 +504,7 @@ fn resolve_store(
                 .get(&ObjectRef::new_with(&reference.name, flavor.secret_stores()).within(&namespace))
                 .ok_or_else(|| {
                     not_ready(format!(
-                        "SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
+                        "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
                         reference.name
                     ))
                 })?;
@@ -521,7 +526,10 @@ fn resolve_store(
                     flavor.cluster_secret_stores(),
                 ))
                 .ok_or_else(|| {
-                    not_ready(format!("ClusterSecretStore {:?} not found", reference.name))
+                    not_ready(format!(
+                        "spec.secretStoreRef: ClusterSecretStore {:?} not found",
+                        reference.name
+                    ))
                 })?;
             let spec = store
                 .spec
@@ -531,7 +539,7 @@ fn resolve_store(
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
             if !sync::cluster_store_admits(spec, &namespace, &ctx.namespace_labels(&namespace)) {
                 return Err(not_ready(format!(
-                    "ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+                    "spec.secretStoreRef: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
                     reference.name
                 )));
             }

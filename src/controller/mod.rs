@@ -564,7 +564,8 @@ pub async fn run(
         .default_backoff()
         .inspect_ok(observer)
         .reflect(writer)
-        .applied_objects();
+        .applied_objects()
+        .predicate_filter(asked_for_sync, Default::default());
         let users_of_namespaced = {
             let refresher = refresher.clone();
             move |store: WatchedSecretStore| {
@@ -650,6 +651,18 @@ pub async fn run(
         _ = futures::future::join_all(watches) => {}
     }
     Ok(())
+}
+
+/// What a user changes to ask for a sync: the spec (generation), labels and
+/// annotations (`secretsync.io/force-sync`), not the status this controller
+/// writes itself.
+fn asked_for_sync(object: &WatchedExternalSecret) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    object.metadata.generation.hash(&mut hasher);
+    object.metadata.labels.hash(&mut hasher);
+    object.metadata.annotations.hash(&mut hasher);
+    Some(hasher.finish())
 }
 
 /// A watch of `api` yielding objects whose generation changed (spec edits,

@@ -58,9 +58,14 @@ impl<W> Member<W> {
         }
         match (self.last_refresh, self.observed.interval) {
             (None, _) => true,
-            (Some(at), Some(interval)) => {
-                now + interval / PULL_FORWARD >= at.checked_add(interval).unwrap_or(at)
-            }
+            (Some(at), Some(interval)) => match (
+                now.checked_add(interval / PULL_FORWARD),
+                at.checked_add(interval),
+            ) {
+                (Some(soon), Some(due)) => soon >= due,
+                // Beyond the clock's range: not due in any cycle to come.
+                _ => false,
+            },
             (Some(_), None) => false,
         }
     }

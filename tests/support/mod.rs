@@ -6,6 +6,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod controller;
+pub mod corpus;
 pub mod fault_proxy;
 pub mod moto;
 pub mod peers;

@@ -13,7 +13,6 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 pub use auth::{KubernetesAuth, NoKubernetes, ServiceAccountToken};
 pub use parameter_store::{BATCH_LIMIT as PARAMETERS_PER_CALL, SERVICE as SSM_SERVICE};
@@ -214,8 +213,7 @@ pub(super) fn stop_listing(pages: usize, fetch_cost: usize, seen: usize, changed
     pages >= fetch_cost || (seen >= 10 && changed * 2 > seen)
 }
 
-/// A failed call, with the SDK's full explanation (code, message, retries);
-/// AWS error text holds no secret values.
+/// A failed call, explained (AWS error text holds no secret values).
 pub(crate) fn api_error<E: std::error::Error + 'static>(
     service: &str,
     call: &str,
@@ -224,6 +222,35 @@ pub(crate) fn api_error<E: std::error::Error + 'static>(
     ProviderError::Api {
         service: service.into(),
         call: call.into(),
-        message: DisplayErrorContext(error).to_string(),
+        message: explain(error),
     }
+}
+
+/// An SDK error as a sentence: what kind of failure, then each cause in turn
+/// (`could not connect to AWS: io error: ... Connection refused`; for a
+/// service error, AWS's code and message), never the SDK's debug dump.
+pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    let kind = match parts.first().map(String::as_str) {
+        Some("dispatch failure") => Some("could not connect to AWS"),
+        Some("timeout error") => Some("AWS did not answer in time"),
+        Some("response error") => Some("AWS's response could not be read"),
+        Some("failed to construct request") => Some("the request could not be built"),
+        Some("service error") => None,
+        _ => return parts.join(": "),
+    };
+    let causes = parts.into_iter().skip(1);
+    kind.map(str::to_string)
+        .into_iter()
+        .chain(causes)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
