@@ -1515,3 +1515,80 @@ async fn status_survives_failed_writes_and_owned_secrets_hold_only_their_keys() 
     assert_eq!(text(&cleaned, "a"), "Status-v1");
     scenario.finish(&["Status-v1"]).await;
 }
+
+/// `--namespaces`: only the namespaces named are watched; an ExternalSecret
+/// elsewhere is left alone (no Secret, no status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_namespaces_named_are_watched() {
+    let mut scenario = Scenario::start("scoped").await;
+    let watched = scenario.cluster.namespace.clone();
+    let other = format!("{watched}-x");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(scenario.cluster.client.clone());
+    namespaces
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": other}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let store = fake_store("fake", &[("a", "Scoped-v1")]);
+    scenario
+        .apply("SecretStore", "secretstores", store.clone())
+        .await;
+    let es = json!({"metadata": {"name": "app"}, "spec": {"secretStoreRef": {"name": "fake"}, "data": data("a", "a")}});
+    let elsewhere = |kind: &str, plural: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(
+            scenario.cluster.client.clone(),
+            &other,
+            &resource(kind, plural),
+        )
+    };
+    for (kind, plural, mut manifest) in [
+        ("SecretStore", "secretstores", store),
+        ("ExternalSecret", "externalsecrets", es.clone()),
+    ] {
+        manifest["apiVersion"] = json!("secretsync.io/v1");
+        manifest["kind"] = json!(kind);
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_string();
+        elsewhere(kind, plural)
+            .patch(
+                &name,
+                &PatchParams::apply("scenario").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .unwrap();
+    }
+    let lease_namespace = watched.clone();
+    scenario.controller = Some(RunningController::start(
+        &scenario.cluster.kubeconfig,
+        &[
+            "--lease-namespace",
+            &lease_namespace,
+            "--identity",
+            "scenario",
+            "--namespaces",
+            &watched,
+        ],
+        &[],
+    ));
+    scenario.external_secret("app", es["spec"].clone()).await;
+    scenario
+        .secret_where("app", |s| text(s, "a") == "Scoped-v1")
+        .await;
+    // By now the other namespace's ExternalSecret would have synced too.
+    let untouched = elsewhere("ExternalSecret", "externalsecrets")
+        .get("app")
+        .await
+        .unwrap();
+    assert!(
+        untouched.data["status"].is_null(),
+        "{:?}",
+        untouched.data["status"]
+    );
+    let secrets: Api<Secret> = Api::namespaced(scenario.cluster.client.clone(), &other);
+    assert!(secrets.get_opt("app").await.unwrap().is_none());
+    let _ = namespaces.delete(&other, &DeleteParams::default()).await;
+    scenario.finish(&["Scoped-v1"]).await;
+}

@@ -36,6 +36,11 @@ pub struct Args {
     /// that). A real API server's in-flight limit is 400 reads, 200 writes.
     #[arg(long, default_value_t = secretsync::controller::DEFAULT_API_CONCURRENCY)]
     api_concurrency: usize,
+    /// Watch only these namespaces (comma-separated; repeatable), e.g. when the
+    /// controller may list and watch nowhere else. ClusterSecretStores and
+    /// namespaces are read cluster-wide. Default: the whole cluster.
+    #[arg(long, value_delimiter = ',', value_name = "NAMESPACE", value_parser = namespace)]
+    namespaces: Vec<String>,
     #[command(flatten)]
     templates: super::render::TemplateLimitArgs,
     /// Restart opted-in Deployments, StatefulSets, DaemonSets and Argo Rollouts
@@ -63,6 +68,13 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+fn namespace(text: &str) -> Result<String, String> {
+    match secretsync::api::dns_label_problem(text) {
+        None => Ok(text.to_string()),
+        Some(problem) => Err(format!("not a valid namespace: it {problem}")),
+    }
+}
+
 pub async fn run(args: Args) -> ExitCode {
     let sealing_keys = Some(SealingKeys {
         namespace: args.lease_namespace.clone(),
@@ -85,6 +97,7 @@ pub async fn run(args: Args) -> ExitCode {
         eso_compat: args.eso_compat,
         sealing_keys,
         api_concurrency: args.api_concurrency,
+        namespaces: args.namespaces,
         template_limits: args.templates.limits(),
         reload: args.reload.then_some(reload::Settings {
             debounce: args.reload_debounce,

@@ -500,8 +500,7 @@ fn resolve_store(
         StoreKind::SecretStore => {
             let described = format!("SecretStore {namespace}/{}", reference.name);
             let store = caches
-                .secret_stores
-                .get(&ObjectRef::new_with(&reference.name, flavor.secret_stores()).within(&namespace))
+                .secret_store(flavor, &namespace, &reference.name)
                 .ok_or_else(|| {
                     not_ready(format!(
                         "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",

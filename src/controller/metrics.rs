@@ -45,7 +45,7 @@ struct CallLabels {
 pub struct Metrics {
     registry: Registry,
     /// Managed Secrets, counted from the controller's own cache at scrape time.
-    managed: std::sync::OnceLock<Store<PartialObjectMeta<Secret>>>,
+    managed: std::sync::OnceLock<Vec<Store<PartialObjectMeta<Secret>>>>,
     syncs: Family<Outcome, Counter>,
     reconcile_seconds: Histogram,
     writes: Family<Outcome, Counter>,
@@ -157,8 +157,8 @@ impl Metrics {
     }
 
     /// Counts managed Secrets from this cache from now on.
-    pub fn track_managed_secrets(&self, store: Store<PartialObjectMeta<Secret>>) {
-        let _ = self.managed.set(store);
+    pub fn track_managed_secrets(&self, stores: Vec<Store<PartialObjectMeta<Secret>>>) {
+        let _ = self.managed.set(stores);
     }
 
     pub fn set_store_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
@@ -179,9 +179,10 @@ impl Metrics {
 
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
-        if let Some(store) = self.managed.get() {
+        if let Some(stores) = self.managed.get() {
+            let count: usize = stores.iter().map(Store::len).sum();
             self.managed_secrets
-                .set(i64::try_from(store.len()).unwrap_or(i64::MAX));
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)

@@ -19,6 +19,7 @@ pub mod reload;
 pub mod sealed_secret;
 pub mod store;
 mod target;
+mod watches;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -27,23 +28,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use futures::{FutureExt, StreamExt, TryStreamExt};
+use futures::FutureExt;
 use k8s_openapi::api::core::v1::{Namespace, Secret};
-use kube::api::Api;
 use kube::core::{ApiResource, PartialObjectMeta};
-use kube::runtime::controller::{self, Action, Controller};
+use kube::runtime::controller::{self, Action};
 use kube::runtime::events::Reporter;
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, predicates, watcher};
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
-use crate::api::{ExternalSecretStatus, SealedSecret};
+use crate::api::ExternalSecretStatus;
 use crate::provider::aws::RetrySettings;
 use crate::provider::{ProviderContext, Providers};
-use crate::sync::MANAGED_LABEL;
 pub use metrics::Metrics;
 use objects::{
-    ESO, Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
-    WatchedSecretStore,
+    ESO, Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSecretStore,
 };
 use refresh::Refresher;
 
@@ -89,16 +87,32 @@ pub struct Settings {
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
     /// Kubernetes API requests in flight at once (reconciles: twice that).
     pub api_concurrency: usize,
+    /// Watch only these namespaces (cluster-scoped kinds everywhere); empty:
+    /// the whole cluster.
+    pub namespaces: Vec<String>,
     /// templates: deadline and output cap for each object's templates.
     pub template_limits: crate::template::RenderLimits,
     /// Restart opted-in workloads when their Secrets and ConfigMaps change.
     pub reload: Option<reload::Settings>,
 }
 
-/// What the ExternalSecret reconciles of one flavor read from.
+/// What the ExternalSecret reconciles of one flavor read from: SecretStores
+/// of each watched scope, and ClusterSecretStores.
 pub struct StoreCaches {
-    pub secret_stores: Store<WatchedSecretStore>,
+    pub secret_stores: Vec<Store<WatchedSecretStore>>,
     pub cluster_secret_stores: Store<WatchedClusterSecretStore>,
+}
+
+impl StoreCaches {
+    pub fn secret_store(
+        &self,
+        flavor: Flavor,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<WatchedSecretStore>> {
+        let key = ObjectRef::new_with(name, flavor.secret_stores()).within(namespace);
+        self.secret_stores.iter().find_map(|store| store.get(&key))
+    }
 }
 
 /// The object an ExternalSecret reconcile is woken with.
@@ -116,7 +130,7 @@ pub struct Context {
     /// Stores by flavor group.
     stores: HashMap<&'static str, StoreCaches>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    managed_secrets: Store<PartialObjectMeta<Secret>>,
+    managed_secrets: Vec<Store<PartialObjectMeta<Secret>>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret: the status this process last wrote, which the
@@ -161,8 +175,10 @@ impl Context {
         namespace: &str,
         name: &str,
     ) -> Option<Arc<PartialObjectMeta<Secret>>> {
+        let key = ObjectRef::new(name).within(namespace);
         self.managed_secrets
-            .get(&ObjectRef::new(name).within(namespace))
+            .iter()
+            .find_map(|store| store.get(&key))
     }
 
     /// A namespace's labels, from the cache, as the API server sets them.
@@ -358,115 +374,13 @@ pub async fn run(
         .unwrap_or(u16::MAX)
         .max(1);
     let controller_config = controller::Config::default().concurrency(reconciles);
-    // Watches run as long as the process; controllers until shutdown, when
-    // they stop taking work and finish what runs.
-    let mut watches: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-    let mut controllers: Vec<futures::future::BoxFuture<'static, ()>> = Vec::new();
-
-    // Managed Secrets, namespaces, and two store kinds per flavor.
-    let filled = Filled::new(2 + 2 * flavors.len());
-
-    // Every reconcile trigger that is not the objects' own watch (a managed
-    // Secret changed or deleted, a cycle took an ExternalSecret along) goes
-    // through one channel per controller.
-    let mut external_triggers = HashMap::new();
-    let mut external_woken = HashMap::new();
-    for flavor in &flavors {
-        let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<ExternalSecretRef>();
-        external_triggers.insert(flavor.group, tx);
-        external_woken.insert(flavor.group, rx);
-    }
-    let (sealed_trigger, sealed_woken) =
-        tokio::sync::mpsc::unbounded_channel::<ObjectRef<WatchedSealedSecret>>();
-    let sealed = ApiResource::erase::<SealedSecret>(&());
-
-    // Managed Secrets, metadata only: one watch fills the cache and wakes
-    // whoever writes a Secret that changed or went away.
-    let (managed_secrets, managed_writer) = reflector::store();
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
-    let route = {
-        let external_triggers = external_triggers.clone();
-        let flavors = flavors.clone();
-        let sealed = sealed.clone();
-        move |secret: PartialObjectMeta<Secret>| {
-            for flavor in &flavors {
-                let writer = writer_of::<WatchedExternalSecret>(
-                    &secret,
-                    external_secret::EXTERNAL_SECRET_ANNOTATION,
-                    &flavor.external_secrets(),
-                );
-                if let (Some(writer), Some(tx)) = (writer, external_triggers.get(flavor.group)) {
-                    let _ = tx.send(writer);
-                }
-            }
-            if let Some(writer) = writer_of::<WatchedSealedSecret>(
-                &secret,
-                sealed_secret::SEALED_SECRET_ANNOTATION,
-                &sealed,
-            ) {
-                let _ = sealed_trigger.send(writer);
-            }
-        }
-    };
-    watches.push(
-        watcher(
-            Api::<PartialObjectMeta<Secret>>::all(client.clone()),
-            managed,
-        )
-        .default_backoff()
-        .modify(|secret| secret.metadata.managed_fields = None)
-        .inspect_ok(filled.marker())
-        .reflect(managed_writer)
-        .touched_objects()
-        .for_each(move |secret| {
-            if let Ok(secret) = secret {
-                route(secret);
-            }
-            futures::future::ready(())
-        })
-        .boxed(),
-    );
-    metrics.track_managed_secrets(managed_secrets.clone());
-
-    // Namespaces, metadata only: their labels select ClusterSecretStores.
-    let (namespaces, namespace_writer) = reflector::store();
-    watches.push(
-        watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .modify(|namespace| namespace.metadata.managed_fields = None)
-        .inspect_ok(filled.marker())
-        .reflect(namespace_writer)
-        .for_each(|_| futures::future::ready(()))
-        .boxed(),
-    );
-
-    // Stores: the store reconcilers' own watches fill the caches the
-    // ExternalSecrets' lookups read.
-    let (refresher, mut woken) = Refresher::<ExternalSecretRef>::new();
-    let mut stores = HashMap::new();
-    let mut watched_stores = Vec::new();
-    for flavor in &flavors {
-        let namespaced_writer: reflector::store::Writer<WatchedSecretStore> =
-            reflector::store::Writer::new(flavor.secret_stores());
-        let cluster_writer: reflector::store::Writer<WatchedClusterSecretStore> =
-            reflector::store::Writer::new(flavor.cluster_secret_stores());
-        stores.insert(
-            flavor.group,
-            StoreCaches {
-                secret_stores: namespaced_writer.as_reader(),
-                cluster_secret_stores: cluster_writer.as_reader(),
-            },
-        );
-        watched_stores.push((*flavor, namespaced_writer, cluster_writer));
-    }
-
+    let scopes = watches::Scope::all(&settings.namespaces);
+    let plan = watches::Plan::new(&flavors, &scopes);
+    metrics.track_managed_secrets(plan.managed_secrets());
     let ctx = Arc::new(Context {
         client: client.clone(),
         providers,
-        refresher: refresher.clone(),
+        refresher: plan.refresher.clone(),
         events: events::Events::new(
             client.clone(),
             Reporter {
@@ -476,173 +390,46 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         sealing_keys: settings.sealing_keys.clone(),
-        stores,
-        namespaces: namespaces.clone(),
-        managed_secrets: managed_secrets.clone(),
-        filled: filled.clone(),
+        stores: plan.store_caches(),
+        namespaces: plan.namespaces(),
+        managed_secrets: plan.managed_secrets(),
+        filled: plan.filled.clone(),
         failures: Mutex::default(),
         statuses: Mutex::default(),
         template_limits: settings.template_limits,
         render_pool: crate::template::RenderPool::for_this_machine(),
     });
-
-    // Who a cycle took along is woken in its own flavor's controller.
-    watches.push(
-        async move {
-            while let Some(object) = woken.recv().await {
-                if let Some(tx) = external_triggers.get(object.dyntype.group.as_str()) {
-                    let _ = tx.send(object);
-                }
-            }
-        }
-        .boxed(),
-    );
-
-    for (flavor, namespaced_writer, cluster_writer) in watched_stores {
-        let caches = ctx.stores_of(flavor).expect("every flavor has its stores");
-        // Store reconcilers run on spec changes and on their own recheck
-        // timer, not on their own status writes.
-        let namespaced_stores = watcher(
-            Api::<WatchedSecretStore>::all_with(client.clone(), &flavor.secret_stores()),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .inspect_ok(ctx.filled.marker())
-        .reflect(namespaced_writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-        controllers.push(
-            Controller::for_stream_with(
-                namespaced_stores,
-                caches.secret_stores.clone(),
-                flavor.secret_stores(),
-            )
-            .graceful_shutdown_on(when_stopped())
-            .run(store::reconcile_namespaced, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-            .boxed(),
-        );
-        let cluster_stores = watcher(
-            Api::<WatchedClusterSecretStore>::all_with(
-                client.clone(),
-                &flavor.cluster_secret_stores(),
-            ),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .inspect_ok(ctx.filled.marker())
-        .reflect(cluster_writer)
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
-        controllers.push(
-            Controller::for_stream_with(
-                cluster_stores,
-                caches.cluster_secret_stores.clone(),
-                flavor.cluster_secret_stores(),
-            )
-            .graceful_shutdown_on(when_stopped())
-            .run(store::reconcile_cluster, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-            .boxed(),
-        );
-
-        // ExternalSecrets of this flavor; the watch also tells the refresher
-        // who is in which store.
-        let resource = flavor.external_secrets();
-        let writer = reflector::store::Writer::new(resource.clone());
-        let reader = writer.as_reader();
-        let observer = {
-            let ctx = ctx.clone();
-            move |event: &watcher::Event<WatchedExternalSecret>| {
-                external_secret::observe(&ctx, flavor, event)
-            }
-        };
-        let external_secrets = watcher(
-            Api::<WatchedExternalSecret>::all_with(client.clone(), &resource),
-            watcher::Config::default(),
-        )
-        .default_backoff()
-        .inspect_ok(observer)
-        .reflect(writer)
-        .applied_objects()
-        .predicate_filter(asked_for_sync, Default::default());
-        let users_of_namespaced = {
-            let refresher = refresher.clone();
-            move |store: WatchedSecretStore| {
-                refresher.members_of(&store::identity_of_namespaced(flavor, &store))
-            }
-        };
-        let users_of_cluster = {
-            let refresher = refresher.clone();
-            move |store: WatchedClusterSecretStore| {
-                refresher.members_of(&store::identity_of_cluster(flavor, &store))
-            }
-        };
-        let woken = external_woken
-            .remove(flavor.group)
-            .map(stream_of)
-            .unwrap_or_else(|| futures::stream::empty().boxed());
-        controllers.push(
-            Controller::for_stream_with(external_secrets, reader, resource.clone())
-                .with_config(controller_config.clone())
-                .watches_stream_with(
-                    spec_changes(Api::<WatchedSecretStore>::all_with(
-                        client.clone(),
-                        &flavor.secret_stores(),
-                    )),
-                    users_of_namespaced,
-                    flavor.secret_stores(),
-                )
-                .watches_stream_with(
-                    spec_changes(Api::<WatchedClusterSecretStore>::all_with(
-                        client.clone(),
-                        &flavor.cluster_secret_stores(),
-                    )),
-                    users_of_cluster,
-                    flavor.cluster_secret_stores(),
-                )
-                .reconcile_on(woken)
-                .graceful_shutdown_on(when_stopped())
-                .run(external_secret::reconcile, error_policy, ctx.clone())
-                .for_each(|_| futures::future::ready(()))
-                .boxed(),
-        );
-    }
-
-    // SealedSecrets.
-    let sealed_writer = reflector::store::Writer::new(sealed.clone());
-    let sealed_reader = sealed_writer.as_reader();
-    let sealed_secrets = watcher(
-        Api::<WatchedSealedSecret>::all_with(client.clone(), &sealed),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(sealed_writer)
-    .applied_objects();
-    controllers.push(
-        Controller::for_stream_with(sealed_secrets, sealed_reader, sealed)
-            .with_config(controller_config)
-            .reconcile_on(stream_of(sealed_woken))
-            .graceful_shutdown_on(when_stopped())
-            .run(sealed_secret::reconcile, error_policy, ctx.clone())
-            .for_each(|_| futures::future::ready(()))
-            .boxed(),
-    );
+    // Watches run as long as the process; controllers until shutdown, when
+    // they stop taking work and finish what runs.
+    let (watches, mut controllers) =
+        plan.start(&client, &ctx, controller_config, when_stopped.clone());
 
     if let Some(reload) = settings.reload.clone() {
-        controllers.push(
-            reload::run(
-                client.clone(),
-                reload,
-                metrics.clone(),
-                Reporter {
-                    controller: FIELD_MANAGER.into(),
-                    instance: settings.leader.as_ref().map(|l| l.identity.clone()),
-                },
-                when_stopped(),
-            )
-            .boxed(),
-        );
+        // One restarter per scope; the cluster-wide rate is shared among them.
+        let share = reload::Settings {
+            rate: reload.rate / scopes.len().max(1) as f64,
+            ..reload
+        };
+        for scope in &scopes {
+            let namespace = match scope {
+                watches::Scope::Cluster => None,
+                watches::Scope::Namespace(namespace) => Some(namespace.clone()),
+            };
+            controllers.push(
+                reload::run(
+                    client.clone(),
+                    share.clone(),
+                    namespace,
+                    metrics.clone(),
+                    Reporter {
+                        controller: FIELD_MANAGER.into(),
+                        instance: settings.leader.as_ref().map(|l| l.identity.clone()),
+                    },
+                    when_stopped(),
+                )
+                .boxed(),
+            );
+        }
     }
 
     ready.store(true, Ordering::SeqCst);
@@ -651,44 +438,6 @@ pub async fn run(
         _ = futures::future::join_all(watches) => {}
     }
     Ok(())
-}
-
-/// What a user changes to ask for a sync: the spec (generation), labels and
-/// annotations (`secretsync.io/force-sync`), not the status this controller
-/// writes itself.
-fn asked_for_sync(object: &WatchedExternalSecret) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    object.metadata.generation.hash(&mut hasher);
-    object.metadata.labels.hash(&mut hasher);
-    object.metadata.annotations.hash(&mut hasher);
-    Some(hasher.finish())
-}
-
-/// A watch of `api` yielding objects whose generation changed (spec edits,
-/// not status writes).
-fn spec_changes<K>(
-    api: Api<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
-where
-    K: kube::Resource<DynamicType = ApiResource>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
-{
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default())
-}
-
-fn stream_of<T: Send + 'static>(
-    mut receiver: tokio::sync::mpsc::UnboundedReceiver<T>,
-) -> futures::stream::BoxStream<'static, T> {
-    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
 }
 
 async fn serve_health(

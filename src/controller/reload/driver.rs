@@ -34,6 +34,7 @@ type PatchFuture = Pin<Box<dyn Future<Output = (Job, PatchOutcome)> + Send>>;
 pub async fn run(
     client: kube::Client,
     settings: Settings,
+    namespace: Option<String>,
     metrics: Arc<Metrics>,
     reporter: Reporter,
     stopped: impl Future<Output = ()>,
@@ -50,7 +51,7 @@ pub async fn run(
         jiff::Timestamp::now(),
     );
     let (tx, mut rx) = mpsc::channel::<Message>(1024);
-    let watches = watch::spawn(client.clone(), tx);
+    let watches = watch::spawn(client.clone(), namespace.as_deref(), tx);
     let mut reads = FuturesUnordered::new();
     let mut backlog: VecDeque<ObjKey> = VecDeque::new();
     let mut patch: Option<PatchFuture> = None;

@@ -44,42 +44,59 @@ pub fn map<A, B>(event: Event<A>, mut f: impl FnMut(A) -> B) -> Event<B> {
     }
 }
 
-/// Starts every watch; they run until the receiver goes away.
-pub fn spawn(client: kube::Client, tx: mpsc::Sender<Message>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Starts every watch, of the whole cluster or of one `namespace` (with
+/// `--namespaces`); they run until the receiver goes away.
+pub fn spawn(
+    client: kube::Client,
+    namespace: Option<&str>,
+    tx: mpsc::Sender<Message>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         tokio::spawn(objects::<Secret>(
-            client.clone(),
+            api(&client, namespace),
             ObjKind::Secret,
             tx.clone(),
         )),
         tokio::spawn(objects::<ConfigMap>(
-            client.clone(),
+            api(&client, namespace),
             ObjKind::ConfigMap,
             tx.clone(),
         )),
         tokio::spawn(typed_workloads::<Deployment>(
-            Api::all(client.clone()),
+            api(&client, namespace),
             WorkloadKind::Deployment,
             |d| Some(&d.spec.template),
             tx.clone(),
         )),
         tokio::spawn(typed_workloads::<StatefulSet>(
-            Api::all(client.clone()),
+            api(&client, namespace),
             WorkloadKind::StatefulSet,
             |s| Some(&s.spec.template),
             tx.clone(),
         )),
         tokio::spawn(typed_workloads::<DaemonSet>(
-            Api::all(client.clone()),
+            api(&client, namespace),
             WorkloadKind::DaemonSet,
             |d| Some(&d.spec.template),
             tx.clone(),
         )),
-        tokio::spawn(rollouts(client, tx)),
+        tokio::spawn(rollouts(client, namespace.map(str::to_string), tx)),
     ]
 }
 
-async fn objects<K>(client: kube::Client, kind: ObjKind, tx: mpsc::Sender<Message>)
+/// The cluster's objects of a kind, or one namespace's.
+fn api<K>(client: &kube::Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn objects<K>(api: Api<PartialObjectMeta<K>>, kind: ObjKind, tx: mpsc::Sender<Message>)
 where
     K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
@@ -88,7 +105,6 @@ where
         + Send
         + 'static,
 {
-    let api: Api<PartialObjectMeta<K>> = Api::all(client);
     let mut stream =
         std::pin::pin!(watch_stream(api, watcher::Config::default()).default_backoff());
     while let Some(item) = stream.next().await {
@@ -171,7 +187,7 @@ async fn forward<K>(
 }
 
 /// Argo Rollouts, from the moment their API is served.
-async fn rollouts(client: kube::Client, tx: mpsc::Sender<Message>) {
+async fn rollouts(client: kube::Client, namespace: Option<String>, tx: mpsc::Sender<Message>) {
     let kind = WorkloadKind::Rollout;
     let resource = kind.api_resource();
     loop {
@@ -188,7 +204,10 @@ async fn rollouts(client: kube::Client, tx: mpsc::Sender<Message>) {
         tokio::time::sleep(ROLLOUTS_RECHECK).await;
     }
     tracing::info!("reload: Argo Rollouts are served; watching them");
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<DynamicObject> = match &namespace {
+        Some(namespace) => Api::namespaced_with(client, namespace, &resource),
+        None => Api::all_with(client, &resource),
+    };
     let stream = watch_stream(api, watcher::Config::default()).default_backoff();
     forward(stream, kind, tx, |object: DynamicObject| {
         let key = workload_key(kind, &object.metadata);
