@@ -730,3 +730,77 @@ async fn a_change_signals_the_process_found_by_name() {
     assert_eq!(read(&dir, "key"), "key-two");
     assert!(agent.text().contains("signalled"), "{}", agent.text());
 }
+
+/// Refreshes keep what they fetched: an unchanged ExternalSecret costs one
+/// listing call a refresh, no value fetched again; a changed value is
+/// fetched, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_refreshes_fetch_no_value_again() {
+    let bed = Bed::start().await;
+    bed.secret("team/db", r#"{"password":"refresh-pw-1"}"#)
+        .await;
+    bed.secret("team/api", "api-token-1").await;
+    let config = bed.config(&format!(
+        r#"apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {{name: aws, namespace: team}}
+spec:
+  provider:
+    aws: {{service: SecretsManager, region: {REGION}}}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {{name: app, namespace: team}}
+spec:
+  secretStoreRef: {{name: aws}}
+  data:
+    - {{secretKey: password, remoteRef: {{key: team/db, property: password}}}}
+    - {{secretKey: token, remoteRef: {{key: team/api}}}}
+"#
+    ));
+    let dir = bed.target();
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+    bed.moto.start_recording();
+    let seen = agent.lines_with("refresh: no change");
+    agent.wait_for_lines("refresh: no change", seen + 2);
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        0,
+        "{recorded:?}"
+    );
+    assert!(
+        count(&recorded, "secretsmanager.ListSecrets") >= 2,
+        "{recorded:?}"
+    );
+
+    bed.rotate("team/api", "api-token-2").await;
+    bed.moto.start_recording();
+    wait_until("the new token on disk", || {
+        read(&dir, "token") == "api-token-2"
+    });
+    let recorded = bed.moto.stop_recording();
+    let asked: Vec<String> = recorded
+        .iter()
+        .filter(|r| r.call == "secretsmanager.BatchGetSecretValue")
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["SecretIdList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(asked, ["team/api"], "only the changed value: {recorded:?}");
+    assert_eq!(read(&dir, "password"), "refresh-pw-1");
+}

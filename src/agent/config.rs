@@ -14,12 +14,11 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aws_config::SdkConfig;
 use serde::Deserialize;
 
 use super::files::{FileName, FileSet, SecretFile};
 use super::objects::{FetchError, Objects, ParametersError};
-use crate::provider::{ProviderContext, Providers};
+use crate::provider::Providers;
 
 const SPC_GROUP: &str = "secrets-store.csi.x-k8s.io/";
 const PROVIDERS: &[&str] = &["aws", "secretsync"];
@@ -139,15 +138,16 @@ impl Config {
     }
 
     /// Fetches everything the config asks for and returns the files; all or
-    /// nothing. `providers` serve the ASCP objects (kept across refreshes);
-    /// ExternalSecrets go through `render` with `base` (its credentials cache
-    /// is shared) and `namespace` for manifests that name none.
+    /// nothing. `providers` serve the ASCP objects and `renderer` the
+    /// ExternalSecrets (both kept across refreshes, so unchanged values are
+    /// not fetched again), with `namespace` for manifests that name none.
     pub async fn fetch(
         &self,
         providers: &Providers,
-        base: &SdkConfig,
+        renderer: &mut crate::render::Renderer,
         namespace: &str,
         default_mode: u32,
+        template_limits: &crate::template::RenderLimits,
     ) -> Result<FileSet, FetchError> {
         let mut files = match &self.objects {
             Some(objects) => objects.fetch(providers, None).await?,
@@ -156,17 +156,9 @@ impl Config {
         if !self.external_secrets {
             return Ok(files);
         }
-        let context = ProviderContext {
-            aws_base: Some(base.clone()),
-            ..Default::default()
-        };
-        let rendered = crate::render::render(
-            std::slice::from_ref(&self.path),
-            namespace,
-            context,
-            &crate::template::RenderLimits::default(),
-        )
-        .await;
+        let rendered = renderer
+            .render(std::slice::from_ref(&self.path), namespace, template_limits)
+            .await;
         if !rendered.errors.is_empty() {
             return Err(FetchError(
                 rendered.errors.iter().map(ToString::to_string).collect(),

@@ -33,6 +33,8 @@ pub struct Settings {
     /// Namespace of ExternalSecret manifests that name none.
     pub namespace: String,
     pub notify: Notify,
+    /// Deadline and output cap of each ExternalSecret's templates.
+    pub template_limits: crate::template::RenderLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,8 @@ pub struct Agent {
     settings: Settings,
     base: SdkConfig,
     providers: Providers,
+    /// ExternalSecrets' stores, kept across refreshes like `providers`.
+    renderer: tokio::sync::Mutex<crate::render::Renderer>,
     writer: AtomicWriter,
 }
 
@@ -86,11 +90,16 @@ impl Agent {
             aws_base: Some(base.clone()),
             ..Default::default()
         });
+        let renderer = crate::render::Renderer::new(ProviderContext {
+            aws_base: Some(base.clone()),
+            ..Default::default()
+        });
         Ok(Self {
             writer: AtomicWriter::new(&settings.target_dir),
             settings,
             base,
             providers,
+            renderer: tokio::sync::Mutex::new(renderer),
         })
     }
 
@@ -105,9 +114,10 @@ impl Agent {
         let files = config
             .fetch(
                 &self.providers,
-                &self.base,
+                &mut *self.renderer.lock().await,
                 &self.settings.namespace,
                 self.settings.default_mode,
+                &self.settings.template_limits,
             )
             .await?;
         let count = files.len();

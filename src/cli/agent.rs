@@ -45,16 +45,12 @@ pub struct Args {
     /// How long the --exec command may run.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     exec_timeout: Duration,
+    #[command(flatten)]
+    templates: super::render::TemplateLimitArgs,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let duration: kube::core::Duration = text
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration: use Go syntax such as 30s, 5m, 1h"))?;
-    if duration.is_negative() {
-        return Err(format!("{text:?} is negative"));
-    }
-    let duration = Duration::from(duration);
+    let duration = super::go_duration(text)?;
     if duration.is_zero() {
         return Err("must be above zero".into());
     }
@@ -81,6 +77,7 @@ pub async fn run(args: Args) -> ExitCode {
             command: args.command,
             command_timeout: args.exec_timeout,
         },
+        template_limits: args.templates.limits(),
     };
     let agent = match Agent::new(settings.clone()).await {
         Ok(agent) => agent,

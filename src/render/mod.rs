@@ -43,15 +43,75 @@ pub async fn render(
     context: ProviderContext,
     template_limits: &RenderLimits,
 ) -> Rendered {
-    let Loaded {
-        inputs,
-        errors,
-        warnings,
-    } = manifests::load(paths, default_namespace);
-    let providers = Providers::new(ProviderContext {
-        kube: Arc::new(ManifestSecrets::from(&inputs)),
-        ..context
-    });
+    Renderer::new(context)
+        .render(paths, default_namespace, template_limits)
+        .await
+}
+
+/// Renders round after round (the agent does), keeping the stores' providers
+/// between rounds: their clients, credentials and the answers kept for
+/// change detection, so an unchanged round costs a few listing calls. They are
+/// made anew only when the Secrets among the manifests (static keys for
+/// `auth.secretRef`) change.
+pub struct Renderer {
+    aws_base: Option<aws_config::SdkConfig>,
+    retry: crate::provider::aws::RetrySettings,
+    providers: Option<(String, Providers)>,
+}
+
+impl Renderer {
+    pub fn new(context: ProviderContext) -> Self {
+        Self {
+            aws_base: context.aws_base,
+            retry: context.retry,
+            providers: None,
+        }
+    }
+
+    /// The providers for these manifests: the last round's, unless the
+    /// Secrets among them changed.
+    fn providers_for(&mut self, inputs: &manifests::Inputs) -> &Providers {
+        let secrets = ManifestSecrets::from(inputs);
+        let fingerprint = secrets.fingerprint();
+        let reuse = self
+            .providers
+            .as_ref()
+            .is_some_and(|(kept, _)| *kept == fingerprint);
+        if !reuse {
+            let providers = Providers::new(ProviderContext {
+                kube: Arc::new(secrets),
+                aws_base: self.aws_base.clone(),
+                retry: self.retry.clone(),
+            });
+            self.providers = Some((fingerprint, providers));
+        }
+        &self.providers.as_ref().expect("just made").1
+    }
+
+    pub async fn render(
+        &mut self,
+        paths: &[PathBuf],
+        default_namespace: &str,
+        template_limits: &RenderLimits,
+    ) -> Rendered {
+        let Loaded {
+            inputs,
+            errors,
+            warnings,
+        } = manifests::load(paths, default_namespace);
+        let providers = self.providers_for(&inputs);
+        render_inputs(paths, inputs, errors, warnings, providers, template_limits).await
+    }
+}
+
+async fn render_inputs(
+    paths: &[PathBuf],
+    inputs: manifests::Inputs,
+    errors: Vec<InputError>,
+    warnings: Vec<String>,
+    providers: &Providers,
+    template_limits: &RenderLimits,
+) -> Rendered {
     let mut rendered = Rendered {
         errors,
         warnings,
@@ -333,6 +393,25 @@ fn template_sources(inputs: &Inputs, namespace: &str) -> TemplateSources {
 /// cluster to ask for ServiceAccount tokens.
 struct ManifestSecrets {
     secrets: BTreeMap<(String, String), BTreeMap<String, SecretValue>>,
+}
+
+impl ManifestSecrets {
+    /// A digest of every key and value, to tell whether they changed.
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for ((namespace, name), data) in &self.secrets {
+            for (key, value) in data {
+                for part in [namespace.as_bytes(), name.as_bytes(), key.as_bytes()] {
+                    hasher.update((part.len() as u64).to_le_bytes());
+                    hasher.update(part);
+                }
+                hasher.update((value.len() as u64).to_le_bytes());
+                hasher.update(value.expose());
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
 }
 
 impl From<&Inputs> for ManifestSecrets {
