@@ -8,6 +8,8 @@
 
 mod support;
 
+use support::controller::cli;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
@@ -1136,30 +1138,6 @@ async fn a_value_rotated_in_aws_rolls_the_deployment_exactly_once() {
     assert_eq!(bed.state("Deployment", "app").await.2, generation + 1);
     assert_eq!(bed.metric("Deployment").await, 1);
     bed.finish(&["Aws-reload-pw-1", "Aws-reload-pw-2"]).await;
-}
-
-fn cli(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "secretsync {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,30 +104,14 @@ pub async fn run(args: Args) -> ExitCode {
             rate: args.reload_rate,
         }),
     };
-    let config = match kube::Config::infer().await {
-        Ok(config) => config,
-        Err(e) => {
-            eprintln!(
-                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = super::kube_config().await else {
+        return ExitCode::FAILURE;
     };
-    match secretsync::controller::run(config, settings, shutdown_signal()).await {
+    match secretsync::controller::run(config, settings, super::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -29,14 +29,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!(
-                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(client) = super::kube_config()
+        .await
+        .and_then(|config| kube::Client::try_from(config).ok())
+    else {
+        return ExitCode::FAILURE;
     };
     let settings = Settings {
         socket: args.socket,

@@ -108,8 +108,21 @@ fn report(result: Result<(), String>) -> ExitCode {
     }
 }
 
-/// SIGTERM (what Kubernetes sends) or Ctrl-C, for the long-running agent and
-/// CSI provider.
+/// The cluster to talk to: `KUBECONFIG` (or `~/.kube/config`), else the
+/// in-cluster ServiceAccount; `None` (said on stderr) when there is none.
+async fn kube_config() -> Option<kube::Config> {
+    match kube::Config::infer().await {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!(
+                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
+            );
+            None
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C, for the long-running modes.
 async fn shutdown_signal() {
     match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(mut terminate) => {

@@ -282,28 +282,16 @@ impl Plan {
         });
 
         for (flavor, writer) in cluster_stores {
-            let reader = writer.as_reader();
-            let stream = watcher(
-                Api::<WatchedClusterSecretStore>::all_with(
-                    client.clone(),
-                    &flavor.cluster_secret_stores(),
-                ),
-                watcher::Config::default(),
-            )
-            .default_backoff()
-            .inspect_ok(filled.marker())
-            .reflect(writer)
-            .applied_objects()
-            .predicate_filter(predicates::generation, Default::default());
-            // Store reconcilers run on spec changes and on their own recheck
-            // timer, not on their own status writes.
-            controllers.push(
-                Controller::for_stream_with(stream, reader, flavor.cluster_secret_stores())
-                    .graceful_shutdown_on(stopped())
-                    .run(store::reconcile_cluster, error_policy, ctx.clone())
-                    .for_each(|_| futures::future::ready(()))
-                    .boxed(),
-            );
+            let resource = flavor.cluster_secret_stores();
+            controllers.push(stores(
+                Api::all_with(client.clone(), &resource),
+                resource,
+                writer,
+                &filled,
+                store::reconcile_cluster,
+                ctx,
+                stopped(),
+            ));
         }
 
         for scoped in scoped {
@@ -340,23 +328,16 @@ impl Plan {
             );
 
             for (flavor, writer) in secret_stores {
-                let reader = writer.as_reader();
-                let stream = watcher(
-                    scope.dynamic::<WatchedSecretStore>(client, &flavor.secret_stores()),
-                    watcher::Config::default(),
-                )
-                .default_backoff()
-                .inspect_ok(filled.marker())
-                .reflect(writer)
-                .applied_objects()
-                .predicate_filter(predicates::generation, Default::default());
-                controllers.push(
-                    Controller::for_stream_with(stream, reader, flavor.secret_stores())
-                        .graceful_shutdown_on(stopped())
-                        .run(store::reconcile_namespaced, error_policy, ctx.clone())
-                        .for_each(|_| futures::future::ready(()))
-                        .boxed(),
-                );
+                let resource = flavor.secret_stores();
+                controllers.push(stores(
+                    scope.dynamic(client, &resource),
+                    resource,
+                    writer,
+                    &filled,
+                    store::reconcile_namespaced,
+                    ctx,
+                    stopped(),
+                ));
             }
 
             for (flavor, woken) in woken {
@@ -394,6 +375,43 @@ impl Plan {
         }
         (watches, controllers)
     }
+}
+
+/// A store controller, whose watch also fills the cache the ExternalSecrets'
+/// lookups read. It reconciles on spec changes and on its own recheck timer,
+/// not on its own status writes.
+fn stores<K, R, F>(
+    api: Api<K>,
+    resource: ApiResource,
+    writer: reflector::store::Writer<K>,
+    filled: &Filled,
+    reconcile: R,
+    ctx: &Arc<Context>,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()>
+where
+    K: kube::Resource<DynamicType = ApiResource>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: Future<Output = Result<kube::runtime::controller::Action, super::Error>> + Send + 'static,
+{
+    let reader = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(filled.marker())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream_with(stream, reader, resource)
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
 }
 
 /// The ExternalSecret controller of one flavor and scope. Its watch also tells
