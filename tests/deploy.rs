@@ -565,7 +565,7 @@ fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Gran
         &["secrets"],
         &["get", "list", "watch", "create", "patch", "delete"],
     ));
-    out.extend(grants("", &["namespaces"], &["get"]));
+    out.extend(grants("", &["namespaces"], &["list", "watch"]));
     out.extend(grants("events.k8s.io", &["events"], &["create", "patch"]));
     out.extend(grants(
         "coordination.k8s.io",
