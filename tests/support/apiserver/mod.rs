@@ -15,6 +15,7 @@ mod patch;
 mod resources;
 mod schema;
 mod selectors;
+pub mod stats;
 mod storage;
 mod watch;
 
@@ -41,6 +42,7 @@ pub struct FakeApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
+    stats: Arc<stats::Stats>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -73,9 +75,12 @@ impl FakeApiServer {
             address: address.clone(),
         };
         let router = Router::new().fallback(handle).with_state(app);
+        let stats = Arc::new(stats::Stats::default());
+        let listener = stats::CountingListener::new(listener, stats.clone());
+        let service = stats::counted(router, stats.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
+            let _ = axum::serve(listener, service)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -85,12 +90,18 @@ impl FakeApiServer {
             url: format!("http://{address}"),
             state,
             faults,
+            stats,
             shutdown: Some(shutdown),
         }
     }
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Requests and connections counted so far, for benchmarks.
+    pub fn stats(&self) -> &stats::Stats {
+        &self.stats
     }
 
     /// The current resourceVersion (etcd's revision).
