@@ -44,6 +44,8 @@ pub struct Recorded {
     pub call: String,
     pub authorization: String,
     pub body: String,
+    /// `X-Amz-Date` (`20261124T101500Z`): when the client signed it.
+    pub date: String,
 }
 
 impl Moto {
@@ -98,6 +100,11 @@ impl Moto {
             moto.endpoint
         );
         moto
+    }
+
+    /// The server's process id, to read its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     fn post(&self, path: &str) {
@@ -159,6 +166,7 @@ impl Moto {
                     call,
                     authorization: header("Authorization"),
                     body,
+                    date: header("X-Amz-Date"),
                 }
             })
             .collect()
