@@ -172,6 +172,7 @@ struct Start {
     moto: ProcessSample,
     bench: ProcessSample,
     load: String,
+    regressions: u64,
 }
 
 /// How a phase went, before it is reported.
@@ -222,7 +223,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         .unwrap_or_else(|| dir.path().join("controller.log"));
     if !options.json_only {
         println!(
-            "bench: {} ExternalSecrets ({} refs) in {} namespaces reading {sm} Secrets Manager secrets and {ssm} SSM parameters; set up in {:.1} s; controller {}; commit {commit}",
+            "bench: {} ExternalSecrets ({} refs) in {} namespaces reading {sm} Secrets Manager secrets and {ssm} SSM parameters; set up in {:.1} s; controller {}; controller commit {commit}",
             fleet.external_secrets.len(),
             fleet
                 .external_secrets
@@ -294,6 +295,7 @@ impl Bench {
             moto: measure::sample(self.moto.pid()).unwrap_or_default(),
             bench: measure::sample(std::process::id()).unwrap_or_default(),
             load: measure::load_average(),
+            regressions: self.tracker.regressions(),
         }
     }
 
@@ -721,6 +723,7 @@ impl Bench {
             ),
             eso_model: self.fleet.eso_model(),
             refreshes: self.tracker.refreshes_between(start.wall, refresh_end),
+            refresh_time_regressions: self.tracker.regressions() - start.regressions,
             refreshes_by_tenth: tenths(
                 &self.tracker.refresh_times(start.wall, refresh_end),
                 length,
@@ -731,6 +734,7 @@ impl Bench {
             api: measure::api_load(&start.stats, &stats),
             moto_cpu_seconds: moto.cpu_seconds() - start.moto.cpu_seconds(),
             bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
+            bench_rss_kib: bench.rss_kib,
             load_average: start.load,
             phase_seconds: end.duration_since(start.at).as_secs_f64(),
             notes: outcome.notes,
@@ -961,21 +965,25 @@ async fn annotate_all(
     Ok(())
 }
 
-/// The commit measured, `-dirty` with uncommitted changes to tracked files.
+/// The controller measured: the last commit that changed `src/`, `Cargo.toml`
+/// or `Cargo.lock`, `-dirty` when they have uncommitted changes.
 fn commit() -> String {
+    const CONTROLLER: [&str; 4] = ["--", "src", "Cargo.toml", "Cargo.lock"];
     let git = |args: &[&str]| {
         Command::new("git")
             .args(args)
+            .args(CONTROLLER)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .output()
             .ok()
+            .filter(|o| o.status.success())
     };
-    let Some(head) = git(&["rev-parse", "--short", "HEAD"]).filter(|o| o.status.success()) else {
+    let Some(last) = git(&["log", "-1", "--format=%h"]) else {
         return "unknown".into();
     };
-    let head = String::from_utf8_lossy(&head.stdout).trim().to_string();
-    let clean = git(&["diff", "--quiet", "HEAD"]).is_some_and(|o| o.status.success());
-    if clean { head } else { format!("{head}-dirty") }
+    let last = String::from_utf8_lossy(&last.stdout).trim().to_string();
+    let dirty = git(&["status", "--porcelain"]).is_none_or(|o| !o.stdout.is_empty());
+    if dirty { format!("{last}-dirty") } else { last }
 }
 
 /// Sockets are files: a controller opening thousands of connections needs

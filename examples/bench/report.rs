@@ -14,6 +14,7 @@ pub struct PhaseReport {
     /// first-sync, changed-forced, unchanged-forced, steady-unchanged, steady-changed.
     pub phase: String,
     pub title: String,
+    /// The controller measured: the last commit touching src/, Cargo.toml, Cargo.lock.
     pub commit: String,
     pub fleet: FleetSize,
     /// Seconds from the trigger (controller start, first annotation, start of
@@ -39,6 +40,9 @@ pub struct PhaseReport {
     /// ESO's documented behaviour for one refresh of the fleet: a model.
     pub eso_model: EsoModel,
     pub refreshes: Refreshes,
+    /// Times an ExternalSecret's `refreshTime` was replaced by an earlier one
+    /// (a status written from a stale copy of the object).
+    pub refresh_time_regressions: u64,
     pub refreshes_by_tenth: Vec<u64>,
     /// The controller at the end of the phase; `hwm_kib` is the phase's peak
     /// when `peak_is_per_phase`, else the process's lifetime peak.
@@ -50,6 +54,8 @@ pub struct PhaseReport {
     /// included) CPU seconds in the phase, and the machine's load.
     pub moto_cpu_seconds: f64,
     pub bench_cpu_seconds: f64,
+    /// The bench process's RSS at the end (the fake API server's store lives there).
+    pub bench_rss_kib: u64,
     pub load_average: String,
     pub phase_seconds: f64,
     pub notes: Vec<String>,
@@ -82,7 +88,7 @@ impl PhaseReport {
         let f = &self.fleet;
         let _ = writeln!(
             out,
-            "== {}: {} ==\n   fleet: {} ExternalSecrets in {} namespaces, {} refs each, {} Secrets Manager secrets, {} SSM parameters, {} stores, refreshInterval {}s; commit {}",
+            "== {}: {} ==\n   fleet: {} ExternalSecrets in {} namespaces, {} refs each, {} Secrets Manager secrets, {} SSM parameters, {} stores, refreshInterval {}s; controller commit {}",
             self.phase,
             self.title,
             f.es,
@@ -160,12 +166,13 @@ impl PhaseReport {
         let r = &self.refreshes;
         let _ = writeln!(
             out,
-            "   refreshes (status.refreshTime): {} ExternalSecrets refreshed ({} more than once), {} in all; longest gap {} s; by tenth {:?}",
+            "   refreshes (status.refreshTime): {} ExternalSecrets refreshed ({} more than once), {} in all; longest gap {} s; by tenth {:?}; refreshTime went back {} times",
             r.refreshed,
             r.refreshed_more_than_once,
             r.total,
             r.longest_gap_seconds,
-            self.refreshes_by_tenth
+            self.refreshes_by_tenth,
+            self.refresh_time_regressions
         );
         let c = &self.controller;
         let _ = writeln!(
@@ -200,8 +207,12 @@ impl PhaseReport {
         }
         let _ = writeln!(
             out,
-            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s, phase {:.1} s, load average {}",
-            self.moto_cpu_seconds, self.bench_cpu_seconds, self.phase_seconds, self.load_average
+            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), phase {:.1} s, load average {}",
+            self.moto_cpu_seconds,
+            self.bench_cpu_seconds,
+            mib(self.bench_rss_kib),
+            self.phase_seconds,
+            self.load_average
         );
         for note in &self.notes {
             let _ = writeln!(out, "   note: {note}");

@@ -23,8 +23,10 @@ struct State {
     expected: HashMap<Id, Data>,
     live: HashMap<Id, Data>,
     right: HashSet<Id>,
-    /// Distinct `refreshTime` values seen per ExternalSecret, oldest first.
+    /// Distinct `refreshTime` values seen per ExternalSecret, in the order seen.
     refreshes: HashMap<Id, Vec<jiff::Timestamp>>,
+    /// Times a `refreshTime` was replaced by an earlier one.
+    regressions: u64,
     /// Objects seen since a watch (re)started its initial list.
     relisting_secrets: Option<HashSet<Id>>,
 }
@@ -169,8 +171,12 @@ impl Tracker {
                     let id = id_of(&object.metadata);
                     let mut state = state.lock().unwrap();
                     let seen = state.refreshes.entry(id).or_default();
+                    let went_back = seen.last().is_some_and(|last| at < *last);
                     if seen.last() != Some(&at) {
                         seen.push(at);
+                    }
+                    if went_back {
+                        state.regressions += 1;
                     }
                 }
             })
@@ -219,8 +225,9 @@ impl Tracker {
         wrong
     }
 
-    /// ExternalSecrets whose last refresh was at or after `since`'s second
-    /// (refreshTime has whole seconds: the bench starts phases on one).
+    /// ExternalSecrets seen with a `refreshTime` at or after `since`'s second
+    /// (refreshTime has whole seconds: the bench starts phases on one), even
+    /// if an earlier time was written back afterwards.
     pub fn refreshed_since(&self, since: jiff::Timestamp) -> usize {
         let since = whole_second(since);
         let state = self.state.lock().unwrap();
@@ -231,10 +238,14 @@ impl Tracker {
                 state
                     .refreshes
                     .get(*id)
-                    .and_then(|r| r.last())
-                    .is_some_and(|last| *last >= since)
+                    .is_some_and(|r| r.iter().any(|at| *at >= since))
             })
             .count()
+    }
+
+    /// How often so far a `refreshTime` was replaced by an earlier one.
+    pub fn regressions(&self) -> u64 {
+        self.state.lock().unwrap().regressions
     }
 
     /// Refreshes with `from <= refreshTime < to`.
@@ -243,7 +254,10 @@ impl Tracker {
         let state = self.state.lock().unwrap();
         let mut report = Refreshes::default();
         for id in state.expected.keys() {
-            let times = state.refreshes.get(id).map(Vec::as_slice).unwrap_or(&[]);
+            let mut times: Vec<jiff::Timestamp> =
+                state.refreshes.get(id).cloned().unwrap_or_default();
+            times.sort_unstable();
+            times.dedup();
             let inside: Vec<&jiff::Timestamp> =
                 times.iter().filter(|t| **t >= from && **t < to).collect();
             report.total += inside.len();
@@ -280,8 +294,13 @@ impl Tracker {
         let mut times: Vec<i64> = state
             .refreshes
             .values()
-            .flatten()
-            .filter(|t| **t >= start && **t < end)
+            .flat_map(|seen| {
+                let mut seen = seen.clone();
+                seen.sort_unstable();
+                seen.dedup();
+                seen
+            })
+            .filter(|t| *t >= start && *t < end)
             .map(|t| t.as_second() - start.as_second())
             .collect();
         times.sort_unstable();
