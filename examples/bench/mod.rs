@@ -33,9 +33,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::json;
 
@@ -53,6 +53,10 @@ const FORCE_SYNC: &str = "secretsync.io/force-sync";
 /// The controller is quiet once it has sent no API request (leases aside) for this long.
 const QUIET: Duration = Duration::from_secs(2);
 const POLL: Duration = Duration::from_millis(50);
+/// With no progress for this long, the bench checks its watches against a list.
+const STALLED: Duration = Duration::from_secs(30);
+/// How often a waiting phase says how far it got.
+const PROGRESS: Duration = Duration::from_secs(10);
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Phase {
@@ -159,6 +163,8 @@ struct Bench {
     version: u32,
     /// The last force-sync annotation value.
     round: u32,
+    /// When every Secret was first seen right in this phase.
+    secrets_right_at: Option<Instant>,
     reports: Vec<PhaseReport>,
 }
 
@@ -251,6 +257,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         _dir: dir,
         version: 1,
         round: 0,
+        secrets_right_at: None,
         reports: Vec::new(),
     };
     let result = bench.run_phases().await;
@@ -285,6 +292,7 @@ impl Bench {
         let pid = self.controller.as_ref().map(Child::id);
         let peak_reset = pid.is_some_and(measure::reset_peak_rss);
         self.server.stats().reset_peaks();
+        self.secrets_right_at = None;
         tokio::task::block_in_place(|| self.moto.start_recording());
         Start {
             at: Instant::now(),
@@ -304,7 +312,8 @@ impl Bench {
     }
 
     /// Every ExternalSecret's expected Secret data at the current version.
-    fn expect_current(&self) -> Result<BTreeMap<RemoteKey, String>, String> {
+    fn expect_current(&mut self) -> Result<BTreeMap<RemoteKey, String>, String> {
+        self.secrets_right_at = None;
         let values = aws::values_at(&self.fleet.remote_keys, self.version);
         let mut expected: HashMap<Id, Data> = HashMap::new();
         for es in &self.fleet.external_secrets {
@@ -317,8 +326,11 @@ impl Bench {
         Ok(values)
     }
 
-    fn all_done(&self, since: jiff::Timestamp) -> bool {
+    fn all_done(&mut self, since: jiff::Timestamp) -> bool {
         let (right, total) = self.tracker.right();
+        if right == total && self.secrets_right_at.is_none() {
+            self.secrets_right_at = Some(Instant::now());
+        }
         right == total && self.tracker.refreshed_since(since) == total
     }
 
@@ -339,16 +351,44 @@ impl Bench {
         since: jiff::Timestamp,
         deadline: Instant,
     ) -> Result<Option<Instant>, String> {
+        let mut next_progress = Instant::now() + PROGRESS;
+        let mut seen = (self.tracker.right(), self.tracker.refreshed_since(since));
+        let mut changed = Instant::now();
         loop {
             if self.all_done(since) {
                 return Ok(Some(Instant::now()));
             }
             self.check_alive()?;
+            let now = (self.tracker.right(), self.tracker.refreshed_since(since));
+            if now != seen {
+                (seen, changed) = (now, Instant::now());
+            } else if changed.elapsed() >= STALLED {
+                // A watch of the bench's own may have stopped: compare with a list.
+                self.tracker.resync(&self.client).await?;
+                changed = Instant::now();
+            }
             if Instant::now() >= deadline {
                 return Ok(None);
             }
+            if Instant::now() >= next_progress {
+                self.progress(since);
+                next_progress += PROGRESS;
+            }
             tokio::time::sleep(POLL).await;
         }
+    }
+
+    /// A line on stderr while a phase waits, so a long run shows it is alive.
+    fn progress(&self, since: jiff::Timestamp) {
+        if self.options.json_only {
+            return;
+        }
+        let (right, total) = self.tracker.right();
+        eprintln!(
+            "bench: {right}/{total} Secrets right, {}/{total} ExternalSecrets refreshed; controller {} API requests so far",
+            self.tracker.refreshed_since(since),
+            measure::controller_work(self.server.stats()),
+        );
     }
 
     /// Waits until the controller has sent no API request (leases aside) for [`QUIET`].
@@ -491,6 +531,8 @@ impl Bench {
             // Refreshes during the writes do not count as the forced ones.
             align_to_second().await;
         }
+        // Unchanged values: the Secrets are right before anything is triggered.
+        self.all_done(jiff::Timestamp::now());
         let triggered = Instant::now();
         let since = jiff::Timestamp::now();
         self.round += 1;
@@ -554,11 +596,16 @@ impl Bench {
         let window = self.options.interval.mul_f64(1.1) + Duration::from_secs(3);
         let window_end = Instant::now() + window;
         let mut done = None;
+        let mut next_progress = Instant::now() + PROGRESS;
         while Instant::now() < window_end {
             if done.is_none() && self.all_done(start.wall) {
                 done = Some(Instant::now());
             }
             self.check_alive()?;
+            if Instant::now() >= next_progress {
+                self.progress(start.wall);
+                next_progress += PROGRESS;
+            }
             tokio::time::sleep(POLL).await;
         }
         let calls = self.stop_recording();
@@ -608,34 +655,7 @@ impl Bench {
         if !moto_agrees {
             notes.push("moto does not hold what the bench wrote".into());
         }
-        let secrets: Api<Secret> = Api::all(self.client.clone());
-        let mut live: HashMap<Id, Data> = HashMap::new();
-        let mut params = ListParams::default()
-            .labels("secretsync.io/managed=true")
-            .limit(500);
-        loop {
-            let page = secrets
-                .list(&params)
-                .await
-                .map_err(|e| format!("listing Secrets: {e}"))?;
-            for secret in page.items {
-                let id = (
-                    secret.metadata.namespace.clone().unwrap_or_default(),
-                    secret.metadata.name.clone().unwrap_or_default(),
-                );
-                let data = secret
-                    .data
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|(k, v)| (k, v.0))
-                    .collect();
-                live.insert(id, data);
-            }
-            match page.metadata.continue_.filter(|c| !c.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => break,
-            }
-        }
+        let live = tracker::list_secrets(&self.client).await?;
         let mut right = 0;
         for es in &self.fleet.external_secrets {
             let expected = fleet::expected_data(es, &held)?;
@@ -676,6 +696,13 @@ impl Bench {
                 "the bench's watch saw {right} right Secrets, a fresh list {verified_right}"
             ));
         }
+        let resyncs = self.tracker.resyncs();
+        if resyncs.found_more > 0 {
+            outcome.notes.push(format!(
+                "{} times so far the bench's own watches had missed changes a fresh list showed",
+                resyncs.found_more
+            ));
+        }
         let watch_errors = self
             .tracker
             .watch_errors
@@ -707,6 +734,10 @@ impl Bench {
             fleet: self.fleet.size.clone(),
             seconds_to_all_right: outcome.done.map(|d| {
                 d.duration_since(outcome.clock.unwrap_or(start.at))
+                    .as_secs_f64()
+            }),
+            seconds_to_secrets_right: self.secrets_right_at.map(|d| {
+                d.saturating_duration_since(outcome.clock.unwrap_or(start.at))
                     .as_secs_f64()
             }),
             window_seconds: outcome.window.map(|w| w.as_secs_f64()),

@@ -10,9 +10,11 @@ use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::{WatchStreamExt, watcher};
+
+const MANAGED: &str = "secretsync.io/managed=true";
 
 /// namespace, name.
 pub type Id = (String, String);
@@ -29,6 +31,15 @@ struct State {
     regressions: u64,
     /// Objects seen since a watch (re)started its initial list.
     relisting_secrets: Option<HashSet<Id>>,
+    resyncs: Resyncs,
+}
+
+/// Lists the bench made to check its watches.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Resyncs {
+    pub lists: u64,
+    /// ...that showed more right Secrets or refreshes than the watches had.
+    pub found_more: u64,
 }
 
 impl State {
@@ -75,6 +86,49 @@ impl Drop for Tracker {
     }
 }
 
+fn refresh_time(object: &DynamicObject) -> Option<jiff::Timestamp> {
+    object.data["status"]["refreshTime"].as_str()?.parse().ok()
+}
+
+/// Every object, page by page.
+async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, String>
+where
+    K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut params = params.limit(500);
+    let mut all = Vec::new();
+    loop {
+        let page = api
+            .list(&params)
+            .await
+            .map_err(|e| format!("listing: {e}"))?;
+        all.extend(page.items);
+        match page.metadata.continue_.filter(|c| !c.is_empty()) {
+            Some(token) => params = params.continue_token(&token),
+            None => return Ok(all),
+        }
+    }
+}
+
+/// The data of every managed Secret, from a fresh list.
+pub async fn list_secrets(client: &kube::Client) -> Result<HashMap<Id, Data>, String> {
+    let api: Api<Secret> = Api::all(client.clone());
+    let secrets = list_all(&api, ListParams::default().labels(MANAGED)).await?;
+    Ok(secrets
+        .into_iter()
+        .map(|secret| {
+            let id = id_of(&secret.metadata);
+            let data = secret
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            (id, data)
+        })
+        .collect())
+}
+
 fn whole_second(at: jiff::Timestamp) -> jiff::Timestamp {
     jiff::Timestamp::from_second(at.as_second()).unwrap_or(at)
 }
@@ -94,7 +148,7 @@ impl Tracker {
             let state = state.clone();
             let errors = watch_errors.clone();
             let api: Api<Secret> = Api::all(client.clone());
-            let config = watcher::Config::default().labels("secretsync.io/managed=true");
+            let config = watcher::Config::default().labels(MANAGED);
             tokio::spawn(async move {
                 let mut stream = std::pin::pin!(watcher(api, config).default_backoff());
                 while let Some(event) = stream.next().await {
@@ -162,10 +216,7 @@ impl Tracker {
                             continue;
                         }
                     };
-                    let Some(at) = object.data["status"]["refreshTime"]
-                        .as_str()
-                        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                    else {
+                    let Some(at) = refresh_time(&object) else {
                         continue;
                     };
                     let id = id_of(&object.metadata);
@@ -186,6 +237,50 @@ impl Tracker {
             watch_errors,
             tasks: vec![secrets, external_secrets],
         }
+    }
+
+    /// Brings the watched view up to date from a list of every managed Secret
+    /// and ExternalSecret: the safety net for a watch that stopped delivering.
+    pub async fn resync(&self, client: &kube::Client) -> Result<(), String> {
+        let secrets = list_secrets(client).await?;
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("secretsync.io", "v1", "ExternalSecret"),
+            "externalsecrets",
+        );
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+        let external_secrets = list_all(&api, ListParams::default()).await?;
+        let mut state = self.state.lock().unwrap();
+        let before = (
+            state.right.len(),
+            state.refreshes.values().map(Vec::len).sum::<usize>(),
+        );
+        state.live = secrets;
+        let ids: Vec<Id> = state.expected.keys().cloned().collect();
+        for id in ids {
+            state.recheck(&id);
+        }
+        for object in external_secrets {
+            let Some(at) = refresh_time(&object) else {
+                continue;
+            };
+            let seen = state.refreshes.entry(id_of(&object.metadata)).or_default();
+            if !seen.contains(&at) {
+                seen.push(at);
+            }
+        }
+        let after = (
+            state.right.len(),
+            state.refreshes.values().map(Vec::len).sum::<usize>(),
+        );
+        state.resyncs.lists += 1;
+        if after.0 > before.0 || after.1 > before.1 {
+            state.resyncs.found_more += 1;
+        }
+        Ok(())
+    }
+
+    pub fn resyncs(&self) -> Resyncs {
+        self.state.lock().unwrap().resyncs
     }
 
     /// From now on, Secrets are right when they hold `expected`.
