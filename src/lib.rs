@@ -3,8 +3,12 @@
 //! `api` at the bottom, then `template`, `provider`, the pure `sync` core, and
 //! the drivers (`render`) on top.
 
+pub mod agent;
 pub mod api;
 pub mod controller;
+pub mod csi;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod provider;
 pub mod render;
 pub mod sealed;

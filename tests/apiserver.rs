@@ -4,6 +4,8 @@
 
 #[path = "support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "support/peers.rs"]
+mod peers;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -919,13 +921,13 @@ async fn kubectl_applies_gets_patches_and_deletes() {
         let kubeconfig = kubeconfig.clone();
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         async move {
-            let output = tokio::process::Command::new("kubectl")
+            let output = tokio::process::Command::new(peers::kubectl())
                 .args(&args)
                 .env("KUBECONFIG", &kubeconfig)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .output()
                 .await
-                .expect("kubectl is installed (see .ci/run)");
+                .unwrap_or_else(|e| panic!("{}", peers::missing(&peers::kubectl(), e)));
             let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
             let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
             assert!(output.status.success(), "kubectl {args:?}: {stderr}");
@@ -1101,4 +1103,502 @@ async fn events_of_both_apis_and_leases_are_served() {
             .as_deref(),
         Some("b")
     );
+}
+
+/// kubectl with this test's fake as its cluster; panics with kubectl's words
+/// unless it succeeds.
+struct Kubectl {
+    kubeconfig: std::path::PathBuf,
+}
+
+impl Kubectl {
+    fn new(server: &FakeApiServer, dir: &std::path::Path) -> Kubectl {
+        let kubeconfig = dir.join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig);
+        Kubectl { kubeconfig }
+    }
+
+    async fn output(&self, args: &[&str]) -> std::process::Output {
+        tokio::process::Command::new(peers::kubectl())
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .await
+            .unwrap_or_else(|e| panic!("{}", peers::missing(&peers::kubectl(), e)))
+    }
+
+    async fn run(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(output.status.success(), "kubectl {args:?}: {stderr}");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// kubectl's error text for a command that must fail.
+    async fn fails(&self, args: &[&str]) -> String {
+        let output = self.output(args).await;
+        assert!(!output.status.success(), "kubectl {args:?} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_typed_commands_speak_protobuf() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = Kubectl::new(&server, dir.path());
+    let client = server.client();
+
+    let out = kubectl.run(&["create", "namespace", "team"]).await;
+    assert!(out.contains("namespace/team created"), "{out}");
+    kubectl
+        .run(&[
+            "create",
+            "secret",
+            "generic",
+            "db",
+            "-n",
+            "team",
+            "--type=example.com/db",
+            "--from-literal=password=from-protobuf",
+            "--from-literal=user=app",
+        ])
+        .await;
+    kubectl
+        .run(&["label", "secret", "db", "-n", "team", "tier=data"])
+        .await;
+    kubectl
+        .run(&[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            "team",
+            "--from-literal=mode=fast",
+        ])
+        .await;
+    kubectl
+        .run(&["create", "serviceaccount", "app", "-n", "team"])
+        .await;
+    let token = kubectl
+        .run(&[
+            "create",
+            "token",
+            "app",
+            "-n",
+            "team",
+            "--audience=sts.amazonaws.com",
+        ])
+        .await;
+
+    let secret = Api::<Secret>::namespaced(client.clone(), "team")
+        .get("db")
+        .await
+        .unwrap();
+    let data = secret.data.unwrap();
+    assert_eq!(data["password"].0, b"from-protobuf");
+    assert_eq!(data["user"].0, b"app");
+    assert_eq!(secret.type_.as_deref(), Some("example.com/db"));
+    assert_eq!(secret.metadata.labels.unwrap()["tier"], "data");
+    let settings = Api::<ConfigMap>::namespaced(client.clone(), "team")
+        .get("settings")
+        .await
+        .unwrap();
+    assert_eq!(settings.data.unwrap()["mode"], "fast");
+    Api::<ServiceAccount>::namespaced(client.clone(), "team")
+        .get("app")
+        .await
+        .unwrap();
+    let claims = token.trim().split('.').nth(1).unwrap();
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(claims)
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(claims["aud"], json!(["sts.amazonaws.com"]));
+    assert_eq!(claims["sub"], "system:serviceaccount:team:app");
+
+    // A kind the fake does not decode says so, rather than storing garbage.
+    use k8s_pb::api::apps::v1::Deployment as PbDeployment;
+    let body = apiserver::protobuf::encode("apps/v1", "Deployment", &PbDeployment::default());
+    let url = format!("{}/apis/apps/v1/namespaces/team/deployments", server.url);
+    let answer = tokio::task::spawn_blocking(move || {
+        ureq::post(&url)
+            .header("Content-Type", apiserver::protobuf::CONTENT_TYPE)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .send(&body[..])
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.contains("not apps/v1 Deployment: send JSON"),
+        "{answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_written_to_either_api_are_read_from_both_and_by_kubectl() {
+    use k8s_openapi::api::core::v1::Event as CoreEvent;
+    use k8s_openapi::api::events::v1::Event;
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = Kubectl::new(&server, dir.path());
+    let client = server.client();
+
+    // As kube's event recorder writes it.
+    let events: Api<Event> = Api::namespaced(client.clone(), "default");
+    let event: Event = serde_json::from_value(json!({"metadata": {"name": "app.1"},
+        "eventTime": "2026-01-01T00:00:00.000000Z", "reason": "Updated", "action": "Sync",
+        "reportingController": "secretsync.io/controller", "reportingInstance": "secretsync-0",
+        "regarding": {"apiVersion": "secretsync.io/v1", "kind": "ExternalSecret", "name": "app", "namespace": "default"},
+        "type": "Normal", "note": "Secret app updated"}))
+    .unwrap();
+    events.create(&PostParams::default(), &event).await.unwrap();
+
+    let core: Api<CoreEvent> = Api::namespaced(client.clone(), "default");
+    let seen = core.get("app.1").await.unwrap();
+    assert_eq!(seen.reason.as_deref(), Some("Updated"));
+    assert_eq!(seen.message.as_deref(), Some("Secret app updated"));
+    assert_eq!(seen.involved_object.name.as_deref(), Some("app"));
+    assert_eq!(
+        seen.reporting_component.as_deref(),
+        Some("secretsync.io/controller")
+    );
+    let listed = core
+        .list(&ListParams::default().fields("involvedObject.name=app"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    // A series update through the events API is seen by both.
+    events
+        .patch(
+            "app.1",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"series": {"count": 2, "lastObservedTime": "2026-01-01T00:01:00.000000Z"}}),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        core.get("app.1").await.unwrap().series.unwrap().count,
+        Some(2)
+    );
+
+    // And the other way round.
+    let old: CoreEvent = serde_json::from_value(json!({"metadata": {"name": "pod.1"}, "reason": "Pulled",
+        "involvedObject": {"kind": "Pod", "name": "web-0", "namespace": "default"}, "message": "image pulled",
+        "type": "Normal", "lastTimestamp": "2026-01-01T00:00:00Z"}))
+    .unwrap();
+    core.create(&PostParams::default(), &old).await.unwrap();
+    let new_view = events.get("pod.1").await.unwrap();
+    assert_eq!(new_view.note.as_deref(), Some("image pulled"));
+    assert_eq!(new_view.regarding.unwrap().name.as_deref(), Some("web-0"));
+    let listed = events
+        .list(&ListParams::default().fields("regarding.name=web-0"))
+        .await
+        .unwrap();
+    assert_eq!(listed.items.len(), 1);
+
+    let out = kubectl.run(&["get", "events", "-n", "default"]).await;
+    let header: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"],
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.contains("Updated")
+            && l.contains("externalsecret/app")
+            && l.contains("Secret app updated")),
+        "{out}"
+    );
+    assert!(out.contains("pod/web-0"), "{out}");
+    let out = kubectl
+        .run(&["get", "events.events.k8s.io", "-n", "default", "-o", "name"])
+        .await;
+    assert!(out.contains("app.1") && out.contains("pod.1"), "{out}");
+}
+
+#[tokio::test]
+async fn openapi_v2_is_served_in_protobuf_and_json_for_older_kubectl() {
+    use prost::Message;
+    let server = FakeApiServer::start().await;
+    let url = format!("{}/openapi/v2", server.url);
+    let (content_type, body, json_body) = tokio::task::spawn_blocking(move || {
+        let mut answer = ureq::get(&url)
+            .header(
+                "Accept",
+                "application/com.github.proto-openapi.spec.v2@v1.0+protobuf",
+            )
+            .call()
+            .unwrap();
+        let content_type = answer.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        let body = answer.body_mut().read_to_vec().unwrap();
+        let json_body = ureq::get(&url)
+            .header("Accept", "application/json")
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap();
+        (content_type, body, json_body)
+    })
+    .await
+    .unwrap();
+    // A media type Go's mime parser accepts, as the real server sends it.
+    assert_eq!(
+        content_type,
+        "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+    );
+    assert!(!content_type.contains('@'));
+    let document = apiserver::openapi_v2::Document::decode(&body[..]).unwrap();
+    assert_eq!(document.swagger, "2.0");
+    assert!(document.encoded_len() > 0);
+    let json: Value = serde_json::from_str(&json_body).unwrap();
+    assert_eq!(json["swagger"], "2.0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_dry_runs_check_everything_and_store_nothing() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubectl = Kubectl::new(&server, dir.path());
+    let client = server.client();
+    kubectl.run(&["apply", "-f", "crds/"]).await;
+    kubectl
+        .run(&[
+            "wait",
+            "--for",
+            "condition=Established",
+            "--recursive=false",
+            "-f",
+            "crds/",
+        ])
+        .await;
+    kubectl.run(&["create", "namespace", "demo"]).await;
+    let before = server.resource_version();
+
+    let out = kubectl
+        .run(&["apply", "--dry-run=server", "-f", "examples/"])
+        .await;
+    assert!(
+        out.contains("externalsecret.secretsync.io/database created (server dry run)"),
+        "{out}"
+    );
+    assert_eq!(
+        server.resource_version(),
+        before,
+        "a dry run stored something"
+    );
+    let stores = Api::<DynamicObject>::namespaced_with(
+        client.clone(),
+        "demo",
+        &crd_resource("SecretStore", "secretstores"),
+    );
+    assert!(stores.get_opt("fake").await.unwrap().is_none());
+
+    // What a dry run answers is what a real write would store, defaults included.
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "demo");
+    let secret: Secret =
+        serde_json::from_value(json!({"metadata": {"name": "s"}, "stringData": {"k": "v"}}))
+            .unwrap();
+    let shown = secrets
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..Default::default()
+            },
+            &secret,
+        )
+        .await
+        .unwrap();
+    assert_eq!(shown.data.unwrap()["k"].0, b"v");
+    assert!(secrets.get_opt("s").await.unwrap().is_none());
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let version = server.resource_version();
+    secrets
+        .delete(
+            "s",
+            &DeleteParams {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(secrets.get_opt("s").await.unwrap().is_some());
+    assert_eq!(server.resource_version(), version);
+
+    // A dry run is checked as a write is: a typo in a built-in kind is refused.
+    let typo = dir.path().join("typo.yaml");
+    std::fs::write(
+        &typo,
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: demo}\nspec:\n  replica: 2\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers: [{name: web, image: nginx, securityContex: {}}]\n",
+    )
+    .unwrap();
+    let error = kubectl
+        .fails(&["apply", "--dry-run=server", "-f", typo.to_str().unwrap()])
+        .await;
+    assert!(
+        error.contains(r#"unknown field "spec.replica""#)
+            && error.contains(r#"unknown field "spec.template.spec.containers[0].securityContex""#),
+        "{error}"
+    );
+    // Without strict validation the unknown field is dropped, as the real server does.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), "demo");
+    let raw: Deployment = serde_json::from_value(json!({"metadata": {"name": "web"},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {"metadata": {"labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx"}]}}}}))
+    .unwrap();
+    deployments
+        .create(&PostParams::default(), &raw)
+        .await
+        .unwrap();
+    let (status, _, message) = code(
+        deployments
+            .patch(
+                "web",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"replicas": "two"}})),
+            )
+            .await
+            .unwrap_err(),
+    );
+    assert_eq!(status, 400);
+    assert!(message.contains("spec.replicas"), "{message}");
+
+    let url = format!("{}/api/v1/namespaces/demo/secrets?dryRun=Maybe", server.url);
+    let answer = tokio::task::spawn_blocking(move || {
+        ureq::post(&url)
+            .config()
+            .http_status_as_error(false)
+            .build()
+            .header("Content-Type", "application/json")
+            .send(r#"{"metadata": {"name": "x"}}"#)
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        answer.contains(r#"Unsupported value: \"Maybe\""#),
+        "{answer}"
+    );
+}
+
+/// The code block of README.md that follows `marker`.
+fn readme_block(marker: &str) -> String {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find(marker)
+        .unwrap_or_else(|| panic!("README has {marker:?}"));
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    let close = rest[open..].find("```").expect("the block's end");
+    rest[open..open + close].to_string()
+}
+
+/// README's "Try it by hand", run line by line as written (in one bash, so
+/// `export` and `&` work as in a terminal): the fake is this test's, `cargo
+/// run --` is the built binary, and the addresses are this test's own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readme_hand_run_steps_work_as_written() {
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("fake.kubeconfig");
+    server.write_kubeconfig(&kubeconfig);
+    let block = readme_block("Try it by hand");
+    let (first, rest) = block
+        .split_once("# shell 2:\n")
+        .expect("the block has a second shell");
+    assert!(first.contains("cargo run --example apiserver -- --kubeconfig /tmp/fake.kubeconfig"));
+    let health = format!("127.0.0.1:{}", free_port());
+    let script = rest
+        .replace("/tmp/fake.kubeconfig", kubeconfig.to_str().unwrap())
+        .replace(
+            "cargo run -- ",
+            &format!("{} ", env!("CARGO_BIN_EXE_secretsync")),
+        )
+        .replace("127.0.0.1:8080", &health);
+    let kubectl_dir = peers::kubectl()
+        .canonicalize()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.to_path_buf()));
+    let path = match kubectl_dir {
+        Some(dir) => format!(
+            "{}:{}",
+            dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        ),
+        None => std::env::var("PATH").unwrap_or_default(),
+    };
+    let output = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "set -euo pipefail\ntrap 'kill $(jobs -p) 2>/dev/null || true' EXIT\n{script}"
+        ))
+        .env("PATH", path)
+        .env("RUST_LOG", "info")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "{}: {stdout}\n{stderr}",
+        output.status
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("database "))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        row.contains("True") && row.contains("SecretSynced"),
+        "{row}"
+    );
+    assert!(stdout.contains("SecretSynced"), "{stdout}");
+    assert!(
+        stdout.contains("\nappLAST SEEN"),
+        "the username, then the events: {stdout}"
+    );
+    assert!(
+        stdout.contains("externalsecret/database"),
+        "an event names the ExternalSecret: {stdout}"
+    );
+    assert!(stdout.contains("secret/db created"), "{stdout}");
+    let secret = Api::<Secret>::namespaced(server.client(), "scratch")
+        .get("db")
+        .await
+        .unwrap();
+    assert_eq!(secret.data.unwrap()["password"].0, b"s3cret");
+}
+
+/// A free port (the support module's, which apiserver.rs does not include).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -126,7 +126,12 @@ async fn sync(
     es: &ExternalSecret,
 ) -> Result<DesiredSecret, SyncError> {
     let fetched = fetch(providers, spec, &remote_requests(&es.spec)).await;
-    desired_secret(es, &fetched, &TemplateSources::default())
+    desired_secret(
+        es,
+        &fetched,
+        &TemplateSources::default(),
+        &Default::default(),
+    )
 }
 
 fn text(secret: &DesiredSecret, key: &str) -> String {
@@ -259,18 +264,21 @@ async fn forty_five_secrets_cost_three_batches_and_a_hundred_references_to_ten_c
         .flat_map(|es| remote_requests(&es.spec))
         .collect();
     assert_eq!(requests.len(), 10);
+    // A new process, with nothing kept from the fetch above.
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
     aws.moto.start_recording();
     let fetched = fetch(&providers, &spec, &requests).await;
     let recorded = aws.moto.stop_recording();
     assert_eq!(count(&recorded, "secretsmanager.BatchGetSecretValue"), 1);
-    assert_eq!(
-        providers
-            .calls()
-            .total("secretsmanager", "BatchGetSecretValue"),
-        4
-    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
     for (i, es) in external_secrets.iter().enumerate() {
-        let secret = desired_secret(es, &fetched, &TemplateSources::default()).unwrap();
+        let secret = desired_secret(
+            es,
+            &fetched,
+            &TemplateSources::default(),
+            &Default::default(),
+        )
+        .unwrap();
         assert_eq!(text(&secret, "n"), (i % 10).to_string());
     }
 }
@@ -750,26 +758,25 @@ async fn throttling_and_server_errors_are_retried_then_reported_without_blanking
     for fault in [Fault::Throttling, Fault::ServerError] {
         // Every other request fails: each call succeeds on a retry.
         let proxy = FaultProxy::start(&aws.moto.endpoint, fault, 1, 2).await;
-        let providers =
-            providers_at(&proxy.endpoint, Arc::new(NoKubernetes), fast_retries(4)).await;
+        let mut calls = 0;
         for _ in 0..3 {
+            // A new process each time, so each fetches (nothing is kept).
+            let providers =
+                providers_at(&proxy.endpoint, Arc::new(NoKubernetes), fast_retries(4)).await;
             let secret = sync(&providers, &spec, &es)
                 .await
                 .unwrap_or_else(|e| panic!("{fault:?}: {e}"));
             assert_eq!(text(&secret, "p"), "retried-value");
+            calls += providers
+                .calls()
+                .total("secretsmanager", "BatchGetSecretValue");
         }
         assert_eq!(
             proxy.failed.load(std::sync::atomic::Ordering::SeqCst),
             3,
             "{fault:?}"
         );
-        assert_eq!(
-            providers
-                .calls()
-                .total("secretsmanager", "BatchGetSecretValue"),
-            3,
-            "retries are inside one call"
-        );
+        assert_eq!(calls, 3, "retries are inside one call");
 
         // Every request fails: past the retries the reference gets the error.
         let proxy = FaultProxy::start(&aws.moto.endpoint, fault, 1, 1).await;
@@ -784,7 +791,7 @@ async fn throttling_and_server_errors_are_retried_then_reported_without_blanking
         assert!(error.starts_with("spec.data[0].remoteRef (remote key \"db\"): secretsmanager BatchGetSecretValue failed"), "{error}");
         let code = match fault {
             Fault::Throttling => "ThrottlingException",
-            Fault::ServerError => "InternalFailure",
+            Fault::ServerError | Fault::Deny(_) => "InternalFailure",
         };
         assert!(error.contains(code), "{error}");
         assert!(!error.contains("retried-value"));
@@ -1005,4 +1012,341 @@ async fn providers_live_while_the_store_is_unchanged_and_credentials_renew_befor
         3,
         "a fresh TokenRequest each renewal"
     );
+}
+
+fn versioned_request(key: &str, version: &str) -> RemoteRequest {
+    RemoteRequest::Value {
+        key: key.into(),
+        version: Some(version.into()),
+    }
+}
+
+fn value_of(results: &FetchResults, request: &RemoteRequest) -> String {
+    match &results[request] {
+        Ok(Fetched::Value(v)) => String::from_utf8_lossy(v.expose()).into_owned(),
+        other => panic!("{request:?}: {other:?}"),
+    }
+}
+
+/// Calls of a recording by `X-Amz-Target`, and the ids one BatchGetSecretValue asked for.
+fn batch_ids(recorded: &[Recorded]) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|r| r.call == "secretsmanager.BatchGetSecretValue")
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["SecretIdList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn secrets_manager_refreshes_fetch_only_what_changed() {
+    let aws = Aws::start().await;
+    for i in 0..45 {
+        aws.secret(&format!("svc/s{i:02}"), &format!("v{i}-1"))
+            .await;
+    }
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let spec = store(SECRETS_MANAGER);
+    let mut requests: BTreeSet<_> = (0..45)
+        .map(|i| value_request(&format!("svc/s{i:02}")))
+        .collect();
+    let previous = versioned_request("svc/s00", "AWSPREVIOUS");
+    requests.insert(previous.clone());
+    aws.sm
+        .put_secret_value()
+        .secret_id("svc/s00")
+        .secret_string("v0-2")
+        .send()
+        .await
+        .unwrap();
+    let first = fetch(&providers, &spec, &requests).await;
+    assert_eq!(value_of(&first, &value_request("svc/s00")), "v0-2");
+    assert_eq!(value_of(&first, &previous), "v0-1");
+
+    // Nothing changed: one listing page, no value fetched.
+    aws.moto.start_recording();
+    let again = fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.ListSecrets"),
+        1,
+        "{recorded:?}"
+    );
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(value_of(&again, &value_request("svc/s07")), "v7-1");
+
+    // A value changed twice, a secret deleted and created again with the
+    // same value, and AWSPREVIOUS moving: exactly those are fetched again.
+    for value in ["v3-2", "v3-3"] {
+        aws.sm
+            .put_secret_value()
+            .secret_id("svc/s03")
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    aws.sm
+        .delete_secret()
+        .secret_id("svc/s05")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    aws.secret("svc/s05", "v5-1").await;
+    aws.sm
+        .put_secret_value()
+        .secret_id("svc/s00")
+        .secret_string("v0-3")
+        .send()
+        .await
+        .unwrap();
+    aws.moto.start_recording();
+    let changed = fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    let mut asked = batch_ids(&recorded);
+    asked.sort();
+    assert_eq!(asked, ["svc/s00", "svc/s03", "svc/s05"], "{recorded:?}");
+    assert_eq!(
+        count(&recorded, "secretsmanager.GetSecretValue"),
+        1,
+        "AWSPREVIOUS moved"
+    );
+    assert_eq!(value_of(&changed, &value_request("svc/s03")), "v3-3");
+    assert_eq!(value_of(&changed, &value_request("svc/s05")), "v5-1");
+    assert_eq!(value_of(&changed, &previous), "v0-2");
+    assert_eq!(value_of(&changed, &value_request("svc/s00")), "v0-3");
+
+    // Deleted: listed no more, fetched, and reported missing.
+    aws.sm
+        .delete_secret()
+        .secret_id("svc/s09")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    let gone = fetch(&providers, &spec, &requests).await;
+    assert!(matches!(
+        gone[&value_request("svc/s09")],
+        Err(ProviderError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn when_most_values_changed_listing_stops_and_everything_is_fetched() {
+    let aws = Aws::start().await;
+    for i in 0..150 {
+        aws.secret(&format!("fleet/s{i:03}"), "one").await;
+    }
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let spec = store(SECRETS_MANAGER);
+    let requests: BTreeSet<_> = (0..150)
+        .map(|i| value_request(&format!("fleet/s{i:03}")))
+        .collect();
+    fetch(&providers, &spec, &requests).await;
+    for i in 0..150 {
+        aws.sm
+            .put_secret_value()
+            .secret_id(format!("fleet/s{i:03}"))
+            .secret_string("two")
+            .send()
+            .await
+            .unwrap();
+    }
+    aws.moto.start_recording();
+    let results = fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    assert!(results.iter().all(|(r, _)| value_of(&results, r) == "two"));
+    assert_eq!(
+        count(&recorded, "secretsmanager.ListSecrets"),
+        1,
+        "the first page showed everything changing"
+    );
+    assert_eq!(count(&recorded, "secretsmanager.BatchGetSecretValue"), 8);
+}
+
+#[tokio::test]
+async fn parameter_store_refreshes_fetch_only_what_changed_and_versions_share_calls() {
+    let aws = Aws::start().await;
+    use aws_sdk_ssm::types::ParameterType::String as Plain;
+    for i in 0..25 {
+        aws.parameter(&format!("/app/p{i:02}"), &format!("p{i}-1"), Plain)
+            .await;
+    }
+    aws.parameter("/app/p00", "p0-2", Plain).await;
+    aws.ssm
+        .label_parameter_version()
+        .name("/app/p00")
+        .parameter_version(1)
+        .labels("stable")
+        .send()
+        .await
+        .unwrap();
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let spec = store(PARAMETER_STORE);
+    let mut requests: BTreeSet<_> = (0..25)
+        .map(|i| value_request(&format!("/app/p{i:02}")))
+        .collect();
+    let pinned = versioned_request("/app/p00", "1");
+    let labelled = versioned_request("/app/p00", "stable");
+    requests.extend([pinned.clone(), labelled.clone()]);
+
+    aws.moto.start_recording();
+    let first = fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    assert_eq!(value_of(&first, &value_request("/app/p00")), "p0-2");
+    assert_eq!(value_of(&first, &pinned), "p0-1");
+    assert_eq!(value_of(&first, &labelled), "p0-1");
+    // 25 current values and a number fit three calls; the label needs a
+    // call of its own (it shares its name with an unnumbered selector).
+    assert_eq!(
+        count(&recorded, "AmazonSSM.GetParameters"),
+        4,
+        "{recorded:?}"
+    );
+
+    // Nothing changed: a listing call, and the label (which may have moved).
+    aws.moto.start_recording();
+    fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "AmazonSSM.DescribeParameters"),
+        1,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        count(&recorded, "AmazonSSM.GetParameters"),
+        1,
+        "{recorded:?}"
+    );
+    assert_eq!(recorded.len(), 2, "{recorded:?}");
+
+    // A new value, a parameter deleted and created again with the same value,
+    // and the label moved to version 2.
+    aws.parameter("/app/p04", "p4-2", Plain).await;
+    aws.ssm
+        .delete_parameter()
+        .name("/app/p06")
+        .send()
+        .await
+        .unwrap();
+    aws.parameter("/app/p06", "p6-1", Plain).await;
+    aws.ssm
+        .label_parameter_version()
+        .name("/app/p00")
+        .parameter_version(2)
+        .labels("stable")
+        .send()
+        .await
+        .unwrap();
+    aws.moto.start_recording();
+    let changed = fetch(&providers, &spec, &requests).await;
+    let recorded = aws.moto.stop_recording();
+    let asked: BTreeSet<String> = recorded
+        .iter()
+        .filter(|r| r.call == "AmazonSSM.GetParameters")
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["Names"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|n| n.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(
+        asked,
+        ["/app/p00:stable", "/app/p04", "/app/p06"]
+            .map(String::from)
+            .into(),
+        "{recorded:?}"
+    );
+    assert_eq!(value_of(&changed, &value_request("/app/p04")), "p4-2");
+    assert_eq!(value_of(&changed, &labelled), "p0-2");
+    assert_eq!(value_of(&changed, &pinned), "p0-1");
+}
+
+#[tokio::test]
+async fn without_permission_to_list_every_value_is_fetched_and_the_store_says_why() {
+    let aws = Aws::start().await;
+    aws.secret("db", "first").await;
+    let proxy = FaultProxy::start(
+        &aws.moto.endpoint,
+        Fault::Deny("secretsmanager.ListSecrets"),
+        1,
+        1,
+    )
+    .await;
+    let providers = providers_at(&proxy.endpoint, Arc::new(NoKubernetes), fast_retries(2)).await;
+    let spec = store(SECRETS_MANAGER);
+    let requests: BTreeSet<_> = [value_request("db")].into();
+    fetch(&providers, &spec, &requests).await;
+    let provider = providers.for_store(&identity(), &spec).await.unwrap();
+    assert!(provider.change_detection_problem().is_none());
+
+    aws.sm
+        .put_secret_value()
+        .secret_id("db")
+        .secret_string("second")
+        .send()
+        .await
+        .unwrap();
+    let results = fetch(&providers, &spec, &requests).await;
+    assert_eq!(value_of(&results, &value_request("db")), "second");
+    let problem = provider
+        .change_detection_problem()
+        .expect("the store is told");
+    assert!(problem.contains("AccessDeniedException"), "{problem}");
+    let listed = providers.calls().total("secretsmanager", "ListSecrets");
+    fetch(&providers, &spec, &requests).await;
+    assert_eq!(
+        providers.calls().total("secretsmanager", "ListSecrets"),
+        listed,
+        "a denied listing is not tried again at every refresh"
+    );
+    assert_eq!(
+        providers
+            .calls()
+            .total("secretsmanager", "BatchGetSecretValue"),
+        3
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_endpoint_is_reported_in_words() {
+    // A port nothing listens on: every call fails to connect.
+    let port = support::free_port();
+    let providers = providers_at(
+        &format!("http://127.0.0.1:{port}"),
+        Arc::new(NoKubernetes),
+        fast_retries(1),
+    )
+    .await;
+    let es = external_secret("data: [{secretKey: p, remoteRef: {key: db}}]");
+    let error = sync(&providers, &store(SECRETS_MANAGER), &es)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("secretsmanager BatchGetSecretValue failed: could not connect to AWS"),
+        "{error}"
+    );
+    assert!(
+        error.to_lowercase().contains("connection refused"),
+        "{error}"
+    );
+    for dump in ["DispatchFailure", "{", "ConnectorError"] {
+        assert!(
+            !error.contains(dump),
+            "a debug dump, not a sentence: {error}"
+        );
+    }
 }

@@ -206,14 +206,14 @@ fn bad_inputs_get_precise_errors_without_values() {
         (
             "bad secretKey",
             external_secret("es", &format!("{ok_ref}data: [{{secretKey: 'a b', remoteRef: {{key: db}}}}]")),
-            "spec.data[0].secretKey: \"a b\" must match ^[-._a-zA-Z0-9]+$",
+            "spec.data[0].secretKey: \"a b\" is not a valid Secret key: may hold only letters, digits",
         ),
         (
             "duplicate secretKey",
             external_secret("es", &format!("{ok_ref}data: [{{secretKey: a, remoteRef: {{key: db}}}}, {{secretKey: a, remoteRef: {{key: token}}}}]")),
             "spec.data[1].secretKey: duplicate secretKey \"a\"",
         ),
-        ("no data", external_secret("es", ok_ref), "ExternalSecret team/es: invalid spec: spec: one of data or dataFrom is required"),
+        ("no data", external_secret("es", ok_ref), "ExternalSecret team/es: spec: one of data or dataFrom is required"),
         (
             "Delete without Owner",
             external_secret("es", &format!("{ok_ref}target: {{creationPolicy: Orphan, deletionPolicy: Delete}}\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]")),
@@ -232,7 +232,7 @@ fn bad_inputs_get_precise_errors_without_values() {
         (
             "bad refreshInterval",
             external_secret("es", &format!("{ok_ref}refreshInterval: 1 hour\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]")),
-            "ExternalSecret team/es: spec.refreshInterval: \"1 hour\" is not a duration: use Go syntax such as 1h",
+            "ExternalSecret team/es: spec.refreshInterval: \"1 hour\" is not a duration: unknown unit \" hour\"",
         ),
         (
             "missing store",
@@ -266,7 +266,7 @@ fn bad_inputs_get_precise_errors_without_values() {
         ),
         (
             "template exec error",
-            external_secret("es", &format!("{ok_ref}target: {{template: {{data: {{url: \"ok\\n{{{{ .a | b64dec }}}}\"}}}}}}\ndata: [{{secretKey: a, remoteRef: {{key: db, property: password}}}}]")),
+            external_secret("es", &format!("{ok_ref}target: {{template: {{data: {{url: \"ok\\n{{{{ .a | mustFromJson }}}}\"}}}}}}\ndata: [{{secretKey: a, remoteRef: {{key: db, property: password}}}}]")),
             "ExternalSecret team/es: spec.target.template.data.url: line 2, column",
         ),
         (
@@ -502,6 +502,97 @@ fn deploy_manifests_build() {
         assert!(
             kinds.contains(&kind.to_string()),
             "{kind} missing: {kinds:?}"
+        );
+    }
+}
+
+/// Inputs that hold nothing to render, and a directory that loops on itself.
+#[test]
+fn empty_inputs_are_reported_with_the_exit_codes_documented() {
+    // A directory without manifest files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "not a manifest").unwrap();
+    let output = secretsync(&["render", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(
+        stderr(&output).contains("no .yaml, .yml or .json files in this directory"),
+        "{}",
+        stderr(&output)
+    );
+
+    // Only a store: nothing to render.
+    let (output, _dir) = render_dir(&[("store.yaml", STORE)]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stderr(&output).contains("nothing to render: no ExternalSecret in"));
+
+    // An empty file beside a good ExternalSecret: a warning, exit 0.
+    let good = external_secret(
+        "good",
+        "secretStoreRef: {name: store}\ndata: [{secretKey: user, remoteRef: {key: db, property: user}}]",
+    );
+    let (output, _dir) = render_dir(&[
+        ("store.yaml", STORE),
+        ("es.yaml", &good),
+        ("empty.yaml", ""),
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("empty.yaml: empty file (no documents)"));
+    assert_eq!(secrets_from_yaml(&stdout(&output)).len(), 1);
+
+    // creationPolicy None everywhere: nothing rendered, on purpose: exit 0.
+    let none = external_secret(
+        "none",
+        "secretStoreRef: {name: store}\ntarget: {creationPolicy: None}\ndata: [{secretKey: user, remoteRef: {key: db, property: user}}]",
+    );
+    let (output, _dir) = render_dir(&[("store.yaml", STORE), ("es.yaml", &none)]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).contains("note: no Secret rendered"));
+
+    // A symlink back to its own directory: each file is read once.
+    let (output, dir) = render_dir(&[("store.yaml", STORE), ("es.yaml", &good)]);
+    assert_eq!(output.status.code(), Some(0));
+    std::os::unix::fs::symlink(dir.path(), dir.path().join("loop")).unwrap();
+    let output = secretsync(&["render", "-f", dir.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(secrets_from_yaml(&stdout(&output)).len(), 1);
+
+    // A namespace flag that is no namespace is a usage error.
+    let output = secretsync(&["render", "-f", "examples/", "-n", "../x"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("not a valid namespace"));
+}
+
+/// `render` no longer panics on the durations of issue 9, and the valid
+/// objects in the same file still render.
+#[test]
+fn hostile_durations_fail_alone() {
+    for interval in [
+        "1h-5m",
+        "5000000000000000h",
+        "4000000000000000h4000000000000000h",
+        "1d",
+    ] {
+        let bad = external_secret(
+            "bad",
+            &format!(
+                "secretStoreRef: {{name: store}}\nrefreshInterval: '{interval}'\ndata: [{{secretKey: a, remoteRef: {{key: db}}}}]"
+            ),
+        );
+        let good = external_secret(
+            "good",
+            "secretStoreRef: {name: store}\ndata: [{secretKey: user, remoteRef: {key: db, property: user}}]",
+        );
+        let (output, _dir) = render_dir(&[("all.yaml", &format!("{STORE}---\n{bad}---\n{good}"))]);
+        let err = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{interval}: {err}");
+        assert!(!err.contains("panicked"), "{interval}: {err}");
+        assert!(
+            err.contains(&format!("spec.refreshInterval: \"{interval}\"")),
+            "{err}"
+        );
+        assert_eq!(
+            data_of(&secrets_from_yaml(&stdout(&output)), "good")["user"],
+            "app"
         );
     }
 }

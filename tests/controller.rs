@@ -4,6 +4,9 @@
 
 mod support;
 
+use support::controller::cli;
+
+use std::str::FromStr;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
@@ -500,7 +503,7 @@ async fn failures_leave_the_secret_as_it_was_and_say_why() {
             fake_store("fake", &[("db", DB_JSON)]),
         )
         .await;
-    let templated = json!({"secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"url": "x\n{{ .password | b64dec }}"}}},
+    let templated = json!({"secretStoreRef": {"name": "fake"}, "target": {"template": {"data": {"url": "x\n{{ .password | mustFromJson }}"}}},
         "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]});
     scenario.external_secret("app", templated).await;
     scenario
@@ -848,16 +851,40 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     .into_body()
     .read_to_string()
     .unwrap();
-    for expected in [
-        "secretsync_syncs_total{outcome=\"success\"}",
+    // Names exactly as the README documents them, line by line.
+    let lines: Vec<&str> = metrics.lines().collect();
+    for exact in [
+        "# TYPE secretsync_provider_api_calls counter",
+        "# TYPE secretsync_syncs counter",
+        "# TYPE secretsync_reconcile_duration_seconds histogram",
+        "# TYPE secretsync_secret_writes counter",
+        "# TYPE secretsync_managed_secrets gauge",
+        "# TYPE secretsync_store_ready gauge",
+        "# TYPE secretsync_workload_restarts counter",
         "secretsync_provider_api_calls_total{service=\"secretsmanager\",call=\"BatchGetSecretValue\",outcome=\"success\"} 2",
-        "secretsync_reconcile_duration_seconds_count",
         "secretsync_managed_secrets 100",
-        "secretsync_store_ready{kind=\"SecretStore\"",
+        // 100, and es-007 again after it was deleted; es-003 rotated.
+        "secretsync_secret_writes_total{outcome=\"created\"} 101",
+        "secretsync_secret_writes_total{outcome=\"updated\"} 1",
     ] {
+        assert!(lines.contains(&exact), "no line {exact:?}:\n{metrics}");
+    }
+    let series = |name: &str| {
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    for name in [
+        "secretsync_syncs_total{outcome=\"success\"}",
+        "secretsync_reconcile_duration_seconds_count",
+        "secretsync_store_ready{kind=\"SecretStore\",namespace=\"NS\",name=\"aws\"}",
+        "secretsync_provider_api_calls_total{service=\"secretsmanager\",call=\"ListSecrets\",outcome=\"success\"}",
+    ] {
+        let name = name.replace("NS", &scenario.cluster.namespace);
         assert!(
-            metrics.contains(expected),
-            "metrics lack {expected}:\n{metrics}"
+            series(&name).is_some_and(|v| v >= 1.0),
+            "no sample of {name}:\n{metrics}"
         );
     }
     let health = &scenario.controller.as_ref().unwrap().health;
@@ -1139,30 +1166,6 @@ spec:
     scenario.finish(&["Eso-db-pw"]).await;
 }
 
-fn cli(args: &[&str], stdin: &str) -> String {
-    use std::io::Write;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "secretsync {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
     let mut scenario = Scenario::start("sealed").await;
@@ -1403,4 +1406,167 @@ async fn sealed_secrets_are_unsealed_rotated_merged_and_bound_to_their_place() {
             "AGE-SECRET-KEY",
         ])
         .await;
+}
+
+/// Status is written from this process's own record: a failed status write is
+/// written again, `refreshTime` never goes back, and with `creationPolicy:
+/// Owner` the ExternalSecret owns the whole data (a key added by hand goes).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_survives_failed_writes_and_owned_secrets_hold_only_their_keys() {
+    let mut scenario = Scenario::start("status").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Status-v1")]),
+        )
+        .await;
+    let status_path = format!(
+        "/namespaces/{}/externalsecrets/flaky/status",
+        scenario.cluster.namespace
+    );
+    if let Some(faults) = scenario.cluster.faults_for("failed status writes") {
+        faults.fail_next(2, Some("PATCH"), &status_path, 500);
+    }
+    scenario.run_controller(&[]);
+    scenario
+        .external_secret(
+            "flaky",
+            json!({"refreshInterval": "1h", "secretStoreRef": {"name": "fake"}, "data": data("a", "a")}),
+        )
+        .await;
+    scenario
+        .secret_where("flaky", |s| text(s, "a") == "Status-v1")
+        .await;
+    let status = scenario.ready_reason("flaky", "SecretSynced").await;
+    if !scenario.cluster.is_real() {
+        assert!(
+            scenario.logs().contains("reconcile failed"),
+            "the injected status-write failures happened"
+        );
+    }
+    let first = status["refreshTime"]
+        .as_str()
+        .expect("refreshTime written after the failed writes")
+        .to_string();
+
+    // Forced refreshes: every refreshTime seen is at or after the one before.
+    let api = scenario.api("ExternalSecret", "externalsecrets");
+    let mut last = jiff::Timestamp::from_str(&first).unwrap();
+    for round in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        scenario
+            .force_sync("flaky", &format!("round-{round}"))
+            .await;
+        for _ in 0..10 {
+            let object = api.get("flaky").await.unwrap();
+            if let Some(time) = object.data["status"]["refreshTime"].as_str() {
+                let time = jiff::Timestamp::from_str(time).unwrap();
+                assert!(time >= last, "refreshTime went back: {time} after {last}");
+                last = time;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    assert!(
+        last > jiff::Timestamp::from_str(&first).unwrap(),
+        "forced refreshes move refreshTime on"
+    );
+
+    // A key added by hand to an owned Secret is removed; ours stays.
+    scenario
+        .secrets()
+        .patch(
+            "flaky",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"data": {"added-by-hand": "aGFuZA=="}})),
+        )
+        .await
+        .unwrap();
+    let cleaned = scenario
+        .secret_where("flaky", |s| {
+            s.data
+                .as_ref()
+                .is_some_and(|d| !d.contains_key("added-by-hand"))
+        })
+        .await;
+    assert_eq!(text(&cleaned, "a"), "Status-v1");
+    scenario.finish(&["Status-v1"]).await;
+}
+
+/// `--namespaces`: only the namespaces named are watched; an ExternalSecret
+/// elsewhere is left alone (no Secret, no status).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_namespaces_named_are_watched() {
+    let mut scenario = Scenario::start("scoped").await;
+    let watched = scenario.cluster.namespace.clone();
+    let other = format!("{watched}-x");
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(scenario.cluster.client.clone());
+    namespaces
+        .create(
+            &kube::api::PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": other}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let store = fake_store("fake", &[("a", "Scoped-v1")]);
+    scenario
+        .apply("SecretStore", "secretstores", store.clone())
+        .await;
+    let es = json!({"metadata": {"name": "app"}, "spec": {"secretStoreRef": {"name": "fake"}, "data": data("a", "a")}});
+    let elsewhere = |kind: &str, plural: &str| -> Api<DynamicObject> {
+        Api::namespaced_with(
+            scenario.cluster.client.clone(),
+            &other,
+            &resource(kind, plural),
+        )
+    };
+    for (kind, plural, mut manifest) in [
+        ("SecretStore", "secretstores", store),
+        ("ExternalSecret", "externalsecrets", es.clone()),
+    ] {
+        manifest["apiVersion"] = json!("secretsync.io/v1");
+        manifest["kind"] = json!(kind);
+        let name = manifest["metadata"]["name"].as_str().unwrap().to_string();
+        elsewhere(kind, plural)
+            .patch(
+                &name,
+                &PatchParams::apply("scenario").force(),
+                &Patch::Apply(&manifest),
+            )
+            .await
+            .unwrap();
+    }
+    let lease_namespace = watched.clone();
+    scenario.controller = Some(RunningController::start(
+        &scenario.cluster.kubeconfig,
+        &[
+            "--lease-namespace",
+            &lease_namespace,
+            "--identity",
+            "scenario",
+            "--namespaces",
+            &watched,
+        ],
+        &[],
+    ));
+    scenario.external_secret("app", es["spec"].clone()).await;
+    scenario
+        .secret_where("app", |s| text(s, "a") == "Scoped-v1")
+        .await;
+    // By now the other namespace's ExternalSecret would have synced too.
+    let untouched = elsewhere("ExternalSecret", "externalsecrets")
+        .get("app")
+        .await
+        .unwrap();
+    assert!(
+        untouched.data["status"].is_null(),
+        "{:?}",
+        untouched.data["status"]
+    );
+    let secrets: Api<Secret> = Api::namespaced(scenario.cluster.client.clone(), &other);
+    assert!(secrets.get_opt("app").await.unwrap().is_none());
+    let _ = namespaces.delete(&other, &DeleteParams::default()).await;
+    scenario.finish(&["Scoped-v1"]).await;
 }

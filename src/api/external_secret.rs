@@ -4,15 +4,18 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::CustomResource;
-use kube::core::Duration;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validation::{is_dns_subdomain, is_valid_secret_key};
-use super::{Condition, FieldErrors};
+use super::validation::{dns_subdomain_problem, secret_key_problem};
+use super::{Condition, FieldErrors, GoDuration};
 
-/// The pattern a `secretKey` must match (Kubernetes' rule for Secret keys).
-pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
+/// The pattern a `secretKey` must match: Kubernetes' rule for Secret keys
+/// (letters, digits, `-`, `_`, `.`; not `.`, `..` or starting with `..`).
+pub const SECRET_KEY_PATTERN: &str = r"^([-_a-zA-Z0-9]|\.[-_a-zA-Z0-9])[-._a-zA-Z0-9]*$";
+/// The pattern of an object name such as a Secret's (lowercase RFC 1123 subdomain).
+pub const DNS_SUBDOMAIN_PATTERN: &str =
+    r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$";
 
 // Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
 // for duplicated attributes.
@@ -56,9 +59,9 @@ pub const SECRET_KEY_PATTERN: &str = "^[-._a-zA-Z0-9]+$";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretSpec {
     /// How often values are read again, as a Go duration (`1h`, `15m`); `0` reads once.
-    #[serde(default = "default_refresh_interval", deserialize_with = "go_duration")]
+    #[serde(default = "default_refresh_interval")]
     #[schemars(extend("default" = "1h"))]
-    pub refresh_interval: Duration,
+    pub refresh_interval: GoDuration,
     #[serde(default)]
     pub refresh_policy: RefreshPolicy,
     pub secret_store_ref: SecretStoreRef,
@@ -72,17 +75,8 @@ pub struct ExternalSecretSpec {
     pub data_from: Vec<ExternalSecretDataFrom>,
 }
 
-fn default_refresh_interval() -> Duration {
-    Duration::from(std::time::Duration::from_secs(3600))
-}
-
-fn go_duration<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    text.parse().map_err(|_| {
-        serde::de::Error::custom(format!(
-            "{text:?} is not a duration: use Go syntax such as 1h, 30m, 1h30m, 90s or 0"
-        ))
-    })
+fn default_refresh_interval() -> GoDuration {
+    GoDuration::from_secs(3600)
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -129,6 +123,7 @@ pub enum StoreKind {
 pub struct ExternalSecretTarget {
     /// Name of the Secret; defaults to the ExternalSecret's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = DNS_SUBDOMAIN_PATTERN), length(max = 253))]
     pub name: Option<String>,
     #[serde(default)]
     pub creation_policy: CreationPolicy,
@@ -222,6 +217,10 @@ pub struct TemplateFrom {
     pub literal: Option<String>,
     #[serde(default)]
     pub target: TemplateTarget,
+    /// How each value these templates produce is decoded before it is stored,
+    /// as ESO does (`decoded: SGVsbG8=` with `Base64` stores `Hello`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub values_decoding_strategy: Option<DecodingStrategy>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
@@ -248,7 +247,9 @@ pub enum TemplateScope {
     KeysAndValues,
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// Where a `templateFrom` entry's output goes. Spelled in any case, as ESO
+/// matches it (`annotations`, `Annotations`, `ANNOTATIONS`); empty means `Data`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum TemplateTarget {
     #[default]
     Data,
@@ -256,11 +257,74 @@ pub enum TemplateTarget {
     Annotations,
 }
 
+impl TemplateTarget {
+    const NAMES: [(&'static str, TemplateTarget); 3] = [
+        ("Data", TemplateTarget::Data),
+        ("Labels", TemplateTarget::Labels),
+        ("Annotations", TemplateTarget::Annotations),
+    ];
+
+    /// `^...$` with every letter of the three names in either case: the API
+    /// server's patterns have no case-insensitive flag.
+    fn pattern() -> String {
+        let any_case = |name: &str| {
+            name.chars()
+                .map(|c| format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase()))
+                .collect::<String>()
+        };
+        let names: Vec<String> = Self::NAMES.iter().map(|(n, _)| any_case(n)).collect();
+        format!("^({})?$", names.join("|"))
+    }
+}
+
+impl Serialize for TemplateTarget {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let name = Self::NAMES
+            .iter()
+            .find(|(_, t)| t == self)
+            .map_or("Data", |(n, _)| n);
+        serializer.serialize_str(name)
+    }
+}
+
+impl<'de> Deserialize<'de> for TemplateTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        if text.is_empty() {
+            return Ok(TemplateTarget::Data);
+        }
+        Self::NAMES
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(&text))
+            .map(|(_, t)| *t)
+            .ok_or_else(|| {
+                serde::de::Error::invalid_value(
+                    serde::de::Unexpected::Str(&text),
+                    &"one of Data, Labels, Annotations (any case)",
+                )
+            })
+    }
+}
+
+impl JsonSchema for TemplateTarget {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TemplateTarget".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "description": "Data, Labels or Annotations, in any case; empty means Data.",
+            "pattern": Self::pattern(),
+        })
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretData {
     /// The key in the Secret.
-    #[schemars(regex(pattern = SECRET_KEY_PATTERN))]
+    #[schemars(regex(pattern = SECRET_KEY_PATTERN), length(max = 253))]
     pub secret_key: String,
     pub remote_ref: RemoteRef,
 }
@@ -413,9 +477,6 @@ impl ExternalSecretSpec {
     /// the path of its field. Templates are checked by the sync core.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::default();
-        if self.refresh_interval.is_negative() {
-            errors.push("spec.refreshInterval", "must not be negative");
-        }
         if self.secret_store_ref.name.is_empty() {
             errors.push("spec.secretStoreRef.name", "must not be empty");
         }
@@ -426,10 +487,10 @@ impl ExternalSecretSpec {
         let mut seen = BTreeSet::new();
         for (i, item) in self.data.iter().enumerate() {
             let field = format!("spec.data[{i}]");
-            if !is_valid_secret_key(&item.secret_key) {
+            if let Some(problem) = secret_key_problem(&item.secret_key) {
                 errors.push(
                     format!("{field}.secretKey"),
-                    format!("{:?} must match {SECRET_KEY_PATTERN}", item.secret_key),
+                    format!("{:?} is not a valid Secret key: {problem}", item.secret_key),
                 );
             } else if !seen.insert(item.secret_key.as_str()) {
                 errors.push(
@@ -450,11 +511,11 @@ impl ExternalSecretSpec {
 impl ExternalSecretTarget {
     fn validate(&self, errors: &mut FieldErrors) {
         if let Some(name) = &self.name
-            && !is_dns_subdomain(name)
+            && let Some(problem) = dns_subdomain_problem(name)
         {
             errors.push(
                 "spec.target.name",
-                format!("{name:?} is not a valid Secret name (lowercase RFC 1123 subdomain)"),
+                format!("{name:?} is not a valid Secret name: it {problem}"),
             );
         }
         match (self.creation_policy, self.deletion_policy) {

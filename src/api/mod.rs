@@ -3,16 +3,22 @@
 //! these types by `secretsync crdgen`.
 
 mod condition;
+mod duration;
 mod external_secret;
 mod sealed_secret;
 mod secret_store;
 mod validation;
 
 pub use condition::Condition;
+pub use duration::{DURATION_PATTERN, DurationError, GoDuration};
 pub use external_secret::*;
 pub use sealed_secret::*;
 pub use secret_store::*;
-pub use validation::{FieldError, FieldErrors, from_json, is_valid_secret_key};
+pub use validation::{
+    FieldError, FieldErrors, MAX_LABEL_LEN, MAX_SUBDOMAIN_LEN, dns_label_problem,
+    dns_subdomain_problem, from_json, is_valid_secret_key, label_value_problem,
+    qualified_name_problem, secret_key_problem, validate_label_selector,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;

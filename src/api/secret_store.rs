@@ -207,6 +207,7 @@ pub struct AwsSecretRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeySelector {
     pub name: String,
+    #[schemars(regex(pattern = super::SECRET_KEY_PATTERN), length(max = 253))]
     pub key: String,
     /// Only a ClusterSecretStore may name another namespace.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -383,6 +384,13 @@ impl ClusterSecretStoreSpec {
             Err(errors) => errors,
         };
         for (i, condition) in self.conditions.iter().enumerate() {
+            if let Some(selector) = &condition.namespace_selector {
+                super::validate_label_selector(
+                    selector,
+                    &format!("spec.conditions[{i}].namespaceSelector"),
+                    &mut errors,
+                );
+            }
             for (j, pattern) in condition.namespace_regexes.iter().enumerate() {
                 if let Err(e) = regex::Regex::new(pattern) {
                     errors.push(

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use secretsync::controller::{LeaderSettings, Settings, sealed_secret::SealingKeys};
+use secretsync::controller::{LeaderSettings, Settings, reload, sealed_secret::SealingKeys};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,6 +32,47 @@ pub struct Args {
     /// keys hold the age/SSH identities SealedSecrets are decrypted with.
     #[arg(long, default_value = "secretsync-sealing-keys")]
     sealing_keys_secret: String,
+    /// Kubernetes API requests in flight at once (reconciles in flight: twice
+    /// that). A real API server's in-flight limit is 400 reads, 200 writes.
+    #[arg(long, default_value_t = secretsync::controller::DEFAULT_API_CONCURRENCY)]
+    api_concurrency: usize,
+    /// Watch only these namespaces (comma-separated; repeatable), e.g. when the
+    /// controller may list and watch nowhere else. ClusterSecretStores and
+    /// namespaces are read cluster-wide. Default: the whole cluster.
+    #[arg(long, value_delimiter = ',', value_name = "NAMESPACE", value_parser = namespace)]
+    namespaces: Vec<String>,
+    #[command(flatten)]
+    templates: super::render::TemplateLimitArgs,
+    /// Restart opted-in Deployments, StatefulSets, DaemonSets and Argo Rollouts
+    /// when the data of a Secret or ConfigMap they use changes (README:
+    /// "Workload restarts").
+    #[arg(long)]
+    reload: bool,
+    /// With --reload: changes to one workload's inputs within this window
+    /// (from the first) make one restart. Go duration.
+    #[arg(long, default_value = "5s", value_parser = reload::parse_duration)]
+    reload_debounce: std::time::Duration,
+    /// With --reload: at most this many workload patches per second across the
+    /// cluster, sent one at a time in the order they fell due.
+    #[arg(long, default_value_t = reload::DEFAULT_RATE, value_parser = parse_rate)]
+    reload_rate: f64,
+}
+
+/// A rate between one an hour and a thousand a second.
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && (1.0 / 3600.0..=1000.0).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: give patches per second, between 0.0003 and 1000"
+        )),
+    }
+}
+
+fn namespace(text: &str) -> Result<String, String> {
+    match secretsync::api::dns_label_problem(text) {
+        None => Ok(text.to_string()),
+        Some(problem) => Err(format!("not a valid namespace: it {problem}")),
+    }
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -55,31 +96,22 @@ pub async fn run(args: Args) -> ExitCode {
         aws_base: None,
         eso_compat: args.eso_compat,
         sealing_keys,
+        api_concurrency: args.api_concurrency,
+        namespaces: args.namespaces,
+        template_limits: args.templates.limits(),
+        reload: args.reload.then_some(reload::Settings {
+            debounce: args.reload_debounce,
+            rate: args.reload_rate,
+        }),
     };
-    let client = match kube::Client::try_default().await {
-        Ok(client) => client,
-        Err(e) => {
-            eprintln!(
-                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
-            );
-            return ExitCode::FAILURE;
-        }
+    let Some(config) = super::kube_config().await else {
+        return ExitCode::FAILURE;
     };
-    match secretsync::controller::run(client, settings, shutdown_signal()).await {
+    match secretsync::controller::run(config, settings, super::shutdown_signal()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// SIGTERM (what Kubernetes sends) or Ctrl-C.
-async fn shutdown_signal() {
-    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = terminate.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

@@ -1,8 +1,10 @@
 //! Flags and dispatch: one file per subcommand, each turning its flags into a
 //! call of the library and its outcome into an exit code.
 
+mod agent;
 mod controller;
 mod crdgen;
+mod csi_provider;
 mod render;
 mod sealing;
 
@@ -51,6 +53,12 @@ pub enum Command {
     Reseal(sealing::ResealArgs),
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen(crdgen::Args),
+    /// Write secrets as files in a pod (sidecar, or init container with
+    /// --once), kubelet-style atomic updates; signal or run a command on change.
+    Agent(agent::Args),
+    /// Serve the Secrets Store CSI driver's provider API on a unix socket; each
+    /// mount acts as the pod (its own ServiceAccount token and IAM role).
+    CsiProvider(csi_provider::Args),
 }
 
 impl Command {
@@ -63,6 +71,8 @@ impl Command {
             Command::Unseal(args) => report(sealing::unseal(args)),
             Command::Reseal(args) => report(sealing::reseal(args)),
             Command::Crdgen(args) => crdgen::run(args),
+            Command::Agent(args) => agent::run(args).await,
+            Command::CsiProvider(args) => csi_provider::run(args).await,
         }
     }
 }
@@ -79,6 +89,14 @@ pub fn init_logging(format: LogFormat) {
     }
 }
 
+/// A Go duration flag (`5s`, `1m30s`), by the same rules as the CRDs'
+/// durations: no negatives, no `d`, nothing past Go's maximum.
+pub fn go_duration(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<secretsync::api::GoDuration>()
+        .map(std::time::Duration::from)
+        .map_err(|e| e.to_string())
+}
+
 /// Exit 0, or print the error and exit 1.
 fn report(result: Result<(), String>) -> ExitCode {
     match result {
@@ -86,6 +104,35 @@ fn report(result: Result<(), String>) -> ExitCode {
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// The cluster to talk to: `KUBECONFIG` (or `~/.kube/config`), else the
+/// in-cluster ServiceAccount; `None` (said on stderr) when there is none.
+async fn kube_config() -> Option<kube::Config> {
+    match kube::Config::infer().await {
+        Ok(config) => Some(config),
+        Err(e) => {
+            eprintln!(
+                "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
+            );
+            None
+        }
+    }
+}
+
+/// SIGTERM (what Kubernetes sends) or Ctrl-C, for the long-running modes.
+async fn shutdown_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut terminate) => {
+            tokio::select! {
+                _ = terminate.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
         }
     }
 }

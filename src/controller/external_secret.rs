@@ -1,89 +1,54 @@
-//! ExternalSecret -> Secret. A refresh fetches (batched with every other
-//! ExternalSecret due on the same store), renders through the sync core and
-//! writes by server-side apply; between refreshes, a Secret changed or deleted
-//! by hand is rebuilt from the values last fetched. A failure of any kind
-//! leaves the existing Secret exactly as it was and says why in the status.
+//! ExternalSecret -> Secret. A refresh fetches as part of its store's cycle
+//! (see `refresh`), renders through the sync core and writes by server-side
+//! apply; between refreshes, a Secret changed or deleted by hand is rebuilt
+//! from the answers kept. A failure of any kind leaves the existing Secret
+//! exactly as it was and says why in the status, which is built from what
+//! this process last wrote (never from a cached copy that may lag).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
-use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Secret};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use tokio::time::Instant;
+
+use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::core::{ApiResource, GroupVersionKind};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use super::{Context, Error, FIELD_MANAGER};
+use super::objects::{self, Flavor, WatchedExternalSecret};
+use super::refresh::{self, Admit, Observed};
+use super::{Context, Error, target};
 use crate::SecretValue;
 use crate::api::{
-    ClusterSecretStoreSpec, Condition, CreationPolicy, DeletionPolicy, ExternalSecret,
-    ExternalSecretStatus, RefreshPolicy, SecretStoreSpec, StoreKind, StoreProvider,
+    Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretSpec,
+    ExternalSecretStatus, RefreshPolicy, StoreKind, StoreProvider,
 };
 use crate::provider::{FetchResults, ProviderError, RemoteRequest, StoreIdentity};
-use crate::sync::{self, CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, TemplateSources};
+use crate::sync::{self, SyncError, TemplateSources};
 
 /// Annotation on a Secret naming the ExternalSecret (same namespace) that writes it.
 pub const EXTERNAL_SECRET_ANNOTATION: &str = "secretsync.io/external-secret";
 /// Longest wait between retries after a failure.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
-
-/// Which API an ExternalSecret and its stores come from: secretsync's own, or
-/// ESO's (`--eso-compat`). Same fields, same sync; status, events and owner
-/// references point at the object in its own group.
-#[derive(Clone, Copy, Debug)]
-pub struct Flavor {
-    pub group: &'static str,
-    pub version: &'static str,
-}
-
-pub const SECRETSYNC: Flavor = Flavor {
-    group: "secretsync.io",
-    version: "v1",
-};
-
-pub const ESO: Flavor = Flavor {
-    group: crate::api::ESO_GROUP,
-    version: "v1",
-};
-
-impl Flavor {
-    pub fn api_version(&self) -> String {
-        format!("{}/{}", self.group, self.version)
-    }
-
-    pub fn resource(&self, kind: &str, plural: &str) -> ApiResource {
-        ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(self.group, self.version, kind),
-            plural,
-        )
-    }
-
-    /// ESO stores are told apart from secretsync's of the same name, so they
-    /// never share a provider or a batch.
-    fn store_name(&self, name: &str) -> String {
-        if self.group == SECRETSYNC.group {
-            name.to_string()
-        } else {
-            format!("{name}.{}", self.group)
-        }
-    }
-}
+/// Longest wait before an ExternalSecret is looked at again, whatever its
+/// interval (Go's durations reach 292 years; timers need not).
+pub const MAX_REQUEUE: Duration = Duration::from_secs(24 * 3600);
 
 /// Why a sync did not happen, as a Ready=False condition.
-struct Failure {
-    reason: &'static str,
-    message: String,
+pub(super) struct Failure {
+    pub reason: &'static str,
+    pub message: String,
 }
 
 impl Failure {
-    fn new(reason: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(reason: &'static str, message: impl Into<String>) -> Self {
         Self {
             reason,
             message: message.into(),
@@ -91,77 +56,139 @@ impl Failure {
     }
 }
 
-pub async fn reconcile(es: Arc<ExternalSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
-    reconcile_as(&es, &ctx, SECRETSYNC).await
+/// What a sync that went through leaves in the status.
+struct Synced {
+    reason: &'static str,
+    message: &'static str,
+    refreshed_at: Option<jiff::Timestamp>,
+    resource_version: Option<String>,
+    content_hash: Option<String>,
+    spec_hash: String,
+    action: Action,
 }
 
-/// An ESO ExternalSecret (`--eso-compat`): read as secretsync's, synced the same way.
-pub async fn reconcile_eso(object: Arc<DynamicObject>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let mut value = serde_json::to_value(object.as_ref()).unwrap_or_default();
-    value["apiVersion"] = json!(SECRETSYNC.api_version());
-    value["kind"] = json!("ExternalSecret");
-    match crate::api::from_json::<ExternalSecret>(value) {
-        Ok(es) => reconcile_as(&es, &ctx, ESO).await,
-        Err(message) => {
-            // Anything ESO has that secretsync does not is said, not ignored.
-            let mut status: ExternalSecretStatus = object
-                .data
-                .get("status")
-                .cloned()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .unwrap_or_default();
-            set_ready(
-                &mut status,
-                "False",
-                "InvalidSpec",
-                &format!("not supported by secretsync: {message}"),
-            );
-            status.observed_generation = object.metadata.generation;
-            let api: Api<DynamicObject> = Api::namespaced_with(
-                ctx.client.clone(),
-                &object.namespace().unwrap_or_default(),
-                &ESO.resource("ExternalSecret", "externalsecrets"),
-            );
-            api.patch_status(
-                &object.name_any(),
-                &PatchParams::default(),
-                &Patch::Merge(json!({"status": status})),
-            )
-            .await
-            .map_err(Error::Kube)?;
-            Ok(Action::await_change())
+/// Keeps the refresher's picture of who reads which store in step with the watch.
+pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExternalSecret>) {
+    match event {
+        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
+            let key = objects::flavored_key(flavor, object);
+            match &object.spec {
+                Ok(spec) => {
+                    let wake = ObjectRef::from_obj_with(object, flavor.external_secrets());
+                    ctx.refresher
+                        .observe(&key, wake, observed(flavor, object, spec));
+                }
+                Err(_) => ctx.refresher.forget(&key),
+            }
         }
+        watcher::Event::Delete(object) => {
+            let key = objects::flavored_key(flavor, object);
+            ctx.refresher.forget(&key);
+            ctx.forget_status(&key);
+            ctx.reset_backoff(&key);
+        }
+        watcher::Event::Init | watcher::Event::InitDone => {}
     }
 }
 
-async fn reconcile_as(es: &ExternalSecret, ctx: &Context, flavor: Flavor) -> Result<Action, Error> {
-    let started = std::time::Instant::now();
-    let key = format!("{}/{}", es.namespace().unwrap_or_default(), es.name_any());
-    let outcome = sync_one(es, ctx, flavor).await;
+fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecretSpec) -> Observed {
+    let namespace = object.namespace().unwrap_or_default();
+    let status = object.status.as_ref();
+    Observed {
+        store: store_identity(flavor, &namespace, spec),
+        requests: sync::remote_requests(spec),
+        interval: periodic_interval(spec),
+        refreshed_at: status
+            .and_then(|s| s.refresh_time.as_ref())
+            .and_then(|t| refresh::instant_of(t.0)),
+        refreshed_at_wall: status.and_then(|s| s.refresh_time.as_ref()).map(|t| t.0),
+        refreshed_spec: status.and_then(|s| s.spec_hash.clone()),
+        spec_hash: spec_hash(spec, object),
+    }
+}
+
+fn store_identity(flavor: Flavor, namespace: &str, spec: &ExternalSecretSpec) -> StoreIdentity {
+    let reference = &spec.secret_store_ref;
+    StoreIdentity {
+        kind: reference.kind,
+        namespace: (reference.kind == StoreKind::SecretStore).then(|| namespace.to_string()),
+        name: flavor.store_name(&reference.name),
+    }
+}
+
+/// The refresh interval, when refreshes follow one.
+fn periodic_interval(spec: &ExternalSecretSpec) -> Option<Duration> {
+    let interval = refresh_interval(spec);
+    (spec.refresh_policy == RefreshPolicy::Periodic && !interval.is_zero()).then_some(interval)
+}
+
+fn refresh_interval(spec: &ExternalSecretSpec) -> Duration {
+    spec.refresh_interval.into()
+}
+
+pub async fn reconcile(
+    object: Arc<WatchedExternalSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let flavor = Flavor::of(&object.api_version);
+    let key = objects::flavored_key(flavor, object.as_ref());
+    ctx.caches_filled().await;
+    let started = Instant::now();
+    let outcome = match object.typed() {
+        Ok(es) => sync_one(&es, &ctx, flavor, &key).await,
+        Err(message) if flavor == objects::ESO => Err(Failure::new(
+            "InvalidSpec",
+            format!("not supported by secretsync: {message}"),
+        )),
+        Err(message) => Err(Failure::new("InvalidSpec", message)),
+    };
     ctx.metrics.observe_reconcile(started.elapsed());
+    let mut status = ctx
+        .status_record(&key)
+        .or_else(|| object.status.clone())
+        .unwrap_or_default();
+    status.observed_generation = object.metadata.generation;
     match outcome {
-        Ok((status, action)) => {
+        Ok(synced) => {
             ctx.reset_backoff(&key);
-            write_status(es, ctx, status, flavor).await?;
+            ctx.refresher.succeeded(&key, &synced.spec_hash);
+            if let Some(at) = synced.refreshed_at {
+                // Never backwards, whatever a lagging copy said.
+                let later = status.refresh_time.as_ref().is_none_or(|t| t.0 < at);
+                if later {
+                    status.refresh_time = Some(Time(at));
+                }
+            }
+            if synced.resource_version.is_some() {
+                status.synced_resource_version = synced.resource_version;
+            }
+            if synced.content_hash.is_some() {
+                status.content_hash = synced.content_hash;
+            }
+            status.spec_hash = Some(synced.spec_hash);
+            set_ready(&mut status, "True", synced.reason, synced.message);
+            write_status(&object, &ctx, flavor, &key, status).await?;
             ctx.metrics.count_sync(true);
-            Ok(action)
+            Ok(synced.action)
         }
         Err(failure) => {
+            ctx.refresher.failed(&key);
             ctx.metrics.count_sync(false);
             tracing::warn!(external_secret = %key, reason = failure.reason, message = %failure.message, "sync failed");
-            let mut status = es.status.clone().unwrap_or_default();
             set_ready(&mut status, "False", failure.reason, &failure.message);
-            status.observed_generation = es.metadata.generation;
-            write_status(es, ctx, status, flavor).await?;
-            publish(
-                ctx,
-                es,
-                flavor,
-                EventType::Warning,
-                "UpdateFailed",
-                &failure.message,
-            )
-            .await;
+            let changed = object.status.as_ref() != Some(&status);
+            write_status(&object, &ctx, flavor, &key, status).await?;
+            if changed {
+                publish(
+                    &ctx,
+                    object.as_ref(),
+                    flavor,
+                    EventType::Warning,
+                    "UpdateFailed",
+                    &failure.message,
+                )
+                .await;
+            }
             if failure.reason == "InvalidSpec" {
                 // Nothing changes until the spec does.
                 return Ok(Action::await_change());
@@ -169,10 +196,15 @@ async fn reconcile_as(es: &ExternalSecret, ctx: &Context, flavor: Flavor) -> Res
             // Back off up to the cap; from then on, retry on the refresh interval
             // (when that is longer), so a broken reference does not keep calling.
             let delay = ctx.next_backoff(&key);
-            let interval: Duration = es.spec.refresh_interval.into();
+            let interval = object
+                .spec
+                .as_ref()
+                .ok()
+                .and_then(periodic_interval)
+                .unwrap_or(Duration::ZERO);
             Ok(Action::requeue(
                 if delay >= MAX_BACKOFF && interval > delay {
-                    jittered(interval)
+                    interval
                 } else {
                     delay
                 },
@@ -181,101 +213,117 @@ async fn reconcile_as(es: &ExternalSecret, ctx: &Context, flavor: Flavor) -> Res
     }
 }
 
-/// One sync: the status to write and when to come back, or why it failed.
+/// One sync: what goes into the status and when to come back, or why it failed.
 async fn sync_one(
     es: &ExternalSecret,
-    ctx: &Context,
+    ctx: &Arc<Context>,
     flavor: Flavor,
-) -> Result<(ExternalSecretStatus, Action), Failure> {
+    key: &str,
+) -> Result<Synced, Failure> {
     sync::check(es).map_err(|e| Failure::new("InvalidSpec", e.to_string()))?;
     let namespace = es.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
-    let target = es.target_name().to_string();
-    let existing = secrets.get_opt(&target).await.map_err(|e| {
-        Failure::new(
-            "SecretSyncedError",
-            format!("reading Secret {namespace}/{target}: {e}"),
-        )
-    })?;
-    let mut status = es.status.clone().unwrap_or_default();
-    let spec_hash = spec_hash(es);
+    let target_name = es.target_name().to_string();
     let policy = es.spec.target.creation_policy;
-
-    if es.spec.refresh_policy == RefreshPolicy::CreatedOnce
-        && existing.is_some()
-        && status.refresh_time.is_some()
-    {
-        set_ready(
-            &mut status,
-            "True",
-            "SecretSynced",
-            "Secret was created once; CreatedOnce does not update it",
-        );
-        return Ok((status, Action::await_change()));
-    }
-    if policy == CreationPolicy::Merge && existing.is_none() {
-        return Err(Failure::new(
-            "SecretMissing",
-            format!(
-                "creationPolicy Merge: Secret {namespace}/{target} does not exist, so there is nothing to merge into"
-            ),
-        ));
-    }
-
-    let (identity, spec) = resolve_store(es, ctx, flavor).await?;
+    let refresh_policy = es.spec.refresh_policy;
+    let (identity, spec) = resolve_store(es, ctx, flavor)?;
     let provider = ctx
         .providers
         .for_store(&identity, &spec)
         .await
         .map_err(|e| Failure::new("StoreNotReady", format!("{identity}: {e}")))?;
-    let interval: Duration = es.spec.refresh_interval.into();
-    // What this process fetched last is the truth; the cached object's status
-    // can lag behind our own writes (and is all there is after a restart).
-    let key = format!("{namespace}/{}", es.name_any());
-    let (never_synced, changed, age) = match ctx.last_fetch(&key) {
-        Some((hash, at)) => (false, hash != spec_hash, at.elapsed()),
-        None => (
-            status.refresh_time.is_none(),
-            status.spec_hash.as_deref() != Some(spec_hash.as_str()),
-            refresh_age(&status),
-        ),
-    };
-    let due = never_synced
-        || changed
-        || existing.is_none() && es.spec.refresh_policy == RefreshPolicy::CreatedOnce
-        || match es.spec.refresh_policy {
-            RefreshPolicy::Periodic => !interval.is_zero() && age >= interval,
-            RefreshPolicy::OnChange | RefreshPolicy::CreatedOnce => false,
-        };
+
+    // Whether the target exists: the managed cache knows Secrets this process
+    // writes; one it has not labelled yet (Merge) is read.
+    let cached = ctx.managed_secret(&namespace, &target_name);
+    let mut live: Option<Option<Secret>> = None;
+    if cached.is_none()
+        && (policy == CreationPolicy::Merge || refresh_policy == RefreshPolicy::CreatedOnce)
+    {
+        live = Some(read_secret(&secrets, &namespace, &target_name).await?);
+    }
+    let exists = cached.is_some() || live.as_ref().is_some_and(Option::is_some);
+    let refreshed = ctx.refresher.refreshed(key);
+    let spec_hash = refreshed
+        .current_spec
+        .clone()
+        .unwrap_or_else(|| spec_hash(&es.spec, es));
+    let status = es.status.clone().unwrap_or_default();
+
+    if refresh_policy == RefreshPolicy::CreatedOnce
+        && exists
+        && (refreshed.at.is_some() || status.refresh_time.is_some())
+    {
+        return Ok(Synced {
+            reason: "SecretSynced",
+            message: "Secret was created once; CreatedOnce does not update it",
+            refreshed_at: None,
+            resource_version: None,
+            content_hash: None,
+            spec_hash,
+            action: Action::await_change(),
+        });
+    }
+    if policy == CreationPolicy::Merge && !exists {
+        return Err(Failure::new(
+            "SecretMissing",
+            format!(
+                "creationPolicy Merge: Secret {namespace}/{target_name} does not exist, so there is nothing to merge into"
+            ),
+        ));
+    }
+
+    let interval = periodic_interval(&es.spec);
+    let due = refreshed.at.is_none()
+        || refreshed.failed
+        || refreshed.spec.as_deref() != Some(spec_hash.as_str())
+        || !exists && refresh_policy == RefreshPolicy::CreatedOnce
+        || interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
     let requests = sync::remote_requests(&es.spec);
-    let max_age = if interval.is_zero() {
-        Duration::MAX
-    } else {
-        interval
-    };
-    let cached = if due {
+    let kept = if due {
         None
     } else {
-        ctx.fetcher.cached(&identity, &requests, max_age)
+        provider.cached(&requests, interval.unwrap_or(Duration::MAX))
     };
-    let fetched_now = cached.is_none();
-    let fetched = match cached {
-        Some(cached) => cached,
-        None => ctx.fetcher.fetch(&identity, provider, requests).await,
+    if kept.is_none() && !due && target_in_place(ctx, key, &status, cached.as_deref()) {
+        // Not due, and the Secret is as last written (after a restart, say):
+        // nothing to fetch, nothing to write.
+        return Ok(Synced {
+            reason: "SecretSynced",
+            message: "Secret is synced",
+            refreshed_at: None,
+            resource_version: None,
+            content_hash: None,
+            spec_hash,
+            action: next_refresh(interval, refreshed.at),
+        });
+    }
+    let fetched = match kept {
+        Some(kept) => kept,
+        None => {
+            let admit = admission(ctx, flavor, &identity);
+            ctx.refresher
+                .refresh(&identity, key, requests, provider, admit)
+                .await
+        }
     };
+    let refreshed_at = ctx.refresher.refreshed(key).at_wall;
 
     let sources = template_sources(es, ctx).await?;
-    let (es_effective, gone) = apply_deletion_policy(es, &fetched);
-    if gone && es.spec.target.deletion_policy == DeletionPolicy::Delete || es_effective.is_none() {
+    let (effective, gone) = apply_deletion_policy(es, &fetched);
+    if gone && es.spec.target.deletion_policy == DeletionPolicy::Delete || effective.is_none() {
         // Every remote value is gone and the policy says to follow.
-        if let (Some(_), CreationPolicy::Owner) = (&existing, policy) {
+        if exists && policy == CreationPolicy::Owner {
             secrets
-                .delete(&target, &DeleteParams::background())
+                .delete(&target_name, &DeleteParams::background())
                 .await
                 .map_err(|e| {
                     Failure::new(
                         "SecretSyncedError",
-                        format!("deleting Secret {namespace}/{target}: {e}"),
+                        format!(
+                            "deleting Secret {namespace}/{target_name}: {}",
+                            kube_error(&e)
+                        ),
                     )
                 })?;
             publish(
@@ -288,43 +336,106 @@ async fn sync_one(
             )
             .await;
         }
-        set_ready(
-            &mut status,
-            "True",
-            "SecretDeleted",
-            "every remote value is gone; the Secret was deleted (deletionPolicy)",
-        );
-        status.spec_hash = Some(spec_hash);
-        status.observed_generation = es.metadata.generation;
-        return Ok((status, next_refresh(es)));
+        return Ok(Synced {
+            reason: "SecretDeleted",
+            message: "every remote value is gone; the Secret was deleted (deletionPolicy)",
+            refreshed_at,
+            resource_version: None,
+            content_hash: None,
+            spec_hash,
+            action: next_refresh(interval, refreshed_at_instant(ctx, key)),
+        });
     }
-    let es_effective = es_effective.unwrap_or_else(|| es.clone());
-    let desired = sync::desired_secret(&es_effective, &fetched, &sources)
+    let effective = effective.unwrap_or_else(|| es.clone());
+    // CPU work (templates), so on a blocking thread, within limits.
+    let limits = ctx.template_limits;
+    let desired = ctx
+        .render_pool
+        .run(move || sync::desired_secret(&effective, &fetched, &sources, &limits))
+        .await
+        .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
         .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
-    let written = write_secret(es, ctx, flavor, &secrets, existing.as_ref(), &desired).await?;
-    let synced_version = written
-        .as_ref()
-        .or(existing.as_ref())
-        .and_then(|s| s.metadata.resource_version.clone());
-    if let Some(created) = written.as_ref().map(|_| existing.is_none()) {
-        let (reason, note) = if created {
-            ("Created", "Secret created")
-        } else {
-            ("Updated", "Secret updated")
-        };
-        publish(ctx, es, flavor, EventType::Normal, reason, note).await;
+    let synced_version = ctx
+        .status_record(key)
+        .and_then(|s| s.synced_resource_version)
+        .or(status.synced_resource_version.clone());
+    let written = target::write(
+        es,
+        ctx,
+        flavor,
+        &desired,
+        cached.as_deref(),
+        synced_version.as_deref(),
+        live,
+    )
+    .await?;
+    let resource_version = match written {
+        target::Outcome::Unchanged { resource_version } => resource_version,
+        target::Outcome::Written {
+            resource_version,
+            created,
+        } => {
+            let (reason, note) = if created {
+                ("Created", "Secret created")
+            } else {
+                ("Updated", "Secret updated")
+            };
+            publish(ctx, es, flavor, EventType::Normal, reason, note).await;
+            resource_version
+        }
+        target::Outcome::NotWritten => None,
+    };
+    Ok(Synced {
+        reason: "SecretSynced",
+        message: "Secret is synced",
+        refreshed_at,
+        resource_version,
+        content_hash: Some(desired.content_hash.clone()),
+        spec_hash,
+        action: next_refresh(interval, refreshed_at_instant(ctx, key)),
+    })
+}
+
+/// Whether the target Secret is exactly what this ExternalSecret last wrote:
+/// same resourceVersion and content hash as its status records.
+fn target_in_place(
+    ctx: &Context,
+    key: &str,
+    status: &ExternalSecretStatus,
+    cached: Option<&kube::core::PartialObjectMeta<Secret>>,
+) -> bool {
+    let status = ctx.status_record(key).unwrap_or_else(|| status.clone());
+    let Some(cached) = cached else {
+        return false;
+    };
+    status.synced_resource_version.is_some()
+        && cached.metadata.resource_version == status.synced_resource_version
+        && status.content_hash.is_some()
+        && cached
+            .annotations()
+            .get(crate::sync::CONTENT_HASH_ANNOTATION)
+            == status.content_hash.as_ref()
+}
+
+fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
+    ctx.refresher.refreshed(key).at
+}
+
+/// When to come back: when the refresh falls due (the store's cycle may take
+/// it along a little earlier), or only on a change.
+fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
+    match (interval, refreshed) {
+        (Some(interval), Some(at)) => {
+            let wait = match at.checked_add(interval) {
+                Some(due) => due.saturating_duration_since(Instant::now()),
+                None => MAX_REQUEUE,
+            };
+            Action::requeue(wait.clamp(Duration::from_secs(1), MAX_REQUEUE))
+        }
+        (Some(interval), None) => Action::requeue(interval.min(MAX_REQUEUE)),
+        (None, _) => Action::await_change(),
     }
-    if fetched_now {
-        ctx.record_fetch(&key, &spec_hash);
-        status.refresh_time = Some(Time(jiff::Timestamp::now()));
-    }
-    status.synced_resource_version = synced_version;
-    status.content_hash = Some(desired.content_hash.clone());
-    status.spec_hash = Some(spec_hash);
-    status.observed_generation = es.metadata.generation;
-    set_ready(&mut status, "True", "SecretSynced", "Secret is synced");
-    Ok((status, next_refresh(es)))
 }
 
 fn reason_of(error: &SyncError) -> &'static str {
@@ -334,40 +445,12 @@ fn reason_of(error: &SyncError) -> &'static str {
     }
 }
 
-/// How long ago the last fetch was.
-fn refresh_age(status: &ExternalSecretStatus) -> Duration {
-    status
-        .refresh_time
-        .as_ref()
-        .map(|t| {
-            let seconds = jiff::Timestamp::now().as_second() - t.0.as_second();
-            Duration::from_secs(seconds.max(0) as u64)
-        })
-        .unwrap_or(Duration::MAX)
-}
-
-/// The next periodic refresh, spread ±10% so a fleet does not move in lockstep.
-fn next_refresh(es: &ExternalSecret) -> Action {
-    let interval: Duration = es.spec.refresh_interval.into();
-    if es.spec.refresh_policy != RefreshPolicy::Periodic || interval.is_zero() {
-        return Action::await_change();
-    }
-    Action::requeue(jittered(interval))
-}
-
-pub fn jittered(interval: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    let random = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let factor = 0.9 + (random % 2001) as f64 / 10_000.0;
-    interval.mul_f64(factor)
-}
-
 /// Hash of what a user changes to ask for a new sync: spec, labels, annotations
 /// (`secretsync.io/force-sync` among them).
-fn spec_hash(es: &ExternalSecret) -> String {
-    let text = json!({"spec": es.spec, "labels": es.metadata.labels, "annotations": es.metadata.annotations}).to_string();
+fn spec_hash(spec: &ExternalSecretSpec, object: &impl ResourceExt) -> String {
+    let text =
+        json!({"spec": spec, "labels": object.labels(), "annotations": object.annotations()})
+            .to_string();
     hex::encode(&Sha256::digest(text.as_bytes())[..16])
 }
 
@@ -399,8 +482,9 @@ fn apply_deletion_policy(
     (Some(kept), all_gone)
 }
 
-/// The store an ExternalSecret names, in its own API group, if it may use it.
-async fn resolve_store(
+/// The store an ExternalSecret names, in its own API group, if it may use it:
+/// from the store caches, no request.
+fn resolve_store(
     es: &ExternalSecret,
     ctx: &Context,
     flavor: Flavor,
@@ -408,74 +492,112 @@ async fn resolve_store(
     let namespace = es.namespace().unwrap_or_default();
     let reference = &es.spec.secret_store_ref;
     let not_ready = |message: String| Failure::new("StoreNotReady", message);
-    let namespaced = reference.kind == StoreKind::SecretStore;
-    let (kind, plural, described) = if namespaced {
-        (
-            "SecretStore",
-            "secretstores",
-            format!("SecretStore {namespace}/{}", reference.name),
-        )
-    } else {
-        (
-            "ClusterSecretStore",
-            "clustersecretstores",
-            format!("ClusterSecretStore {}", reference.name),
-        )
-    };
-    let resource = flavor.resource(kind, plural);
-    let api: Api<DynamicObject> = if namespaced {
-        Api::namespaced_with(ctx.client.clone(), &namespace, &resource)
-    } else {
-        Api::all_with(ctx.client.clone(), &resource)
-    };
-    let store = api
-        .get_opt(&reference.name)
-        .await
-        .map_err(|e| not_ready(format!("reading {described}: {e}")))?
-        .ok_or_else(|| {
-            not_ready(if namespaced {
-                format!(
-                    "SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
-                    reference.name
-                )
-            } else {
-                format!("ClusterSecretStore {:?} not found", reference.name)
-            })
-        })?;
-    let spec = store.data.get("spec").cloned().unwrap_or_default();
-    let invalid = |message: String| not_ready(format!("{described}: {message}"));
-    let provider = if namespaced {
-        let spec: SecretStoreSpec =
-            crate::api::from_json(spec).map_err(|e| invalid(format!("spec.{e}")))?;
-        spec.provider
-            .validate(Some(&namespace))
-            .map_err(|e| invalid(e.to_string()))?;
-        spec.provider
-    } else {
-        let spec: ClusterSecretStoreSpec =
-            crate::api::from_json(spec).map_err(|e| invalid(format!("spec.{e}")))?;
-        spec.validate().map_err(|e| invalid(e.to_string()))?;
-        let labels = Api::<Namespace>::all(ctx.client.clone())
-            .get_opt(&namespace)
-            .await
-            .ok()
-            .flatten()
-            .and_then(|n| n.metadata.labels)
-            .unwrap_or_default();
-        if !sync::cluster_store_admits(&spec, &namespace, &labels) {
-            return Err(not_ready(format!(
-                "ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
-                reference.name
-            )));
+    let caches = ctx
+        .stores_of(flavor)
+        .ok_or_else(|| not_ready(format!("stores of {} are not watched", flavor.group)))?;
+    let identity = store_identity(flavor, &namespace, &es.spec);
+    let provider = match reference.kind {
+        StoreKind::SecretStore => {
+            let described = format!("SecretStore {namespace}/{}", reference.name);
+            let store = caches
+                .secret_store(flavor, &namespace, &reference.name)
+                .ok_or_else(|| {
+                    not_ready(format!(
+                        "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
+                        reference.name
+                    ))
+                })?;
+            let spec = store
+                .spec
+                .as_ref()
+                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            spec.provider
+                .validate(Some(&namespace))
+                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            spec.provider.clone()
         }
-        spec.provider
-    };
-    let identity = StoreIdentity {
-        kind: reference.kind,
-        namespace: namespaced.then_some(namespace),
-        name: flavor.store_name(&reference.name),
+        StoreKind::ClusterSecretStore => {
+            let described = format!("ClusterSecretStore {}", reference.name);
+            let store = caches
+                .cluster_secret_stores
+                .get(&ObjectRef::new_with(
+                    &reference.name,
+                    flavor.cluster_secret_stores(),
+                ))
+                .ok_or_else(|| {
+                    not_ready(format!(
+                        "spec.secretStoreRef: ClusterSecretStore {:?} not found",
+                        reference.name
+                    ))
+                })?;
+            let spec = store
+                .spec
+                .as_ref()
+                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            spec.validate()
+                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            if !sync::cluster_store_admits(spec, &namespace, &ctx.namespace_labels(&namespace)) {
+                return Err(not_ready(format!(
+                    "spec.secretStoreRef: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+                    reference.name
+                )));
+            }
+            spec.provider.clone()
+        }
     };
     Ok((identity, provider))
+}
+
+/// Whether a store's cycle may take an ExternalSecret along: a
+/// ClusterSecretStore only for namespaces its conditions admit.
+fn admission(ctx: &Arc<Context>, flavor: Flavor, identity: &StoreIdentity) -> Admit {
+    if identity.kind == StoreKind::SecretStore {
+        return Arc::new(|_| true);
+    }
+    let ctx = ctx.clone();
+    let name = reference_name(flavor, &identity.name);
+    Arc::new(move |key: &str| {
+        // Keys are `group/namespace/name`.
+        let Some(namespace) = key.split('/').nth(1) else {
+            return false;
+        };
+        let Some(caches) = ctx.stores_of(flavor) else {
+            return false;
+        };
+        caches
+            .cluster_secret_stores
+            .get(&ObjectRef::new_with(&name, flavor.cluster_secret_stores()))
+            .and_then(|store| store.spec.as_ref().ok().cloned())
+            .is_some_and(|spec| {
+                sync::cluster_store_admits(&spec, namespace, &ctx.namespace_labels(namespace))
+            })
+    })
+}
+
+/// The store's own name, from the name its identity carries.
+fn reference_name(flavor: Flavor, identity_name: &str) -> String {
+    let suffix = format!(".{}", flavor.group);
+    if flavor == objects::SECRETSYNC {
+        identity_name.to_string()
+    } else {
+        identity_name
+            .strip_suffix(&suffix)
+            .unwrap_or(identity_name)
+            .to_string()
+    }
+}
+
+async fn read_secret(
+    secrets: &Api<Secret>,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<Secret>, Failure> {
+    secrets.get_opt(name).await.map_err(|e| {
+        Failure::new(
+            "SecretSyncedError",
+            format!("reading Secret {namespace}/{name}: {}", kube_error(&e)),
+        )
+    })
 }
 
 /// The ConfigMaps and Secrets `templateFrom` names, from the ExternalSecret's namespace.
@@ -490,7 +612,7 @@ async fn template_sources(es: &ExternalSecret, ctx: &Context) -> Result<Template
             .map_err(|e| {
                 Failure::new(
                     "SecretSyncedError",
-                    format!("reading ConfigMap {namespace}/{name}: {e}"),
+                    format!("reading ConfigMap {namespace}/{name}: {}", kube_error(&e)),
                 )
             })?;
         if let Some(config_map) = found {
@@ -499,17 +621,9 @@ async fn template_sources(es: &ExternalSecret, ctx: &Context) -> Result<Template
                 .insert(name, config_map.data.unwrap_or_default());
         }
     }
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &namespace);
     for name in secret_names {
-        let found = Api::<Secret>::namespaced(ctx.client.clone(), &namespace)
-            .get_opt(&name)
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    "SecretSyncedError",
-                    format!("reading Secret {namespace}/{name}: {e}"),
-                )
-            })?;
-        if let Some(secret) = found {
+        if let Some(secret) = read_secret(&secrets, &namespace, &name).await? {
             let data: BTreeMap<String, SecretValue> = secret
                 .data
                 .unwrap_or_default()
@@ -522,106 +636,13 @@ async fn template_sources(es: &ExternalSecret, ctx: &Context) -> Result<Template
     Ok(sources)
 }
 
-/// Applies the desired Secret as the creation policy says, unless the live one
-/// already holds it. Returns the written Secret, or `None` when nothing was written.
-async fn write_secret(
-    es: &ExternalSecret,
-    ctx: &Context,
-    flavor: Flavor,
-    secrets: &Api<Secret>,
-    existing: Option<&Secret>,
-    desired: &sync::DesiredSecret,
-) -> Result<Option<Secret>, Failure> {
-    let policy = es.spec.target.creation_policy;
-    if policy == CreationPolicy::None {
-        return Ok(None);
+/// A Kubernetes API error as a sentence: the server's own message, or what
+/// went wrong on the way.
+pub(super) fn kube_error(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        other => other.to_string(),
     }
-    let mut secret = desired.to_secret();
-    secret
-        .metadata
-        .annotations
-        .get_or_insert_with(Default::default)
-        .insert(EXTERNAL_SECRET_ANNOTATION.into(), es.name_any());
-    if policy == CreationPolicy::Owner {
-        secret.metadata.owner_references = Some(vec![OwnerReference {
-            api_version: flavor.api_version(),
-            kind: "ExternalSecret".into(),
-            name: es.name_any(),
-            uid: es.uid().unwrap_or_default(),
-            controller: Some(true),
-            block_owner_deletion: Some(true),
-        }]);
-    }
-    if policy == CreationPolicy::Merge {
-        // Only our keys and our bookkeeping: the Secret is someone else's.
-        secret.type_ = None;
-        secret.immutable = None;
-        secret.metadata.labels = Some([(MANAGED_LABEL.to_string(), "true".to_string())].into());
-        let annotations = secret.metadata.annotations.take().unwrap_or_default();
-        secret.metadata.annotations = Some(
-            annotations
-                .into_iter()
-                .filter(|(k, _)| k == CONTENT_HASH_ANNOTATION || k == EXTERNAL_SECRET_ANNOTATION)
-                .collect(),
-        );
-    }
-    if let Some(existing) = existing {
-        if holds(existing, &secret) {
-            return Ok(None);
-        }
-        if existing.immutable == Some(true) {
-            return Err(Failure::new(
-                "SecretSyncedError",
-                format!(
-                    "Secret {}/{} is immutable and its content differs; delete it to let a new one be created",
-                    desired.namespace, desired.name
-                ),
-            ));
-        }
-    }
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = secrets
-        .patch(&desired.name, &params, &Patch::Apply(&secret))
-        .await
-        .map_err(|e| {
-            Failure::new(
-                "SecretSyncedError",
-                format!("writing Secret {}/{}: {e}", desired.namespace, desired.name),
-            )
-        })?;
-    ctx.metrics.secret_written(existing.is_none());
-    Ok(Some(written))
-}
-
-/// Whether the live Secret already has everything `wanted` sets.
-pub(super) fn holds(live: &Secret, wanted: &Secret) -> bool {
-    let data_ok = wanted
-        .data
-        .iter()
-        .flatten()
-        .all(|(k, v)| live.data.as_ref().and_then(|d| d.get(k)) == Some(v));
-    let extra_keys = match (&live.data, &wanted.data, &wanted.type_) {
-        // With a type we own the whole Secret: no key of ours may linger.
-        (Some(live), Some(wanted), Some(_)) => live.keys().any(|k| !wanted.contains_key(k)),
-        _ => false,
-    };
-    let subset = |live: &Option<BTreeMap<String, String>>,
-                  wanted: &Option<BTreeMap<String, String>>| {
-        wanted
-            .iter()
-            .flatten()
-            .all(|(k, v)| live.as_ref().and_then(|l| l.get(k)) == Some(v))
-    };
-    let type_ok = wanted.type_.is_none() || wanted.type_ == live.type_;
-    let owner_ok = wanted.metadata.owner_references.is_none()
-        || wanted.metadata.owner_references == live.metadata.owner_references;
-    data_ok
-        && !extra_keys
-        && type_ok
-        && owner_ok
-        && subset(&live.metadata.labels, &wanted.metadata.labels)
-        && subset(&live.metadata.annotations, &wanted.metadata.annotations)
-        && wanted.immutable.unwrap_or(false) == live.immutable.unwrap_or(false)
 }
 
 fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, message: &str) {
@@ -644,53 +665,50 @@ fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, messa
     });
 }
 
+/// Writes the status unless the object shows it already; what is written is
+/// remembered, so the next status starts from it even if the cache lags. A
+/// failed write is an error: the reconcile is retried and writes it again.
 async fn write_status(
-    es: &ExternalSecret,
+    object: &WatchedExternalSecret,
     ctx: &Context,
-    status: ExternalSecretStatus,
     flavor: Flavor,
+    key: &str,
+    status: ExternalSecretStatus,
 ) -> Result<(), Error> {
-    if es.status.as_ref() == Some(&status) {
-        return Ok(());
+    if object.status.as_ref() != Some(&status) {
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            ctx.client.clone(),
+            &object.namespace().unwrap_or_default(),
+            &flavor.external_secrets(),
+        );
+        api.patch_status(
+            &object.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+        .map_err(Error::Kube)?;
     }
-    let resource = flavor.resource("ExternalSecret", "externalsecrets");
-    let api: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        &es.namespace().unwrap_or_default(),
-        &resource,
-    );
-    api.patch_status(
-        &es.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": status})),
-    )
-    .await
-    .map_err(Error::Kube)?;
+    ctx.record_status(key, &status);
     Ok(())
 }
 
 async fn publish(
     ctx: &Context,
-    es: &ExternalSecret,
+    object: &impl ResourceExt,
     flavor: Flavor,
     type_: EventType,
     reason: &str,
     note: &str,
 ) {
+    let meta = object.meta();
     let regarding = ObjectReference {
         api_version: Some(flavor.api_version()),
         kind: Some("ExternalSecret".into()),
-        name: es.metadata.name.clone(),
-        namespace: es.metadata.namespace.clone(),
-        uid: es.metadata.uid.clone(),
+        name: meta.name.clone(),
+        namespace: meta.namespace.clone(),
+        uid: meta.uid.clone(),
         ..Default::default()
     };
-    super::publish(ctx, &regarding, type_, "Sync", reason, note).await;
-}
-
-/// Secrets that changed point back to their ExternalSecret by annotation.
-pub fn external_secret_of(
-    secret: Secret,
-) -> Option<kube::runtime::reflector::ObjectRef<ExternalSecret>> {
-    super::writer_of(secret, EXTERNAL_SECRET_ANNOTATION)
+    ctx.publish(&regarding, type_, "Sync", reason, note).await;
 }

@@ -12,6 +12,10 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use k8s_openapi::api::core::v1::Secret;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::Store;
+
 use crate::provider::CallCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -27,6 +31,11 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
     service: String,
     call: String,
@@ -35,11 +44,14 @@ struct CallLabels {
 
 pub struct Metrics {
     registry: Registry,
+    /// Managed Secrets, counted from the controller's own cache at scrape time.
+    managed: std::sync::OnceLock<Vec<Store<PartialObjectMeta<Secret>>>>,
     syncs: Family<Outcome, Counter>,
     reconcile_seconds: Histogram,
     writes: Family<Outcome, Counter>,
     managed_secrets: Gauge,
     store_ready: Family<StoreLabels, Gauge>,
+    workload_restarts: Family<KindLabel, Counter>,
 }
 
 #[derive(Debug)]
@@ -47,8 +59,9 @@ struct ProviderCalls(Arc<CallCounts>);
 
 impl prometheus_client::collector::Collector for ProviderCalls {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        // The registry puts `secretsync_` in front.
         let mut metric = encoder.encode_descriptor(
-            "secretsync_provider_api_calls",
+            "provider_api_calls",
             "Calls made to secret providers, by service, call and outcome",
             None,
             MetricType::Counter,
@@ -98,14 +111,26 @@ impl Metrics {
             "1 when a store's credentials check passed, else 0",
             store_ready.clone(),
         );
+        let workload_restarts = Family::<KindLabel, Counter>::default();
+        // Every kind from zero, so a dashboard's rate() has a series to read.
+        for kind in ["Deployment", "StatefulSet", "DaemonSet", "Rollout"] {
+            let _ = workload_restarts.get_or_create(&KindLabel { kind: kind.into() });
+        }
+        registry.register(
+            "workload_restarts",
+            "Workloads restarted because a Secret or ConfigMap they use changed, by kind",
+            workload_restarts.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
+            managed: std::sync::OnceLock::new(),
             syncs,
             reconcile_seconds,
             writes,
             managed_secrets,
             store_ready,
+            workload_restarts,
         }
     }
 
@@ -131,8 +156,9 @@ impl Metrics {
             .inc();
     }
 
-    pub fn set_managed_secrets(&self, count: usize) {
-        self.managed_secrets.set(count as i64);
+    /// Counts managed Secrets from this cache from now on.
+    pub fn track_managed_secrets(&self, stores: Vec<Store<PartialObjectMeta<Secret>>>) {
+        let _ = self.managed.set(stores);
     }
 
     pub fn set_store_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
@@ -144,8 +170,20 @@ impl Metrics {
         self.store_ready.get_or_create(&labels).set(ready as i64);
     }
 
+    /// `secretsync_workload_restarts_total{kind}`: one workload restarted.
+    pub fn workload_restarted(&self, kind: &str) {
+        self.workload_restarts
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
     /// Prometheus text exposition.
     pub fn render(&self) -> String {
+        if let Some(stores) = self.managed.get() {
+            let count: usize = stores.iter().map(Store::len).sum();
+            self.managed_secrets
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");

@@ -1,14 +1,25 @@
 //! `secretsync controller`: keeps every ExternalSecret's Secret in step with its
-//! store, and every store's Ready condition current. Watches ExternalSecrets,
-//! stores, and only the Secrets it manages (`secretsync.io/managed=true`).
+//! store, every SealedSecret's Secret decrypted, and every store's Ready
+//! condition current.
+//!
+//! Cost is designed in: one watch per kind, decoded leniently (`objects`);
+//! stores and namespaces read from caches, never a GET per reconcile; managed
+//! Secrets cached as metadata only (`secretsync.io/managed=true`, no data);
+//! refreshes grouped store by store in cycles (`refresh`); reconciles and API
+//! requests bounded in number (`--api-concurrency`).
 
+mod events;
 pub mod external_secret;
-mod fetcher;
 mod kube_auth;
 pub mod leader;
 mod metrics;
+pub mod objects;
+pub mod refresh;
+pub mod reload;
 pub mod sealed_secret;
 pub mod store;
+mod target;
+mod watches;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,21 +28,30 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_config::SdkConfig;
-use futures::{FutureExt, StreamExt};
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, DynamicObject};
-use kube::runtime::controller::{Action, Controller};
-use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::{WatchStreamExt, reflector, watcher};
+use futures::FutureExt;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::core::{ApiResource, PartialObjectMeta};
+use kube::runtime::controller::{self, Action};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
 
-use crate::api::{ClusterSecretStore, ExternalSecret, SealedSecret, SecretStore};
+use crate::api::ExternalSecretStatus;
 use crate::provider::aws::RetrySettings;
 use crate::provider::{ProviderContext, Providers};
-use crate::sync::MANAGED_LABEL;
 pub use metrics::Metrics;
+use objects::{
+    ESO, Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSecretStore,
+};
+use refresh::Refresher;
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "secretsync";
+
+/// Kubernetes API requests in flight at once, by default: well under a real
+/// API server's in-flight limit (400 read, 200 write), enough to keep a
+/// 10,000-object fleet moving.
+pub const DEFAULT_API_CONCURRENCY: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -65,81 +85,195 @@ pub struct Settings {
     pub eso_compat: bool,
     /// The Secret holding the identities SealedSecrets are decrypted with.
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// Kubernetes API requests in flight at once (reconciles: twice that).
+    pub api_concurrency: usize,
+    /// Watch only these namespaces (cluster-scoped kinds everywhere); empty:
+    /// the whole cluster.
+    pub namespaces: Vec<String>,
+    /// templates: deadline and output cap for each object's templates.
+    pub template_limits: crate::template::RenderLimits,
+    /// Restart opted-in workloads when their Secrets and ConfigMaps change.
+    pub reload: Option<reload::Settings>,
 }
+
+/// What the ExternalSecret reconciles of one flavor read from: SecretStores
+/// of each watched scope, and ClusterSecretStores.
+pub struct StoreCaches {
+    pub secret_stores: Vec<Store<WatchedSecretStore>>,
+    pub cluster_secret_stores: Store<WatchedClusterSecretStore>,
+}
+
+impl StoreCaches {
+    pub fn secret_store(
+        &self,
+        flavor: Flavor,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<WatchedSecretStore>> {
+        let key = ObjectRef::new_with(name, flavor.secret_stores()).within(namespace);
+        self.secret_stores.iter().find_map(|store| store.get(&key))
+    }
+}
+
+/// The object an ExternalSecret reconcile is woken with.
+pub type ExternalSecretRef = ObjectRef<WatchedExternalSecret>;
 
 /// What every reconcile shares.
 pub struct Context {
+    /// Bounded to `api_concurrency` requests in flight.
     pub client: kube::Client,
     pub providers: Providers,
-    fetcher: Arc<fetcher::Fetcher>,
-    pub recorder: Recorder,
+    pub refresher: Arc<Refresher<ExternalSecretRef>>,
+    events: events::Events,
     pub metrics: Arc<Metrics>,
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// Stores by flavor group.
+    stores: HashMap<&'static str, StoreCaches>,
+    namespaces: Store<PartialObjectMeta<Namespace>>,
+    managed_secrets: Vec<Store<PartialObjectMeta<Secret>>>,
+    filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
-    /// Per ExternalSecret: the spec hash and time of this process's last fetch.
-    fetches: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Per ExternalSecret: the status this process last wrote, which the
+    /// cached object may not show yet.
+    statuses: Mutex<HashMap<String, ExternalSecretStatus>>,
+    /// templates: each object's templates render within these limits, on
+    /// blocking threads from this pool.
+    pub template_limits: crate::template::RenderLimits,
+    pub render_pool: crate::template::RenderPool,
 }
 
 impl Context {
     /// The wait before the next retry of this object; each failure doubles it.
     pub fn next_backoff(&self, key: &str) -> Duration {
-        let mut failures = self.failures.lock().unwrap();
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
         let count = failures.entry(key.to_string()).or_default();
         let delay = backoff(*count);
-        *count += 1;
+        *count = count.saturating_add(1);
         delay
     }
 
-    pub fn last_fetch(&self, key: &str) -> Option<(String, std::time::Instant)> {
-        self.fetches.lock().unwrap().get(key).cloned()
-    }
-
-    pub fn record_fetch(&self, key: &str, spec_hash: &str) {
-        self.fetches.lock().unwrap().insert(
-            key.to_string(),
-            (spec_hash.to_string(), std::time::Instant::now()),
-        );
-    }
-
     pub fn reset_backoff(&self, key: &str) {
-        self.failures.lock().unwrap().remove(key);
+        self.failures
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    /// Waits until every cache an ExternalSecret reads from has been filled
+    /// once, so nothing is judged missing just because the list is not in.
+    async fn caches_filled(&self) {
+        self.filled.wait().await;
+    }
+
+    fn stores_of(&self, flavor: Flavor) -> Option<&StoreCaches> {
+        self.stores.get(flavor.group)
+    }
+
+    /// A managed Secret's metadata, from the cache (no request).
+    fn managed_secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Arc<PartialObjectMeta<Secret>>> {
+        let key = ObjectRef::new(name).within(namespace);
+        self.managed_secrets
+            .iter()
+            .find_map(|store| store.get(&key))
+    }
+
+    /// A namespace's labels, from the cache, as the API server sets them.
+    fn namespace_labels(&self, namespace: &str) -> std::collections::BTreeMap<String, String> {
+        let mut labels = self
+            .namespaces
+            .get(&ObjectRef::new(namespace))
+            .and_then(|n| n.metadata.labels.clone())
+            .unwrap_or_default();
+        labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
+        labels
+    }
+
+    fn status_record(&self, key: &str) -> Option<ExternalSecretStatus> {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .cloned()
+    }
+
+    fn record_status(&self, key: &str, status: &ExternalSecretStatus) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), status.clone());
+    }
+
+    fn forget_status(&self, key: &str) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(key);
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        regarding: &k8s_openapi::api::core::v1::ObjectReference,
+        type_: kube::runtime::events::EventType,
+        action: &str,
+        reason: &str,
+        note: &str,
+    ) {
+        self.events
+            .publish(regarding, type_, action, reason, note)
+            .await;
     }
 }
 
-/// Publishes an event about `regarding`; failing to publish is only logged.
-pub(crate) async fn publish(
-    ctx: &Context,
-    regarding: &k8s_openapi::api::core::v1::ObjectReference,
-    type_: kube::runtime::events::EventType,
-    action: &str,
-    reason: &str,
-    note: &str,
-) {
-    let event = kube::runtime::events::Event {
-        type_,
-        reason: reason.into(),
-        note: Some(note.into()),
-        action: action.into(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, regarding).await {
-        tracing::debug!(error = %e, "could not publish an event");
+/// Whether every cache has had its first list. (kube-runtime's
+/// `Store::wait_until_ready` wakes only one of several waiters.)
+#[derive(Clone)]
+struct Filled {
+    count: Arc<tokio::sync::watch::Sender<usize>>,
+    caches: usize,
+}
+
+impl Filled {
+    fn new(caches: usize) -> Self {
+        Self {
+            count: Arc::new(tokio::sync::watch::Sender::new(0)),
+            caches,
+        }
+    }
+
+    /// Watches the events of one cache's stream; counts its first full list.
+    fn marker<K>(&self) -> impl FnMut(&watcher::Event<K>) + Send + 'static {
+        let count = self.count.clone();
+        let mut done = false;
+        move |event| {
+            if !done && matches!(event, watcher::Event::InitDone) {
+                done = true;
+                count.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    async fn wait(&self) {
+        let mut count = self.count.subscribe();
+        let _ = count.wait_for(|n| *n >= self.caches).await;
     }
 }
 
 /// The object (same namespace, named by `annotation`) that writes this Secret.
-pub(crate) fn writer_of<K>(secret: Secret, annotation: &str) -> Option<reflector::ObjectRef<K>>
+pub(crate) fn writer_of<K>(
+    secret: &PartialObjectMeta<Secret>,
+    annotation: &str,
+    resource: &ApiResource,
+) -> Option<ObjectRef<K>>
 where
-    K: kube::Resource<DynamicType = ()>,
+    K: kube::Resource<DynamicType = ApiResource>,
 {
-    let name = secret
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(annotation)?
-        .clone();
-    let namespace = secret.metadata.namespace?;
-    Some(reflector::ObjectRef::new(&name).within(&namespace))
+    let name = secret.metadata.annotations.as_ref()?.get(annotation)?;
+    let namespace = secret.metadata.namespace.as_deref()?;
+    Some(ObjectRef::new_with(name, resource.clone()).within(namespace))
 }
 
 /// 1s, 2s, 4s, ... after successive failures, capped at
@@ -149,11 +283,7 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
-    let key = format!(
-        "{}/{}",
-        object.meta().namespace.clone().unwrap_or_default(),
-        object.meta().name.clone().unwrap_or_default()
-    );
+    let key = objects::key_of(object.as_ref());
     tracing::warn!(object = %key, %error, "reconcile failed");
     Action::requeue(ctx.next_backoff(&key))
 }
@@ -161,10 +291,19 @@ fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, ctx: Arc<Conte
 /// Runs until `shutdown` resolves (or leadership is lost): then stops taking
 /// work, lets running reconciles finish, and returns.
 pub async fn run(
-    client: kube::Client,
+    config: kube::Config,
     settings: Settings,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), Error> {
+    // The Lease is renewed on a client of its own, so renewals never queue
+    // behind a burst of other requests.
+    let lease_client = kube::Client::try_from(config.clone()).map_err(Error::Kube)?;
+    let client = kube::client::ClientBuilder::try_from(config)
+        .map_err(Error::Kube)?
+        .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
+            settings.api_concurrency.max(1),
+        ))
+        .build();
     let providers = Providers::new(ProviderContext {
         kube: Arc::new(kube_auth::ClusterAuth {
             client: client.clone(),
@@ -206,7 +345,7 @@ pub async fn run(
 
     if let Some(leader) = settings.leader.clone() {
         let election = Arc::new(leader::LeaderElection::new(
-            client.clone(),
+            lease_client,
             &leader.namespace,
             &leader.name,
             &leader.identity,
@@ -226,11 +365,23 @@ pub async fn run(
         });
     }
 
+    let flavors: Vec<Flavor> = if settings.eso_compat {
+        vec![SECRETSYNC, ESO]
+    } else {
+        vec![SECRETSYNC]
+    };
+    let reconciles = u16::try_from(settings.api_concurrency.saturating_mul(2))
+        .unwrap_or(u16::MAX)
+        .max(1);
+    let controller_config = controller::Config::default().concurrency(reconciles);
+    let scopes = watches::Scope::all(&settings.namespaces);
+    let plan = watches::Plan::new(&flavors, &scopes);
+    metrics.track_managed_secrets(plan.managed_secrets());
     let ctx = Arc::new(Context {
         client: client.clone(),
         providers,
-        fetcher: Arc::default(),
-        recorder: Recorder::new(
+        refresher: plan.refresher.clone(),
+        events: events::Events::new(
             client.clone(),
             Reporter {
                 controller: FIELD_MANAGER.into(),
@@ -239,109 +390,53 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         sealing_keys: settings.sealing_keys.clone(),
+        stores: plan.store_caches(),
+        namespaces: plan.namespaces(),
+        managed_secrets: plan.managed_secrets(),
+        filled: plan.filled.clone(),
         failures: Mutex::default(),
-        fetches: Mutex::default(),
+        statuses: Mutex::default(),
+        template_limits: settings.template_limits,
+        render_pool: crate::template::RenderPool::for_this_machine(),
     });
-    let managed = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
-    let secrets: Api<Secret> = Api::all(client.clone());
+    // Watches run as long as the process; controllers until shutdown, when
+    // they stop taking work and finish what runs.
+    let (watches, mut controllers) =
+        plan.start(&client, &ctx, controller_config, when_stopped.clone());
 
-    let external_secrets = Controller::new(
-        Api::<ExternalSecret>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        secrets.clone(),
-        managed.clone(),
-        external_secret::external_secret_of,
-    )
-    .graceful_shutdown_on(when_stopped())
-    .run(external_secret::reconcile, error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-    let secret_stores = Controller::new(
-        Api::<SecretStore>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(when_stopped())
-    .run(store::reconcile_namespaced, error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-    let cluster_secret_stores = Controller::new(
-        Api::<ClusterSecretStore>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .graceful_shutdown_on(when_stopped())
-    .run(store::reconcile_cluster, error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-
-    let sealed_secrets = Controller::new(
-        Api::<SealedSecret>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .watches(
-        secrets.clone(),
-        managed.clone(),
-        sealed_secret::sealed_secret_of,
-    )
-    .graceful_shutdown_on(when_stopped())
-    .run(sealed_secret::reconcile, error_policy, ctx.clone())
-    .for_each(|_| futures::future::ready(()));
-
-    let eso = if settings.eso_compat {
-        let resource = external_secret::ESO.resource("ExternalSecret", "externalsecrets");
-        let to_eso = {
-            let resource = resource.clone();
-            move |secret: Secret| {
-                let es = external_secret::external_secret_of(secret)?;
-                Some(
-                    reflector::ObjectRef::new_with(&es.name, resource.clone())
-                        .within(es.namespace.as_deref().unwrap_or_default()),
-                )
-            }
+    if let Some(reload) = settings.reload.clone() {
+        // One restarter per scope; the cluster-wide rate is shared among them.
+        let share = reload::Settings {
+            rate: reload.rate / scopes.len().max(1) as f64,
+            ..reload
         };
-        Controller::new_with(
-            Api::<DynamicObject>::all_with(client.clone(), &resource),
-            watcher::Config::default(),
-            resource,
-        )
-        .watches(secrets.clone(), managed.clone(), to_eso)
-        .graceful_shutdown_on(when_stopped())
-        .run(external_secret::reconcile_eso, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()))
-        .boxed()
-    } else {
-        futures::future::ready(()).boxed()
-    };
-
-    // The managed-Secrets gauge follows the same label-filtered view.
-    let (reader, writer) = reflector::store::<Secret>();
-    let gauge = {
-        let metrics = metrics.clone();
-        let stopped = when_stopped();
-        async move {
-            let mut stopped = std::pin::pin!(stopped);
-            let stream = reflector(writer, watcher(secrets, managed))
-                .default_backoff()
-                .applied_objects();
-            let mut stream = std::pin::pin!(stream);
-            loop {
-                tokio::select! {
-                    item = stream.next() => match item {
-                        Some(_) => metrics.set_managed_secrets(reader.state().len()),
-                        None => return,
+        for scope in &scopes {
+            let namespace = match scope {
+                watches::Scope::Cluster => None,
+                watches::Scope::Namespace(namespace) => Some(namespace.clone()),
+            };
+            controllers.push(
+                reload::run(
+                    client.clone(),
+                    share.clone(),
+                    namespace,
+                    metrics.clone(),
+                    Reporter {
+                        controller: FIELD_MANAGER.into(),
+                        instance: settings.leader.as_ref().map(|l| l.identity.clone()),
                     },
-                    _ = &mut stopped => return,
-                }
-            }
+                    when_stopped(),
+                )
+                .boxed(),
+            );
         }
-    };
+    }
+
     ready.store(true, Ordering::SeqCst);
-    tokio::join!(
-        external_secrets,
-        secret_stores,
-        cluster_secret_stores,
-        eso,
-        sealed_secrets,
-        gauge
-    );
+    tokio::select! {
+        _ = futures::future::join_all(controllers) => {}
+        _ = futures::future::join_all(watches) => {}
+    }
     Ok(())
 }
 
@@ -400,18 +495,5 @@ mod tests {
         let delays: Vec<u64> = (0..12).map(|n| backoff(n).as_secs()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]);
         assert_eq!(backoff(u32::MAX), Duration::from_secs(300));
-    }
-
-    #[test]
-    fn refreshes_are_spread_by_ten_percent() {
-        let hour = Duration::from_secs(3600);
-        let spread: Vec<Duration> = (0..200).map(|_| external_secret::jittered(hour)).collect();
-        assert!(
-            spread
-                .iter()
-                .all(|d| *d >= hour.mul_f64(0.9) && *d <= hour.mul_f64(1.1))
-        );
-        let distinct: std::collections::BTreeSet<_> = spread.iter().collect();
-        assert!(distinct.len() > 100, "not in lockstep");
     }
 }

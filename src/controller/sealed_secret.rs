@@ -8,14 +8,16 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::objects::WatchedSealedSecret;
 use super::{Context, Error, FIELD_MANAGER};
 use crate::api::{Condition, SealedSecret, SealedSecretStatus};
 use crate::sealed::{Binding, parse_identities, unseal};
@@ -32,9 +34,44 @@ pub struct SealingKeys {
     pub name: String,
 }
 
-pub async fn reconcile(sealed: Arc<SealedSecret>, ctx: Arc<Context>) -> Result<Action, Error> {
-    let namespace = sealed.namespace().unwrap_or_default();
-    let key = format!("sealed:{namespace}/{}", sealed.name_any());
+pub async fn reconcile(
+    object: Arc<WatchedSealedSecret>,
+    ctx: Arc<Context>,
+) -> Result<Action, Error> {
+    let namespace = object.namespace().unwrap_or_default();
+    let key = format!("sealed:{namespace}/{}", object.name_any());
+    let sealed = match object.typed() {
+        Ok(sealed) => sealed,
+        Err(message) => {
+            tracing::warn!(sealed_secret = %key, %message, "invalid SealedSecret");
+            let regarding = ObjectReference {
+                api_version: Some(SealedSecret::api_version(&()).into_owned()),
+                kind: Some(SealedSecret::kind(&()).into_owned()),
+                name: object.metadata.name.clone(),
+                namespace: object.metadata.namespace.clone(),
+                uid: object.metadata.uid.clone(),
+                ..Default::default()
+            };
+            ctx.publish(
+                &regarding,
+                EventType::Warning,
+                "Unseal",
+                "InvalidSpec",
+                &message,
+            )
+            .await;
+            write_status_of(
+                &object.metadata,
+                object.status.as_ref(),
+                &ctx,
+                "False",
+                "InvalidSpec",
+                &message,
+            )
+            .await?;
+            return Ok(Action::await_change());
+        }
+    };
     let outcome = unseal_all(&sealed, &ctx).await;
     let (value, reason, message, action) = match outcome {
         Ok(secret) => match write(&sealed, &ctx, secret).await {
@@ -124,16 +161,14 @@ async fn unseal_all(
         .map(|(k, v)| (k.clone(), ByteString(v.expose().to_vec())))
         .collect();
     if !template.data.is_empty() {
-        let mut context = TemplateContext::new();
-        for (k, v) in &values {
-            context.insert(k.clone(), v.clone());
-        }
-        for (key, text) in &template.data {
-            let rendered = Template::parse(text)
-                .and_then(|t| t.render(&context))
-                .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
-            data.insert(key.clone(), ByteString(rendered.into_bytes()));
-        }
+        // templates: CPU work, so on a blocking thread, within limits.
+        let (texts, limits) = (template.data.clone(), ctx.template_limits);
+        let rendered = ctx
+            .render_pool
+            .run(move || render_template_data(&texts, &values, &limits))
+            .await
+            .map_err(|e| ("TemplateError", e.to_string()))??;
+        data.extend(rendered);
     }
     let mut labels = template.metadata.labels.clone();
     labels.insert(MANAGED_LABEL.into(), "true".into());
@@ -160,6 +195,28 @@ async fn unseal_all(
     Ok(secret)
 }
 
+/// templates: `spec.template.data`, rendered with the unsealed values, all
+/// within one budget.
+fn render_template_data(
+    texts: &BTreeMap<String, String>,
+    values: &BTreeMap<String, crate::SecretValue>,
+    limits: &crate::template::RenderLimits,
+) -> Result<BTreeMap<String, ByteString>, (&'static str, String)> {
+    let mut context = TemplateContext::new();
+    for (k, v) in values {
+        context.insert(k.clone(), v.clone());
+    }
+    let mut budget = limits.start();
+    let mut data = BTreeMap::new();
+    for (key, text) in texts {
+        let rendered = Template::parse(text)
+            .and_then(|mut t| t.render(&context, &mut budget))
+            .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
+        data.insert(key.clone(), ByteString(rendered.expose().to_vec()));
+    }
+    Ok(data)
+}
+
 /// Applies the Secret unless the live one holds it already. `Some(created)` when written.
 async fn write(
     sealed: &SealedSecret,
@@ -172,7 +229,7 @@ async fn write(
     let existing = api.get_opt(&name).await.map_err(Error::Kube)?;
     if existing
         .as_ref()
-        .is_some_and(|live| super::external_secret::holds(live, &secret))
+        .is_some_and(|live| super::target::holds(live, &secret))
     {
         return Ok(None);
     }
@@ -190,18 +247,32 @@ async fn write_status(
     reason: &str,
     message: &str,
 ) -> Result<(), Error> {
-    let previous = sealed
-        .status
-        .as_ref()
-        .and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"));
+    write_status_of(
+        &sealed.metadata,
+        sealed.status.as_ref(),
+        ctx,
+        value,
+        reason,
+        message,
+    )
+    .await
+}
+
+async fn write_status_of(
+    metadata: &ObjectMeta,
+    current: Option<&SealedSecretStatus>,
+    ctx: &Context,
+    value: &str,
+    reason: &str,
+    message: &str,
+) -> Result<(), Error> {
+    let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Synced"));
     let same = previous.is_some_and(|p| {
         p.status == value
             && p.reason.as_deref() == Some(reason)
             && p.message.as_deref() == Some(message)
     });
-    if same
-        && sealed.status.as_ref().and_then(|s| s.observed_generation) == sealed.metadata.generation
-    {
+    if same && current.and_then(|s| s.observed_generation) == metadata.generation {
         return Ok(());
     }
     let transition = match previous {
@@ -216,26 +287,23 @@ async fn write_status(
             message: Some(message.into()),
             last_transition_time: transition,
         }],
-        observed_generation: sealed.metadata.generation,
+        observed_generation: metadata.generation,
     };
-    Api::<SealedSecret>::namespaced(ctx.client.clone(), &sealed.namespace().unwrap_or_default())
-        .patch_status(
-            &sealed.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-        .map_err(Error::Kube)?;
+    Api::<SealedSecret>::namespaced(
+        ctx.client.clone(),
+        metadata.namespace.as_deref().unwrap_or_default(),
+    )
+    .patch_status(
+        metadata.name.as_deref().unwrap_or_default(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .map_err(Error::Kube)?;
     Ok(())
 }
 
 async fn publish(ctx: &Context, sealed: &SealedSecret, type_: EventType, reason: &str, note: &str) {
-    super::publish(ctx, &sealed.object_ref(&()), type_, "Unseal", reason, note).await;
-}
-
-/// Secrets that changed point back to their SealedSecret by annotation.
-pub fn sealed_secret_of(
-    secret: Secret,
-) -> Option<kube::runtime::reflector::ObjectRef<SealedSecret>> {
-    super::writer_of(secret, SEALED_SECRET_ANNOTATION)
+    ctx.publish(&sealed.object_ref(&()), type_, "Unseal", reason, note)
+        .await;
 }

@@ -1,74 +1,126 @@
 //! SecretStore and ClusterSecretStore: validated, their credentials checked
-//! with one cheap call, and a Ready condition saying how that went; checked
-//! again every few minutes.
+//! with one cheap call when the store is new or changed, and a Ready condition
+//! saying how that went. A store that is not ready is checked again on a
+//! backoff; a ready one every hour, for free when its refreshes have shown its
+//! credentials working meanwhile (a fleet of stores costs no calls of its own).
+//! A store whose credentials may not list says so in a second condition,
+//! `ChangeDetection`: its refreshes then fetch every value.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, Patch, PatchParams};
+use kube::ResourceExt;
+use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::core::ApiResource;
 use kube::runtime::controller::Action;
-use kube::{Resource, ResourceExt};
 use serde_json::json;
 
+use super::objects::{Flavor, WatchedClusterSecretStore, WatchedSecretStore};
 use super::{Context, Error};
-use crate::api::{
-    ClusterSecretStore, Condition, SecretStore, SecretStoreStatus, StoreKind, StoreProvider,
-};
+use crate::api::{Condition, SecretStoreStatus, StoreKind, StoreProvider};
 use crate::provider::StoreIdentity;
 
-/// How often a store's credentials are checked again.
-pub const RECHECK: Duration = Duration::from_secs(300);
+/// How often a ready store's credentials are checked again.
+pub const RECHECK: Duration = Duration::from_secs(3600);
+
+pub fn identity_of_namespaced(flavor: Flavor, store: &WatchedSecretStore) -> StoreIdentity {
+    StoreIdentity {
+        kind: StoreKind::SecretStore,
+        namespace: Some(store.namespace().unwrap_or_default()),
+        name: flavor.store_name(&store.name_any()),
+    }
+}
+
+pub fn identity_of_cluster(flavor: Flavor, store: &WatchedClusterSecretStore) -> StoreIdentity {
+    StoreIdentity {
+        kind: StoreKind::ClusterSecretStore,
+        namespace: None,
+        name: flavor.store_name(&store.name_any()),
+    }
+}
 
 pub async fn reconcile_namespaced(
-    store: Arc<SecretStore>,
+    store: Arc<WatchedSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
+    let flavor = Flavor::of(&store.api_version);
     let namespace = store.namespace().unwrap_or_default();
-    let identity = StoreIdentity {
-        kind: StoreKind::SecretStore,
-        namespace: Some(namespace.clone()),
-        name: store.name_any(),
-    };
-    let valid = store
-        .spec
-        .provider
-        .validate(Some(&namespace))
-        .map_err(|e| e.to_string());
-    let status = check(&identity, &store.spec.provider, valid, &ctx).await;
-    let api: Api<SecretStore> = Api::namespaced(ctx.client.clone(), &namespace);
-    write_status(&api, store.as_ref(), store.status.as_ref(), status).await
+    let identity = identity_of_namespaced(flavor, &store);
+    let spec = store.spec.as_ref().map_err(Clone::clone).and_then(|spec| {
+        spec.provider
+            .validate(Some(&namespace))
+            .map(|()| spec.provider.clone())
+            .map_err(|e| e.to_string())
+    });
+    let outcome = check(&identity, spec, &ctx).await;
+    let api: Api<DynamicObject> =
+        Api::namespaced_with(ctx.client.clone(), &namespace, &flavor.secret_stores());
+    let key = format!("store:{identity}");
+    write_status(
+        &api,
+        &store.name_any(),
+        store.status.as_ref(),
+        outcome,
+        &ctx,
+        &key,
+    )
+    .await
 }
 
 pub async fn reconcile_cluster(
-    store: Arc<ClusterSecretStore>,
+    store: Arc<WatchedClusterSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let identity = StoreIdentity {
-        kind: StoreKind::ClusterSecretStore,
-        namespace: None,
-        name: store.name_any(),
-    };
-    let valid = store.spec.validate().map_err(|e| e.to_string());
-    let status = check(&identity, &store.spec.provider, valid, &ctx).await;
-    let api: Api<ClusterSecretStore> = Api::all(ctx.client.clone());
-    write_status(&api, store.as_ref(), store.status.as_ref(), status).await
+    let flavor = Flavor::of(&store.api_version);
+    let identity = identity_of_cluster(flavor, &store);
+    let spec = store.spec.as_ref().map_err(Clone::clone).and_then(|spec| {
+        spec.validate()
+            .map(|()| spec.provider.clone())
+            .map_err(|e| e.to_string())
+    });
+    let outcome = check(&identity, spec, &ctx).await;
+    let resource: ApiResource = flavor.cluster_secret_stores();
+    let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
+    let key = format!("store:{identity}");
+    write_status(
+        &api,
+        &store.name_any(),
+        store.status.as_ref(),
+        outcome,
+        &ctx,
+        &key,
+    )
+    .await
+}
+
+/// How a store's check went: Ready, and change detection if it is off.
+struct Checked {
+    ready: Result<(), (&'static str, String)>,
+    change_detection: Option<String>,
 }
 
 async fn check(
     identity: &StoreIdentity,
-    spec: &StoreProvider,
-    valid: Result<(), String>,
+    spec: Result<StoreProvider, String>,
     ctx: &Context,
-) -> (bool, &'static str, String) {
-    let result = match valid {
+) -> Checked {
+    let mut change_detection = None;
+    let ready = match spec {
         Err(message) => Err(("InvalidProviderConfig", message)),
-        Ok(()) => match ctx.providers.for_store(identity, spec).await {
+        Ok(spec) => match ctx.providers.for_store(identity, &spec).await {
             Err(e) => Err(("InvalidProviderConfig", e.to_string())),
-            Ok(provider) => provider
-                .check()
-                .await
-                .map_err(|e| ("ValidationFailed", e.to_string())),
+            Ok(provider) => {
+                change_detection = provider.change_detection_problem();
+                if provider.answered_within(RECHECK) {
+                    Ok(())
+                } else {
+                    provider
+                        .check()
+                        .await
+                        .map_err(|e| ("ValidationFailed", e.to_string()))
+                }
+            }
         },
     };
     let namespace = identity.namespace.clone().unwrap_or_default();
@@ -76,51 +128,106 @@ async fn check(
         identity.kind_name(),
         &namespace,
         &identity.name,
-        result.is_ok(),
+        ready.is_ok(),
     );
-    match result {
-        Ok(()) => (true, "Valid", "store validated: credentials work".into()),
-        Err((reason, message)) => {
-            tracing::warn!(store = %identity, reason, %message, "store not ready");
-            (false, reason, message)
-        }
+    if let Err((reason, message)) = &ready {
+        tracing::warn!(store = %identity, reason, %message, "store not ready");
+    }
+    Checked {
+        ready,
+        change_detection,
     }
 }
 
-async fn write_status<K>(
-    api: &Api<K>,
-    store: &K,
+fn condition(
     current: Option<&SecretStoreStatus>,
-    (ready, reason, message): (bool, &'static str, String),
-) -> Result<Action, Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let value = if ready { "True" } else { "False" };
-    let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let unchanged = previous.is_some_and(|p| {
-        p.status == value
-            && p.reason.as_deref() == Some(reason)
-            && p.message.as_deref() == Some(&message)
+    type_: &str,
+    value: &str,
+    reason: &str,
+    message: String,
+) -> Condition {
+    let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
+    let transition = match previous {
+        Some(p) if p.status == value => p.last_transition_time.clone(),
+        _ => Some(Time(jiff::Timestamp::now())),
+    };
+    Condition {
+        type_: type_.into(),
+        status: value.into(),
+        reason: Some(reason.into()),
+        message: Some(message),
+        last_transition_time: transition,
+    }
+}
+
+async fn write_status(
+    api: &Api<DynamicObject>,
+    name: &str,
+    current: Option<&SecretStoreStatus>,
+    checked: Checked,
+    ctx: &Context,
+    key: &str,
+) -> Result<Action, Error> {
+    let next = match &checked.ready {
+        Ok(()) => {
+            ctx.reset_backoff(key);
+            spread(RECHECK)
+        }
+        Err(_) => ctx.next_backoff(key).min(NOT_READY_RECHECK),
+    };
+    let mut conditions = vec![match checked.ready {
+        Ok(()) => condition(
+            current,
+            "Ready",
+            "True",
+            "Valid",
+            "store validated: credentials work".into(),
+        ),
+        Err((reason, message)) => condition(current, "Ready", "False", reason, message),
+    }];
+    if let Some(problem) = checked.change_detection {
+        conditions.push(condition(
+            current,
+            "ChangeDetection",
+            "False",
+            "CannotList",
+            problem,
+        ));
+    }
+    let same = |a: &Condition, b: &Condition| {
+        a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message
+    };
+    let unchanged = current.is_some_and(|status| {
+        status.conditions.len() == conditions.len()
+            && status
+                .conditions
+                .iter()
+                .zip(&conditions)
+                .all(|(a, b)| same(a, b))
     });
     if !unchanged {
-        let condition = Condition {
-            type_: "Ready".into(),
-            status: value.into(),
-            reason: Some(reason.into()),
-            message: Some(message),
-            last_transition_time: Some(Time(jiff::Timestamp::now())),
-        };
-        let status = SecretStoreStatus {
-            conditions: vec![condition],
-        };
+        let status = SecretStoreStatus { conditions };
         api.patch_status(
-            &store.name_any(),
+            name,
             &PatchParams::default(),
             &Patch::Merge(json!({"status": status})),
         )
         .await
         .map_err(Error::Kube)?;
     }
-    Ok(Action::requeue(super::external_secret::jittered(RECHECK)))
+    Ok(Action::requeue(next))
+}
+
+/// A store that is not ready is checked again at most this long after.
+pub const NOT_READY_RECHECK: Duration = Duration::from_secs(300);
+
+/// `period`, spread by up to a tenth either way, so stores do not recheck in step.
+fn spread(period: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let random = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let tenth = period / 10;
+    let offset = Duration::from_millis(random % (tenth.as_millis().max(1) as u64 * 2));
+    period - tenth + offset
 }

@@ -3,7 +3,10 @@
 //! request on its own: one missing key fails only the references that asked.
 
 pub mod aws;
+mod cache;
 pub mod fake;
+
+pub use cache::Cached;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
@@ -59,6 +62,11 @@ pub enum Fetched {
 /// One answer per request handed to [`Provider::fetch_batch`].
 pub type FetchResults = BTreeMap<RemoteRequest, Result<Fetched, ProviderError>>;
 
+/// Per request, a backend's marker for the version of its answer (Secrets
+/// Manager: ARN and version id; Parameter Store: version and modification
+/// time): the marker changes whenever the answer does.
+pub type Markers = BTreeMap<RemoteRequest, String>;
+
 /// Why a request failed. Names the remote key; never holds a value.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -77,11 +85,31 @@ pub enum ProviderError {
     },
 }
 
+/// A backend: where one store's values come from. Drivers reach it through
+/// [`Cached`], which keeps answers and asks [`Provider::still_current`] before
+/// fetching again.
 #[async_trait]
 pub trait Provider: Send + Sync {
     /// Fetches every request, batching as the backend allows. The result holds
     /// exactly one entry per request.
     async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults;
+
+    /// [`fetch_batch`](Provider::fetch_batch), with a version marker for every
+    /// answer the backend can version. Backends that cannot, give none.
+    async fn fetch_marked(&self, requests: &BTreeSet<RemoteRequest>) -> (FetchResults, Markers) {
+        (self.fetch_batch(requests).await, Markers::new())
+    }
+
+    /// Which of these earlier answers (request -> marker it had) are still
+    /// current, found with calls cheaper than fetching them again; a backend
+    /// may stop looking once most of what it saw changed (the rest is then
+    /// fetched). An error means the backend cannot tell at all.
+    async fn still_current(
+        &self,
+        _known: &Markers,
+    ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
+        Ok(BTreeSet::new())
+    }
 
     /// One cheap call proving the store's credentials work.
     async fn check(&self) -> Result<(), ProviderError> {
@@ -137,15 +165,19 @@ impl Default for ProviderContext {
 }
 
 /// Each store's provider, with the spec it was built from.
-type ProviderCache = HashMap<StoreIdentity, (StoreProvider, Arc<dyn Provider>)>;
+type ProviderCache = HashMap<StoreIdentity, (StoreProvider, Arc<Cached>)>;
 
 /// Providers by store, built once and reused while the store's spec is
-/// unchanged, so clients and their cached credentials live across refreshes.
+/// unchanged, so clients, their cached credentials and the answers kept for
+/// change detection live across refreshes.
 pub struct Providers {
     context: ProviderContext,
     aws_base: OnceCell<SdkConfig>,
     calls: Arc<CallCounts>,
     cache: Mutex<ProviderCache>,
+    /// Held while a provider is built, so two reconciles asking at once for
+    /// a new store build it once (one client, one set of credentials).
+    building: tokio::sync::Mutex<()>,
 }
 
 impl Providers {
@@ -155,6 +187,7 @@ impl Providers {
             context,
             calls: Arc::new(CallCounts::default()),
             cache: Mutex::new(HashMap::new()),
+            building: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -173,11 +206,13 @@ impl Providers {
         &self,
         identity: &StoreIdentity,
         spec: &StoreProvider,
-    ) -> Result<Arc<dyn Provider>, ProviderError> {
-        if let Some((cached_spec, provider)) = self.lock().get(identity)
-            && cached_spec == spec
-        {
-            return Ok(provider.clone());
+    ) -> Result<Arc<Cached>, ProviderError> {
+        if let Some(provider) = self.built(identity, spec) {
+            return Ok(provider);
+        }
+        let _building = self.building.lock().await;
+        if let Some(provider) = self.built(identity, spec) {
+            return Ok(provider);
         }
         let provider: Arc<dyn Provider> = match (&spec.aws, &spec.fake) {
             (None, Some(fake)) => Arc::new(fake::FakeProvider::new(fake, self.calls.clone())),
@@ -209,9 +244,16 @@ impl Providers {
                 ));
             }
         };
+        let provider = Arc::new(Cached::new(provider));
         self.lock()
             .insert(identity.clone(), (spec.clone(), provider.clone()));
         Ok(provider)
+    }
+
+    fn built(&self, identity: &StoreIdentity, spec: &StoreProvider) -> Option<Arc<Cached>> {
+        let cache = self.lock();
+        let (cached_spec, provider) = cache.get(identity)?;
+        (cached_spec == spec).then(|| provider.clone())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ProviderCache> {

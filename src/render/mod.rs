@@ -2,6 +2,7 @@
 //! same sync core as the controller; stores are read from the input, and each
 //! store is asked once for everything its ExternalSecrets need.
 
+mod documents;
 mod manifests;
 mod output;
 
@@ -9,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-pub use manifests::{InputError, Source};
+pub use manifests::{InputError, Inputs, Loaded, Located, Source, load, load_text};
 pub use output::{OutputFormat, to_stdout_text, write_out_dir};
 
 use async_trait::async_trait;
@@ -19,33 +20,122 @@ use crate::api::{CreationPolicy, ExternalSecret, StoreKind, StoreProvider};
 use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
 use crate::provider::{ProviderContext, Providers, StoreIdentity};
 use crate::sync::{self, DesiredSecret, TemplateSources};
-use manifests::{Inputs, Located, namespace_labels};
+use crate::template::RenderLimits;
+use manifests::namespace_labels;
 
 /// What `render` produced: every Secret that could be built, every problem,
-/// and notes (ExternalSecrets that deliberately write nothing).
+/// warnings (an empty file) and notes (objects that deliberately yield no
+/// Secret here).
 #[derive(Default)]
 pub struct Rendered {
     pub secrets: Vec<DesiredSecret>,
     pub errors: Vec<InputError>,
+    pub warnings: Vec<String>,
     pub notes: Vec<String>,
 }
 
 /// Reads `paths` and renders every ExternalSecret found there. `context`
 /// supplies AWS settings; its Kubernetes side is replaced by the manifests read.
+/// Each ExternalSecret's templates stay within `template_limits`.
 pub async fn render(
     paths: &[PathBuf],
     default_namespace: &str,
     context: ProviderContext,
+    template_limits: &RenderLimits,
 ) -> Rendered {
-    let (inputs, errors) = manifests::load(paths, default_namespace);
-    let providers = Providers::new(ProviderContext {
-        kube: Arc::new(ManifestSecrets::from(&inputs)),
-        ..context
-    });
+    Renderer::new(context)
+        .render(paths, default_namespace, template_limits)
+        .await
+}
+
+/// Renders round after round (the agent does), keeping the stores' providers
+/// between rounds: their clients, credentials and the answers kept for
+/// change detection, so an unchanged round costs a few listing calls. They are
+/// made anew only when the Secrets among the manifests (static keys for
+/// `auth.secretRef`) change.
+pub struct Renderer {
+    aws_base: Option<aws_config::SdkConfig>,
+    retry: crate::provider::aws::RetrySettings,
+    providers: Option<(String, Providers)>,
+}
+
+impl Renderer {
+    pub fn new(context: ProviderContext) -> Self {
+        Self {
+            aws_base: context.aws_base,
+            retry: context.retry,
+            providers: None,
+        }
+    }
+
+    /// The providers for these manifests: the last round's, unless the
+    /// Secrets among them changed.
+    fn providers_for(&mut self, inputs: &manifests::Inputs) -> &Providers {
+        let secrets = ManifestSecrets::from(inputs);
+        let fingerprint = secrets.fingerprint();
+        let reuse = self
+            .providers
+            .as_ref()
+            .is_some_and(|(kept, _)| *kept == fingerprint);
+        if !reuse {
+            let providers = Providers::new(ProviderContext {
+                kube: Arc::new(secrets),
+                aws_base: self.aws_base.clone(),
+                retry: self.retry.clone(),
+            });
+            self.providers = Some((fingerprint, providers));
+        }
+        &self.providers.as_ref().expect("just made").1
+    }
+
+    pub async fn render(
+        &mut self,
+        paths: &[PathBuf],
+        default_namespace: &str,
+        template_limits: &RenderLimits,
+    ) -> Rendered {
+        let Loaded {
+            inputs,
+            errors,
+            warnings,
+        } = manifests::load(paths, default_namespace);
+        let providers = self.providers_for(&inputs);
+        render_inputs(paths, inputs, errors, warnings, providers, template_limits).await
+    }
+}
+
+async fn render_inputs(
+    paths: &[PathBuf],
+    inputs: manifests::Inputs,
+    errors: Vec<InputError>,
+    warnings: Vec<String>,
+    providers: &Providers,
+    template_limits: &RenderLimits,
+) -> Rendered {
     let mut rendered = Rendered {
         errors,
+        warnings,
         ..Default::default()
     };
+    for label in &inputs.sealed_secrets {
+        rendered.notes.push(format!(
+            "{label}: not rendered (the controller decrypts SealedSecrets; `secretsync unseal` does it offline)"
+        ));
+    }
+    if inputs.external_secrets.is_empty() && rendered.errors.is_empty() {
+        rendered.errors.push(InputError {
+            source: None,
+            object: None,
+            message: format!(
+                "nothing to render: no ExternalSecret in {}",
+                paths
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
     let stores = Stores::index(&inputs, &mut rendered.errors);
 
     // Group ExternalSecrets by store, so each store gets one batch.
@@ -88,7 +178,7 @@ pub async fn render(
                 &inputs,
                 es.object.metadata.namespace.as_deref().unwrap_or_default(),
             );
-            match sync::desired_secret(&es.object, &fetched, &sources) {
+            match sync::desired_secret(&es.object, &fetched, &sources, template_limits) {
                 Err(e) => rendered.errors.push(error_for(es, e.to_string())),
                 Ok(_) if es.object.spec.target.creation_policy == CreationPolicy::None => {
                     rendered.notes.push(format!(
@@ -230,6 +320,11 @@ impl Stores {
         if let Some(why) = self.invalid.get(&id) {
             return Err(format!("spec.secretStoreRef: {why}"));
         }
+        if inputs.duplicated.contains(&id.to_string()) {
+            return Err(format!(
+                "spec.secretStoreRef: {id} is defined more than once in the input, so it is not used"
+            ));
+        }
         if !self.specs.contains_key(&id) {
             return Err(match reference.kind {
                 StoreKind::SecretStore => format!(
@@ -298,6 +393,25 @@ fn template_sources(inputs: &Inputs, namespace: &str) -> TemplateSources {
 /// cluster to ask for ServiceAccount tokens.
 struct ManifestSecrets {
     secrets: BTreeMap<(String, String), BTreeMap<String, SecretValue>>,
+}
+
+impl ManifestSecrets {
+    /// A digest of every key and value, to tell whether they changed.
+    fn fingerprint(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        for ((namespace, name), data) in &self.secrets {
+            for (key, value) in data {
+                for part in [namespace.as_bytes(), name.as_bytes(), key.as_bytes()] {
+                    hasher.update((part.len() as u64).to_le_bytes());
+                    hasher.update(part);
+                }
+                hasher.update((value.len() as u64).to_le_bytes());
+                hasher.update(value.expose());
+            }
+        }
+        hex::encode(hasher.finalize())
+    }
 }
 
 impl From<&Inputs> for ManifestSecrets {

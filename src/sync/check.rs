@@ -2,7 +2,7 @@
 //! the spec's own rules and that every template parses.
 
 use super::SyncError;
-use crate::api::{ExternalSecret, FieldErrors, SECRET_KEY_PATTERN, is_valid_secret_key};
+use crate::api::{ExternalSecret, FieldErrors, secret_key_problem};
 use crate::template::Template;
 
 /// Checks `es` whole and reports every problem, each naming its field.
@@ -44,11 +44,13 @@ pub fn check(es: &ExternalSecret) -> Result<(), SyncError> {
         }
     }
     if let Some(template) = &es.spec.target.template {
-        for key in template.data.keys().filter(|k| !is_valid_secret_key(k)) {
-            errors.push(
-                format!("spec.target.template.data.{key}"),
-                format!("{key:?} must match {SECRET_KEY_PATTERN}"),
-            );
+        for key in template.data.keys() {
+            if let Some(problem) = secret_key_problem(key) {
+                errors.push(
+                    format!("spec.target.template.data.{key}"),
+                    format!("{key:?} is not a valid Secret key: {problem}"),
+                );
+            }
         }
     }
     into_result(errors)

@@ -6,6 +6,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
+use super::admission::{self, SecretShape, shown};
 use super::decoding::decode;
 use super::property::{PropertyError, field_value, json_property};
 use super::requests::{find_request, value_request};
@@ -13,8 +14,9 @@ use super::rewrite::{convert_key, rewrite_keys};
 use super::templating::{TemplateSources, apply_template};
 use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
-use crate::api::{ExternalSecret, RemoteRef, is_valid_secret_key};
+use crate::api::{CreationPolicy, ExternalSecret, RemoteRef, is_valid_secret_key};
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest};
+use crate::template::RenderLimits;
 
 /// The Secret an ExternalSecret should produce. Built whole or not at all: a
 /// failure anywhere yields an error, never a partial Secret.
@@ -38,26 +40,31 @@ const NOT_COPIED_ANNOTATIONS: &[&str] = &[
 ];
 
 /// Builds the desired Secret from what the provider answered for
-/// [`remote_requests`](super::remote_requests) of this ExternalSecret.
+/// [`remote_requests`](super::remote_requests) of this ExternalSecret. Its
+/// templates together stay within `limits`. CPU work: drivers run it off the
+/// async runtime.
 pub fn desired_secret(
     es: &ExternalSecret,
     fetched: &FetchResults,
     sources: &TemplateSources,
+    limits: &RenderLimits,
 ) -> Result<DesiredSecret, SyncError> {
     check(es)?;
+    // templates: one budget for every template of this ExternalSecret.
+    let mut budget = limits.start();
     let spec = &es.spec;
     let mut data = BTreeMap::new();
 
     for (i, item) in spec.data_from.iter().enumerate() {
-        let field = format!("spec.dataFrom[{i}]");
+        let entry = format!("spec.dataFrom[{i}]");
         if let Some(extract) = &item.extract {
-            let field = format!("{field}.extract");
+            let field = format!("{entry}.extract");
             let value = fetch_value(fetched, extract, &field)?;
             let map = json_object_fields(&value, extract, &field)?
                 .into_iter()
                 .map(|(k, v)| Ok((k, decoded(v, extract, &field)?)))
                 .collect::<Result<_, SyncError>>()?;
-            let map = rewrite_keys(map, &item.rewrite, &field)?;
+            let map = rewrite_keys(map, &item.rewrite, &entry, &mut budget)?;
             for (key, value) in map {
                 if !is_valid_secret_key(&key) {
                     return Err(SyncError::InvalidKey { field, key });
@@ -65,7 +72,7 @@ pub fn desired_secret(
                 data.insert(key, value);
             }
         } else if let Some(find) = &item.find {
-            let field = format!("{field}.find");
+            let field = format!("{entry}.find");
             let request = find_request(find);
             let found = match lookup(fetched, &request) {
                 Ok(Fetched::Found(found)) => found.clone(),
@@ -89,8 +96,22 @@ pub fn desired_secret(
                 })?;
                 map.insert(name, value);
             }
-            for (key, value) in rewrite_keys(map, &item.rewrite, &field)? {
-                data.insert(convert_key(&key), value);
+            // As ESO: names that differ only in characters a key may not hold
+            // (`app/db`, `app_db`) would become one key; that is an error.
+            let mut origin: BTreeMap<String, String> = BTreeMap::new();
+            for (name, value) in rewrite_keys(map, &item.rewrite, &entry, &mut budget)? {
+                let key = convert_key(&name);
+                if let Some(first) = origin.get(&key) {
+                    return Err(SyncError::KeyCollision {
+                        field,
+                        first: shown(first),
+                        second: shown(&name),
+                        key: shown(&key),
+                        hint: " (rename one with rewrite)",
+                    });
+                }
+                origin.insert(key.clone(), name);
+                data.insert(key, value);
             }
         }
     }
@@ -117,7 +138,7 @@ pub fn desired_secret(
     }
 
     let rendered = match &spec.target.template {
-        Some(template) => apply_template(template, data, sources)?,
+        Some(template) => apply_template(template, data, sources, &mut budget)?,
         None => super::templating::Rendered {
             type_: "Opaque".into(),
             labels: es.metadata.labels.clone().unwrap_or_default(),
@@ -146,7 +167,7 @@ pub fn desired_secret(
         &rendered.data,
     );
     annotations.insert(CONTENT_HASH_ANNOTATION.into(), content_hash.clone());
-    Ok(DesiredSecret {
+    let secret = DesiredSecret {
         name: es.target_name().to_string(),
         namespace: es.metadata.namespace.clone().unwrap_or_default(),
         type_: rendered.type_,
@@ -155,10 +176,39 @@ pub fn desired_secret(
         annotations,
         data: rendered.data,
         content_hash,
-    })
+    };
+    // Nothing is written under creationPolicy None, so nothing can be refused.
+    if spec.target.creation_policy != CreationPolicy::None {
+        secret.admissible()?;
+    }
+    Ok(secret)
 }
 
 impl DesiredSecret {
+    /// What the API server's checks read of this Secret.
+    pub fn shape(&self) -> SecretShape<'_> {
+        SecretShape {
+            name: &self.name,
+            namespace: &self.namespace,
+            type_: &self.type_,
+            labels: &self.labels,
+            annotations: &self.annotations,
+            data: self
+                .data
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.expose()))
+                .collect(),
+        }
+    }
+
+    /// Whether the API server would take this Secret; if not, every reason.
+    pub fn admissible(&self) -> Result<(), SyncError> {
+        admission::check(&self.shape()).map_err(|errors| SyncError::Refused {
+            secret: format!("{}/{}", self.namespace, self.name),
+            errors,
+        })
+    }
+
     /// The Secret object, ready to apply. This is where values leave their
     /// wrapper: call it only to write the Secret.
     pub fn to_secret(&self) -> Secret {

@@ -8,7 +8,7 @@ use crate::template::TemplateError;
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SyncError {
-    #[error("invalid spec: {0}")]
+    #[error("{0}")]
     InvalidSpec(FieldErrors),
     #[error("{field} (remote key {key:?}): {source}")]
     Provider {
@@ -53,4 +53,17 @@ pub enum SyncError {
         name: String,
         problem: String,
     },
+    #[error("{field}: {first:?} and {second:?} both become Secret key {key:?}{hint}")]
+    KeyCollision {
+        field: String,
+        first: String,
+        second: String,
+        key: String,
+        /// How to tell them apart, e.g. " (use rewrite to rename one)".
+        hint: &'static str,
+    },
+    #[error("{field}: key {from:?} becomes an empty key")]
+    EmptyKey { field: String, from: String },
+    #[error("the Secret {secret} would be refused by the API server: {errors}")]
+    Refused { secret: String, errors: FieldErrors },
 }

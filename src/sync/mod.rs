@@ -6,6 +6,7 @@
 //! de-duplicated [`Provider::fetch_batch`](crate::provider::Provider::fetch_batch)
 //! per store, then [`desired_secret`] for each.
 
+pub mod admission;
 mod check;
 mod decoding;
 mod desired;
@@ -23,6 +24,7 @@ mod tests;
 pub use check::check;
 pub use desired::{DesiredSecret, desired_secret};
 pub use error::SyncError;
+pub use property::{PropertyError, json_property};
 pub use requests::{data_from_request, data_request, remote_requests};
 pub use store_access::cluster_store_admits;
 pub use templating::{TemplateSources, template_source_names};

@@ -6,13 +6,13 @@ use serde_json::Value;
 use crate::SecretValue;
 
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum PropertyError {
+pub enum PropertyError {
     NotJson,
     NotFound,
 }
 
 /// The field's value: a JSON string as its text, anything else as compact JSON.
-pub(crate) fn json_property(value: &SecretValue, path: &str) -> Result<SecretValue, PropertyError> {
+pub fn json_property(value: &SecretValue, path: &str) -> Result<SecretValue, PropertyError> {
     let json: Value = serde_json::from_slice(value.expose()).map_err(|_| PropertyError::NotJson)?;
     // A top-level key that contains dots wins over the path it also spells, as in ESO.
     let found = match json.get(path) {
@@ -31,15 +31,17 @@ pub(crate) fn field_value(field: &Value) -> SecretValue {
 }
 
 fn split_path(path: &str) -> Vec<String> {
-    let mut segments = vec![String::new()];
+    let mut segments = Vec::new();
+    let mut segment = String::new();
     let mut chars = path.chars();
     while let Some(c) = chars.next() {
         match c {
-            '\\' => segments.last_mut().unwrap().extend(chars.next()),
-            '.' => segments.push(String::new()),
-            c => segments.last_mut().unwrap().push(c),
+            '\\' => segment.extend(chars.next()),
+            '.' => segments.push(std::mem::take(&mut segment)),
+            c => segment.push(c),
         }
     }
+    segments.push(segment);
     segments
 }
 

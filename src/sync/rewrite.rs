@@ -5,15 +5,20 @@ use std::collections::BTreeMap;
 use regex::Regex;
 
 use super::SyncError;
+use super::admission::shown;
 use crate::SecretValue;
 use crate::api::Rewrite;
-use crate::template::{Context, Template};
+use crate::template::{Budget, Context, Template};
 
 /// Applies `rewrites` to every key of `map`. `field` is the `dataFrom[i]` path.
+/// Transform templates spend from `budget`.
+/// Two keys rewritten to one, or a key rewritten to nothing, is an error (ESO
+/// keeps one of them, or drops the key, silently).
 pub(crate) fn rewrite_keys(
     map: BTreeMap<String, SecretValue>,
     rewrites: &[Rewrite],
     field: &str,
+    budget: &mut Budget,
 ) -> Result<BTreeMap<String, SecretValue>, SyncError> {
     rewrites
         .iter()
@@ -25,35 +30,57 @@ pub(crate) fn rewrite_keys(
                     field: format!("{field}.regexp.source"),
                     message: e.to_string(),
                 })?;
-                Ok(map
-                    .into_iter()
-                    .map(|(key, value)| {
-                        (
-                            source
-                                .replace_all(&key, regexp.target.as_str())
-                                .into_owned(),
-                            value,
-                        )
-                    })
-                    .collect())
+                rename_all(map, &field, |key| {
+                    Ok(source.replace_all(key, regexp.target.as_str()).into_owned())
+                })
             } else if let Some(transform) = &rewrite.transform {
                 let field = format!("{field}.transform.template");
                 let template_error = |error| SyncError::Template {
                     field: field.clone(),
                     error,
                 };
-                let template = Template::parse(&transform.template).map_err(template_error)?;
-                map.into_iter()
-                    .map(|(key, value)| {
-                        let mut context = Context::new();
-                        context.insert("value", SecretValue::from(key.as_str()));
-                        Ok((template.render(&context).map_err(template_error)?, value))
-                    })
-                    .collect()
+                let mut template = Template::parse(&transform.template).map_err(template_error)?;
+                rename_all(map, &field, |key| {
+                    let mut context = Context::new();
+                    context.insert("value", SecretValue::from(key));
+                    let rendered = template.render(&context, budget).map_err(template_error)?;
+                    Ok(String::from_utf8_lossy(rendered.expose()).into_owned())
+                })
             } else {
                 Ok(map)
             }
         })
+}
+
+/// Renames every key of `map` with `rename`, refusing empty and colliding results.
+fn rename_all(
+    map: BTreeMap<String, SecretValue>,
+    field: &str,
+    mut rename: impl FnMut(&str) -> Result<String, SyncError>,
+) -> Result<BTreeMap<String, SecretValue>, SyncError> {
+    let mut out = BTreeMap::new();
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for (key, value) in map {
+        let renamed = rename(&key)?;
+        if renamed.is_empty() {
+            return Err(SyncError::EmptyKey {
+                field: field.to_string(),
+                from: shown(&key),
+            });
+        }
+        if let Some(first) = origin.get(&renamed) {
+            return Err(SyncError::KeyCollision {
+                field: field.to_string(),
+                first: shown(first),
+                second: shown(&key),
+                key: shown(&renamed),
+                hint: "",
+            });
+        }
+        origin.insert(renamed.clone(), key);
+        out.insert(renamed, value);
+    }
+    Ok(out)
 }
 
 /// ESO's `Default` conversion of remote names found by `find`: every character a
@@ -100,7 +127,8 @@ mod tests {
                 }),
             },
         ];
-        let out = rewrite_keys(map, &rewrites, "spec.dataFrom[0]").unwrap();
+        let out =
+            rewrite_keys(map, &rewrites, "spec.dataFrom[0]", &mut Budget::unlimited()).unwrap();
         assert_eq!(keys(&out), ["DB_PASSWORD", "DB_USER"]);
     }
 
@@ -113,12 +141,57 @@ mod tests {
             }),
             transform: None,
         }];
-        let error = rewrite_keys(BTreeMap::new(), &rewrites, "spec.dataFrom[2]").unwrap_err();
+        let error = rewrite_keys(
+            BTreeMap::new(),
+            &rewrites,
+            "spec.dataFrom[2]",
+            &mut Budget::unlimited(),
+        )
+        .unwrap_err();
         assert!(
             error
                 .to_string()
                 .starts_with("spec.dataFrom[2].rewrite[0].regexp.source: invalid regexp"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn rewrites_to_one_key_or_to_nothing_are_errors() {
+        let map: BTreeMap<_, _> = ["app/db", "other/db"]
+            .into_iter()
+            .map(|k| (k.to_string(), SecretValue::from("v")))
+            .collect();
+        let regexp = |source: &str, target: &str| Rewrite {
+            regexp: Some(RewriteRegexp {
+                source: source.into(),
+                target: target.into(),
+            }),
+            transform: None,
+        };
+        let error = rewrite_keys(
+            map.clone(),
+            &[regexp("^[a-z]+/", "")],
+            "spec.dataFrom[0]",
+            &mut Budget::unlimited(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "spec.dataFrom[0].rewrite[0]: \"app/db\" and \"other/db\" both become Secret key \"db\""
+        );
+        let error = rewrite_keys(
+            map,
+            &[regexp(".*", "")],
+            "spec.dataFrom[1]",
+            &mut Budget::unlimited(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            error,
+            "spec.dataFrom[1].rewrite[0]: key \"app/db\" becomes an empty key"
         );
     }
 

@@ -5,11 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::SyncError;
+use super::decoding::decode;
 use crate::SecretValue;
 use crate::api::{
-    ExternalSecretSpec, ExternalSecretTemplate, TemplateMergePolicy, TemplateScope, TemplateTarget,
+    DecodingStrategy, ExternalSecretSpec, ExternalSecretTemplate, SECRET_KEY_PATTERN,
+    TemplateMergePolicy, TemplateScope, TemplateTarget,
 };
-use crate::template::{Context, Template, TemplateError};
+use crate::template::{Budget, Context, Template, TemplateError};
 
 /// ConfigMaps and Secrets of the ExternalSecret's namespace that `templateFrom`
 /// may read, by name. Drivers load those [`template_source_names`] lists.
@@ -60,10 +62,27 @@ pub(crate) struct Rendered {
 const DEFAULT_TYPE: &str = "Opaque";
 const FIELD: &str = "spec.target.template";
 
+/// One template to render and where its output goes.
+struct Job<'a> {
+    target: TemplateTarget,
+    scope: TemplateScope,
+    /// The Secret key, label or annotation (`Values` scope).
+    key: &'a str,
+    text: &'a str,
+    /// `templateFrom[].valuesDecodingStrategy`.
+    decoding: DecodingStrategy,
+    field: &'a str,
+    /// The template text came out of a Secret: errors then give its position
+    /// but not its text.
+    from_secret: bool,
+}
+
+/// Renders every template of `template`, all within one `budget`.
 pub(crate) fn apply_template(
     template: &ExternalSecretTemplate,
     fetched: BTreeMap<String, SecretValue>,
     sources: &TemplateSources,
+    budget: &mut Budget,
 ) -> Result<Rendered, SyncError> {
     let mut context = Context::new();
     for (key, value) in &fetched {
@@ -103,28 +122,30 @@ pub(crate) fn apply_template(
                     .text(kind, &template_ref.name, &item.key)
                     .map_err(missing)?;
                 let field = format!("{field}.{name}.items[{}]", item.key);
-                render_into(
-                    &mut out,
-                    from.target,
-                    item.template_as,
-                    &item.key,
-                    &text,
-                    &context,
-                    &field,
-                )?;
+                let job = Job {
+                    target: from.target,
+                    scope: item.template_as,
+                    key: &item.key,
+                    text: &text,
+                    decoding: from.values_decoding_strategy.unwrap_or_default(),
+                    field: &field,
+                    from_secret: kind == "Secret",
+                };
+                render_into(&mut out, &job, &context, budget)?;
             }
         }
         if let Some(literal) = &from.literal {
             let field = format!("{field}.literal");
-            render_into(
-                &mut out,
-                from.target,
-                TemplateScope::KeysAndValues,
-                "",
-                literal,
-                &context,
-                &field,
-            )?;
+            let job = Job {
+                target: from.target,
+                scope: TemplateScope::KeysAndValues,
+                key: "",
+                text: literal,
+                decoding: from.values_decoding_strategy.unwrap_or_default(),
+                field: &field,
+                from_secret: false,
+            };
+            render_into(&mut out, &job, &context, budget)?;
         }
     }
 
@@ -144,15 +165,16 @@ pub(crate) fn apply_template(
     for (target, name, map) in maps {
         for (key, text) in map {
             let field = format!("{FIELD}.{name}.{key}");
-            render_into(
-                &mut out,
+            let job = Job {
                 target,
-                TemplateScope::Values,
+                scope: TemplateScope::Values,
                 key,
                 text,
-                &context,
-                &field,
-            )?;
+                decoding: DecodingStrategy::None,
+                field: &field,
+                from_secret: false,
+            };
+            render_into(&mut out, &job, &context, budget)?;
         }
     }
 
@@ -162,58 +184,164 @@ pub(crate) fn apply_template(
     Ok(out)
 }
 
-/// Renders one template and stores the result: under `key` (`Values`), or as the
-/// YAML map of keys to values it produced (`KeysAndValues`).
+/// Renders one template and stores the result: under `job.key` (`Values`), or as
+/// the YAML map of keys to values it produced (`KeysAndValues`).
 fn render_into(
     out: &mut Rendered,
-    target: TemplateTarget,
-    scope: TemplateScope,
-    key: &str,
-    text: &str,
+    job: &Job<'_>,
     context: &Context,
-    field: &str,
+    budget: &mut Budget,
 ) -> Result<(), SyncError> {
-    let template_error = |error| SyncError::Template {
-        field: field.to_string(),
-        error,
+    let template_error = |mut error: TemplateError| {
+        if job.from_secret
+            && let Some(location) = error.location.as_mut()
+        {
+            location.snippet.clear();
+        }
+        SyncError::Template {
+            field: job.field.to_string(),
+            error,
+        }
     };
-    let rendered = Template::parse(text)
-        .and_then(|t| t.render(context))
+    let rendered = Template::parse(job.text)
+        .and_then(|mut t| t.render(context, budget))
         .map_err(template_error)?;
-    let entries = match scope {
-        TemplateScope::Values => vec![(key.to_string(), rendered)],
+    let entries: Vec<(String, SecretValue)> = match job.scope {
+        TemplateScope::Values => vec![(job.key.to_string(), rendered)],
         TemplateScope::KeysAndValues => {
-            serde_yaml_ng::from_str::<BTreeMap<String, String>>(&rendered)
+            // Neither the parser's message nor the keys may be shown: both
+            // come from the rendered output, which holds values.
+            let text = rendered.expose_str().ok_or_else(|| {
+                template_error(TemplateError::new(
+                    "the rendered output is not text, so not a YAML map of keys to values",
+                ))
+            })?;
+            serde_yaml_ng::from_str::<BTreeMap<String, String>>(text)
                 .map_err(|_| {
-                    // The parser's message would quote the rendered text: leave it out.
-                    template_error(TemplateError {
-                        location: None,
-                        message: "the rendered output is not a YAML map of keys to string values"
-                            .into(),
-                    })
+                    template_error(TemplateError::new(
+                        "the rendered output is not a YAML map of keys to string values",
+                    ))
                 })?
                 .into_iter()
+                .map(|(k, v)| (k, SecretValue::from(v)))
                 .collect()
         }
     };
     for (key, value) in entries {
-        match target {
+        let value = decode(value, job.decoding).map_err(|strategy| {
+            template_error(TemplateError::new(format!(
+                "a rendered value is not valid {strategy} (valuesDecodingStrategy)"
+            )))
+        })?;
+        match job.target {
             TemplateTarget::Data => {
                 if !crate::api::is_valid_secret_key(&key) {
-                    return Err(SyncError::InvalidKey {
-                        field: field.to_string(),
-                        key,
-                    });
+                    // The key came out of a template, so it may be made of
+                    // values: say what is wrong, not what it is.
+                    let message = if job.scope == TemplateScope::KeysAndValues {
+                        format!(
+                            "the rendered map has a key that is not a valid Secret key (keys must match {SECRET_KEY_PATTERN})"
+                        )
+                    } else {
+                        format!("the key must match {SECRET_KEY_PATTERN}")
+                    };
+                    return Err(template_error(TemplateError::new(message)));
                 }
-                out.data.insert(key, SecretValue::from(value));
+                out.data.insert(key, value);
             }
             TemplateTarget::Labels => {
-                out.labels.insert(key, value);
+                out.labels.insert(key, text_of(value));
             }
             TemplateTarget::Annotations => {
-                out.annotations.insert(key, value);
+                out.annotations.insert(key, text_of(value));
             }
         }
     }
     Ok(())
+}
+
+/// Labels and annotations are text.
+fn text_of(value: SecretValue) -> String {
+    String::from_utf8_lossy(value.expose()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{TemplateFrom, TemplateRef, TemplateRefItem};
+    use crate::template::RenderLimits;
+
+    fn from_secret(template: &str) -> (ExternalSecretTemplate, TemplateSources) {
+        let spec = ExternalSecretTemplate {
+            template_from: vec![TemplateFrom {
+                secret: Some(TemplateRef {
+                    name: "tpl".into(),
+                    items: vec![TemplateRefItem {
+                        key: "conf".into(),
+                        template_as: TemplateScope::Values,
+                    }],
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut sources = TemplateSources::default();
+        sources.secrets.insert(
+            "tpl".into(),
+            BTreeMap::from([("conf".to_string(), SecretValue::from(template))]),
+        );
+        (spec, sources)
+    }
+
+    #[test]
+    fn errors_in_templates_kept_in_a_secret_give_no_text() {
+        let (spec, sources) = from_secret("line one\n{{ fail \"Embedded-Tmpl-Secret\" }}");
+        let fetched = BTreeMap::from([("pw".to_string(), SecretValue::from("x"))]);
+        let Err(error) = apply_template(
+            &spec,
+            fetched,
+            &sources,
+            &mut RenderLimits::default().start(),
+        ) else {
+            panic!("must fail");
+        };
+        let shown = error.to_string();
+        assert!(
+            shown.contains("templateFrom[0].secret.items[conf]: line 2, column"),
+            "{shown}"
+        );
+        assert!(shown.contains("function \"fail\" failed"), "{shown}");
+        assert!(!shown.contains("Embedded-Tmpl-Secret"), "{shown}");
+    }
+
+    #[test]
+    fn an_invalid_key_from_a_template_is_not_shown() {
+        let spec = ExternalSecretTemplate {
+            template_from: vec![TemplateFrom {
+                literal: Some("{{ .pw }}/x: v".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let fetched = BTreeMap::from([("pw".to_string(), SecretValue::from("Key-Made-Of-Secret"))]);
+        let Err(error) = apply_template(
+            &spec,
+            fetched,
+            &TemplateSources::default(),
+            &mut RenderLimits::default().start(),
+        ) else {
+            panic!("must fail");
+        };
+        let shown = error.to_string();
+        assert!(
+            shown.contains(
+                "templateFrom[0].literal: the rendered map has a key that is not a valid Secret key"
+            ),
+            "{shown}"
+        );
+        assert!(
+            !shown.to_lowercase().contains("key-made-of-secret"),
+            "{shown}"
+        );
+    }
 }

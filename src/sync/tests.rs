@@ -44,7 +44,7 @@ async fn sync_with(
     sources: &TemplateSources,
 ) -> Result<DesiredSecret, SyncError> {
     let fetched = provider().fetch_batch(&remote_requests(&es.spec)).await;
-    desired_secret(es, &fetched, sources)
+    desired_secret(es, &fetched, sources, &Default::default())
 }
 
 fn text(secret: &DesiredSecret) -> BTreeMap<&str, String> {
@@ -301,7 +301,7 @@ async fn failures_name_the_reference_and_hide_values() {
             "produced key \"bad key host\"",
         ),
         (
-            "target: {template: {data: {url: \"x\\n{{ .password | b64dec }}\"}}}\ndata: [{secretKey: password, remoteRef: {key: db, property: password}}]",
+            "target: {template: {data: {url: \"x\\n{{ .password | mustFromJson }}\"}}}\ndata: [{secretKey: password, remoteRef: {key: db, property: password}}]",
             "spec.target.template.data.url: line 2, column",
         ),
     ];

@@ -136,7 +136,7 @@ impl Drop for Cluster {
     /// A scenario that failed before `finish` still leaves no namespace behind.
     fn drop(&mut self) {
         if !self.finished && self.is_real() {
-            let _ = std::process::Command::new("kubectl")
+            let _ = std::process::Command::new(super::peers::kubectl())
                 .args(["delete", "namespace", &self.namespace, "--wait=false"])
                 .env("KUBECONFIG", &self.kubeconfig)
                 .output();

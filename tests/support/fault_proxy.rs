@@ -13,6 +13,10 @@ pub enum Fault {
     Throttling,
     /// 500 `InternalFailure`.
     ServerError,
+    /// 400 `AccessDeniedException` for every call of this `X-Amz-Target`
+    /// (`secretsmanager.ListSecrets`), as for a role without that permission;
+    /// other calls pass.
+    Deny(&'static str),
 }
 
 pub struct FaultProxy {
@@ -38,7 +42,7 @@ impl FaultProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let n = seen_in.fetch_add(1, Ordering::SeqCst);
                 let fault = (n % of < fail).then_some(fault);
-                if fault.is_some() {
+                if fault.is_some() && !matches!(fault, Some(Fault::Deny(_))) {
                     failed_in.fetch_add(1, Ordering::SeqCst);
                 }
                 let upstream = upstream.clone();
@@ -88,10 +92,21 @@ async fn serve(client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::
     client.read_exact(&mut body).await?;
     let mut client = client.into_inner();
 
+    let denied = match fault {
+        Some(Fault::Deny(target)) => String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains(&format!("x-amz-target: {}", target.to_ascii_lowercase())),
+        _ => false,
+    };
     let response = match fault {
+        Some(Fault::Deny(_)) if denied => canned(
+            400,
+            "AccessDeniedException",
+            "not authorized to perform this action (injected by the test proxy)",
+        ),
         Some(Fault::Throttling) => canned(400, "ThrottlingException", "Rate exceeded"),
         Some(Fault::ServerError) => canned(500, "InternalFailure", "injected by the test proxy"),
-        None => {
+        Some(Fault::Deny(_)) | None => {
             let mut upstream = TcpStream::connect(upstream).await?;
             upstream.write_all(&head).await?;
             upstream.write_all(&body).await?;

@@ -6,8 +6,10 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod controller;
+pub mod corpus;
 pub mod fault_proxy;
 pub mod moto;
+pub mod peers;
 
 use std::collections::BTreeSet;
 use std::sync::Mutex;

@@ -1,8 +1,10 @@
 //! A moto server (PyPI `moto[server]`): AWS Secrets Manager, SSM and STS on
 //! 127.0.0.1, one per test, killed when dropped. Its recorder tells what reached
-//! "AWS".
+//! "AWS". Started through `moto_server.py`, which makes DescribeParameters page
+//! as AWS does, so call counts are AWS's. The Python that runs it is
+//! `peers::python()`; one without moto fails the test at once, with Python's
+//! own words ("No module named moto").
 
-use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -52,43 +54,50 @@ impl Moto {
     pub fn start() -> Moto {
         let port = super::free_port();
         let recording = tempfile::tempdir().expect("a directory for the recording");
-        let mut command = Command::new("python3");
+        let log = recording.path().join("moto.log");
+        let python = super::peers::python();
+        let mut command = Command::new(&python);
         command
             .env("MOTO_RECORDER_FILEPATH", recording.path().join("recording"))
-            .args([
-                "-m",
-                "moto.server",
-                "-H",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-            ])
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/support/moto_server.py"
+            ))
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // If the test process dies without dropping us, the server dies too.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
+            .stderr(std::fs::File::create(&log).expect("moto's log file"));
+        die_with_parent(&mut command);
         let child = command
             .spawn()
-            .expect("moto is installed: pip install 'moto[server]' (see .ci/run)");
+            .unwrap_or_else(|e| panic!("{}", super::peers::missing(&python, e)));
         let mut moto = Moto {
             child,
             endpoint: format!("http://127.0.0.1:{port}"),
             _recording: recording,
         };
+        // Generous for a loaded machine; a Python that cannot start moto
+        // exits, and that ends the wait at once.
         let deadline = Instant::now() + Duration::from_secs(60);
         while ureq::get(&format!("{}/moto-api/", moto.endpoint))
             .call()
             .is_err()
         {
+            if let Some(status) = moto.child.try_wait().expect("moto's status") {
+                let said = std::fs::read_to_string(&log).unwrap_or_default();
+                let last: Vec<&str> = said.lines().rev().take(5).collect();
+                let last: Vec<&str> = last.into_iter().rev().collect();
+                panic!(
+                    "{}",
+                    super::peers::missing(
+                        &python,
+                        format_args!("`-m moto.server` exited ({status}): {}", last.join("\n"))
+                    )
+                );
+            }
             assert!(
                 Instant::now() < deadline,
-                "moto did not start on {}",
+                "moto did not start on {} within 60 s",
                 moto.endpoint
             );
             std::thread::sleep(Duration::from_millis(100));
@@ -177,6 +186,22 @@ impl Moto {
 pub fn count(recorded: &[Recorded], call: &str) -> usize {
     recorded.iter().filter(|r| r.call == call).count()
 }
+
+/// On Linux, the server dies with the test process even if it is killed
+/// before dropping us; elsewhere the drop is the only cleanup.
+#[cfg(target_os = "linux")]
+fn die_with_parent(command: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        command.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_command: &mut Command) {}
 
 impl Drop for Moto {
     fn drop(&mut self) {

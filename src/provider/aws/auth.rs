@@ -16,7 +16,6 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 use crate::SecretValue;
 use crate::api::{AwsProvider as AwsSpec, SecretKeySelector};
@@ -223,7 +222,7 @@ impl ServiceAccountCredentials {
             .map_err(|e| {
                 CredentialsError::provider_error(format!(
                     "{account}: AssumeRoleWithWebIdentity for {role_arn}: {}",
-                    DisplayErrorContext(&e)
+                    super::explain(&e)
                 ))
             })?;
         let credentials = output.credentials.ok_or_else(|| {

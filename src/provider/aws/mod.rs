@@ -6,20 +6,19 @@ pub mod auth;
 mod parameter_store;
 mod secrets_manager;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
 use aws_config::retry::RetryConfig;
-use aws_smithy_types::error::display::DisplayErrorContext;
 
 pub use auth::{KubernetesAuth, NoKubernetes, ServiceAccountToken};
 pub use parameter_store::{BATCH_LIMIT as PARAMETERS_PER_CALL, SERVICE as SSM_SERVICE};
 pub use secrets_manager::{BATCH_LIMIT as SECRETS_PER_CALL, SERVICE as SECRETS_MANAGER_SERVICE};
 
-use super::{CallCounts, FetchResults, FindQuery, Provider, ProviderError, RemoteRequest};
+use super::{CallCounts, FetchResults, FindQuery, Markers, Provider, ProviderError, RemoteRequest};
 use crate::api::{AwsProvider as AwsSpec, AwsService};
 use parameter_store::ParameterStore;
 use secrets_manager::SecretsManager;
@@ -122,22 +121,52 @@ impl AwsProvider {
 #[async_trait]
 impl Provider for AwsProvider {
     async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
+        self.fetch_marked(requests).await.0
+    }
+
+    async fn fetch_marked(&self, requests: &BTreeSet<RemoteRequest>) -> (FetchResults, Markers) {
         let prefixed: BTreeSet<RemoteRequest> = requests.iter().map(|r| self.prefixed(r)).collect();
-        let mut answers = match &self.backend {
+        let (mut answers, mut markers) = match &self.backend {
             Backend::SecretsManager(backend) => backend.fetch(&prefixed).await,
             Backend::ParameterStore(backend) => backend.fetch(&prefixed).await,
         };
-        requests
+        let mut results = FetchResults::new();
+        let mut marked = Markers::new();
+        for request in requests {
+            let as_sent = self.prefixed(request);
+            let answer = answers.remove(&as_sent).unwrap_or_else(|| {
+                Err(ProviderError::Unsupported(
+                    "the provider gave no answer for this reference".into(),
+                ))
+            });
+            if let Some(marker) = markers.remove(&as_sent) {
+                marked.insert(request.clone(), marker);
+            }
+            results.insert(request.clone(), answer);
+        }
+        (results, marked)
+    }
+
+    async fn still_current(
+        &self,
+        known: &Markers,
+    ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
+        let by_sent: BTreeMap<RemoteRequest, (&RemoteRequest, &String)> = known
             .iter()
-            .map(|request| {
-                let answer = answers.remove(&self.prefixed(request)).unwrap_or_else(|| {
-                    Err(ProviderError::Unsupported(
-                        "the provider gave no answer for this reference".into(),
-                    ))
-                });
-                (request.clone(), answer)
-            })
-            .collect()
+            .map(|(request, marker)| (self.prefixed(request), (request, marker)))
+            .collect();
+        let sent: Markers = by_sent
+            .iter()
+            .map(|(sent, (_, marker))| (sent.clone(), (*marker).clone()))
+            .collect();
+        let current = match &self.backend {
+            Backend::SecretsManager(backend) => backend.still_current(&sent).await?,
+            Backend::ParameterStore(backend) => backend.still_current(&sent).await?,
+        };
+        Ok(current
+            .iter()
+            .filter_map(|sent| by_sent.get(sent).map(|(request, _)| (*request).clone()))
+            .collect())
     }
 
     async fn check(&self) -> Result<(), ProviderError> {
@@ -164,8 +193,27 @@ pub(super) fn outcome<T, E>(result: &Result<T, E>) -> &'static str {
     if result.is_ok() { "success" } else { "error" }
 }
 
-/// A failed call, with the SDK's full explanation (code, message, retries);
-/// AWS error text holds no secret values.
+/// Calls of one fetch that may be in flight at once, per store: enough to
+/// hide latency, few enough that a large refresh never becomes a burst.
+pub(super) const CONCURRENT_CALLS: usize = 4;
+
+/// Runs `calls`, at most `limit` at a time; answers in any order.
+pub(super) async fn at_most<F: std::future::Future>(limit: usize, calls: Vec<F>) -> Vec<F::Output> {
+    use futures::StreamExt;
+    futures::stream::iter(calls)
+        .buffer_unordered(limit)
+        .collect()
+        .await
+}
+
+/// Whether change detection should stop listing and fetch the rest: once it
+/// has listed as many pages as fetching everything would cost, or once most
+/// of what it saw had changed (then fetching all is cheaper than listing on).
+pub(super) fn stop_listing(pages: usize, fetch_cost: usize, seen: usize, changed: usize) -> bool {
+    pages >= fetch_cost || (seen >= 10 && changed * 2 > seen)
+}
+
+/// A failed call, explained (AWS error text holds no secret values).
 pub(crate) fn api_error<E: std::error::Error + 'static>(
     service: &str,
     call: &str,
@@ -174,6 +222,35 @@ pub(crate) fn api_error<E: std::error::Error + 'static>(
     ProviderError::Api {
         service: service.into(),
         call: call.into(),
-        message: DisplayErrorContext(error).to_string(),
+        message: explain(error),
     }
+}
+
+/// An SDK error as a sentence: what kind of failure, then each cause in turn
+/// (`could not connect to AWS: io error: ... Connection refused`; for a
+/// service error, AWS's code and message), never the SDK's debug dump.
+pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    let kind = match parts.first().map(String::as_str) {
+        Some("dispatch failure") => Some("could not connect to AWS"),
+        Some("timeout error") => Some("AWS did not answer in time"),
+        Some("response error") => Some("AWS's response could not be read"),
+        Some("failed to construct request") => Some("the request could not be built"),
+        Some("service error") => None,
+        _ => return parts.join(": "),
+    };
+    let causes = parts.into_iter().skip(1);
+    kind.map(str::to_string)
+        .into_iter()
+        .chain(causes)
+        .collect::<Vec<_>>()
+        .join(": ")
 }

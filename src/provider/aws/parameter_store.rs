@@ -1,6 +1,7 @@
 //! AWS SSM Parameter Store. Values are fetched with GetParameters (at most 10
-//! names a call, AWS's limit), decrypted; a `version` is a number (`name:3`)
-//! or a label (`name:prod`). `find` walks a path with GetParametersByPath, or
+//! names a call, AWS's limit, a few calls at once), decrypted; a `version` is
+//! a number (`name:3`) or a label (`name:prod`). Change detection lists the
+//! names asked for with DescribeParameters (50 a call). `find` walks a path with GetParametersByPath, or
 //! lists names with DescribeParameters when it needs tags or only a regexp.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -9,9 +10,11 @@ use std::sync::Arc;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterStringFilter;
 
-use super::counted;
+use super::{CONCURRENT_CALLS, at_most, counted, stop_listing};
 use crate::SecretValue;
-use crate::provider::{CallCounts, FetchResults, Fetched, FindQuery, ProviderError, RemoteRequest};
+use crate::provider::{
+    CallCounts, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+};
 
 pub const SERVICE: &str = "ssm";
 /// GetParameters takes at most this many names.
@@ -20,6 +23,32 @@ pub const BATCH_LIMIT: usize = 10;
 pub(super) struct ParameterStore {
     client: Client,
     calls: Arc<CallCounts>,
+}
+
+/// DescribeParameters takes at most this many names in a filter, and
+/// answers at most this many parameters a page.
+const DESCRIBE_LIMIT: usize = 50;
+/// The marker of a value pinned to a version number.
+const PINNED: &str = "pinned";
+
+/// A `version`: a number (`3`) or a label (`stable`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Selector {
+    Number(i64),
+    Label,
+}
+
+impl Selector {
+    fn of(version: &str) -> Selector {
+        version.parse().map_or(Selector::Label, Selector::Number)
+    }
+}
+
+/// Version and modification time: a parameter deleted and recreated starts
+/// again at version 1, at another time.
+fn marker(version: i64, modified: Option<&aws_sdk_ssm::primitives::DateTime>) -> String {
+    let modified = modified.map(|t| (t.secs(), t.subsec_nanos()));
+    format!("{version}\n{modified:?}")
 }
 
 /// `name` or `name:version`, as GetParameters takes it.
@@ -46,8 +75,11 @@ impl ParameterStore {
         counted(&self.calls, SERVICE, "DescribeParameters", response).map(|_| ())
     }
 
-    pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
+    /// Every request answered; values of the current version carry a marker
+    /// (version and modification time), pinned numbers the marker `pinned`.
+    pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> (FetchResults, Markers) {
         let mut results = FetchResults::new();
+        let mut markers = Markers::new();
         let mut values = Vec::new();
         for request in requests {
             match request {
@@ -68,65 +100,212 @@ impl ParameterStore {
             let value = fetched
                 .remove(&selector(name, version))
                 .unwrap_or_else(|| Err(ProviderError::NotFound { key: name.into() }));
-            results.insert(request.clone(), value.map(Fetched::Value));
+            if let Ok((_, marker)) = &value {
+                match version.map(Selector::of) {
+                    None => {
+                        markers.insert(request.clone(), marker.clone());
+                    }
+                    Some(Selector::Number(_)) => {
+                        markers.insert(request.clone(), PINNED.into());
+                    }
+                    // A label can move to another version without the
+                    // parameter changing: always fetched.
+                    Some(Selector::Label) => {}
+                }
+            }
+            results.insert(request.clone(), value.map(|(v, _)| Fetched::Value(v)));
         }
-        results
+        (results, markers)
     }
 
-    /// Values by selector. A response names parameters without their version
-    /// selector, so each call asks for any name at most once: versions of one
-    /// name go to separate calls.
+    /// Which earlier answers are still current, from DescribeParameters
+    /// (version and modification time, by exact names, 50 a call). A current
+    /// value counts as current when version and time are those it had; a
+    /// pinned version number when its parameter still has that version.
+    pub async fn still_current(
+        &self,
+        known: &Markers,
+    ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
+        let mut wanted: BTreeMap<&str, Vec<(&RemoteRequest, &str)>> = BTreeMap::new();
+        for (request, marker) in known {
+            if let RemoteRequest::Value { key, .. } = request {
+                wanted
+                    .entry(key.as_str())
+                    .or_default()
+                    .push((request, marker));
+            }
+        }
+        let fetch_cost = known.len().div_ceil(BATCH_LIMIT);
+        let names: Vec<&str> = wanted.keys().copied().collect();
+        let (mut calls, mut seen, mut changed) = (0, 0, 0);
+        let mut current = BTreeSet::new();
+        'chunks: for chunk in names.chunks(DESCRIBE_LIMIT) {
+            let filter = ParameterStringFilter::builder()
+                .key("Name")
+                .option("Equals")
+                .set_values(Some(chunk.iter().map(|n| n.to_string()).collect()))
+                .build()
+                .map_err(|e| ProviderError::Unsupported(format!("DescribeParameters: {e}")))?;
+            let mut pages = self
+                .client
+                .describe_parameters()
+                .parameter_filters(filter)
+                .into_paginator()
+                .page_size(DESCRIBE_LIMIT as i32)
+                .send();
+            while let Some(page) = pages.next().await {
+                let page = counted(&self.calls, SERVICE, "DescribeParameters", page)?;
+                calls += 1;
+                for parameter in page.parameters() {
+                    let Some(uses) = parameter.name().and_then(|n| wanted.get(n)) else {
+                        continue;
+                    };
+                    let now = marker(parameter.version(), parameter.last_modified_date());
+                    for (request, marker) in uses {
+                        seen += 1;
+                        let still = match request {
+                            RemoteRequest::Value {
+                                version: Some(version),
+                                ..
+                            } => matches!(
+                                Selector::of(version),
+                                Selector::Number(n) if n <= parameter.version()
+                            ),
+                            _ => **marker == now,
+                        };
+                        if still {
+                            current.insert((*request).clone());
+                        } else {
+                            changed += 1;
+                        }
+                    }
+                }
+                if stop_listing(calls, fetch_cost, seen, changed) {
+                    break 'chunks;
+                }
+            }
+        }
+        Ok(current)
+    }
+
+    /// Values by selector, each with its marker. A response may not say which
+    /// selector an entry answers (moto does not), so a call asks for any name
+    /// with at most one unnumbered selector (current or a label), matched by
+    /// name, and any number of version numbers, matched by version.
     async fn get_parameters(
         &self,
         wanted: &[(&str, Option<&str>)],
-    ) -> BTreeMap<String, Result<SecretValue, ProviderError>> {
+    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
         let mut rounds: Vec<Vec<(&str, Option<&str>)>> = Vec::new();
         let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut numbered = Vec::new();
         for &(name, version) in wanted {
+            if let Some(Selector::Number(_)) = version.map(Selector::of) {
+                numbered.push((name, version));
+                continue;
+            }
             let round = seen.entry(name).or_default();
             if rounds.len() <= *round {
                 rounds.push(Vec::new());
             }
-            rounds[*round].push((name, version));
+            if let Some(calls) = rounds.get_mut(*round) {
+                calls.push((name, version));
+            }
             *round += 1;
         }
+        match rounds.first_mut() {
+            Some(first) => first.extend(numbered),
+            None => rounds.push(numbered),
+        }
+        let calls: Vec<_> = rounds
+            .iter()
+            .flat_map(|round| round.chunks(BATCH_LIMIT))
+            .map(|chunk| self.get_parameters_once(chunk))
+            .collect();
+        at_most(CONCURRENT_CALLS, calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn get_parameters_once(
+        &self,
+        chunk: &[(&str, Option<&str>)],
+    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
         let mut out = BTreeMap::new();
-        for chunk in rounds.iter().flat_map(|round| round.chunks(BATCH_LIMIT)) {
-            let selectors: Vec<String> = chunk.iter().map(|(n, v)| selector(n, *v)).collect();
-            let response = self
-                .client
-                .get_parameters()
-                .set_names(Some(selectors.clone()))
-                .with_decryption(true)
-                .send()
-                .await;
-            let response = match counted(&self.calls, SERVICE, "GetParameters", response) {
-                Ok(response) => response,
-                Err(error) => {
-                    out.extend(selectors.into_iter().map(|s| (s, Err(error.clone()))));
-                    continue;
-                }
+        let selectors: Vec<String> = chunk.iter().map(|(n, v)| selector(n, *v)).collect();
+        let response = self
+            .client
+            .get_parameters()
+            .set_names(Some(selectors.clone()))
+            .with_decryption(true)
+            .send()
+            .await;
+        let response = match counted(&self.calls, SERVICE, "GetParameters", response) {
+            Ok(response) => response,
+            Err(error) => {
+                out.extend(selectors.into_iter().map(|s| (s, Err(error.clone()))));
+                return out;
+            }
+        };
+        let mut unclaimed: Vec<&aws_sdk_ssm::types::Parameter> = Vec::new();
+        for parameter in response.parameters() {
+            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+                continue;
             };
-            for parameter in response.parameters() {
-                let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+            let answer = (
+                SecretValue::from(value),
+                marker(parameter.version(), parameter.last_modified_date()),
+            );
+            // The selector, when the response says it (AWS does: `:3`, `:label`).
+            if let Some(said) = parameter.selector().filter(|s| !s.is_empty()) {
+                let key = format!("{name}{said}");
+                if selectors.contains(&key) && !out.contains_key(&key) {
+                    out.insert(key, Ok(answer));
                     continue;
-                };
-                if let Some(&(name, version)) = chunk.iter().find(|(n, _)| *n == name) {
-                    out.insert(selector(name, version), Ok(SecretValue::from(value)));
                 }
             }
-            for invalid in response.invalid_parameters() {
-                let error = match chunk.iter().find(|(n, v)| selector(n, *v) == *invalid) {
-                    Some(&(name, Some(version))) => ProviderError::VersionNotFound {
-                        key: name.into(),
-                        version: version.into(),
-                    },
-                    _ => ProviderError::NotFound {
-                        key: invalid.clone(),
-                    },
-                };
-                out.insert(invalid.clone(), Err(error));
+            let number = chunk.iter().find(|(n, v)| {
+                *n == name
+                    && v.map(Selector::of) == Some(Selector::Number(parameter.version()))
+                    && !out.contains_key(&selector(n, *v))
+            });
+            match number {
+                Some(&(n, v)) => {
+                    out.insert(selector(n, v), Ok(answer));
+                }
+                None => unclaimed.push(parameter),
             }
+        }
+        // What is left answers the one unnumbered selector of its name (or a
+        // number that shares its version with the current one).
+        for parameter in unclaimed {
+            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+                continue;
+            };
+            let open = chunk
+                .iter()
+                .find(|(n, v)| *n == name && !out.contains_key(&selector(n, *v)));
+            if let Some(&(n, v)) = open {
+                let answer = (
+                    SecretValue::from(value),
+                    marker(parameter.version(), parameter.last_modified_date()),
+                );
+                out.insert(selector(n, v), Ok(answer));
+            }
+        }
+        for invalid in response.invalid_parameters() {
+            let error = match chunk.iter().find(|(n, v)| selector(n, *v) == *invalid) {
+                Some(&(name, Some(version))) => ProviderError::VersionNotFound {
+                    key: name.into(),
+                    version: version.into(),
+                },
+                _ => ProviderError::NotFound {
+                    key: invalid.clone(),
+                },
+            };
+            out.insert(invalid.clone(), Err(error));
         }
         out
     }
@@ -154,7 +333,7 @@ impl ParameterStore {
                 let mut found = BTreeMap::new();
                 for (name, value) in self.get_parameters(&wanted).await {
                     match value {
-                        Ok(value) => {
+                        Ok((value, _)) => {
                             found.insert(name, value);
                         }
                         // Deleted between the listing and the fetch.

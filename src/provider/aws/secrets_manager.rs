@@ -10,9 +10,11 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{api_error, counted, outcome};
+use super::{CONCURRENT_CALLS, api_error, at_most, counted, outcome, stop_listing};
 use crate::SecretValue;
-use crate::provider::{CallCounts, FetchResults, Fetched, FindQuery, ProviderError, RemoteRequest};
+use crate::provider::{
+    CallCounts, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+};
 
 pub const SERVICE: &str = "secretsmanager";
 /// BatchGetSecretValue takes at most this many ids.
@@ -20,6 +22,8 @@ pub const BATCH_LIMIT: usize = 20;
 const CURRENT_STAGE: &str = "AWSCURRENT";
 /// `version: uuid/<id>` selects a VersionId instead of a stage.
 const VERSION_ID_PREFIX: &str = "uuid/";
+/// A ListSecrets filter takes at most this many values.
+const FILTER_VALUES: usize = 10;
 
 pub(super) struct SecretsManager {
     client: Client,
@@ -37,22 +41,34 @@ impl SecretsManager {
         counted(&self.calls, SERVICE, "ListSecrets", response).map(|_| ())
     }
 
-    pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
+    /// Every request answered, with a marker (ARN and version id) for each
+    /// value, so a later refresh can ask [`still_current`](Self::still_current).
+    pub async fn fetch(&self, requests: &BTreeSet<RemoteRequest>) -> (FetchResults, Markers) {
         let mut results = FetchResults::new();
+        let mut markers = Markers::new();
         let mut current = Vec::new();
+        let mut pinned = Vec::new();
         for request in requests {
             match request {
                 RemoteRequest::Value { key, version } => match version.as_deref() {
                     None | Some(CURRENT_STAGE) => current.push((request, key.clone())),
-                    Some(version) => {
-                        let value = self.get_version(key, version).await.map(Fetched::Value);
-                        results.insert(request.clone(), value);
-                    }
+                    Some(version) => pinned.push((request, key.as_str(), version)),
                 },
                 RemoteRequest::Find(query) => {
                     results.insert(request.clone(), self.find(query).await.map(Fetched::Found));
                 }
             }
+        }
+        let mut calls = Vec::new();
+        for (request, key, version) in pinned {
+            calls.push(async move { (request, self.get_version(key, version).await) });
+        }
+        let pinned_values = at_most(CONCURRENT_CALLS, calls).await;
+        for (request, answer) in pinned_values {
+            if let Ok((_, marker)) = &answer {
+                markers.insert(request.clone(), marker.clone());
+            }
+            results.insert(request.clone(), answer.map(|(v, _)| Fetched::Value(v)));
         }
         // No version and `AWSCURRENT` are the same value: ask for it once.
         let ids: BTreeSet<String> = current.iter().map(|(_, id)| id.clone()).collect();
@@ -62,72 +78,184 @@ impl SecretsManager {
                 .get(&id)
                 .cloned()
                 .unwrap_or(Err(ProviderError::NotFound { key: id }));
-            results.insert(request.clone(), value.map(Fetched::Value));
+            if let Ok((_, marker)) = &value {
+                markers.insert(request.clone(), marker.clone());
+            }
+            results.insert(request.clone(), value.map(|(v, _)| Fetched::Value(v)));
         }
-        results
+        (results, markers)
     }
 
-    /// Current values of `ids` (names or ARNs), 20 to a call.
+    /// Which earlier answers are still current, from ListSecrets (names and
+    /// the version id of each stage, 100 secrets a page, filtered by up to ten
+    /// name prefixes covering the names asked for). A value counts as current
+    /// when its secret has the same ARN (not deleted and recreated) and the
+    /// stage it reads still points at the same version. Values named by ARN
+    /// and `find`s are not listed; they are fetched again.
+    pub async fn still_current(
+        &self,
+        known: &Markers,
+    ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
+        let mut wanted: BTreeMap<&str, Vec<Known<'_>>> = BTreeMap::new();
+        for (request, marker) in known {
+            let RemoteRequest::Value { key, version } = request else {
+                continue;
+            };
+            let Some((arn, version_id)) = marker.split_once('\n') else {
+                continue;
+            };
+            if key.starts_with("arn:") {
+                continue;
+            }
+            let stage = version.as_deref().unwrap_or(CURRENT_STAGE);
+            wanted.entry(key.as_str()).or_default().push(Known {
+                request,
+                arn,
+                version_id,
+                stage: (!stage.starts_with(VERSION_ID_PREFIX)).then_some(stage),
+            });
+        }
+        if wanted.is_empty() {
+            return Ok(BTreeSet::new());
+        }
+        // What refetching everything would cost: batches of current values,
+        // one call per pinned stage.
+        let current_names = wanted
+            .values()
+            .filter(|uses| uses.iter().any(|k| is_current(k.request)))
+            .count();
+        let pinned_calls = known.keys().filter(|r| !is_current(r)).count();
+        let fetch_cost = current_names.div_ceil(BATCH_LIMIT) + pinned_calls;
+
+        let names: Vec<&str> = wanted.keys().copied().collect();
+        let filters = name_prefixes(&names, FILTER_VALUES).map(|prefixes| {
+            vec![
+                Filter::builder()
+                    .key(FilterNameStringType::Name)
+                    .set_values(Some(prefixes))
+                    .build(),
+            ]
+        });
+        let mut pages = self
+            .client
+            .list_secrets()
+            .set_filters(filters)
+            .into_paginator()
+            .page_size(100)
+            .send();
+        let (mut listed, mut seen, mut changed) = (0, 0, 0);
+        let mut current = BTreeSet::new();
+        while let Some(page) = pages.next().await {
+            let page = counted(&self.calls, SERVICE, "ListSecrets", page)?;
+            listed += 1;
+            for secret in page.secret_list() {
+                let Some(uses) = secret.name().and_then(|name| wanted.get(name)) else {
+                    continue;
+                };
+                for known in uses {
+                    seen += 1;
+                    // A pinned version id reads the same bytes while its
+                    // secret lives; a stage must still point at the version.
+                    let same_version = known.stage.is_none_or(|stage| {
+                        secret
+                            .secret_versions_to_stages()
+                            .and_then(|stages| stages.get(known.version_id))
+                            .is_some_and(|stages| stages.iter().any(|s| s == stage))
+                    });
+                    if secret.arn() == Some(known.arn) && same_version {
+                        current.insert(known.request.clone());
+                    } else {
+                        changed += 1;
+                    }
+                }
+            }
+            if stop_listing(listed, fetch_cost, seen, changed) {
+                break;
+            }
+        }
+        Ok(current)
+    }
+
+    /// Current values of `ids` (names or ARNs), 20 to a call, a few calls at
+    /// once; each with its marker.
     async fn batch_get(
         &self,
         ids: &[String],
-    ) -> BTreeMap<String, Result<SecretValue, ProviderError>> {
+    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
+        let calls: Vec<_> = ids
+            .chunks(BATCH_LIMIT)
+            .map(|chunk| self.batch_get_one(chunk))
+            .collect();
+        at_most(CONCURRENT_CALLS, calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
+    }
+
+    async fn batch_get_one(
+        &self,
+        chunk: &[String],
+    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
         let mut out = BTreeMap::new();
-        for chunk in ids.chunks(BATCH_LIMIT) {
-            let response = self
-                .client
-                .batch_get_secret_value()
-                .set_secret_id_list(Some(chunk.to_vec()))
-                .send()
-                .await;
-            let response = match counted(&self.calls, SERVICE, "BatchGetSecretValue", response) {
-                Ok(response) => response,
-                Err(error) => {
-                    out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone()))));
-                    continue;
-                }
+        let response = self
+            .client
+            .batch_get_secret_value()
+            .set_secret_id_list(Some(chunk.to_vec()))
+            .send()
+            .await;
+        let response = match counted(&self.calls, SERVICE, "BatchGetSecretValue", response) {
+            Ok(response) => response,
+            Err(error) => {
+                out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone()))));
+                return out;
+            }
+        };
+        for entry in response.secret_values() {
+            let value = entry_value(
+                entry.secret_string(),
+                entry.secret_binary().map(|b| b.as_ref()),
+            );
+            let Some(value) = value else { continue };
+            let marker = marker(entry.arn(), entry.version_id());
+            // The answer names the secret both ways; it answers every id
+            // that asked for it, by name or by ARN.
+            let asked = chunk
+                .iter()
+                .filter(|id| Some(id.as_str()) == entry.arn() || Some(id.as_str()) == entry.name());
+            for id in asked {
+                out.insert(id.clone(), Ok((value.clone(), marker.clone())));
+            }
+        }
+        for error in response.errors() {
+            let Some(id) = error.secret_id() else {
+                continue;
             };
-            for entry in response.secret_values() {
-                let value = entry_value(
-                    entry.secret_string(),
-                    entry.secret_binary().map(|b| b.as_ref()),
-                );
-                let Some(value) = value else { continue };
-                // The answer names the secret both ways; it answers every id
-                // that asked for it, by name or by ARN.
-                let asked = chunk.iter().filter(|id| {
-                    Some(id.as_str()) == entry.arn() || Some(id.as_str()) == entry.name()
-                });
-                for id in asked {
-                    out.insert(id.clone(), Ok(value.clone()));
-                }
-            }
-            for error in response.errors() {
-                let Some(id) = error.secret_id() else {
-                    continue;
-                };
-                let result = match error.error_code() {
-                    Some("ResourceNotFoundException") => ProviderError::NotFound {
-                        key: id.to_string(),
-                    },
-                    code => ProviderError::Api {
-                        service: SERVICE.into(),
-                        call: "BatchGetSecretValue".into(),
-                        message: format!(
-                            "{}: {}",
-                            code.unwrap_or("error"),
-                            error.message().unwrap_or_default()
-                        ),
-                    },
-                };
-                out.insert(id.to_string(), Err(result));
-            }
+            let result = match error.error_code() {
+                Some("ResourceNotFoundException") => ProviderError::NotFound {
+                    key: id.to_string(),
+                },
+                code => ProviderError::Api {
+                    service: SERVICE.into(),
+                    call: "BatchGetSecretValue".into(),
+                    message: format!(
+                        "{}: {}",
+                        code.unwrap_or("error"),
+                        error.message().unwrap_or_default()
+                    ),
+                },
+            };
+            out.insert(id.to_string(), Err(result));
         }
         out
     }
 
     /// A value at a stage (`AWSPREVIOUS`, custom) or a VersionId (`uuid/<id>`).
-    async fn get_version(&self, id: &str, version: &str) -> Result<SecretValue, ProviderError> {
+    async fn get_version(
+        &self,
+        id: &str,
+        version: &str,
+    ) -> Result<(SecretValue, String), ProviderError> {
         let request = self.client.get_secret_value().secret_id(id);
         let request = match version.strip_prefix(VERSION_ID_PREFIX) {
             Some(version_id) => request.version_id(version_id),
@@ -141,6 +269,7 @@ impl SecretsManager {
                 output.secret_string(),
                 output.secret_binary().map(|b| b.as_ref()),
             )
+            .map(|value| (value, marker(output.arn(), output.version_id())))
             .ok_or_else(|| ProviderError::NotFound { key: id.into() }),
             Err(e) if e.code() == Some("ResourceNotFoundException") => {
                 // AWS says the same for a missing secret and a missing version.
@@ -227,7 +356,7 @@ impl SecretsManager {
         let mut found = BTreeMap::new();
         for (name, value) in self.batch_get(&names).await {
             match value {
-                Ok(value) => {
+                Ok((value, _)) => {
                     found.insert(name, value);
                 }
                 // Deleted between the listing and the fetch: not part of the result.
@@ -239,8 +368,103 @@ impl SecretsManager {
     }
 }
 
+/// ARN and version id: a secret deleted and recreated under the same name has
+/// a new ARN; a new value, a new version id.
+fn marker(arn: Option<&str>, version_id: Option<&str>) -> String {
+    format!(
+        "{}\n{}",
+        arn.unwrap_or_default(),
+        version_id.unwrap_or_default()
+    )
+}
+
+/// An earlier answer, as its marker describes it.
+struct Known<'a> {
+    request: &'a RemoteRequest,
+    arn: &'a str,
+    version_id: &'a str,
+    /// The stage it reads; `None` for a pinned version id.
+    stage: Option<&'a str>,
+}
+
+fn is_current(request: &RemoteRequest) -> bool {
+    matches!(request, RemoteRequest::Value { version: None, .. })
+        || matches!(request, RemoteRequest::Value { version: Some(v), .. } if v == CURRENT_STAGE)
+}
+
+/// At most `limit` name prefixes that together cover every name (AWS takes ten
+/// values per filter), cut where sorted neighbours share the least; `None`
+/// when the names share no prefix at all and the whole account must be listed.
+fn name_prefixes(names: &[&str], limit: usize) -> Option<Vec<String>> {
+    let mut names: Vec<&str> = names.to_vec();
+    names.sort_unstable();
+    names.dedup();
+    if names.len() <= limit {
+        return Some(names.iter().map(|n| n.to_string()).collect());
+    }
+    let common = |a: &str, b: &str| {
+        a.chars()
+            .zip(b.chars())
+            .take_while(|(x, y)| x == y)
+            .map(|(x, _)| x.len_utf8())
+            .sum::<usize>()
+    };
+    // Cut between the neighbours sharing the shortest prefixes.
+    let mut cuts: Vec<(usize, usize)> = names
+        .windows(2)
+        .enumerate()
+        .map(|(i, pair)| (common(pair[0], pair[1]), i + 1))
+        .collect();
+    cuts.sort_unstable();
+    let mut at: Vec<usize> = cuts.iter().take(limit - 1).map(|(_, i)| *i).collect();
+    at.sort_unstable();
+    let mut prefixes = Vec::new();
+    let mut start = 0;
+    for end in at.into_iter().chain([names.len()]) {
+        let group = &names[start..end];
+        let (first, last) = (group.first()?, group.last()?);
+        let prefix = &first[..common(first, last)];
+        if prefix.is_empty() {
+            return None;
+        }
+        prefixes.push(prefix.to_string());
+        start = end;
+    }
+    Some(prefixes)
+}
+
 fn entry_value(string: Option<&str>, binary: Option<&[u8]>) -> Option<SecretValue> {
     string
         .map(SecretValue::from)
         .or_else(|| binary.map(SecretValue::new))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::name_prefixes;
+
+    #[test]
+    fn prefixes_cover_every_name_within_the_limit() {
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("team-{}/app-{i}/db", i % 4))
+            .collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let prefixes = name_prefixes(&names, 10).unwrap();
+        assert!(prefixes.len() <= 10, "{prefixes:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| prefixes.iter().any(|p| n.starts_with(p.as_str())))
+        );
+        assert!(
+            prefixes.iter().all(|p| p.starts_with("team-")),
+            "{prefixes:?}"
+        );
+        assert_eq!(name_prefixes(&["b", "a"], 10).unwrap(), ["a", "b"]);
+        let spread: Vec<String> = (0..20)
+            .map(|i| format!("{}x", (b'a' + i) as char))
+            .collect();
+        let spread: Vec<&str> = spread.iter().map(String::as_str).collect();
+        assert_eq!(name_prefixes(&spread, 10), None, "nothing shared: list all");
+    }
 }

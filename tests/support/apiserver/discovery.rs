@@ -200,9 +200,12 @@ pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Opti
 
 /// `kubectl get` asks for a Table: Name, the CRD's printer columns, Age last.
 pub fn table(resource: &ResourceType, items: &[Value], resource_version: &str) -> Value {
-    let mut columns = vec![
-        json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": 0}),
-    ];
+    let name_priority = if resource.name_and_age { 0 } else { 1 };
+    let name_column = json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": name_priority});
+    let mut columns = Vec::new();
+    if resource.name_and_age {
+        columns.push(name_column.clone());
+    }
     let printer: Vec<_> = resource
         .printer_columns
         .iter()
@@ -211,24 +214,51 @@ pub fn table(resource: &ResourceType, items: &[Value], resource_version: &str) -
     for c in &printer {
         columns.push(json!({"name": c.name, "type": c.type_, "format": "", "description": "", "priority": 0}));
     }
-    columns.push(
-        json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
-    );
+    if resource.name_and_age {
+        columns.push(
+            json!({"name": "Age", "type": "date", "format": "", "description": "", "priority": 0}),
+        );
+    } else {
+        columns.push(name_column);
+    }
     let rows: Vec<Value> = items
         .iter()
         .map(|item| {
-            let mut cells = vec![item["metadata"]["name"].clone()];
-            for c in &printer {
-                let cell = json_path(item, &c.json_path).cloned().unwrap_or(Value::Null);
-                cells.push(if c.type_ == "date" { age(&cell) } else { cell });
+            let mut cells = Vec::new();
+            if resource.name_and_age {
+                cells.push(item["metadata"]["name"].clone());
             }
-            cells.push(age(&item["metadata"]["creationTimestamp"]));
+            for c in &printer {
+                let cell = c
+                    .json_path
+                    .split('|')
+                    .find_map(|path| json_path(item, path).filter(|v| !v.is_null()))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                cells.push(match c.type_.as_str() {
+                    "date" => age(&cell),
+                    _ if c.reference => reference(&cell),
+                    _ => cell,
+                });
+            }
+            if resource.name_and_age {
+                cells.push(age(&item["metadata"]["creationTimestamp"]));
+            } else {
+                cells.push(item["metadata"]["name"].clone());
+            }
             let partial = json!({"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]});
             json!({"cells": cells, "object": partial})
         })
         .collect();
     json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": columns, "rows": rows})
+}
+
+/// An object reference as `kind/name` (`externalsecret/app`).
+fn reference(object: &Value) -> Value {
+    let kind = object["kind"].as_str().unwrap_or_default().to_lowercase();
+    let name = object["name"].as_str().unwrap_or_default();
+    Value::String(format!("{kind}/{name}"))
 }
 
 /// A timestamp as the server prints it in a Table: how long ago (`42s`, `5m`, `3h`, `2d`).

@@ -7,16 +7,21 @@
 
 #![allow(dead_code)] // each test binary uses its own share of this
 
+mod audit;
 mod discovery;
+mod events;
 mod faults;
 mod fields;
 mod gc;
+pub mod openapi_v2;
 mod patch;
+pub mod protobuf;
 mod resources;
 mod schema;
 mod selectors;
 pub mod stats;
 mod storage;
+mod typed;
 mod watch;
 
 use std::collections::HashMap;
@@ -32,6 +37,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use serde_json::{Value, json};
 
+pub use audit::Request;
 pub use faults::Faults;
 use resources::{Target, parse_path, status};
 use selectors::{FieldSelector, LabelSelector};
@@ -43,6 +49,7 @@ pub struct FakeApiServer {
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
     stats: Arc<stats::Stats>,
+    audit: Arc<audit::Audit>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -50,6 +57,7 @@ pub struct FakeApiServer {
 struct App {
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
+    audit: Arc<audit::Audit>,
     address: String,
 }
 
@@ -69,9 +77,11 @@ impl FakeApiServer {
         let address = listener.local_addr().unwrap().to_string();
         let state = Arc::new(Mutex::new(State::new(history)));
         let faults = Arc::new(Faults::default());
+        let audit = Arc::new(audit::Audit::default());
         let app = App {
             state: state.clone(),
             faults: faults.clone(),
+            audit: audit.clone(),
             address: address.clone(),
         };
         let router = Router::new().fallback(handle).with_state(app);
@@ -91,6 +101,7 @@ impl FakeApiServer {
             state,
             faults,
             stats,
+            audit,
             shutdown: Some(shutdown),
         }
     }
@@ -102,6 +113,11 @@ impl FakeApiServer {
     /// Requests and connections counted so far, for benchmarks.
     pub fn stats(&self) -> &stats::Stats {
         &self.stats
+    }
+
+    /// Every resource request served so far, as RBAC sees it.
+    pub fn requests(&self) -> Vec<Request> {
+        self.audit.requests()
     }
 
     /// The current resourceVersion (etcd's revision).
@@ -172,22 +188,17 @@ async fn handle(
         None => {}
     }
     if method == Method::GET
-        && let Some(document) = discovery_document(&app, &path)
+        && let Some(document) = discovery_document(&app, &path, &headers)
     {
         return document;
     }
-    // Simplified: dry runs are refused rather than half-supported.
-    if query.contains_key("dryRun") {
-        return json_response(
-            400,
-            &status(
-                400,
-                "BadRequest",
-                "dryRun is not supported by the fake API server",
-                None,
-            ),
-        );
+    if let Some(value) = query.get("dryRun")
+        && value != "All"
+    {
+        let message = format!("dryRun: Unsupported value: \"{value}\": supported values: \"All\"");
+        return json_response(400, &status(400, "BadRequest", &message, None));
     }
+    let dry_run = query.contains_key("dryRun");
     let target = {
         let state = app.state.lock().unwrap();
         parse_path(&state.registry, &path)
@@ -203,6 +214,18 @@ async fn handle(
             ),
         );
     };
+    let watching = query.get("watch").is_some_and(|w| w == "true" || w == "1");
+    app.audit.record(Request {
+        agent: user_agent(&headers),
+        verb: audit::verb(method.as_str(), target.name.is_some(), watching).into(),
+        group: target.resource.group.clone(),
+        resource: match &target.subresource {
+            Some(sub) => format!("{}/{sub}", target.resource.plural),
+            None => target.resource.plural.clone(),
+        },
+        namespace: target.namespace.clone(),
+        name: target.name.clone(),
+    });
     let metadata_only = wants_metadata_only(&headers);
     let result = match (method.clone(), &target.name, target.subresource.as_deref()) {
         (Method::GET, None, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
@@ -222,7 +245,7 @@ async fn handle(
                 }
             }),
         (Method::POST, Some(name), Some("token")) if target.resource.kind == "ServiceAccount" => {
-            token_request(&app, &target, name, &body)
+            token_request(&app, &target, name, &headers, &body)
         }
         (Method::POST, None, _) => parse_body(&headers, &body).and_then(|object| {
             let options = write_options(&query, &headers, None);
@@ -253,12 +276,23 @@ async fn handle(
                 .get("propagationPolicy")
                 .cloned()
                 .or_else(|| options["propagationPolicy"].as_str().map(str::to_string));
-            app.state.lock().unwrap().delete(
-                &target.resource,
-                target.namespace.as_deref(),
-                name,
-                policy.as_deref(),
-            )
+            let mut state = app.state.lock().unwrap();
+            // DeleteOptions may carry the dry run too (kube's DeleteParams do).
+            // Simplified: a dry-run delete shows the object, finalizers unapplied.
+            if dry_run
+                || options["dryRun"]
+                    .as_array()
+                    .is_some_and(|d| d.contains(&json!("All")))
+            {
+                state.get(&target.resource, target.namespace.as_deref(), name)
+            } else {
+                state.delete(
+                    &target.resource,
+                    target.namespace.as_deref(),
+                    name,
+                    policy.as_deref(),
+                )
+            }
         }
         (Method::DELETE, None, _) => delete_collection(&app, &target, &query),
         _ => Err(ApiError::new(
@@ -276,7 +310,7 @@ async fn handle(
     }
 }
 
-fn discovery_document(app: &App, path: &str) -> Option<Response> {
+fn discovery_document(app: &App, path: &str, headers: &HeaderMap) -> Option<Response> {
     let state = app.state.lock().unwrap();
     let registry = &state.registry;
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -293,10 +327,19 @@ fn discovery_document(app: &App, path: &str) -> Option<Response> {
             discovery::openapi_document(registry, group, version)?
         }
         ["openapi", "v2"] => {
-            return Some(json_response(
-                404,
-                &status(404, "NotFound", "OpenAPI v2 is not served: use v3", None),
-            ));
+            let accept = headers
+                .get(header::ACCEPT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default();
+            if accept.contains(openapi_v2::PROTOBUF) {
+                let mut response = (StatusCode::OK, openapi_v2::protobuf()).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    openapi_v2::PROTOBUF_ANSWER.parse().unwrap(),
+                );
+                return Some(response);
+            }
+            openapi_v2::json()
         }
         ["healthz" | "livez" | "readyz"] => return Some((StatusCode::OK, "ok").into_response()),
         _ => return None,
@@ -305,11 +348,14 @@ fn discovery_document(app: &App, path: &str) -> Option<Response> {
 }
 
 fn parse_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
-    let yaml = headers
+    let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|c| c.contains("yaml"));
-    let parsed = if yaml {
+        .unwrap_or_default();
+    let yaml = content_type.contains("yaml");
+    let parsed = if protobuf::is_protobuf(content_type) {
+        return protobuf::decode(body).map_err(|e| ApiError::new(415, "UnsupportedMediaType", e));
+    } else if yaml {
         serde_yaml_ng::from_slice::<Value>(body).map_err(|e| e.to_string())
     } else {
         serde_json::from_slice::<Value>(body).map_err(|e| e.to_string())
@@ -329,18 +375,25 @@ fn write_options(
     headers: &HeaderMap,
     subresource: Option<&str>,
 ) -> WriteOptions {
-    let manager = query.get("fieldManager").cloned().unwrap_or_else(|| {
-        let agent = headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("unknown");
-        agent.split('/').next().unwrap_or("unknown").to_string()
-    });
+    let manager = query
+        .get("fieldManager")
+        .cloned()
+        .unwrap_or_else(|| user_agent(headers));
     WriteOptions {
         manager,
         strict: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
         subresource: subresource.map(str::to_string),
+        dry_run: query.get("dryRun").is_some_and(|v| v == "All"),
     }
+}
+
+/// The client's user agent up to `/`.
+fn user_agent(headers: &HeaderMap) -> String {
+    let agent = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unknown");
+    agent.split('/').next().unwrap_or("unknown").to_string()
 }
 
 fn selectors(
@@ -653,10 +706,16 @@ fn delete_collection(
 
 /// TokenRequest: a JWT-shaped token (unsigned: `fake-signature`) with the asked
 /// audiences and expiry, for a ServiceAccount that exists.
-fn token_request(app: &App, target: &Target, name: &str, body: &Bytes) -> Result<Value, ApiError> {
+fn token_request(
+    app: &App,
+    target: &Target,
+    name: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+) -> Result<Value, ApiError> {
     let state = app.state.lock().unwrap();
     let account = state.get(&target.resource, target.namespace.as_deref(), name)?;
-    let request: Value = serde_json::from_slice(body).unwrap_or(json!({}));
+    let request: Value = parse_body(headers, body).unwrap_or(json!({}));
     let audiences = request["spec"]["audiences"]
         .as_array()
         .filter(|a| !a.is_empty())

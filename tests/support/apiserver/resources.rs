@@ -8,7 +8,21 @@ use serde_json::{Value, json};
 pub struct PrinterColumn {
     pub name: String,
     pub type_: String,
+    /// One JSONPath, or several separated by `|`: the first that is set.
     pub json_path: String,
+    /// An object reference shown as `kind/name`, as `kubectl get events` does.
+    pub reference: bool,
+}
+
+impl PrinterColumn {
+    fn builtin(name: &str, type_: &str, json_path: &str) -> Self {
+        Self {
+            name: name.into(),
+            type_: type_.into(),
+            json_path: json_path.into(),
+            reference: false,
+        }
+    }
 }
 
 /// One served resource in one group/version.
@@ -28,6 +42,9 @@ pub struct ResourceType {
     /// CRD schema (`openAPIV3Schema`) for pruning, strict validation and defaults.
     pub schema: Option<Value>,
     pub printer_columns: Vec<PrinterColumn>,
+    /// `kubectl get` shows Name first and Age last; Events show neither
+    /// (their Name is a `-o wide` column).
+    pub name_and_age: bool,
 }
 
 impl ResourceType {
@@ -51,6 +68,7 @@ impl ResourceType {
             status,
             schema: None,
             printer_columns: Vec::new(),
+            name_and_age: true,
         }
     }
 
@@ -62,8 +80,12 @@ impl ResourceType {
         }
     }
 
-    /// Objects of every version of one resource share storage, as in etcd.
+    /// Objects of every version of one resource share storage, as in etcd;
+    /// so do the two Event APIs (see `events`).
     pub fn storage_key(&self) -> (String, String) {
+        if super::events::is_events_api(self) {
+            return (String::new(), self.plural.clone());
+        }
         (self.group.clone(), self.plural.clone())
     }
 
@@ -93,11 +115,52 @@ impl Default for Registry {
             b("", "v1", "ServiceAccount", "serviceaccounts", true, false),
             b("", "v1", "Event", "events", true, false),
             b("", "v1", "Pod", "pods", true, true),
+            b("", "v1", "Service", "services", true, true),
             b("events.k8s.io", "v1", "Event", "events", true, false),
             b("apps", "v1", "Deployment", "deployments", true, true),
             b("apps", "v1", "StatefulSet", "statefulsets", true, true),
             b("apps", "v1", "DaemonSet", "daemonsets", true, true),
             b("coordination.k8s.io", "v1", "Lease", "leases", true, false),
+            b(
+                "policy",
+                "v1",
+                "PodDisruptionBudget",
+                "poddisruptionbudgets",
+                true,
+                true,
+            ),
+            b(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRole",
+                "clusterroles",
+                false,
+                false,
+            ),
+            b(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "ClusterRoleBinding",
+                "clusterrolebindings",
+                false,
+                false,
+            ),
+            b(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "Role",
+                "roles",
+                true,
+                false,
+            ),
+            b(
+                "rbac.authorization.k8s.io",
+                "v1",
+                "RoleBinding",
+                "rolebindings",
+                true,
+                false,
+            ),
             b(
                 "apiextensions.k8s.io",
                 "v1",
@@ -108,12 +171,30 @@ impl Default for Registry {
             ),
         ];
         for (t, short) in types.iter_mut().zip([
-            "ns", "", "cm", "sa", "ev", "po", "ev", "deploy", "sts", "ds", "", "crd",
+            "ns", "", "cm", "sa", "ev", "po", "svc", "ev", "deploy", "sts", "ds", "", "pdb", "",
+            "", "", "", "crd",
         ]) {
             if !short.is_empty() {
                 t.short_names.push(short.into());
             }
         }
+        // `kubectl get events`, as the real server's table shows them.
+        let column = PrinterColumn::builtin;
+        types[4].printer_columns = vec![
+            column(
+                "Last Seen",
+                "date",
+                ".lastTimestamp|.series.lastObservedTime|.eventTime|.metadata.creationTimestamp",
+            ),
+            column("Type", "string", ".type"),
+            column("Reason", "string", ".reason"),
+            PrinterColumn {
+                reference: true,
+                ..column("Object", "string", ".involvedObject")
+            },
+            column("Message", "string", ".message"),
+        ];
+        types[4].name_and_age = false;
         Self { types }
     }
 }
@@ -165,6 +246,7 @@ impl Registry {
                     name: c["name"].as_str().unwrap_or_default().into(),
                     type_: c["type"].as_str().unwrap_or("string").into(),
                     json_path: c["jsonPath"].as_str().unwrap_or_default().into(),
+                    reference: false,
                 })
                 .collect();
             self.types.push(ResourceType {
@@ -187,6 +269,7 @@ impl Registry {
                 status: version["subresources"]["status"].is_object(),
                 schema: version["schema"].get("openAPIV3Schema").cloned(),
                 printer_columns,
+                name_and_age: true,
             });
         }
     }

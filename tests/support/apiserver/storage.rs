@@ -10,9 +10,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::fields;
 use super::resources::{Registry, ResourceType, status};
-use super::schema;
+use super::{events, fields, schema, typed};
 
 /// group, plural, namespace (`""` for cluster-scoped), name.
 pub type Key = (String, String, String, String);
@@ -101,6 +100,8 @@ pub struct WriteOptions {
     /// `fieldValidation=Strict`: unknown fields are an error, not pruned.
     pub strict: bool,
     pub subresource: Option<String>,
+    /// `dryRun=All`: every check runs, nothing is stored.
+    pub dry_run: bool,
 }
 
 impl State {
@@ -140,10 +141,14 @@ impl State {
         )
     }
 
-    /// The object as served at `resource`'s version (no conversion: the stored
-    /// fields are served under the asked apiVersion).
+    /// The object as served at `resource`'s version (no conversion but the
+    /// Events': the stored fields are served under the asked apiVersion).
     pub fn present(resource: &ResourceType, object: &Value) -> Value {
-        let mut object = object.clone();
+        let mut object = if events::is_events_api(resource) {
+            events::to_events_api(object)
+        } else {
+            object.clone()
+        };
         object["apiVersion"] = json!(resource.api_version());
         object["kind"] = json!(resource.kind);
         object
@@ -263,7 +268,8 @@ impl State {
         }
     }
 
-    /// Custom resources: pruning or strict rejection of unknown fields, defaults.
+    /// Custom resources: pruning or strict rejection of unknown fields,
+    /// defaults; built-in kinds: their types' fields (see `typed`).
     fn apply_schema(
         resource: &ResourceType,
         object: &mut Value,
@@ -271,7 +277,9 @@ impl State {
         name: &str,
     ) -> Result<(), ApiError> {
         let Some(schema) = &resource.schema else {
-            return Ok(());
+            return typed::check(resource, object, strict).map_err(|e| {
+                ApiError::new(400, "BadRequest", format!("{} {name}: {e}", resource.kind))
+            });
         };
         let mut unknown = Vec::new();
         schema::prune_and_default(object, schema, "", &mut unknown);
@@ -331,6 +339,9 @@ impl State {
         }
         Self::apply_schema(resource, &mut object, options.strict, &name)?;
         Self::normalize(resource, &mut object);
+        if events::is_events_api(resource) {
+            object = events::to_core(&object);
+        }
         if resource.status
             && let Some(map) = object.as_object_mut()
         {
@@ -364,17 +375,33 @@ impl State {
         let mut managers = Vec::new();
         fields::record_update(None, &object, &options.manager, &mut managers);
         fields::set_managers(&mut object, &managers, &resource.api_version(), &now());
-        self.commit(resource, key, object, None)
+        self.commit(resource, key, object, None, options.dry_run)
     }
 
-    /// Stores `object` under `key` with a new resourceVersion and tells watchers.
+    /// Stores `object` under `key` with a new resourceVersion and tells
+    /// watchers; a dry run only shows what would be stored.
     fn commit(
         &mut self,
         resource: &ResourceType,
         key: Key,
         mut object: Value,
         previous: Option<Value>,
+        dry_run: bool,
     ) -> Result<Value, ApiError> {
+        if dry_run {
+            match previous
+                .as_ref()
+                .map(|p| p["metadata"]["resourceVersion"].clone())
+            {
+                Some(version) => object["metadata"]["resourceVersion"] = version,
+                None => {
+                    if let Some(m) = object["metadata"].as_object_mut() {
+                        m.remove("resourceVersion");
+                    }
+                }
+            }
+            return Ok(Self::present(resource, &object));
+        }
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         if resource.kind == "CustomResourceDefinition" {
@@ -448,6 +475,9 @@ impl State {
         }
         Self::apply_schema(resource, &mut object, options.strict, name)?;
         Self::normalize(resource, &mut object);
+        if events::is_events_api(resource) {
+            object = events::to_core(&object);
+        }
         object["apiVersion"] = json!(resource.api_version());
         object["kind"] = json!(resource.kind);
 
@@ -541,8 +571,8 @@ impl State {
             && new["metadata"]["finalizers"]
                 .as_array()
                 .is_none_or(|f| f.is_empty());
-        let stored = self.commit(resource, key.clone(), new, Some(existing))?;
-        if finished {
+        let stored = self.commit(resource, key.clone(), new, Some(existing), options.dry_run)?;
+        if finished && !options.dry_run {
             self.remove(&key)?;
         }
         Ok(stored)

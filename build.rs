@@ -1,0 +1,14 @@
+//! Compiles the Secrets Store CSI driver's provider API (proto/, vendored from
+//! upstream) into Rust with protox, a protobuf compiler written in Rust, so
+//! building needs no `protoc` on the machine.
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let proto = "proto/secrets-store-csi-driver/v1alpha1/service.proto";
+    println!("cargo:rerun-if-changed={proto}");
+    let descriptors = protox::compile([proto], ["proto"])?;
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,51 @@
+//! `secretsync csi-provider`: the Secrets Store CSI driver's provider API on a
+//! unix socket, until SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use secretsync::csi::{self, Settings};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The socket the driver dials: its providers directory, then
+    /// PROVIDER.sock, where PROVIDER is the SecretProviderClass's spec.provider.
+    #[arg(
+        long,
+        default_value = "/var/run/secrets-store-csi-providers/secretsync.sock"
+    )]
+    socket: PathBuf,
+    /// Audience of the pod token to exchange for the pod's role (the
+    /// CSIDriver's tokenRequests must request it).
+    #[arg(long, default_value = secretsync::provider::aws::auth::STS_AUDIENCE)]
+    token_audience: String,
+    /// Mounts served at once; more wait.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// A Mount taking longer (seconds) fails; the driver retries.
+    #[arg(long, default_value_t = 60)]
+    mount_timeout: u64,
+}
+
+pub async fn run(args: Args) -> ExitCode {
+    let Some(client) = super::kube_config()
+        .await
+        .and_then(|config| kube::Client::try_from(config).ok())
+    else {
+        return ExitCode::FAILURE;
+    };
+    let settings = Settings {
+        socket: args.socket,
+        audience: args.token_audience,
+        concurrency: args.concurrency,
+        mount_timeout: Duration::from_secs(args.mount_timeout),
+    };
+    match csi::serve(settings, client, super::shutdown_signal()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

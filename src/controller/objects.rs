@@ -1,0 +1,262 @@
+//! The objects the controller watches, decoded leniently: an object whose spec
+//! does not decode (a tenant's typo, a field from a newer version, a value the
+//! schema let through) still arrives, carrying why, so it fails alone with a
+//! status that names the field, and never stops the list or the watch for
+//! every other object. Caches hold no managedFields and no
+//! `last-applied-configuration` (a second copy of the whole object).
+
+use std::borrow::Cow;
+use std::marker::PhantomData;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
+use kube::{Resource, ResourceExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer};
+
+use crate::api::{
+    ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, ExternalSecretStatus, SealedSecret,
+    SealedSecretSpec, SealedSecretStatus, SecretStoreSpec, SecretStoreStatus,
+};
+
+/// An object as watched: its metadata always, its spec if it decodes.
+#[derive(Clone, Debug)]
+pub struct Watched<S, T> {
+    /// As the server sent it: tells secretsync's objects from ESO's.
+    pub api_version: String,
+    pub metadata: ObjectMeta,
+    /// The spec, or why it does not decode (field path and message, no value).
+    pub spec: Result<S, String>,
+    /// The status, if it decodes (one that does not is rewritten).
+    pub status: Option<T>,
+    types: PhantomData<fn() -> (S, T)>,
+}
+
+pub type WatchedExternalSecret = Watched<ExternalSecretSpec, ExternalSecretStatus>;
+pub type WatchedSecretStore = Watched<SecretStoreSpec, SecretStoreStatus>;
+pub type WatchedClusterSecretStore = Watched<ClusterSecretStoreSpec, SecretStoreStatus>;
+pub type WatchedSealedSecret = Watched<SealedSecretSpec, SealedSecretStatus>;
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+
+impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched<S, T> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            #[serde(default, rename = "apiVersion")]
+            api_version: String,
+            #[serde(default)]
+            metadata: ObjectMeta,
+            #[serde(default)]
+            spec: Option<serde_json::Value>,
+            #[serde(default)]
+            status: Option<serde_json::Value>,
+        }
+        let raw = Raw::deserialize(deserializer)?;
+        let mut metadata = raw.metadata;
+        metadata.managed_fields = None;
+        if let Some(annotations) = metadata.annotations.as_mut() {
+            annotations.remove(LAST_APPLIED);
+        }
+        let spec = match raw.spec {
+            Some(spec) => crate::api::from_json(spec).map_err(|e| in_spec(&e)),
+            None => Err("spec: is required".to_string()),
+        };
+        let status = raw.status.and_then(|s| serde_json::from_value(s).ok());
+        Ok(Watched {
+            api_version: raw.api_version,
+            metadata,
+            spec,
+            status,
+            types: PhantomData,
+        })
+    }
+}
+
+/// `data[0].secretKey: ...` -> `spec.data[0].secretKey: ...`; a message with
+/// no field path -> `spec: ...`.
+fn in_spec(error: &str) -> String {
+    let has_path = error
+        .split_once(": ")
+        .is_some_and(|(path, _)| !path.is_empty() && !path.contains(' '));
+    if has_path {
+        format!("spec.{error}")
+    } else {
+        format!("spec: {error}")
+    }
+}
+
+impl<S, T> Resource for Watched<S, T>
+where
+    S: 'static,
+    T: 'static,
+{
+    type DynamicType = ApiResource;
+    type Scope = DynamicResourceScope;
+
+    fn kind(dt: &ApiResource) -> Cow<'_, str> {
+        dt.kind.as_str().into()
+    }
+
+    fn group(dt: &ApiResource) -> Cow<'_, str> {
+        dt.group.as_str().into()
+    }
+
+    fn version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.version.as_str().into()
+    }
+
+    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
+        dt.api_version.as_str().into()
+    }
+
+    fn plural(dt: &ApiResource) -> Cow<'_, str> {
+        dt.plural.as_str().into()
+    }
+
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.metadata
+    }
+}
+
+impl WatchedExternalSecret {
+    /// The typed ExternalSecret, when its spec decodes.
+    pub fn typed(&self) -> Result<ExternalSecret, String> {
+        let spec = self.spec.clone()?;
+        Ok(ExternalSecret {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.status.clone(),
+        })
+    }
+}
+
+impl WatchedSealedSecret {
+    /// The typed SealedSecret, when its spec decodes.
+    pub fn typed(&self) -> Result<SealedSecret, String> {
+        let spec = self.spec.clone()?;
+        Ok(SealedSecret {
+            metadata: self.metadata.clone(),
+            spec,
+            status: self.status.clone(),
+        })
+    }
+}
+
+/// Which API an object comes from: secretsync's own, or ESO's
+/// (`--eso-compat`). Same fields, same sync; status, events and owner
+/// references point at the object in its own group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Flavor {
+    pub group: &'static str,
+    pub version: &'static str,
+}
+
+pub const SECRETSYNC: Flavor = Flavor {
+    group: crate::api::GROUP,
+    version: "v1",
+};
+
+pub const ESO: Flavor = Flavor {
+    group: crate::api::ESO_GROUP,
+    version: "v1",
+};
+
+impl Flavor {
+    /// The flavor of an object, by the group of its `apiVersion`.
+    pub fn of(api_version: &str) -> Flavor {
+        match api_version.split_once('/') {
+            Some((group, _)) if group == ESO.group => ESO,
+            _ => SECRETSYNC,
+        }
+    }
+
+    pub fn api_version(&self) -> String {
+        format!("{}/{}", self.group, self.version)
+    }
+
+    pub fn resource(&self, kind: &str, plural: &str) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(self.group, self.version, kind),
+            plural,
+        )
+    }
+
+    pub fn external_secrets(&self) -> ApiResource {
+        self.resource("ExternalSecret", "externalsecrets")
+    }
+
+    pub fn secret_stores(&self) -> ApiResource {
+        self.resource("SecretStore", "secretstores")
+    }
+
+    pub fn cluster_secret_stores(&self) -> ApiResource {
+        self.resource("ClusterSecretStore", "clustersecretstores")
+    }
+
+    /// ESO stores are told apart from secretsync's of the same name, so they
+    /// never share a provider or a batch.
+    pub fn store_name(&self, name: &str) -> String {
+        if self.group == SECRETSYNC.group {
+            name.to_string()
+        } else {
+            format!("{name}.{}", self.group)
+        }
+    }
+}
+
+/// `namespace/name` of an object, for logs and in-memory records.
+pub fn key_of(object: &impl Resource) -> String {
+    format!(
+        "{}/{}",
+        object.meta().namespace.as_deref().unwrap_or_default(),
+        object.meta().name.as_deref().unwrap_or_default()
+    )
+}
+
+/// `group/namespace/name`: unique across both flavors.
+pub fn flavored_key(flavor: Flavor, object: &impl ResourceExt) -> String {
+    format!("{}/{}", flavor.group, key_of(object))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spec_that_does_not_decode_arrives_with_why() {
+        let object: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "secretsync.io/v1",
+            "kind": "ExternalSecret",
+            "metadata": {"name": "bad", "namespace": "team",
+                "managedFields": [{"manager": "kubectl"}],
+                "annotations": {LAST_APPLIED: "{...}", "keep": "me"}},
+            "spec": {"refreshInterval": 42, "secretStoreRef": {"name": "s"}},
+            "status": {"refreshTime": "not a time"},
+        }))
+        .unwrap();
+        let error = object.spec.unwrap_err();
+        assert!(error.starts_with("spec.refreshInterval: "), "{error}");
+        assert!(!error.contains("42"), "{error}");
+        assert!(object.status.is_none());
+        assert!(object.metadata.managed_fields.is_none());
+        let annotations = object.metadata.annotations.unwrap();
+        assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
+
+        let good: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "external-secrets.io/v1",
+            "metadata": {"name": "good", "namespace": "team"},
+            "spec": {"secretStoreRef": {"name": "s"}, "data": [{"secretKey": "a", "remoteRef": {"key": "k"}}]},
+        }))
+        .unwrap();
+        assert_eq!(good.typed().unwrap().spec.data.len(), 1);
+        assert_eq!(Flavor::of(&good.api_version), ESO);
+        let none: WatchedExternalSecret =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
+        assert_eq!(none.spec.unwrap_err(), "spec: is required");
+    }
+}

@@ -1,0 +1,527 @@
+//! When ExternalSecrets refresh. Each keeps its own interval, but refreshes go
+//! store by store in cycles: the ExternalSecret that falls due first starts
+//! its store's cycle, which gathers for a moment (others falling due join),
+//! then also takes along every ExternalSecret of the store due within a tenth
+//! of its interval. So a fleet on one interval converges to one batch set per
+//! store per interval, and none refreshes later than its interval (plus the
+//! gathering moment). Membership comes from the watch, not from reconciles, so
+//! a cycle sees the whole store even while reconciles are bounded.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::provider::{Cached, FetchResults, RemoteRequest, StoreIdentity};
+
+/// A cycle starts once no ExternalSecret has joined it for this long...
+pub const GATHER_QUIET: Duration = Duration::from_millis(100);
+/// ...or once it has gathered this long, whichever is first.
+pub const GATHER_MAX: Duration = Duration::from_secs(2);
+/// How early (as a share of its interval) an ExternalSecret may join a cycle.
+pub const PULL_FORWARD: u32 = 10;
+
+/// What the watch tells about one ExternalSecret.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub store: StoreIdentity,
+    pub requests: BTreeSet<RemoteRequest>,
+    /// `None`: not refreshed on a schedule (OnChange, CreatedOnce, `0`).
+    pub interval: Option<Duration>,
+    /// From `status.refreshTime`, for a process that has not refreshed it yet.
+    pub refreshed_at: Option<Instant>,
+    pub refreshed_at_wall: Option<jiff::Timestamp>,
+    /// From `status.specHash`.
+    pub refreshed_spec: Option<String>,
+    /// The hash of the spec as it is now.
+    pub spec_hash: String,
+}
+
+struct Member<W> {
+    wake: W,
+    observed: Observed,
+    last_refresh: Option<Instant>,
+    /// The same moment on the wall clock, whole seconds (as a status holds it).
+    last_refresh_wall: Option<jiff::Timestamp>,
+    refreshed_spec: Option<String>,
+    /// The last refresh failed: retried on its own backoff, never pulled in.
+    failed: bool,
+}
+
+impl<W> Member<W> {
+    /// Whether a cycle starting `now` takes this one along unasked.
+    fn pulled_in(&self, now: Instant) -> bool {
+        if self.failed {
+            return false;
+        }
+        match (self.last_refresh, self.observed.interval) {
+            (None, _) => true,
+            (Some(at), Some(interval)) => match (
+                now.checked_add(interval / PULL_FORWARD),
+                at.checked_add(interval),
+            ) {
+                (Some(soon), Some(due)) => soon >= due,
+                // Beyond the clock's range: not due in any cycle to come.
+                _ => false,
+            },
+            (Some(_), None) => false,
+        }
+    }
+}
+
+type Waiter = (
+    String,
+    BTreeSet<RemoteRequest>,
+    oneshot::Sender<FetchResults>,
+);
+
+#[derive(Default)]
+struct Gathering {
+    waiters: Vec<Waiter>,
+    joins: usize,
+}
+
+struct Store<W> {
+    members: HashMap<String, Member<W>>,
+    gathering: Option<Gathering>,
+}
+
+impl<W> Default for Store<W> {
+    fn default() -> Self {
+        Self {
+            members: HashMap::new(),
+            gathering: None,
+        }
+    }
+}
+
+/// When this process last refreshed an ExternalSecret, and with which spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Refreshed {
+    pub at: Option<Instant>,
+    /// `at` on the wall clock, in whole seconds.
+    pub at_wall: Option<jiff::Timestamp>,
+    /// The spec hash of the last refresh that went through.
+    pub spec: Option<String>,
+    pub failed: bool,
+    /// The spec hash as the watch shows it now.
+    pub current_spec: Option<String>,
+}
+
+struct Inner<W> {
+    stores: HashMap<StoreIdentity, Store<W>>,
+    store_of: HashMap<String, StoreIdentity>,
+}
+
+/// Every ExternalSecret's place in its store's cycles. `W` is what wakes one
+/// (its object reference): sent when a cycle took it along unasked.
+pub struct Refresher<W> {
+    inner: Mutex<Inner<W>>,
+    wake: mpsc::UnboundedSender<W>,
+}
+
+/// Decides, outside the lock, whether an ExternalSecret may be refreshed with
+/// a store's credentials (a ClusterSecretStore's conditions).
+pub type Admit = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+impl<W: Clone + Send + 'static> Refresher<W> {
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<W>) {
+        let (wake, woken) = mpsc::unbounded_channel();
+        let refresher = Arc::new(Self {
+            inner: Mutex::new(Inner {
+                stores: HashMap::new(),
+                store_of: HashMap::new(),
+            }),
+            wake,
+        });
+        (refresher, woken)
+    }
+
+    /// An ExternalSecret as the watch shows it now.
+    pub fn observe(&self, key: &str, wake: W, observed: Observed) {
+        let mut inner = self.lock();
+        let previous = match inner
+            .store_of
+            .insert(key.to_string(), observed.store.clone())
+        {
+            Some(old) if old != observed.store => inner
+                .stores
+                .get_mut(&old)
+                .and_then(|s| s.members.remove(key)),
+            Some(same) => inner
+                .stores
+                .get_mut(&same)
+                .and_then(|s| s.members.remove(key)),
+            None => None,
+        };
+        let (last_refresh, last_refresh_wall, refreshed_spec, failed) = match previous {
+            // This process's own record wins over a status that may lag.
+            Some(member) if member.last_refresh >= observed.refreshed_at => (
+                member.last_refresh,
+                member.last_refresh_wall,
+                member.refreshed_spec.or(observed.refreshed_spec.clone()),
+                member.failed,
+            ),
+            Some(member) => (
+                observed.refreshed_at,
+                observed.refreshed_at_wall,
+                member.refreshed_spec.or(observed.refreshed_spec.clone()),
+                member.failed,
+            ),
+            None => (
+                observed.refreshed_at,
+                observed.refreshed_at_wall,
+                observed.refreshed_spec.clone(),
+                false,
+            ),
+        };
+        let member = Member {
+            wake,
+            observed: observed.clone(),
+            last_refresh,
+            last_refresh_wall,
+            refreshed_spec,
+            failed,
+        };
+        inner
+            .stores
+            .entry(observed.store)
+            .or_default()
+            .members
+            .insert(key.to_string(), member);
+    }
+
+    /// An ExternalSecret deleted (or no longer valid).
+    pub fn forget(&self, key: &str) {
+        let mut inner = self.lock();
+        if let Some(store) = inner.store_of.remove(key)
+            && let Some(members) = inner.stores.get_mut(&store)
+        {
+            members.members.remove(key);
+            if members.members.is_empty() && members.gathering.is_none() {
+                inner.stores.remove(&store);
+            }
+        }
+    }
+
+    /// Who reads from a store (to wake them when it changes).
+    pub fn members_of(&self, store: &StoreIdentity) -> Vec<W> {
+        self.lock()
+            .stores
+            .get(store)
+            .map(|s| s.members.values().map(|m| m.wake.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// What this process knows of the ExternalSecret's last refresh.
+    pub fn refreshed(&self, key: &str) -> Refreshed {
+        let inner = self.lock();
+        inner
+            .store_of
+            .get(key)
+            .and_then(|store| inner.stores.get(store)?.members.get(key))
+            .map(|m| Refreshed {
+                at: m.last_refresh,
+                at_wall: m.last_refresh_wall,
+                spec: m.refreshed_spec.clone(),
+                failed: m.failed,
+                current_spec: Some(m.observed.spec_hash.clone()),
+            })
+            .unwrap_or_default()
+    }
+
+    /// A refresh went through with this spec.
+    pub fn succeeded(&self, key: &str, spec: &str) {
+        self.update(key, |m| {
+            m.refreshed_spec = Some(spec.to_string());
+            m.failed = false;
+        });
+    }
+
+    /// A refresh failed: the next reconcile refreshes again.
+    pub fn failed(&self, key: &str) {
+        self.update(key, |m| {
+            m.failed = true;
+            m.last_refresh = None;
+            m.last_refresh_wall = None;
+        });
+    }
+
+    /// Fetches what `requests` need as part of the store's next cycle, and
+    /// returns their answers once it has run.
+    pub async fn refresh(
+        self: &Arc<Self>,
+        store: &StoreIdentity,
+        key: &str,
+        requests: BTreeSet<RemoteRequest>,
+        provider: Arc<Cached>,
+        admit: Admit,
+    ) -> FetchResults {
+        let (tx, rx) = oneshot::channel();
+        let start = {
+            let mut inner = self.lock();
+            let members = inner.stores.entry(store.clone()).or_default();
+            let start = members.gathering.is_none();
+            let gathering = members.gathering.get_or_insert_with(Gathering::default);
+            gathering.waiters.push((key.to_string(), requests, tx));
+            gathering.joins += 1;
+            start
+        };
+        if start {
+            let refresher = self.clone();
+            let store = store.clone();
+            tokio::spawn(async move { refresher.run_cycle(store, provider, admit).await });
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    async fn run_cycle(self: Arc<Self>, store: StoreIdentity, provider: Arc<Cached>, admit: Admit) {
+        let started = Instant::now();
+        let mut seen = 0;
+        loop {
+            tokio::time::sleep(GATHER_QUIET).await;
+            let joins = self
+                .lock()
+                .stores
+                .get(&store)
+                .and_then(|s| s.gathering.as_ref())
+                .map_or(0, |g| g.joins);
+            if joins == seen || started.elapsed() >= GATHER_MAX {
+                break;
+            }
+            seen = joins;
+        }
+        let (waiters, candidates) = {
+            let mut inner = self.lock();
+            let members = inner.stores.entry(store.clone()).or_default();
+            let waiters = members
+                .gathering
+                .take()
+                .map(|g| g.waiters)
+                .unwrap_or_default();
+            let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
+            let now = Instant::now();
+            let candidates: Vec<(String, BTreeSet<RemoteRequest>, W)> = members
+                .members
+                .iter()
+                .filter(|(key, member)| !joined.contains(key.as_str()) && member.pulled_in(now))
+                .map(|(key, member)| {
+                    (
+                        key.clone(),
+                        member.observed.requests.clone(),
+                        member.wake.clone(),
+                    )
+                })
+                .collect();
+            (waiters, candidates)
+        };
+        let pulled: Vec<_> = candidates
+            .into_iter()
+            .filter(|(key, _, _)| admit(key))
+            .collect();
+        let requests: BTreeSet<RemoteRequest> = waiters
+            .iter()
+            .flat_map(|(_, requests, _)| requests.iter().cloned())
+            .chain(pulled.iter().flat_map(|(_, r, _)| r.iter().cloned()))
+            .collect();
+        tracing::debug!(%store, joined = waiters.len(), pulled = pulled.len(), requests = requests.len(), "refresh cycle");
+        let results = provider.fetch_batch(&requests).await;
+        {
+            let now = Instant::now();
+            let wall = whole_seconds(jiff::Timestamp::now());
+            let mut inner = self.lock();
+            if let Some(members) = inner.stores.get_mut(&store) {
+                let keys = waiters
+                    .iter()
+                    .map(|(k, _, _)| k)
+                    .chain(pulled.iter().map(|(k, _, _)| k));
+                for key in keys {
+                    if let Some(member) = members.members.get_mut(key) {
+                        member.last_refresh = Some(now);
+                        member.last_refresh_wall = Some(wall);
+                        member.refreshed_spec = Some(member.observed.spec_hash.clone());
+                    }
+                }
+            }
+        }
+        for (_, requests, tx) in waiters {
+            let answers = requests
+                .iter()
+                .filter_map(|r| Some((r.clone(), results.get(r)?.clone())))
+                .collect();
+            let _ = tx.send(answers);
+        }
+        for (_, _, wake) in pulled {
+            let _ = self.wake.send(wake);
+        }
+    }
+
+    fn update(&self, key: &str, change: impl FnOnce(&mut Member<W>)) {
+        let mut inner = self.lock();
+        let Some(store) = inner.store_of.get(key).cloned() else {
+            return;
+        };
+        if let Some(member) = inner
+            .stores
+            .get_mut(&store)
+            .and_then(|s| s.members.get_mut(key))
+        {
+            change(member);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<W>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A time with its fraction of a second dropped, as Kubernetes stores it.
+fn whole_seconds(time: jiff::Timestamp) -> jiff::Timestamp {
+    jiff::Timestamp::from_second(time.as_second()).unwrap_or(time)
+}
+
+/// A wall-clock time in the past as an `Instant`, for status times read back
+/// after a restart; `None` when it lies in the future or beyond this clock.
+pub fn instant_of(time: jiff::Timestamp) -> Option<Instant> {
+    let ago = jiff::Timestamp::now().duration_since(time);
+    let ago = Duration::try_from(ago).ok()?;
+    Instant::now().checked_sub(ago)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::StoreKind;
+    use crate::provider::fake::FakeProvider;
+
+    fn store() -> StoreIdentity {
+        StoreIdentity {
+            kind: StoreKind::SecretStore,
+            namespace: Some("team".into()),
+            name: "fake".into(),
+        }
+    }
+
+    fn provider() -> Arc<Cached> {
+        let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
+            "data": [{"key": "a", "value": "1"}, {"key": "b", "value": "2"}, {"key": "c", "value": "3"}]
+        }))
+        .unwrap();
+        Arc::new(Cached::new(Arc::new(FakeProvider::new(
+            &spec,
+            Arc::default(),
+        ))))
+    }
+
+    fn observed(key: &str, interval: Option<u64>) -> Observed {
+        Observed {
+            store: store(),
+            requests: [RemoteRequest::Value {
+                key: key.into(),
+                version: None,
+            }]
+            .into(),
+            interval: interval.map(Duration::from_secs),
+            refreshed_at: None,
+            refreshed_at_wall: None,
+            refreshed_spec: None,
+            spec_hash: "h".into(),
+        }
+    }
+
+    fn admit_all() -> Admit {
+        Arc::new(|_| true)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cycle_takes_along_every_member_due_soon_and_wakes_it() {
+        let (refresher, mut woken) = Refresher::<&'static str>::new();
+        refresher.observe("a", "a", observed("a", Some(3600)));
+        refresher.observe("b", "b", observed("b", Some(3600)));
+        refresher.observe("c", "c", observed("c", None));
+        let provider = provider();
+        // First sync: everyone unrefreshed goes in one cycle.
+        let results = refresher
+            .refresh(
+                &store(),
+                "a",
+                observed("a", None).requests,
+                provider.clone(),
+                admit_all(),
+            )
+            .await;
+        assert_eq!(results.len(), 1, "a gets only its own answers");
+        let mut woke = vec![woken.recv().await.unwrap(), woken.recv().await.unwrap()];
+        woke.sort();
+        assert_eq!(woke, ["b", "c"]);
+        assert!(refresher.refreshed("b").at.is_some());
+
+        // An hour less four minutes later, a is due in four minutes: a cycle
+        // started by b (due now) takes it along.
+        tokio::time::advance(Duration::from_secs(3600 - 240)).await;
+        refresher.observe(
+            "b",
+            "b",
+            Observed {
+                interval: Some(Duration::from_secs(3000)),
+                ..observed("b", None)
+            },
+        );
+        refresher
+            .refresh(
+                &store(),
+                "b",
+                observed("b", None).requests,
+                provider.clone(),
+                admit_all(),
+            )
+            .await;
+        assert_eq!(woken.recv().await.unwrap(), "a");
+        assert!(woken.try_recv().is_err(), "c is not periodic");
+
+        // A member that failed is not taken along; one not admitted neither.
+        refresher.failed("a");
+        let deny_c: Admit = Arc::new(|key| key != "c");
+        refresher.forget("b");
+        refresher.observe("c", "c", observed("c", Some(60)));
+        refresher.failed("c");
+        refresher.succeeded("c", "spec");
+        refresher
+            .refresh(&store(), "x", BTreeSet::new(), provider, deny_c)
+            .await;
+        assert!(woken.try_recv().is_err());
+        assert_eq!(refresher.refreshed("b"), Refreshed::default(), "forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn those_due_together_share_one_fetch() {
+        let (refresher, _woken) = Refresher::<()>::new();
+        let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
+            "data": [{"key": "a", "value": "1"}]
+        }))
+        .unwrap();
+        let fake = Arc::new(FakeProvider::new(&spec, Arc::default()));
+        let provider = Arc::new(Cached::new(fake.clone()));
+        let joins = (0..20).map(|i| {
+            let refresher = refresher.clone();
+            let provider = provider.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(i * 20)).await;
+                refresher
+                    .refresh(
+                        &store(),
+                        &format!("es{i}"),
+                        observed("a", None).requests,
+                        provider,
+                        admit_all(),
+                    )
+                    .await
+            }
+        });
+        let answers = futures::future::join_all(joins).await;
+        assert!(answers.iter().all(|a| a.len() == 1));
+        assert_eq!(fake.calls().total("fake", "FetchBatch"), 1);
+    }
+}

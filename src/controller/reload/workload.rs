@@ -1,0 +1,336 @@
+//! The workload kinds, what secretsync keeps of each workload (never the
+//! object itself), and the server-side apply patches that restart one or only
+//! record its hash.
+//!
+//! Deployments, StatefulSets and DaemonSets roll when their pod template
+//! changes: a restart sets [`HASH_ANNOTATION`] on the template. An Argo Rollout
+//! would run a whole canary or blue-green update for that, so it is restarted
+//! the way `kubectl argo rollouts restart` does: `spec.restartAt` set to now,
+//! which makes the Rollout controller recreate its pods; its template is left
+//! alone. Both also put the hash and the restart time on the workload's
+//! metadata, which rolls nothing.
+
+use std::fmt;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{ObjectReference, PodTemplateSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::{ApiResource, GroupVersionKind};
+use serde_json::{Value, json};
+
+use super::annotations::{self, Annotations, Selection};
+use super::uses::{Uses, uses};
+use super::{HASH_ANNOTATION, RESTARTED_AT_ANNOTATION};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum WorkloadKind {
+    Deployment,
+    StatefulSet,
+    DaemonSet,
+    Rollout,
+}
+
+impl WorkloadKind {
+    pub const ALL: [WorkloadKind; 4] = [
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::DaemonSet,
+        WorkloadKind::Rollout,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkloadKind::Deployment => "Deployment",
+            WorkloadKind::StatefulSet => "StatefulSet",
+            WorkloadKind::DaemonSet => "DaemonSet",
+            WorkloadKind::Rollout => "Rollout",
+        }
+    }
+
+    pub fn api_resource(self) -> ApiResource {
+        let (group, version, plural) = match self {
+            WorkloadKind::Deployment => ("apps", "v1", "deployments"),
+            WorkloadKind::StatefulSet => ("apps", "v1", "statefulsets"),
+            WorkloadKind::DaemonSet => ("apps", "v1", "daemonsets"),
+            WorkloadKind::Rollout => ("argoproj.io", "v1alpha1", "rollouts"),
+        };
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(group, version, self.as_str()),
+            plural,
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WorkloadKey {
+    pub kind: WorkloadKind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl fmt::Display for WorkloadKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}/{}", self.kind.as_str(), self.namespace, self.name)
+    }
+}
+
+/// What secretsync keeps of an opted-in workload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkloadInfo {
+    pub key: WorkloadKey,
+    pub uid: String,
+    pub selection: Selection,
+    pub uses: Uses,
+    /// [`HASH_ANNOTATION`] on the workload's metadata, else on its template.
+    pub memory: Option<String>,
+    /// [`RESTARTED_AT_ANNOTATION`], when it parses.
+    pub restarted_at: Option<jiff::Timestamp>,
+    /// `deployment.reloader.stakater.com/pause-period` (Deployments only).
+    pub pause: Option<Duration>,
+    /// Something about the workload's annotations or template that is ignored.
+    pub problem: Option<String>,
+}
+
+/// What secretsync keeps of a workload: `None` when it does not opt in.
+pub fn derive(
+    kind: WorkloadKind,
+    metadata: &ObjectMeta,
+    template: Result<Option<&PodTemplateSpec>, String>,
+) -> Option<WorkloadInfo> {
+    let empty = Annotations::new();
+    let own = metadata.annotations.as_ref().unwrap_or(&empty);
+    let (template, mut problem) = match template {
+        Ok(template) => (template, None),
+        Err(e) => (None, Some(e)),
+    };
+    let template_annotations = template
+        .and_then(|t| t.metadata.as_ref())
+        .and_then(|m| m.annotations.as_ref())
+        .unwrap_or(&empty);
+    let selection = annotations::selection(own, template_annotations)?;
+    let pause = if kind == WorkloadKind::Deployment {
+        annotations::pause_period(own).unwrap_or_else(|e| {
+            problem.get_or_insert(e);
+            None
+        })
+    } else {
+        None
+    };
+    let memory = own
+        .get(HASH_ANNOTATION)
+        .or_else(|| template_annotations.get(HASH_ANNOTATION))
+        .cloned();
+    Some(WorkloadInfo {
+        key: WorkloadKey {
+            kind,
+            namespace: metadata.namespace.clone().unwrap_or_default(),
+            name: metadata.name.clone().unwrap_or_default(),
+        },
+        uid: metadata.uid.clone().unwrap_or_default(),
+        selection,
+        uses: template
+            .and_then(|t| t.spec.as_ref())
+            .map(uses)
+            .unwrap_or_default(),
+        memory,
+        restarted_at: own
+            .get(RESTARTED_AT_ANNOTATION)
+            .and_then(|t| t.parse().ok()),
+        pause,
+        problem,
+    })
+}
+
+/// An Argo Rollout's pod template (`spec.template`), read from the untyped object.
+pub fn rollout_template(spec: &Value) -> Result<Option<PodTemplateSpec>, String> {
+    if spec.get("workloadRef").is_some() {
+        return Err(
+            "spec.workloadRef: the referenced workload's template is not read; \
+                    name the objects with secretsync.io/reload-secrets / reload-configmaps"
+                .into(),
+        );
+    }
+    match spec.get("template") {
+        None | Some(Value::Null) => Ok(None),
+        Some(template) => serde_json::from_value(template.clone())
+            .map(Some)
+            .map_err(|e| format!("spec.template: {e}")),
+    }
+}
+
+fn header(key: &WorkloadKey, uid: &str) -> Value {
+    let resource = key.kind.api_resource();
+    json!({
+        "apiVersion": resource.api_version,
+        "kind": resource.kind,
+        "metadata": {"name": key.name, "namespace": key.namespace, "uid": uid},
+    })
+}
+
+/// RFC 3339 in UTC, to the millisecond.
+pub fn timestamp(at: jiff::Timestamp) -> String {
+    at.strftime("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The restart, applied by [`super::RESTART_MANAGER`]: always the same fields,
+/// so nothing it set before is dropped. The `uid` makes the write fail on a
+/// workload deleted and created again under the same name.
+pub fn restart_patch(key: &WorkloadKey, uid: &str, hash: &str, at: jiff::Timestamp) -> Value {
+    let mut patch = header(key, uid);
+    patch["metadata"]["annotations"] = json!({
+        HASH_ANNOTATION: hash,
+        RESTARTED_AT_ANNOTATION: timestamp(at),
+    });
+    match key.kind {
+        WorkloadKind::Rollout => {
+            patch["spec"] = json!({"restartAt": at.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()});
+        }
+        _ => {
+            patch["spec"] =
+                json!({"template": {"metadata": {"annotations": {HASH_ANNOTATION: hash}}}});
+        }
+    }
+    patch
+}
+
+/// Only the hash on the workload's metadata, applied by
+/// [`super::RECORD_MANAGER`]: it rolls nothing.
+pub fn record_patch(key: &WorkloadKey, uid: &str, hash: &str) -> Value {
+    let mut patch = header(key, uid);
+    patch["metadata"]["annotations"] = json!({HASH_ANNOTATION: hash});
+    patch
+}
+
+/// What an Event about the workload points at.
+pub fn reference(key: &WorkloadKey, uid: &str) -> ObjectReference {
+    let resource = key.kind.api_resource();
+    ObjectReference {
+        api_version: Some(resource.api_version),
+        kind: Some(resource.kind),
+        name: Some(key.name.clone()),
+        namespace: Some(key.namespace.clone()),
+        uid: Some(uid.to_string()),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::controller::reload::ObjKind;
+
+    fn metadata(annotations: Value) -> ObjectMeta {
+        serde_json::from_value(
+            json!({"name": "app", "namespace": "team", "uid": "u-1", "annotations": annotations}),
+        )
+        .unwrap()
+    }
+
+    fn template(value: Value) -> PodTemplateSpec {
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn a_workload_that_does_not_opt_in_is_not_kept() {
+        let t = template(json!({"spec": {"containers": [{"name": "c"}]}}));
+        assert!(derive(WorkloadKind::Deployment, &metadata(json!({})), Ok(Some(&t))).is_none());
+    }
+
+    #[test]
+    fn what_is_kept_of_an_opted_in_workload() {
+        let t = template(
+            json!({"metadata": {"annotations": {HASH_ANNOTATION: "from-template"}},
+            "spec": {"containers": [{"name": "c", "envFrom": [{"secretRef": {"name": "db"}}]}]}}),
+        );
+        let m = metadata(json!({"secretsync.io/reload": "true",
+            RESTARTED_AT_ANNOTATION: "2026-01-02T03:04:05.678Z",
+            "deployment.reloader.stakater.com/pause-period": "1m"}));
+        let info = derive(WorkloadKind::Deployment, &m, Ok(Some(&t))).unwrap();
+        assert_eq!(info.key.to_string(), "Deployment team/app");
+        assert_eq!(info.uid, "u-1");
+        assert_eq!(info.memory.as_deref(), Some("from-template"));
+        assert_eq!(
+            info.uses.keys().collect::<Vec<_>>(),
+            [&(ObjKind::Secret, "db".to_string())]
+        );
+        assert_eq!(
+            info.restarted_at.map(timestamp).as_deref(),
+            Some("2026-01-02T03:04:05.678Z")
+        );
+        assert_eq!(info.pause, Some(Duration::from_secs(60)));
+        assert_eq!(info.problem, None);
+
+        // The metadata's hash wins over the template's; a bad pause-period is
+        // a problem, not a failure; pause-period is for Deployments only.
+        let m = metadata(
+            json!({"secretsync.io/reload": "true", HASH_ANNOTATION: "from-metadata",
+            "deployment.reloader.stakater.com/pause-period": "soon"}),
+        );
+        let info = derive(WorkloadKind::Deployment, &m, Ok(Some(&t))).unwrap();
+        assert_eq!(info.memory.as_deref(), Some("from-metadata"));
+        assert_eq!(info.pause, None);
+        assert!(info.problem.unwrap().contains("pause-period"));
+        let m = metadata(json!({"secretsync.io/reload": "true",
+            "deployment.reloader.stakater.com/pause-period": "1m"}));
+        assert_eq!(
+            derive(WorkloadKind::StatefulSet, &m, Ok(Some(&t)))
+                .unwrap()
+                .pause,
+            None
+        );
+    }
+
+    #[test]
+    fn a_rollout_template_is_read_from_the_untyped_spec() {
+        let spec = json!({"template": {"spec": {"containers": [{"name": "c",
+            "env": [{"name": "A", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "k"}}}]}]}}});
+        let t = rollout_template(&spec).unwrap().unwrap();
+        let m = metadata(json!({"reloader.stakater.com/auto": "true"}));
+        let info = derive(WorkloadKind::Rollout, &m, Ok(Some(&t))).unwrap();
+        assert!(
+            info.uses
+                .contains_key(&(ObjKind::ConfigMap, "cfg".to_string()))
+        );
+        assert!(rollout_template(&json!({})).unwrap().is_none());
+        let error =
+            rollout_template(&json!({"template": {"spec": {"containers": "no"}}})).unwrap_err();
+        assert!(error.starts_with("spec.template"), "{error}");
+        assert!(rollout_template(&json!({"workloadRef": {"name": "d"}})).is_err());
+        let info = derive(WorkloadKind::Rollout, &m, Err("spec.template: bad".into())).unwrap();
+        assert!(info.uses.is_empty() && info.problem.is_some());
+    }
+
+    #[test]
+    fn patches_touch_only_secretsyncs_fields() {
+        let key = |kind| WorkloadKey {
+            kind,
+            namespace: "team".into(),
+            name: "app".into(),
+        };
+        let at: jiff::Timestamp = "2026-01-02T03:04:05.678Z".parse().unwrap();
+        let deployment = restart_patch(&key(WorkloadKind::Deployment), "u-1", "h1", at);
+        assert_eq!(
+            deployment,
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "app", "namespace": "team", "uid": "u-1",
+                    "annotations": {HASH_ANNOTATION: "h1", RESTARTED_AT_ANNOTATION: "2026-01-02T03:04:05.678Z"}},
+                "spec": {"template": {"metadata": {"annotations": {HASH_ANNOTATION: "h1"}}}}})
+        );
+        let rollout = restart_patch(&key(WorkloadKind::Rollout), "u-1", "h1", at);
+        assert_eq!(rollout["apiVersion"], "argoproj.io/v1alpha1");
+        assert_eq!(
+            rollout["spec"],
+            json!({"restartAt": "2026-01-02T03:04:05Z"})
+        );
+        let record = record_patch(&key(WorkloadKind::DaemonSet), "u-1", "h2");
+        assert_eq!(
+            record,
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                "metadata": {"name": "app", "namespace": "team", "uid": "u-1",
+                    "annotations": {HASH_ANNOTATION: "h2"}}})
+        );
+        let reference = reference(&key(WorkloadKind::StatefulSet), "u-1");
+        assert_eq!(reference.api_version.as_deref(), Some("apps/v1"));
+        assert_eq!(reference.kind.as_deref(), Some("StatefulSet"));
+    }
+}

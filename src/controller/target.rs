@@ -1,0 +1,248 @@
+//! Writing an ExternalSecret's target Secret as its creationPolicy says, by
+//! server-side apply. Unchanged content costs no request at all: the managed
+//! Secrets' metadata cache shows the content hash and resourceVersion of what
+//! this process last wrote; only a Secret changed since (by hand, or before a
+//! restart) is read back and compared.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use serde_json::json;
+
+use super::external_secret::{EXTERNAL_SECRET_ANNOTATION, Failure, kube_error};
+use super::objects::Flavor;
+use super::{Context, FIELD_MANAGER};
+use crate::api::{CreationPolicy, ExternalSecret};
+use crate::sync::{CONTENT_HASH_ANNOTATION, DesiredSecret, MANAGED_LABEL};
+
+pub(super) enum Outcome {
+    /// The Secret already holds the desired content.
+    Unchanged { resource_version: Option<String> },
+    Written {
+        resource_version: Option<String>,
+        created: bool,
+    },
+    /// `creationPolicy: None`.
+    NotWritten,
+}
+
+/// Applies the desired Secret unless the live one already holds it.
+/// `cached` is the Secret's metadata from the managed cache, `synced` the
+/// resourceVersion this process (or its status) last recorded, and `live` the
+/// Secret if the caller read it already.
+pub(super) async fn write(
+    es: &ExternalSecret,
+    ctx: &Context,
+    flavor: Flavor,
+    desired: &DesiredSecret,
+    cached: Option<&PartialObjectMeta<Secret>>,
+    synced: Option<&str>,
+    live: Option<Option<Secret>>,
+) -> Result<Outcome, Failure> {
+    let policy = es.spec.target.creation_policy;
+    if policy == CreationPolicy::None {
+        return Ok(Outcome::NotWritten);
+    }
+    if let Some(cached) = cached
+        && cached.metadata.resource_version.as_deref() == synced
+        && synced.is_some()
+        && cached.annotations().get(CONTENT_HASH_ANNOTATION) == Some(&desired.content_hash)
+        && owner_matches(cached, es, policy)
+    {
+        return Ok(Outcome::Unchanged {
+            resource_version: synced.map(str::to_string),
+        });
+    }
+
+    let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &desired.namespace);
+    let live = match live {
+        Some(live) => live,
+        None => secrets.get_opt(&desired.name).await.map_err(|e| {
+            failure(format!(
+                "reading Secret {}/{}: {}",
+                desired.namespace,
+                desired.name,
+                kube_error(&e)
+            ))
+        })?,
+    };
+    let wanted = wanted_secret(es, flavor, desired);
+    let foreign = match (&live, policy) {
+        // The ExternalSecret owns the whole data: keys it does not produce go.
+        (Some(live), CreationPolicy::Owner | CreationPolicy::Orphan) => foreign_keys(live, desired),
+        _ => Vec::new(),
+    };
+    if let Some(live) = &live {
+        if holds(live, &wanted) && foreign.is_empty() {
+            return Ok(Outcome::Unchanged {
+                resource_version: live.metadata.resource_version.clone(),
+            });
+        }
+        if live.immutable == Some(true) {
+            return Err(failure(format!(
+                "Secret {}/{} is immutable and its content differs; delete it to let a new one be created",
+                desired.namespace, desired.name
+            )));
+        }
+    }
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut written = secrets
+        .patch(&desired.name, &params, &Patch::Apply(&wanted))
+        .await
+        .map_err(|e| {
+            failure(format!(
+                "writing Secret {}/{}: {}",
+                desired.namespace,
+                desired.name,
+                kube_error(&e)
+            ))
+        })?;
+    if !foreign.is_empty() {
+        written = remove_keys(&secrets, &written, &foreign)
+            .await
+            .map_err(|e| {
+                failure(format!(
+                    "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
+                    desired.namespace,
+                    desired.name,
+                    kube_error(&e)
+                ))
+            })?;
+    }
+    ctx.metrics.secret_written(live.is_none());
+    Ok(Outcome::Written {
+        resource_version: written.metadata.resource_version.clone(),
+        created: live.is_none(),
+    })
+}
+
+fn failure(message: String) -> Failure {
+    Failure::new("SecretSyncedError", message)
+}
+
+/// The Secret to apply: the desired one, with the bookkeeping its policy adds.
+fn wanted_secret(es: &ExternalSecret, flavor: Flavor, desired: &DesiredSecret) -> Secret {
+    let policy = es.spec.target.creation_policy;
+    let mut secret = desired.to_secret();
+    secret
+        .metadata
+        .annotations
+        .get_or_insert_with(Default::default)
+        .insert(EXTERNAL_SECRET_ANNOTATION.into(), es.name_any());
+    if policy == CreationPolicy::Owner {
+        secret.metadata.owner_references = Some(vec![owner_reference(es, flavor)]);
+    }
+    if policy == CreationPolicy::Merge {
+        // Only our keys and our bookkeeping: the Secret is someone else's.
+        secret.type_ = None;
+        secret.immutable = None;
+        secret.metadata.labels = Some([(MANAGED_LABEL.to_string(), "true".to_string())].into());
+        let annotations = secret.metadata.annotations.take().unwrap_or_default();
+        secret.metadata.annotations = Some(
+            annotations
+                .into_iter()
+                .filter(|(k, _)| k == CONTENT_HASH_ANNOTATION || k == EXTERNAL_SECRET_ANNOTATION)
+                .collect(),
+        );
+    }
+    secret
+}
+
+fn owner_reference(es: &ExternalSecret, flavor: Flavor) -> OwnerReference {
+    OwnerReference {
+        api_version: flavor.api_version(),
+        kind: "ExternalSecret".into(),
+        name: es.name_any(),
+        uid: es.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// Whether the cached Secret's owner is as the policy wants (an ExternalSecret
+/// deleted and created again under the same name has a new uid).
+fn owner_matches(
+    cached: &PartialObjectMeta<Secret>,
+    es: &ExternalSecret,
+    policy: CreationPolicy,
+) -> bool {
+    if policy != CreationPolicy::Owner {
+        return true;
+    }
+    cached
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| Some(&o.uid) == es.metadata.uid.as_ref() && o.controller == Some(true))
+}
+
+/// Keys of the live Secret the desired one does not have.
+fn foreign_keys(live: &Secret, desired: &DesiredSecret) -> Vec<String> {
+    live.data
+        .iter()
+        .flatten()
+        .map(|(k, _)| k)
+        .chain(live.string_data.iter().flatten().map(|(k, _)| k))
+        .filter(|k| !desired.data.contains_key(*k))
+        .cloned()
+        .collect()
+}
+
+/// Removes `keys` from the Secret's data, provided nobody wrote it since (a
+/// merge patch carrying a resourceVersion is a precondition).
+async fn remove_keys(
+    secrets: &Api<Secret>,
+    written: &Secret,
+    keys: &[String],
+) -> Result<Secret, kube::Error> {
+    let present = written.data.as_ref();
+    let removed: serde_json::Map<String, serde_json::Value> = keys
+        .iter()
+        .filter(|k| present.is_some_and(|d| d.contains_key(*k)))
+        .map(|k| (k.clone(), serde_json::Value::Null))
+        .collect();
+    if removed.is_empty() {
+        return Ok(written.clone());
+    }
+    let patch = json!({
+        "metadata": {"resourceVersion": written.metadata.resource_version},
+        "data": removed,
+    });
+    secrets
+        .patch(
+            &written.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+}
+
+/// Whether the live Secret already has everything `wanted` sets.
+pub(super) fn holds(live: &Secret, wanted: &Secret) -> bool {
+    let data_ok = wanted
+        .data
+        .iter()
+        .flatten()
+        .all(|(k, v)| live.data.as_ref().and_then(|d| d.get(k)) == Some(v));
+    let subset = |live: &Option<BTreeMap<String, String>>,
+                  wanted: &Option<BTreeMap<String, String>>| {
+        wanted
+            .iter()
+            .flatten()
+            .all(|(k, v)| live.as_ref().and_then(|l| l.get(k)) == Some(v))
+    };
+    let type_ok = wanted.type_.is_none() || wanted.type_ == live.type_;
+    let owner_ok = wanted.metadata.owner_references.is_none()
+        || wanted.metadata.owner_references == live.metadata.owner_references;
+    data_ok
+        && type_ok
+        && owner_ok
+        && subset(&live.metadata.labels, &wanted.metadata.labels)
+        && subset(&live.metadata.annotations, &wanted.metadata.annotations)
+        && wanted.immutable.unwrap_or(false) == live.immutable.unwrap_or(false)
+}

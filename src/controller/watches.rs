@@ -1,0 +1,518 @@
+//! Which watches and controllers run: one set for the whole cluster, or one
+//! per namespace of `--namespaces` (a controller confined to some namespaces
+//! has no list or watch access elsewhere). Cluster-scoped kinds, namespaces
+//! and ClusterSecretStores, are watched once either way.
+//!
+//! Built in two steps, because the reconcilers' shared context holds the
+//! caches: [`Plan::new`] makes every cache, then [`Plan::start`] the watches
+//! that fill them and the controllers that read them.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Secret};
+use kube::api::Api;
+use kube::core::{ApiResource, PartialObjectMeta};
+use kube::runtime::controller::{self, Controller};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, predicates, watcher};
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
+
+use super::objects::{
+    Flavor, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
+    WatchedSecretStore,
+};
+use super::refresh::Refresher;
+use super::{
+    Context, ExternalSecretRef, Filled, StoreCaches, error_policy, external_secret, sealed_secret,
+    store, writer_of,
+};
+use crate::api::SealedSecret;
+use crate::sync::MANAGED_LABEL;
+
+/// Where namespaced objects are watched.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Scope {
+    Cluster,
+    Namespace(String),
+}
+
+impl Scope {
+    /// The scopes `--namespaces` asks for: the cluster when it lists none.
+    pub fn all(namespaces: &[String]) -> Vec<Scope> {
+        if namespaces.is_empty() {
+            vec![Scope::Cluster]
+        } else {
+            namespaces.iter().cloned().map(Scope::Namespace).collect()
+        }
+    }
+
+    fn dynamic<K>(&self, client: &kube::Client, resource: &ApiResource) -> Api<K>
+    where
+        K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+    {
+        match self {
+            Scope::Cluster => Api::all_with(client.clone(), resource),
+            Scope::Namespace(namespace) => {
+                Api::namespaced_with(client.clone(), namespace, resource)
+            }
+        }
+    }
+
+    fn secrets(&self, client: &kube::Client) -> Api<PartialObjectMeta<Secret>> {
+        match self {
+            Scope::Cluster => Api::all(client.clone()),
+            Scope::Namespace(namespace) => Api::namespaced(client.clone(), namespace),
+        }
+    }
+
+    /// Whether an object of `namespace` is watched here.
+    fn holds(&self, namespace: &str) -> bool {
+        match self {
+            Scope::Cluster => true,
+            Scope::Namespace(own) => own == namespace,
+        }
+    }
+}
+
+/// The caches of one scope, and the channels that wake its controllers.
+struct Scoped {
+    scope: Scope,
+    managed: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    secret_stores: Vec<(Flavor, reflector::store::Writer<WatchedSecretStore>)>,
+    woken: Vec<(Flavor, UnboundedReceiver<ExternalSecretRef>)>,
+    sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
+}
+
+/// Where a reconcile trigger goes: the controller of its flavor and scope.
+#[derive(Clone, Default)]
+struct Routes {
+    external: Vec<(Flavor, Scope, UnboundedSender<ExternalSecretRef>)>,
+    sealed: Vec<(Scope, UnboundedSender<ObjectRef<WatchedSealedSecret>>)>,
+}
+
+impl Routes {
+    fn external_secret(&self, object: ExternalSecretRef) {
+        let namespace = object.namespace.clone().unwrap_or_default();
+        let found = self.external.iter().find(|(flavor, scope, _)| {
+            flavor.group == object.dyntype.group && scope.holds(&namespace)
+        });
+        if let Some((_, _, tx)) = found {
+            let _ = tx.send(object);
+        }
+    }
+
+    fn sealed_secret(&self, object: ObjectRef<WatchedSealedSecret>) {
+        let namespace = object.namespace.clone().unwrap_or_default();
+        if let Some((_, tx)) = self
+            .sealed
+            .iter()
+            .find(|(scope, _)| scope.holds(&namespace))
+        {
+            let _ = tx.send(object);
+        }
+    }
+
+    /// Wakes whoever writes this Secret.
+    fn writers_of(&self, secret: &PartialObjectMeta<Secret>, flavors: &[Flavor]) {
+        for flavor in flavors {
+            if let Some(writer) = writer_of::<WatchedExternalSecret>(
+                secret,
+                external_secret::EXTERNAL_SECRET_ANNOTATION,
+                &flavor.external_secrets(),
+            ) {
+                self.external_secret(writer);
+            }
+        }
+        if let Some(writer) = writer_of::<WatchedSealedSecret>(
+            secret,
+            sealed_secret::SEALED_SECRET_ANNOTATION,
+            &ApiResource::erase::<SealedSecret>(&()),
+        ) {
+            self.sealed_secret(writer);
+        }
+    }
+}
+
+/// Every cache and channel, made before the context that holds the caches.
+pub struct Plan {
+    flavors: Vec<Flavor>,
+    scoped: Vec<Scoped>,
+    namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
+    cluster_stores: Vec<(Flavor, reflector::store::Writer<WatchedClusterSecretStore>)>,
+    routes: Routes,
+    pub refresher: Arc<Refresher<ExternalSecretRef>>,
+    refresher_woken: UnboundedReceiver<ExternalSecretRef>,
+    pub filled: Filled,
+}
+
+impl Plan {
+    pub fn new(flavors: &[Flavor], scopes: &[Scope]) -> Plan {
+        let mut routes = Routes::default();
+        let scoped = scopes
+            .iter()
+            .map(|scope| {
+                let mut woken = Vec::new();
+                for flavor in flavors {
+                    let (tx, rx) = unbounded_channel();
+                    routes.external.push((*flavor, scope.clone(), tx));
+                    woken.push((*flavor, rx));
+                }
+                let (tx, sealed_woken) = unbounded_channel();
+                routes.sealed.push((scope.clone(), tx));
+                Scoped {
+                    scope: scope.clone(),
+                    managed: reflector::store::Writer::default(),
+                    secret_stores: flavors
+                        .iter()
+                        .map(|f| (*f, reflector::store::Writer::new(f.secret_stores())))
+                        .collect(),
+                    woken,
+                    sealed_woken,
+                }
+            })
+            .collect();
+        let (refresher, refresher_woken) = Refresher::new();
+        Plan {
+            flavors: flavors.to_vec(),
+            scoped,
+            namespaces: reflector::store::Writer::default(),
+            cluster_stores: flavors
+                .iter()
+                .map(|f| (*f, reflector::store::Writer::new(f.cluster_secret_stores())))
+                .collect(),
+            routes,
+            refresher,
+            refresher_woken,
+            // Per scope: managed Secrets and one store kind per flavor; once:
+            // namespaces and ClusterSecretStores per flavor.
+            filled: Filled::new(scopes.len() * (1 + flavors.len()) + 1 + flavors.len()),
+        }
+    }
+
+    /// The store caches of each flavor, for the reconcilers' lookups.
+    pub fn store_caches(&self) -> HashMap<&'static str, StoreCaches> {
+        self.flavors
+            .iter()
+            .map(|flavor| {
+                let secret_stores = self
+                    .scoped
+                    .iter()
+                    .flat_map(|s| &s.secret_stores)
+                    .filter(|(f, _)| f == flavor)
+                    .map(|(_, writer)| writer.as_reader())
+                    .collect();
+                let cluster_secret_stores = self
+                    .cluster_stores
+                    .iter()
+                    .find(|(f, _)| f == flavor)
+                    .map(|(_, writer)| writer.as_reader())
+                    .expect("a ClusterSecretStore cache per flavor");
+                (
+                    flavor.group,
+                    StoreCaches {
+                        secret_stores,
+                        cluster_secret_stores,
+                    },
+                )
+            })
+            .collect()
+    }
+
+    pub fn managed_secrets(&self) -> Vec<Store<PartialObjectMeta<Secret>>> {
+        self.scoped.iter().map(|s| s.managed.as_reader()).collect()
+    }
+
+    pub fn namespaces(&self) -> Store<PartialObjectMeta<Namespace>> {
+        self.namespaces.as_reader()
+    }
+
+    /// Every watch (running as long as the process) and every controller
+    /// (running until `stopped`).
+    pub fn start<S, F>(
+        self,
+        client: &kube::Client,
+        ctx: &Arc<Context>,
+        config: controller::Config,
+        stopped: S,
+    ) -> (Vec<BoxFuture<'static, ()>>, Vec<BoxFuture<'static, ()>>)
+    where
+        S: Fn() -> F,
+        F: Future<Output = ()> + Send + Sync + 'static,
+    {
+        let mut watches: Vec<BoxFuture<'static, ()>> = Vec::new();
+        let mut controllers: Vec<BoxFuture<'static, ()>> = Vec::new();
+        let Plan {
+            flavors,
+            scoped,
+            namespaces,
+            cluster_stores,
+            routes,
+            refresher,
+            mut refresher_woken,
+            filled,
+        } = self;
+
+        // Namespaces, metadata only: their labels select ClusterSecretStores.
+        watches.push(
+            watcher(
+                Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .modify(|namespace| namespace.metadata.managed_fields = None)
+            .inspect_ok(filled.marker())
+            .reflect(namespaces)
+            .for_each(|_| futures::future::ready(()))
+            .boxed(),
+        );
+
+        // Who a cycle took along is woken in its own flavor's and scope's controller.
+        watches.push({
+            let routes = routes.clone();
+            async move {
+                while let Some(object) = refresher_woken.recv().await {
+                    routes.external_secret(object);
+                }
+            }
+            .boxed()
+        });
+
+        for (flavor, writer) in cluster_stores {
+            let resource = flavor.cluster_secret_stores();
+            controllers.push(stores(
+                Api::all_with(client.clone(), &resource),
+                resource,
+                writer,
+                &filled,
+                store::reconcile_cluster,
+                ctx,
+                stopped(),
+            ));
+        }
+
+        for scoped in scoped {
+            let Scoped {
+                scope,
+                managed,
+                secret_stores,
+                woken,
+                sealed_woken,
+            } = scoped;
+
+            // Managed Secrets, metadata only: one watch fills the cache and
+            // wakes whoever writes a Secret that changed or went away.
+            let labels = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
+            let route = {
+                let routes = routes.clone();
+                let flavors = flavors.clone();
+                move |secret: PartialObjectMeta<Secret>| routes.writers_of(&secret, &flavors)
+            };
+            watches.push(
+                watcher(scope.secrets(client), labels)
+                    .default_backoff()
+                    .modify(|secret| secret.metadata.managed_fields = None)
+                    .inspect_ok(filled.marker())
+                    .reflect(managed)
+                    .touched_objects()
+                    .for_each(move |secret| {
+                        if let Ok(secret) = secret {
+                            route(secret);
+                        }
+                        futures::future::ready(())
+                    })
+                    .boxed(),
+            );
+
+            for (flavor, writer) in secret_stores {
+                let resource = flavor.secret_stores();
+                controllers.push(stores(
+                    scope.dynamic(client, &resource),
+                    resource,
+                    writer,
+                    &filled,
+                    store::reconcile_namespaced,
+                    ctx,
+                    stopped(),
+                ));
+            }
+
+            for (flavor, woken) in woken {
+                controllers.push(external_secrets(
+                    client,
+                    ctx,
+                    &refresher,
+                    flavor,
+                    &scope,
+                    woken,
+                    config.clone(),
+                    stopped(),
+                ));
+            }
+
+            let sealed = ApiResource::erase::<SealedSecret>(&());
+            let writer = reflector::store::Writer::new(sealed.clone());
+            let reader = writer.as_reader();
+            let stream = watcher(
+                scope.dynamic::<WatchedSealedSecret>(client, &sealed),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects();
+            controllers.push(
+                Controller::for_stream_with(stream, reader, sealed)
+                    .with_config(config.clone())
+                    .reconcile_on(stream_of(sealed_woken))
+                    .graceful_shutdown_on(stopped())
+                    .run(sealed_secret::reconcile, error_policy, ctx.clone())
+                    .for_each(|_| futures::future::ready(()))
+                    .boxed(),
+            );
+        }
+        (watches, controllers)
+    }
+}
+
+/// A store controller, whose watch also fills the cache the ExternalSecrets'
+/// lookups read. It reconciles on spec changes and on its own recheck timer,
+/// not on its own status writes.
+fn stores<K, R, F>(
+    api: Api<K>,
+    resource: ApiResource,
+    writer: reflector::store::Writer<K>,
+    filled: &Filled,
+    reconcile: R,
+    ctx: &Arc<Context>,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()>
+where
+    K: kube::Resource<DynamicType = ApiResource>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    R: FnMut(Arc<K>, Arc<Context>) -> F + Send + 'static,
+    F: Future<Output = Result<kube::runtime::controller::Action, super::Error>> + Send + 'static,
+{
+    let reader = writer.as_reader();
+    let stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .inspect_ok(filled.marker())
+        .reflect(writer)
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default());
+    Controller::for_stream_with(stream, reader, resource)
+        .graceful_shutdown_on(stopped)
+        .run(reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+/// The ExternalSecret controller of one flavor and scope. Its watch also tells
+/// the refresher who is in which store; a store's spec change wakes its users.
+#[allow(clippy::too_many_arguments)]
+fn external_secrets(
+    client: &kube::Client,
+    ctx: &Arc<Context>,
+    refresher: &Arc<Refresher<ExternalSecretRef>>,
+    flavor: Flavor,
+    scope: &Scope,
+    woken: UnboundedReceiver<ExternalSecretRef>,
+    config: controller::Config,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let resource = flavor.external_secrets();
+    let writer = reflector::store::Writer::new(resource.clone());
+    let reader = writer.as_reader();
+    let observer = {
+        let ctx = ctx.clone();
+        move |event: &watcher::Event<WatchedExternalSecret>| {
+            external_secret::observe(&ctx, flavor, event)
+        }
+    };
+    let stream = watcher(
+        scope.dynamic::<WatchedExternalSecret>(client, &resource),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .inspect_ok(observer)
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(asked_for_sync, Default::default());
+    let users_of_namespaced = {
+        let refresher = refresher.clone();
+        move |store: WatchedSecretStore| {
+            refresher.members_of(&store::identity_of_namespaced(flavor, &store))
+        }
+    };
+    let users_of_cluster = {
+        let refresher = refresher.clone();
+        move |store: WatchedClusterSecretStore| {
+            refresher.members_of(&store::identity_of_cluster(flavor, &store))
+        }
+    };
+    Controller::for_stream_with(stream, reader, resource)
+        .with_config(config)
+        .watches_stream_with(
+            spec_changes(scope.dynamic::<WatchedSecretStore>(client, &flavor.secret_stores())),
+            users_of_namespaced,
+            flavor.secret_stores(),
+        )
+        .watches_stream_with(
+            spec_changes(Api::<WatchedClusterSecretStore>::all_with(
+                client.clone(),
+                &flavor.cluster_secret_stores(),
+            )),
+            users_of_cluster,
+            flavor.cluster_secret_stores(),
+        )
+        .reconcile_on(stream_of(woken))
+        .graceful_shutdown_on(stopped)
+        .run(external_secret::reconcile, error_policy, ctx.clone())
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+/// What a user changes to ask for a sync: the spec (generation), labels and
+/// annotations (`secretsync.io/force-sync`), not the status this controller
+/// writes itself.
+fn asked_for_sync(object: &WatchedExternalSecret) -> Option<u64> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    object.metadata.generation.hash(&mut hasher);
+    object.metadata.labels.hash(&mut hasher);
+    object.metadata.annotations.hash(&mut hasher);
+    Some(hasher.finish())
+}
+
+/// A watch of `api` yielding objects whose generation changed (spec edits,
+/// not status writes).
+fn spec_changes<K>(
+    api: Api<K>,
+) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: kube::Resource<DynamicType = ApiResource>
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+{
+    watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .predicate_filter(predicates::generation, Default::default())
+}
+
+fn stream_of<T: Send + 'static>(
+    mut receiver: UnboundedReceiver<T>,
+) -> futures::stream::BoxStream<'static, T> {
+    futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+}

@@ -1,0 +1,806 @@
+//! `secretsync agent` (the built binary) against moto: files and modes, the
+//! kubelet's atomic-write layout, rotation with exactly one signal and one
+//! command per change, a reader that never sees a partial or missing file, and
+//! `--once` failures. The agent authenticates as a pod with IRSA does
+//! (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, the default chain).
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use support::moto::{Moto, REGION, count, sdk_config};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+struct Bed {
+    moto: Moto,
+    sm: aws_sdk_secretsmanager::Client,
+    ssm: aws_sdk_ssm::Client,
+    dir: tempfile::TempDir,
+}
+
+impl Bed {
+    async fn start() -> Bed {
+        let moto = Moto::start();
+        let config = sdk_config(&moto.endpoint).await;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("token"),
+            "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhZ2VudCJ9.c2ln",
+        )
+        .unwrap();
+        Bed {
+            sm: aws_sdk_secretsmanager::Client::new(&config),
+            ssm: aws_sdk_ssm::Client::new(&config),
+            moto,
+            dir,
+        }
+    }
+
+    async fn secret(&self, name: &str, value: &str) -> String {
+        let out = self
+            .sm
+            .create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+        out.arn.unwrap()
+    }
+
+    async fn rotate(&self, name: &str, value: &str) {
+        self.sm
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn parameter(&self, name: &str, value: &str, kind: aws_sdk_ssm::types::ParameterType) {
+        self.ssm
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(kind)
+            .overwrite(true)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    fn config(&self, text: &str) -> PathBuf {
+        let path = self.dir.path().join("config.yaml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn target(&self) -> PathBuf {
+        self.dir.path().join("secrets")
+    }
+
+    /// The agent's command with only the environment a pod with IRSA has.
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_secretsync"));
+        command
+            .arg("agent")
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("RUST_LOG", "debug")
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env("AWS_REGION", REGION)
+            .env("AWS_ROLE_ARN", "arn:aws:iam::123456789012:role/agent")
+            .env("AWS_WEB_IDENTITY_TOKEN_FILE", self.dir.path().join("token"));
+        command
+    }
+
+    fn once(&self, config: &Path) -> Output {
+        let target = self.target();
+        self.command(&[
+            "--once",
+            "--config",
+            config.to_str().unwrap(),
+            "--target-dir",
+            target.to_str().unwrap(),
+        ])
+        .output()
+        .expect("the agent runs")
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn read(dir: &Path, name: &str) -> String {
+    std::fs::read_to_string(dir.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn mode(dir: &Path, name: &str) -> u32 {
+    std::fs::metadata(dir.join(name))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777
+}
+
+/// The generation `..data` points at.
+fn data_target(dir: &Path) -> PathBuf {
+    std::fs::read_link(dir.join("..data")).expect("..data is a symlink")
+}
+
+/// Timestamped generation directories present.
+fn generations(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("..") && n != "..data")
+        .collect()
+}
+
+fn assert_not_in(text: &str, values: &[&str]) {
+    for value in values {
+        assert!(
+            !text.contains(value),
+            "a secret value reached the output: {value}\n{text}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_writes_ascp_objects_with_their_modes_through_irsa() {
+    let bed = Bed::start().await;
+    bed.secret(
+        "prod/db",
+        r#"{"username":"app","password":"s3cr3t-pw","pass-word":"dash"}"#,
+    )
+    .await;
+    let arn = bed.secret("api-token", "tok-123").await;
+    bed.parameter("/app/flag", "on", aws_sdk_ssm::types::ParameterType::String)
+        .await;
+    bed.parameter(
+        "/app/key",
+        "k-old",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    bed.parameter(
+        "/app/key",
+        "k-new",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    let config = bed.config(&format!(
+        r#"apiVersion: secrets-store.csi.x-k8s.io/v1
+kind: SecretProviderClass
+metadata: {{name: app}}
+spec:
+  provider: aws
+  parameters:
+    region: {REGION}
+    objects: |
+      - objectName: prod/db
+        objectType: secretsmanager
+        filePermission: "0400"
+        jmesPath:
+          - {{path: username, objectAlias: db-user}}
+          - {{path: password, objectAlias: db-password, filePermission: "0440"}}
+          - {{path: '"pass-word"', objectAlias: dashed}}
+      - objectName: "{arn}"
+        objectAlias: api
+      - {{objectName: /app/flag, objectType: ssmparameter}}
+      - {{objectName: /app/key, objectType: ssmparameter, objectVersion: "1", objectAlias: key-v1}}
+"#
+    ));
+    bed.moto.start_recording();
+    let output = bed.once(&config);
+    let recorded = bed.moto.stop_recording();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dir = bed.target();
+
+    assert_eq!(
+        read(&dir, "prod_db"),
+        r#"{"username":"app","password":"s3cr3t-pw","pass-word":"dash"}"#
+    );
+    assert_eq!(read(&dir, "db-user"), "app");
+    assert_eq!(read(&dir, "db-password"), "s3cr3t-pw");
+    assert_eq!(read(&dir, "dashed"), "dash");
+    assert_eq!(read(&dir, "api"), "tok-123");
+    assert_eq!(read(&dir, "_app_flag"), "on");
+    assert_eq!(read(&dir, "key-v1"), "k-old");
+    assert_eq!(mode(&dir, "prod_db"), 0o400);
+    assert_eq!(mode(&dir, "db-user"), 0o400);
+    assert_eq!(mode(&dir, "db-password"), 0o440);
+    assert_eq!(mode(&dir, "api"), 0o644);
+
+    // The kubelet's layout: visible names are symlinks through ..data.
+    let generation = data_target(&dir);
+    assert!(
+        generation.to_str().unwrap().starts_with(".."),
+        "{generation:?}"
+    );
+    for name in ["prod_db", "db-user", "api", "_app_flag"] {
+        assert_eq!(
+            std::fs::read_link(dir.join(name)).unwrap(),
+            Path::new("..data").join(name)
+        );
+    }
+    assert_eq!(
+        generations(&dir),
+        vec![generation.to_str().unwrap().to_string()]
+    );
+
+    // As the pod: IRSA's web identity, then calls signed with the role's keys;
+    // the two current Secrets Manager values in one batch.
+    assert_eq!(
+        count(&recorded, "sts.AssumeRoleWithWebIdentity"),
+        1,
+        "{recorded:?}"
+    );
+    assert_eq!(count(&recorded, "secretsmanager.BatchGetSecretValue"), 1);
+    let signed: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.call.starts_with("secretsmanager."))
+        .collect();
+    assert!(
+        signed
+            .iter()
+            .all(|r| r.authorization.contains("Credential=ASIA")),
+        "{signed:?}"
+    );
+    assert_not_in(
+        &stderr(&output),
+        &["s3cr3t-pw", "tok-123", "k-old", "k-new"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn external_secret_files_hold_the_bytes_the_controller_writes() {
+    let bed = Bed::start().await;
+    bed.secret("prod/db", r#"{"user":"app","password":"pw-9","port":5432}"#)
+        .await;
+    let config = bed.config(&format!(
+        r#"apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {{name: aws, namespace: team}}
+spec:
+  provider:
+    aws: {{service: SecretsManager, region: {REGION}}}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {{name: db, namespace: team}}
+spec:
+  secretStoreRef: {{name: aws}}
+  target:
+    template:
+      data:
+        url: "postgres://{{{{ .user }}}}:{{{{ .password }}}}@db:{{{{ .port }}}}/app"
+  data:
+    - {{secretKey: user, remoteRef: {{key: prod/db, property: user}}}}
+    - {{secretKey: password, remoteRef: {{key: prod/db, property: password}}}}
+    - {{secretKey: port, remoteRef: {{key: prod/db, property: port}}}}
+"#
+    ));
+    let output = bed.once(&config);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // What `render` (the controller's sync core) puts in the Secret.
+    let rendered = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["render", "-o", "json", "-f", config.to_str().unwrap()])
+        .env("AWS_ENDPOINT_URL", &bed.moto.endpoint)
+        .env("AWS_REGION", REGION)
+        .env("AWS_ACCESS_KEY_ID", "AKIDTEST")
+        .env("AWS_SECRET_ACCESS_KEY", "x")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .output()
+        .unwrap();
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let list: serde_json::Value = serde_json::from_slice(&rendered.stdout).unwrap();
+    let data = list["items"][0]["data"].as_object().unwrap();
+    use base64::Engine;
+    let dir = bed.target();
+    assert_eq!(data.len(), 1, "the template keeps only url: {data:?}");
+    for (key, value) in data {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap();
+        assert_eq!(std::fs::read(dir.join(key)).unwrap(), bytes, "{key}");
+    }
+    assert_eq!(read(&dir, "url"), "postgres://app:pw-9@db:5432/app");
+    assert_not_in(&stderr(&output), &["pw-9"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_fails_clearly_and_writes_nothing() {
+    let bed = Bed::start().await;
+    bed.secret("present", "here-is-a-value").await;
+    bed.secret("not-json", "plain-text-value").await;
+    let dir = bed.target();
+    let cases = [
+        (
+            "region: eu-west-1\nobjects:\n  - {objectName: present, objectType: secretsmanager}\n  - {objectName: missing, objectType: secretsmanager}\n",
+            "objects[1] (\"missing\"): remote key \"missing\" not found",
+        ),
+        (
+            "region: eu-west-1\nobjects:\n  - {objectName: not-json, objectType: secretsmanager, jmesPath: [{path: a, objectAlias: a}]}\n",
+            "not JSON",
+        ),
+        (
+            "region: eu-west-1\npathTranslation: \"False\"\nobjects:\n  - {objectName: present, objectType: secretsmanager, objectAlias: ../../escape}\n",
+            "objectAlias",
+        ),
+        (
+            "region: eu-west-1\nobjects:\n  - {objectName: present, objectType: vault}\n",
+            "objectType \"vault\"",
+        ),
+        ("region: eu-west-1\nobjects: []\n", "lists no object"),
+        ("kind: [\n", "invalid YAML"),
+    ];
+    for (config, expected) in cases {
+        let path = bed.config(config);
+        let output = bed.once(&path);
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{config}\n{text}");
+        assert!(text.contains(expected), "expected {expected:?} in:\n{text}");
+        assert_not_in(&text, &["here-is-a-value", "plain-text-value"]);
+        assert!(
+            !dir.join("..data").exists(),
+            "nothing is written on failure: {config}"
+        );
+        assert!(!dir.join("escape").exists() && !bed.dir.path().join("escape").exists());
+    }
+    // Usage errors name the flag.
+    let output = bed
+        .command(&[
+            "--once",
+            "--config",
+            "x",
+            "--target-dir",
+            "y",
+            "--file-mode",
+            "999",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("--file-mode"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+/// The agent running as a sidecar, its log lines kept.
+struct Running {
+    child: Child,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(mut command: Command) -> Running {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let stream = child.stderr.take().unwrap();
+        let sink = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stream).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, logs }
+    }
+
+    fn lines_with(&self, text: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(text))
+            .count()
+    }
+
+    /// Waits until `text` has been logged `n` times in all.
+    fn wait_for_lines(&self, text: &str, n: usize) {
+        wait_until(&format!("{n} log lines with {text:?}"), || {
+            self.lines_with(text) >= n
+        });
+    }
+
+    fn text(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A helper process, killed however the test ends.
+struct App(Child);
+
+impl Drop for App {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + WAIT;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines(path: &Path) -> usize {
+    std::fs::read_to_string(path)
+        .map(|t| t.lines().count())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotation_swaps_data_and_notifies_exactly_once() {
+    let bed = Bed::start().await;
+    bed.secret("app/password", "first-value").await;
+    let config = bed.config(
+        "region: eu-west-1\nobjects:\n  - {objectName: app/password, objectType: secretsmanager, objectAlias: password}\n",
+    );
+    let dir = bed.target();
+    let runs = bed.dir.path().join("runs");
+    let hups = bed.dir.path().join("hups");
+    let pid_file = bed.dir.path().join("app.pid");
+    // The "application": counts the HUPs it receives.
+    let _app = App(Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "trap 'echo hup >> {}' HUP; echo $$ > {}; while true; do sleep 0.05; done",
+            hups.display(),
+            pid_file.display()
+        ))
+        .spawn()
+        .unwrap());
+    wait_until("the app's pid file", || {
+        std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        "--signal",
+        "HUP",
+        "--exec",
+        &format!("echo run >> {}", runs.display()),
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+    assert_eq!(read(&dir, "password"), "first-value");
+    let first = data_target(&dir);
+
+    // No change: nothing happens, however many refreshes.
+    agent.wait_for_lines("refresh: no change", 3);
+    assert_eq!(data_target(&dir), first);
+    assert_eq!(
+        (lines(&runs), lines(&hups)),
+        (0, 0),
+        "no change, no signal, no command"
+    );
+
+    bed.rotate("app/password", "second-value").await;
+    wait_until("the new value on disk", || {
+        read(&dir, "password") == "second-value"
+    });
+    let second = data_target(&dir);
+    assert_ne!(second, first, "a new generation behind ..data");
+    agent.wait_for_lines("refresh: files changed", 1);
+    let after = agent.lines_with("refresh: no change");
+    agent.wait_for_lines("refresh: no change", after + 3);
+    wait_until("the old generation removed", || {
+        generations(&dir) == vec![second.to_str().unwrap().to_string()]
+    });
+    wait_until("the signal handled", || lines(&hups) >= 1);
+    assert_eq!(lines(&runs), 1, "one command run per change");
+    assert_eq!(lines(&hups), 1, "one signal per change");
+
+    // A fetch error keeps the current files and logs no value.
+    bed.sm
+        .delete_secret()
+        .secret_id("app/password")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    agent.wait_for_lines("refresh failed", 2);
+    assert_eq!(read(&dir, "password"), "second-value");
+    assert_eq!(data_target(&dir), second);
+    assert_eq!((lines(&runs), lines(&hups)), (1, 1));
+    assert!(agent.text().contains("not found"), "{}", agent.text());
+    assert_not_in(&agent.text(), &["first-value", "second-value"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_in_a_tight_loop_never_sees_a_partial_or_missing_file() {
+    let bed = Bed::start().await;
+    // Large values, so a partly written file would show.
+    let value =
+        |generation: usize, name: &str| format!("{name}-{generation}-{}", "x".repeat(30_000));
+    bed.secret("a", &value(0, "a")).await;
+    bed.secret("b", &value(0, "b")).await;
+    let config = bed.config(
+        "region: eu-west-1\nobjects:\n  - {objectName: a, objectType: secretsmanager}\n  - {objectName: b, objectType: secretsmanager}\n",
+    );
+    let dir = bed.target();
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+
+    let rotations = 4;
+    let stop = Arc::new(AtomicBool::new(false));
+    let observer = {
+        let stop = stop.clone();
+        let dir = dir.clone();
+        let known: Vec<Vec<String>> = ["a", "b"]
+            .iter()
+            .map(|n| (0..=rotations).map(|g| value(g, n)).collect())
+            .collect();
+        std::thread::spawn(move || {
+            let mut reads = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                for (i, name) in ["a", "b"].iter().enumerate() {
+                    let text = std::fs::read_to_string(dir.join(name))
+                        .unwrap_or_else(|e| panic!("{name} was missing during an update: {e}"));
+                    assert!(
+                        known[i].contains(&text),
+                        "{name} was partial: {} bytes",
+                        text.len()
+                    );
+                    reads += 1;
+                }
+            }
+            reads
+        })
+    };
+    for generation in 1..=rotations {
+        bed.rotate("a", &value(generation, "a")).await;
+        bed.rotate("b", &value(generation, "b")).await;
+        wait_until("both files updated", || {
+            std::fs::read_to_string(dir.join("a")).is_ok_and(|t| t == value(generation, "a"))
+                && std::fs::read_to_string(dir.join("b")).is_ok_and(|t| t == value(generation, "b"))
+        });
+    }
+    stop.store(true, Ordering::SeqCst);
+    let reads = observer.join().expect("the observer saw only whole files");
+    assert!(reads > 100, "the observer read {reads} times");
+    agent.wait_for_lines("refresh: files changed", rotations);
+}
+
+/// EKS Pod Identity as the default chain sees it: a credentials endpoint
+/// (`AWS_CONTAINER_CREDENTIALS_FULL_URI`) that wants the pod's token
+/// (`AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE`) as its Authorization header.
+/// A stand-in agent on 127.0.0.1 hands out keys only for that token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn once_uses_eks_pod_identity_when_the_pod_has_it() {
+    use std::io::{Read, Write};
+    let bed = Bed::start().await;
+    bed.secret("pi/secret", "pod-identity-value").await;
+    let token_file = bed.dir.path().join("eks-pod-identity-token");
+    std::fs::write(&token_file, "pod-identity-jwt").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    let served = Arc::new(Mutex::new(Vec::new()));
+    let log = served.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut request = vec![0u8; 8192];
+            let n = stream.read(&mut request).unwrap_or(0);
+            let request = String::from_utf8_lossy(&request[..n]).to_string();
+            let authorized = request
+                .lines()
+                .any(|l| l.eq_ignore_ascii_case("authorization: pod-identity-jwt"));
+            log.lock().unwrap().push(authorized);
+            let (status, body) = if authorized {
+                (
+                    "200 OK",
+                    r#"{"AccessKeyId":"ASIAPODIDENTITY","SecretAccessKey":"s","Token":"t","Expiration":"2099-01-01T00:00:00Z"}"#,
+                )
+            } else {
+                ("403 Forbidden", "{}")
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    let config = bed.config("region: eu-west-1\nobjects:\n  - {objectName: pi/secret, objectType: secretsmanager, objectAlias: value}\n");
+    let target = bed.target();
+    bed.moto.start_recording();
+    let output = bed
+        .command(&[
+            "--once",
+            "--config",
+            config.to_str().unwrap(),
+            "--target-dir",
+            target.to_str().unwrap(),
+        ])
+        .env_remove("AWS_ROLE_ARN")
+        .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+        .env(
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+            format!("http://{address}/v1/credentials"),
+        )
+        .env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", &token_file)
+        .output()
+        .unwrap();
+    let recorded = bed.moto.stop_recording();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(read(&target, "value"), "pod-identity-value");
+    assert_eq!(
+        *served.lock().unwrap(),
+        vec![true],
+        "one credentials request, with the pod's token"
+    );
+    let reads: Vec<_> = recorded
+        .iter()
+        .filter(|r| r.call.starts_with("secretsmanager."))
+        .collect();
+    assert!(
+        !reads.is_empty()
+            && reads
+                .iter()
+                .all(|r| r.authorization.contains("Credential=ASIAPODIDENTITY")),
+        "{reads:?}"
+    );
+}
+
+/// `--process-name` finds the application by name (as a sidecar does with
+/// `shareProcessNamespace`), and the signal is configurable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_signals_the_process_found_by_name() {
+    let bed = Bed::start().await;
+    bed.secret("app/key", "key-one").await;
+    let config = bed.config(
+        "region: eu-west-1\nobjects:\n  - {objectName: app/key, objectType: secretsmanager, objectAlias: key}\n",
+    );
+    let dir = bed.target();
+    let usr1 = bed.dir.path().join("usr1");
+    let ready = bed.dir.path().join("ready");
+    // A name no other process on the machine has.
+    let name = format!("secretsync-test-app-{}", std::process::id());
+    let _app = App(Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "exec -a {name} bash -c \"trap 'echo usr1 >> {}' USR1; touch {}; while true; do sleep 0.05; done\"",
+            usr1.display(),
+            ready.display()
+        ))
+        .spawn()
+        .unwrap());
+    wait_until("the app started", || ready.exists());
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+        "--process-name",
+        &name,
+        "--signal",
+        "USR1",
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+    bed.rotate("app/key", "key-two").await;
+    agent.wait_for_lines("refresh: files changed", 1);
+    wait_until("USR1 handled", || lines(&usr1) >= 1);
+    let after = agent.lines_with("refresh: no change");
+    agent.wait_for_lines("refresh: no change", after + 2);
+    assert_eq!(lines(&usr1), 1);
+    assert_eq!(read(&dir, "key"), "key-two");
+    assert!(agent.text().contains("signalled"), "{}", agent.text());
+}
+
+/// Refreshes keep what they fetched: an unchanged ExternalSecret costs one
+/// listing call a refresh, no value fetched again; a changed value is
+/// fetched, alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_refreshes_fetch_no_value_again() {
+    let bed = Bed::start().await;
+    bed.secret("team/db", r#"{"password":"refresh-pw-1"}"#)
+        .await;
+    bed.secret("team/api", "api-token-1").await;
+    let config = bed.config(&format!(
+        r#"apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {{name: aws, namespace: team}}
+spec:
+  provider:
+    aws: {{service: SecretsManager, region: {REGION}}}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {{name: app, namespace: team}}
+spec:
+  secretStoreRef: {{name: aws}}
+  data:
+    - {{secretKey: password, remoteRef: {{key: team/db, property: password}}}}
+    - {{secretKey: token, remoteRef: {{key: team/api}}}}
+"#
+    ));
+    let dir = bed.target();
+    let agent = Running::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+        "--refresh-interval",
+        "1s",
+    ]));
+    agent.wait_for_lines("refresh: files written", 1);
+    bed.moto.start_recording();
+    let seen = agent.lines_with("refresh: no change");
+    agent.wait_for_lines("refresh: no change", seen + 2);
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        0,
+        "{recorded:?}"
+    );
+    assert!(
+        count(&recorded, "secretsmanager.ListSecrets") >= 2,
+        "{recorded:?}"
+    );
+
+    bed.rotate("team/api", "api-token-2").await;
+    bed.moto.start_recording();
+    wait_until("the new token on disk", || {
+        read(&dir, "token") == "api-token-2"
+    });
+    let recorded = bed.moto.stop_recording();
+    let asked: Vec<String> = recorded
+        .iter()
+        .filter(|r| r.call == "secretsmanager.BatchGetSecretValue")
+        .flat_map(|r| {
+            let body: serde_json::Value = serde_json::from_str(&r.body).unwrap();
+            body["SecretIdList"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|id| id.as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(asked, ["team/api"], "only the changed value: {recorded:?}");
+    assert_eq!(read(&dir, "password"), "refresh-pw-1");
+}
