@@ -13,6 +13,8 @@ mod apiserver;
 #[path = "../tests/support/moto.rs"]
 #[allow(dead_code)]
 mod moto;
+#[path = "../tests/support/peers.rs"]
+mod peers;
 
 /// The parts of the test bed the bench uses, where the tests have them.
 mod support {
