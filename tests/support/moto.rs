@@ -46,6 +46,8 @@ pub struct Recorded {
     pub call: String,
     pub authorization: String,
     pub body: String,
+    /// `X-Amz-Date` (`20261124T101500Z`): when the client signed it.
+    pub date: String,
 }
 
 impl Moto {
@@ -109,6 +111,11 @@ impl Moto {
         moto
     }
 
+    /// The server's process id, to read its CPU time.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn post(&self, path: &str) {
         ureq::post(&format!("{}{path}", self.endpoint))
             .send_empty()
@@ -168,6 +175,7 @@ impl Moto {
                     call,
                     authorization: header("Authorization"),
                     body,
+                    date: header("X-Amz-Date"),
                 }
             })
             .collect()

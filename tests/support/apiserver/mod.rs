@@ -19,6 +19,7 @@ pub mod protobuf;
 mod resources;
 mod schema;
 mod selectors;
+pub mod stats;
 mod storage;
 mod typed;
 mod watch;
@@ -47,6 +48,7 @@ pub struct FakeApiServer {
     pub url: String,
     state: Arc<Mutex<State>>,
     faults: Arc<Faults>,
+    stats: Arc<stats::Stats>,
     audit: Arc<audit::Audit>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -83,9 +85,12 @@ impl FakeApiServer {
             address: address.clone(),
         };
         let router = Router::new().fallback(handle).with_state(app);
+        let stats = Arc::new(stats::Stats::default());
+        let listener = stats::CountingListener::new(listener, stats.clone());
+        let service = stats::counted(router, stats.clone());
         let (shutdown, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router)
+            let _ = axum::serve(listener, service)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
@@ -95,6 +100,7 @@ impl FakeApiServer {
             url: format!("http://{address}"),
             state,
             faults,
+            stats,
             audit,
             shutdown: Some(shutdown),
         }
@@ -102,6 +108,11 @@ impl FakeApiServer {
 
     pub fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    /// Requests and connections counted so far, for benchmarks.
+    pub fn stats(&self) -> &stats::Stats {
+        &self.stats
     }
 
     /// Every resource request served so far, as RBAC sees it.

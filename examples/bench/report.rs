@@ -1,0 +1,228 @@
+//! One phase's figures: a readable table and one JSON line.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde::Serialize;
+
+use super::fleet::{EsoModel, FleetSize};
+use super::measure::{ApiLoad, ProcessSample};
+use super::tracker::Refreshes;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PhaseReport {
+    /// first-sync, changed-forced, unchanged-forced, steady-unchanged, steady-changed.
+    pub phase: String,
+    pub title: String,
+    /// The controller measured: the last commit touching src/, Cargo.toml, Cargo.lock.
+    pub commit: String,
+    pub fleet: FleetSize,
+    /// Seconds from the trigger (controller start, first annotation, start of
+    /// the window) until every Secret held what moto holds and every
+    /// ExternalSecret had refreshed; `None` if that never happened.
+    pub seconds_to_all_right: Option<f64>,
+    /// The same clock until every Secret held what moto holds, refreshes aside.
+    pub seconds_to_secrets_right: Option<f64>,
+    /// Steady phases: the window the calls are counted in (interval + 10% + 3 s).
+    pub window_seconds: Option<f64>,
+    /// Seconds the bench spent triggering (writing values, annotating).
+    pub trigger_seconds: f64,
+    pub secrets_right: usize,
+    pub secrets_total: usize,
+    /// Checked at the end against a fresh list of Secrets and a fresh read of moto.
+    pub verified: bool,
+    /// The controller's AWS calls by API in the phase (window, for steady phases).
+    pub aws_calls: BTreeMap<String, u64>,
+    pub aws_calls_total: u64,
+    /// Steady phases: the controller's calls after the window, while the bench
+    /// waited for the last ExternalSecrets to refresh.
+    pub aws_calls_after_window: u64,
+    /// Calls per tenth of the phase (of the window for steady phases).
+    pub aws_calls_by_tenth: Vec<u64>,
+    /// ESO's documented behaviour for one refresh of the fleet: a model.
+    pub eso_model: EsoModel,
+    pub refreshes: Refreshes,
+    /// Times an ExternalSecret's `refreshTime` was replaced by an earlier one
+    /// (a status written from a stale copy of the object).
+    pub refresh_time_regressions: u64,
+    pub refreshes_by_tenth: Vec<u64>,
+    /// The controller at the end of the phase; `hwm_kib` is the phase's peak
+    /// when `peak_is_per_phase`, else the process's lifetime peak.
+    pub controller: ProcessSample,
+    pub peak_is_per_phase: bool,
+    pub controller_cpu_seconds: f64,
+    pub api: ApiLoad,
+    /// Where else the time went: moto's and the bench's (fake API server
+    /// included) CPU seconds in the phase, and the machine's load.
+    pub moto_cpu_seconds: f64,
+    pub bench_cpu_seconds: f64,
+    /// The bench process's RSS at the end (the fake API server's store lives there).
+    pub bench_rss_kib: u64,
+    pub load_average: String,
+    pub phase_seconds: f64,
+    pub notes: Vec<String>,
+}
+
+pub fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+/// Counts of `times` (seconds from the start) in ten equal slices of `length`.
+pub fn tenths(times: &[i64], length: f64) -> Vec<u64> {
+    let mut buckets = vec![0u64; 10];
+    if length <= 0.0 {
+        return buckets;
+    }
+    for t in times {
+        let slot = ((*t as f64 / length) * 10.0).floor().clamp(0.0, 9.0) as usize;
+        buckets[slot] += 1;
+    }
+    buckets
+}
+
+impl PhaseReport {
+    pub fn json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let f = &self.fleet;
+        let _ = writeln!(
+            out,
+            "== {}: {} ==\n   fleet: {} ExternalSecrets in {} namespaces, {} refs each, {} Secrets Manager secrets, {} SSM parameters, {} stores, refreshInterval {}s; controller commit {}",
+            self.phase,
+            self.title,
+            f.es,
+            f.namespaces,
+            f.refs,
+            f.sm_secrets,
+            f.ssm_parameters,
+            match f.stores {
+                super::fleet::StoreKind::Cluster => "ClusterSecretStore",
+                super::fleet::StoreKind::Namespaced => "per-namespace SecretStore",
+            },
+            f.interval_seconds,
+            self.commit
+        );
+        let seconds = |s: Option<f64>| match s {
+            Some(s) => format!("{s:.2} s"),
+            None => "never (see notes)".to_string(),
+        };
+        let (secrets, to_right) = (
+            seconds(self.seconds_to_secrets_right),
+            seconds(self.seconds_to_all_right),
+        );
+        let _ = writeln!(
+            out,
+            "   all {} Secrets right (value by value) after {secrets}; and every ExternalSecret refreshed after {to_right}; trigger took {:.2} s{}; verified against moto: {}",
+            self.secrets_total,
+            self.trigger_seconds,
+            self.window_seconds
+                .map(|w| format!("; window {w:.0} s"))
+                .unwrap_or_default(),
+            if self.verified { "yes" } else { "NO" }
+        );
+        let _ = writeln!(
+            out,
+            "   {:<44} {:>8}    {:<38} {:>8}",
+            "AWS calls (controller, moto's recording)",
+            "",
+            "ESO model (one refresh of the fleet)",
+            ""
+        );
+        let measured: Vec<(&String, &u64)> = self.aws_calls.iter().collect();
+        let model: Vec<(&String, &u64)> = self.eso_model.calls.iter().collect();
+        for row in 0..measured.len().max(model.len()) {
+            let (name, count) = measured
+                .get(row)
+                .map(|(n, c)| (n.as_str(), c.to_string()))
+                .unwrap_or(("", String::new()));
+            let (model_name, model_count) = model
+                .get(row)
+                .map(|(n, c)| (n.as_str(), c.to_string()))
+                .unwrap_or(("", String::new()));
+            let _ = writeln!(
+                out,
+                "     {name:<42} {count:>8}      {model_name:<36} {model_count:>8}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "     {:<42} {:>8}      {:<36} {:>8}",
+            "total", self.aws_calls_total, "total (model)", self.eso_model.total
+        );
+        if self.window_seconds.is_some() {
+            let _ = writeln!(
+                out,
+                "     calls after the window, until the last refresh: {}",
+                self.aws_calls_after_window
+            );
+        }
+        let _ = writeln!(
+            out,
+            "     calls by tenth of the {}: {:?}",
+            if self.window_seconds.is_some() {
+                "window"
+            } else {
+                "phase"
+            },
+            self.aws_calls_by_tenth
+        );
+        let r = &self.refreshes;
+        let _ = writeln!(
+            out,
+            "   refreshes (status.refreshTime): {} ExternalSecrets refreshed ({} more than once), {} in all; longest gap {} s; by tenth {:?}; refreshTime went back {} times",
+            r.refreshed,
+            r.refreshed_more_than_once,
+            r.total,
+            r.longest_gap_seconds,
+            self.refreshes_by_tenth,
+            self.refresh_time_regressions
+        );
+        let c = &self.controller;
+        let _ = writeln!(
+            out,
+            "   controller: VmRSS {:.1} MiB at end, VmHWM {:.1} MiB ({}), CPU {:.2} s in the phase; {} threads, {} open fds",
+            mib(c.rss_kib),
+            mib(c.hwm_kib),
+            if self.peak_is_per_phase {
+                "phase peak"
+            } else {
+                "lifetime peak"
+            },
+            self.controller_cpu_seconds,
+            c.threads,
+            c.open_fds
+        );
+        let a = &self.api;
+        let _ = writeln!(
+            out,
+            "   API server (controller): {} requests; peak {} connections ({} opened, {} open at end); peak {} requests in flight",
+            a.total,
+            a.peak_connections,
+            a.connections_opened,
+            a.open_connections_at_end,
+            a.peak_in_flight
+        );
+        let mut requests: Vec<(&String, &u64)> = a.requests.iter().collect();
+        requests.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+        let listed: Vec<String> = requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        for chunk in listed.chunks(4) {
+            let _ = writeln!(out, "     {}", chunk.join(", "));
+        }
+        let _ = writeln!(
+            out,
+            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), phase {:.1} s, load average {}",
+            self.moto_cpu_seconds,
+            self.bench_cpu_seconds,
+            mib(self.bench_rss_kib),
+            self.phase_seconds,
+            self.load_average
+        );
+        for note in &self.notes {
+            let _ = writeln!(out, "   note: {note}");
+        }
+        out
+    }
+}

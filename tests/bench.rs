@@ -1,0 +1,134 @@
+//! The cost-and-scale benchmark (`cargo run --release --example bench`) keeps
+//! working: its own code path on a tiny fleet, in debug mode, with the real
+//! controller binary. Every phase must end with every Secret checked value by
+//! value against moto, and every figure must be there. No timing is asserted:
+//! the benchmark measures, this test only keeps it honest.
+
+mod support;
+
+#[path = "../examples/bench/mod.rs"]
+mod bench;
+
+use std::path::Path;
+
+use clap::Parser;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_benchmark_runs_every_phase_and_reports_every_figure() {
+    let options = bench::Options::parse_from([
+        "bench",
+        "--es",
+        "20",
+        "--namespaces",
+        "2",
+        "--sm-secrets",
+        "8",
+        "--ssm-parameters",
+        "12",
+        "--interval",
+        "10s",
+        "--timeout",
+        "120s",
+        "--json-only",
+    ]);
+    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+        .await
+        .expect("the benchmark runs");
+    let phases: Vec<&str> = reports.iter().map(|r| r.phase.as_str()).collect();
+    assert_eq!(
+        phases,
+        [
+            "first-sync",
+            "changed-forced",
+            "unchanged-forced",
+            "steady-unchanged",
+            "steady-changed"
+        ]
+    );
+    for report in &reports {
+        let phase = &report.phase;
+        assert!(
+            report.verified,
+            "{phase}: every Secret right, moto agreeing: {report:?}"
+        );
+        assert!(report.seconds_to_all_right.is_some(), "{phase}: {report:?}");
+        assert_eq!(
+            (report.secrets_right, report.secrets_total),
+            (20, 20),
+            "{phase}"
+        );
+        // 4 "database" ExternalSecrets read 1 secret, 4 "service" ones 2; 12 read 3 parameters.
+        assert_eq!(
+            report.eso_model.calls["secretsmanager.GetSecretValue"], 12,
+            "{phase}"
+        );
+        assert_eq!(
+            report.eso_model.calls["AmazonSSM.GetParameter"], 36,
+            "{phase}"
+        );
+        assert!(
+            report.controller.rss_kib > 0 && report.controller.hwm_kib >= report.controller.rss_kib,
+            "{phase}: {:?}",
+            report.controller
+        );
+        assert!(report.controller_cpu_seconds > 0.0, "{phase}");
+        assert!(
+            report.api.total > 0 && report.api.peak_connections >= 1,
+            "{phase}: {:?}",
+            report.api
+        );
+        assert!(!report.load_average.is_empty(), "{phase}");
+        assert!(report.json().starts_with('{') && report.table().contains(phase.as_str()));
+        assert_eq!(
+            report.aws_calls_total,
+            report.aws_calls.values().sum::<u64>(),
+            "{phase}"
+        );
+    }
+    let by_phase = |name: &str| reports.iter().find(|r| r.phase == name).unwrap();
+    for name in ["first-sync", "changed-forced"] {
+        let report = by_phase(name);
+        // New values reach the Secrets only through fetches and writes.
+        assert!(
+            report
+                .aws_calls
+                .get("secretsmanager.BatchGetSecretValue")
+                .is_some_and(|n| *n >= 1),
+            "{name}: {:?}",
+            report.aws_calls
+        );
+        assert!(
+            report
+                .aws_calls
+                .get("AmazonSSM.GetParameters")
+                .is_some_and(|n| *n >= 1),
+            "{name}: {:?}",
+            report.aws_calls
+        );
+        assert!(
+            report
+                .api
+                .requests
+                .get("patch secrets")
+                .is_some_and(|n| *n >= 20),
+            "{name}: {:?}",
+            report.api.requests
+        );
+        assert_eq!(report.refreshes.refreshed, 20, "{name}");
+    }
+    assert_eq!(by_phase("unchanged-forced").refreshes.refreshed, 20);
+    for name in ["steady-unchanged", "steady-changed"] {
+        let report = by_phase(name);
+        // One interval, +10% jitter, +3 s; after the value changes, if any.
+        let window = report.window_seconds.expect("a window") - report.trigger_seconds;
+        assert!((window - 14.0).abs() < 0.01, "{name}: {window}");
+        assert!(
+            report.aws_calls_total + report.aws_calls_after_window >= 1,
+            "{name}: the natural schedule refreshes"
+        );
+    }
+    assert!(
+        reports.iter().any(|r| r.peak_is_per_phase),
+        "VmHWM is reset per phase where /proc allows"
+    );
+}
