@@ -800,6 +800,20 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
         1,
         "one de-duplicated batch for the whole fleet"
     );
+    if let Some(fake) = scenario.cluster.fake() {
+        // One status write per sync: the Secret's own watch event re-runs the
+        // reconcile while the ExternalSecret's cached copy may still lag.
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let status_writes = fake
+            .requests()
+            .iter()
+            .filter(|r| {
+                // only the controller writes statuses here
+                r.verb == "patch" && r.resource == "externalsecrets/status"
+            })
+            .count();
+        assert_eq!(status_writes, 100, "one status write per ExternalSecret");
+    }
 
     let stores = scenario.api("SecretStore", "secretstores");
     let status = condition(&stores, "aws", "Ready", "Valid", "", WAIT)

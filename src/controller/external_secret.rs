@@ -156,7 +156,7 @@ pub async fn reconcile(
                 // Never backwards, whatever a lagging copy said.
                 let later = status.refresh_time.as_ref().is_none_or(|t| t.0 < at);
                 if later {
-                    status.refresh_time = Some(Time(at));
+                    status.refresh_time = Some(api_time(at));
                 }
             }
             if synced.resource_version.is_some() {
@@ -645,6 +645,12 @@ pub(super) fn kube_error(error: &kube::Error) -> String {
     }
 }
 
+/// A time as the API server keeps it (whole seconds), so a status read back
+/// compares equal to the one written.
+fn api_time(at: jiff::Timestamp) -> Time {
+    Time(jiff::Timestamp::from_second(at.as_second()).unwrap_or(at))
+}
+
 fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, message: &str) {
     let previous = status
         .conditions
@@ -653,7 +659,7 @@ fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, messa
         .cloned();
     let transition = match &previous {
         Some(p) if p.status == value => p.last_transition_time.clone(),
-        _ => Some(Time(jiff::Timestamp::now())),
+        _ => Some(api_time(jiff::Timestamp::now())),
     };
     status.conditions.retain(|c| c.type_ != "Ready");
     status.conditions.push(Condition {
@@ -665,8 +671,9 @@ fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, messa
     });
 }
 
-/// Writes the status unless the object shows it already; what is written is
-/// remembered, so the next status starts from it even if the cache lags. A
+/// Writes the status unless the object shows it already (or a lagging copy of
+/// the object shows what it had before this process wrote it); what is written
+/// is remembered, so the next status starts from it even if the cache lags. A
 /// failed write is an error: the reconcile is retried and writes it again.
 async fn write_status(
     object: &WatchedExternalSecret,
@@ -675,21 +682,28 @@ async fn write_status(
     key: &str,
     status: ExternalSecretStatus,
 ) -> Result<(), Error> {
-    if object.status.as_ref() != Some(&status) {
-        let api: Api<DynamicObject> = Api::namespaced_with(
-            ctx.client.clone(),
-            &object.namespace().unwrap_or_default(),
-            &flavor.external_secrets(),
-        );
-        api.patch_status(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
-        )
-        .await
-        .map_err(Error::Kube)?;
+    let shown = object.status.as_ref();
+    if shown == Some(&status) {
+        ctx.record_status(key, &status, shown);
+        return Ok(());
     }
-    ctx.record_status(key, &status);
+    if ctx.status_lags(key, &status, shown) {
+        // Written already: the cached copy still shows the status before.
+        return Ok(());
+    }
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        &object.namespace().unwrap_or_default(),
+        &flavor.external_secrets(),
+    );
+    api.patch_status(
+        &object.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": status})),
+    )
+    .await
+    .map_err(Error::Kube)?;
+    ctx.record_status(key, &status, shown);
     Ok(())
 }
 

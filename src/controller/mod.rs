@@ -135,11 +135,18 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret: the status this process last wrote, which the
     /// cached object may not show yet.
-    statuses: Mutex<HashMap<String, ExternalSecretStatus>>,
+    statuses: Mutex<HashMap<String, StatusRecord>>,
     /// templates: each object's templates render within these limits, on
     /// blocking threads from this pool.
     pub template_limits: crate::template::RenderLimits,
     pub render_pool: crate::template::RenderPool,
+}
+
+/// The status this process last wrote for an ExternalSecret, and the one it
+/// replaced: a cached copy still showing that one lags behind the write.
+struct StatusRecord {
+    written: ExternalSecretStatus,
+    replaced: Option<ExternalSecretStatus>,
 }
 
 impl Context {
@@ -197,14 +204,40 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .cloned()
+            .map(|record| record.written.clone())
     }
 
-    fn record_status(&self, key: &str, status: &ExternalSecretStatus) {
+    /// Whether `shown` is only a lagging copy of what this process wrote as
+    /// `status`: the status the object had just before that write.
+    fn status_lags(
+        &self,
+        key: &str,
+        status: &ExternalSecretStatus,
+        shown: Option<&ExternalSecretStatus>,
+    ) -> bool {
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(key.to_string(), status.clone());
+            .get(key)
+            .is_some_and(|record| &record.written == status && record.replaced.as_ref() == shown)
+    }
+
+    fn record_status(
+        &self,
+        key: &str,
+        written: &ExternalSecretStatus,
+        replaced: Option<&ExternalSecretStatus>,
+    ) {
+        self.statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                key.to_string(),
+                StatusRecord {
+                    written: written.clone(),
+                    replaced: replaced.cloned(),
+                },
+            );
     }
 
     fn forget_status(&self, key: &str) {

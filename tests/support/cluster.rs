@@ -28,6 +28,12 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// The fake API server, when the scenario runs on one (not on a real cluster).
+    #[allow(dead_code)] // not every test binary counts requests
+    pub fn fake(&self) -> Option<&FakeApiServer> {
+        self.fake.as_ref()
+    }
+
     pub async fn start(scenario: &str) -> Cluster {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let dir = tempfile::tempdir().unwrap();
