@@ -265,19 +265,10 @@ fn describe(method: &Method, path: &str, query: &str) -> (&'static str, String) 
     (verb(method, named, query), resource)
 }
 
+/// RBAC's verb, as the audit log names it.
 fn verb(method: &Method, named: bool, query: &str) -> &'static str {
     let watching = query
         .split('&')
         .any(|pair| pair == "watch=true" || pair == "watch=1");
-    match (method.as_str(), named) {
-        ("GET", _) if watching => "watch",
-        ("GET", true) => "get",
-        ("GET", false) => "list",
-        ("POST", _) => "create",
-        ("PUT", _) => "update",
-        ("PATCH", _) => "patch",
-        ("DELETE", true) => "delete",
-        ("DELETE", false) => "deletecollection",
-        _ => "other",
-    }
+    super::audit::verb(method.as_str(), named, watching)
 }
