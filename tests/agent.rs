@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -395,13 +394,7 @@ impl Running {
             .spawn()
             .unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let stream = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        support::keep_lines(child.stderr.take().unwrap(), &logs);
         Running { child, logs }
     }
 

@@ -8,7 +8,6 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -175,13 +174,7 @@ impl Bed {
             .spawn()
             .unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
-        let stream = child.stderr.take().unwrap();
-        let sink = logs.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
+        support::keep_lines(child.stderr.take().unwrap(), &logs);
         let provider = Provider { child, logs };
         let client = connect(&socket, &provider).await;
         Bed {

@@ -1,7 +1,6 @@
 //! The `secretsync controller` binary run against a test cluster, with every
 //! log line kept so a scenario can check no secret value was ever logged.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -32,25 +31,11 @@ impl RunningController {
             .spawn()
             .expect("the controller starts");
         let logs = Arc::new(Mutex::new(Vec::new()));
-        for stream in [
-            child
-                .stdout
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-            child
-                .stderr
-                .take()
-                .map(|s| Box::new(s) as Box<dyn std::io::Read + Send>),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stream).lines().map_while(Result::ok) {
-                    logs.lock().unwrap().push(line);
-                }
-            });
+        if let Some(stdout) = child.stdout.take() {
+            super::keep_lines(stdout, &logs);
+        }
+        if let Some(stderr) = child.stderr.take() {
+            super::keep_lines(stderr, &logs);
         }
         RunningController {
             child,

@@ -12,7 +12,8 @@ pub mod moto;
 pub mod peers;
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::io::{BufRead, BufReader, Read};
+use std::sync::{Arc, Mutex};
 
 /// A port nothing listens on right now, and never handed out before in this
 /// process: tests start servers in parallel, and a port released here is only
@@ -28,4 +29,15 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
+}
+
+/// Keeps every line `stream` (a child's stdout or stderr) prints in `logs`,
+/// from a thread of its own, so a test can read and scan them at any time.
+pub fn keep_lines(stream: impl Read + Send + 'static, logs: &Arc<Mutex<Vec<String>>>) {
+    let logs = logs.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines().map_while(Result::ok) {
+            logs.lock().unwrap().push(line);
+        }
+    });
 }
