@@ -29,11 +29,15 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
-    let Some(client) = super::kube_config()
-        .await
-        .and_then(|config| kube::Client::try_from(config).ok())
-    else {
+    let Some(config) = super::kube_config().await else {
         return ExitCode::FAILURE;
+    };
+    let client = match kube::Client::try_from(config) {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("error: a Kubernetes client from that configuration: {e}");
+            return ExitCode::FAILURE;
+        }
     };
     let settings = Settings {
         socket: args.socket,
