@@ -72,6 +72,7 @@ pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExte
     match event {
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
             let key = objects::flavored_key(flavor, object);
+            ctx.status_caught_up(&key, object.status.as_ref());
             match &object.spec {
                 Ok(spec) => {
                     let wake = ObjectRef::from_obj_with(object, flavor.external_secrets());
@@ -403,19 +404,16 @@ fn target_in_place(
     ctx: &Context,
     key: &str,
     status: &ExternalSecretStatus,
-    cached: Option<&kube::core::PartialObjectMeta<Secret>>,
+    cached: Option<&super::managed::ManagedSecret>,
 ) -> bool {
     let status = ctx.status_record(key).unwrap_or_else(|| status.clone());
     let Some(cached) = cached else {
         return false;
     };
     status.synced_resource_version.is_some()
-        && cached.metadata.resource_version == status.synced_resource_version
+        && cached.resource_version == status.synced_resource_version
         && status.content_hash.is_some()
-        && cached
-            .annotations()
-            .get(crate::sync::CONTENT_HASH_ANNOTATION)
-            == status.content_hash.as_ref()
+        && cached.content_hash == status.content_hash
 }
 
 fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
@@ -684,7 +682,8 @@ async fn write_status(
 ) -> Result<(), Error> {
     let shown = object.status.as_ref();
     if shown == Some(&status) {
-        ctx.record_status(key, &status, shown);
+        // The cache shows it: nothing left to remember.
+        ctx.forget_status(key);
         return Ok(());
     }
     if ctx.status_lags(key, &status, shown) {

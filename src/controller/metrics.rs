@@ -12,8 +12,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::Store;
 
 use crate::provider::CallCounts;
@@ -45,7 +43,7 @@ struct CallLabels {
 pub struct Metrics {
     registry: Registry,
     /// Managed Secrets, counted from the controller's own cache at scrape time.
-    managed: std::sync::OnceLock<Vec<Store<PartialObjectMeta<Secret>>>>,
+    managed: std::sync::OnceLock<Vec<Store<super::managed::ManagedSecret>>>,
     syncs: Family<Outcome, Counter>,
     reconcile_seconds: Histogram,
     writes: Family<Outcome, Counter>,
@@ -157,7 +155,7 @@ impl Metrics {
     }
 
     /// Counts managed Secrets from this cache from now on.
-    pub fn track_managed_secrets(&self, stores: Vec<Store<PartialObjectMeta<Secret>>>) {
+    pub fn track_managed_secrets(&self, stores: Vec<Store<super::managed::ManagedSecret>>) {
         let _ = self.managed.set(stores);
     }
 

@@ -12,6 +12,7 @@ mod events;
 pub mod external_secret;
 mod kube_auth;
 pub mod leader;
+mod managed;
 mod metrics;
 pub mod objects;
 pub mod refresh;
@@ -29,7 +30,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use futures::FutureExt;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::{ApiResource, PartialObjectMeta};
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::Reporter;
@@ -130,11 +131,11 @@ pub struct Context {
     /// Stores by flavor group.
     stores: HashMap<&'static str, StoreCaches>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
-    managed_secrets: Vec<Store<PartialObjectMeta<Secret>>>,
+    managed_secrets: Vec<Store<managed::ManagedSecret>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
-    /// Per ExternalSecret: the status this process last wrote, which the
-    /// cached object may not show yet.
+    /// Per ExternalSecret: the status this process last wrote, until the
+    /// cached object shows it.
     statuses: Mutex<HashMap<String, StatusRecord>>,
     /// templates: each object's templates render within these limits, on
     /// blocking threads from this pool.
@@ -177,15 +178,8 @@ impl Context {
     }
 
     /// A managed Secret's metadata, from the cache (no request).
-    fn managed_secret(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Option<Arc<PartialObjectMeta<Secret>>> {
-        let key = ObjectRef::new(name).within(namespace);
-        self.managed_secrets
-            .iter()
-            .find_map(|store| store.get(&key))
+    fn managed_secret(&self, namespace: &str, name: &str) -> Option<Arc<managed::ManagedSecret>> {
+        managed::ManagedSecret::find(&self.managed_secrets, namespace, name)
     }
 
     /// A namespace's labels, from the cache, as the API server sets them.
@@ -238,6 +232,15 @@ impl Context {
                     replaced: replaced.cloned(),
                 },
             );
+    }
+
+    /// The watch shows what this process last wrote: the record can go (the
+    /// cached object carries it from now on), so records stay few.
+    fn status_caught_up(&self, key: &str, shown: Option<&ExternalSecretStatus>) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        if shown.is_some() && statuses.get(key).map(|r| Some(&r.written)) == Some(shown) {
+            statuses.remove(key);
+        }
     }
 
     fn forget_status(&self, key: &str) {
@@ -295,18 +298,16 @@ impl Filled {
     }
 }
 
-/// The object (same namespace, named by `annotation`) that writes this Secret.
+/// The object named `writer` (in the Secret's namespace) that writes this Secret.
 pub(crate) fn writer_of<K>(
-    secret: &PartialObjectMeta<Secret>,
-    annotation: &str,
+    secret: &managed::ManagedSecret,
+    writer: Option<&String>,
     resource: &ApiResource,
 ) -> Option<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = ApiResource>,
 {
-    let name = secret.metadata.annotations.as_ref()?.get(annotation)?;
-    let namespace = secret.metadata.namespace.as_deref()?;
-    Some(ObjectRef::new_with(name, resource.clone()).within(namespace))
+    Some(ObjectRef::new_with(writer?, resource.clone()).within(&secret.namespace))
 }
 
 /// 1s, 2s, 4s, ... after successive failures, capped at

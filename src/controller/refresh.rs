@@ -39,9 +39,13 @@ pub struct Observed {
     pub spec_hash: String,
 }
 
+/// Kept for each of thousands of ExternalSecrets, so only what cycles need,
+/// held compactly (a set of three requests would take a whole B-tree node).
 struct Member<W> {
     wake: W,
-    observed: Observed,
+    requests: Box<[RemoteRequest]>,
+    interval: Option<Duration>,
+    spec_hash: String,
     last_refresh: Option<Instant>,
     /// The same moment on the wall clock, whole seconds (as a status holds it).
     last_refresh_wall: Option<jiff::Timestamp>,
@@ -56,7 +60,7 @@ impl<W> Member<W> {
         if self.failed {
             return false;
         }
-        match (self.last_refresh, self.observed.interval) {
+        match (self.last_refresh, self.interval) {
             (None, _) => true,
             (Some(at), Some(interval)) => match (
                 now.checked_add(interval / PULL_FORWARD),
@@ -84,7 +88,8 @@ struct Gathering {
 }
 
 struct Store<W> {
-    members: HashMap<String, Member<W>>,
+    /// Boxed: the table itself stays small however large a member is.
+    members: HashMap<String, Box<Member<W>>>,
     gathering: Option<Gathering>,
 }
 
@@ -177,14 +182,16 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 false,
             ),
         };
-        let member = Member {
+        let member = Box::new(Member {
             wake,
-            observed: observed.clone(),
+            requests: observed.requests.into_iter().collect(),
+            interval: observed.interval,
+            spec_hash: observed.spec_hash,
             last_refresh,
             last_refresh_wall,
             refreshed_spec,
             failed,
-        };
+        });
         inner
             .stores
             .entry(observed.store)
@@ -227,7 +234,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 at_wall: m.last_refresh_wall,
                 spec: m.refreshed_spec.clone(),
                 failed: m.failed,
-                current_spec: Some(m.observed.spec_hash.clone()),
+                current_spec: Some(m.spec_hash.clone()),
             })
             .unwrap_or_default()
     }
@@ -303,17 +310,11 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
-            let candidates: Vec<(String, BTreeSet<RemoteRequest>, W)> = members
+            let candidates: Vec<(String, Box<[RemoteRequest]>, W)> = members
                 .members
                 .iter()
                 .filter(|(key, member)| !joined.contains(key.as_str()) && member.pulled_in(now))
-                .map(|(key, member)| {
-                    (
-                        key.clone(),
-                        member.observed.requests.clone(),
-                        member.wake.clone(),
-                    )
-                })
+                .map(|(key, member)| (key.clone(), member.requests.clone(), member.wake.clone()))
                 .collect();
             (waiters, candidates)
         };
@@ -341,7 +342,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                     if let Some(member) = members.members.get_mut(key) {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
-                        member.refreshed_spec = Some(member.observed.spec_hash.clone());
+                        member.refreshed_spec = Some(member.spec_hash.clone());
                     }
                 }
             }

@@ -10,10 +10,10 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
-use kube::core::PartialObjectMeta;
 use serde_json::json;
 
 use super::external_secret::{EXTERNAL_SECRET_ANNOTATION, Failure, kube_error};
+use super::managed::ManagedSecret;
 use super::objects::Flavor;
 use super::{Context, FIELD_MANAGER};
 use crate::api::{CreationPolicy, ExternalSecret};
@@ -39,7 +39,7 @@ pub(super) async fn write(
     ctx: &Context,
     flavor: Flavor,
     desired: &DesiredSecret,
-    cached: Option<&PartialObjectMeta<Secret>>,
+    cached: Option<&ManagedSecret>,
     synced: Option<&str>,
     live: Option<Option<Secret>>,
 ) -> Result<Outcome, Failure> {
@@ -48,9 +48,9 @@ pub(super) async fn write(
         return Ok(Outcome::NotWritten);
     }
     if let Some(cached) = cached
-        && cached.metadata.resource_version.as_deref() == synced
+        && cached.resource_version.as_deref() == synced
         && synced.is_some()
-        && cached.annotations().get(CONTENT_HASH_ANNOTATION) == Some(&desired.content_hash)
+        && cached.content_hash.as_ref() == Some(&desired.content_hash)
         && owner_matches(cached, es, policy)
     {
         return Ok(Outcome::Unchanged {
@@ -165,20 +165,11 @@ fn owner_reference(es: &ExternalSecret, flavor: Flavor) -> OwnerReference {
 
 /// Whether the cached Secret's owner is as the policy wants (an ExternalSecret
 /// deleted and created again under the same name has a new uid).
-fn owner_matches(
-    cached: &PartialObjectMeta<Secret>,
-    es: &ExternalSecret,
-    policy: CreationPolicy,
-) -> bool {
+fn owner_matches(cached: &ManagedSecret, es: &ExternalSecret, policy: CreationPolicy) -> bool {
     if policy != CreationPolicy::Owner {
         return true;
     }
-    cached
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| Some(&o.uid) == es.metadata.uid.as_ref() && o.controller == Some(true))
+    cached.controller_uid.is_some() && cached.controller_uid == es.metadata.uid
 }
 
 /// Keys of the live Secret the desired one does not have.

@@ -21,6 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::managed::ManagedSecret;
 use super::objects::{
     Flavor, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
     WatchedSecretStore,
@@ -81,7 +82,7 @@ impl Scope {
 /// The caches of one scope, and the channels that wake its controllers.
 struct Scoped {
     scope: Scope,
-    managed: reflector::store::Writer<PartialObjectMeta<Secret>>,
+    managed: reflector::store::Writer<ManagedSecret>,
     secret_stores: Vec<(Flavor, reflector::store::Writer<WatchedSecretStore>)>,
     woken: Vec<(Flavor, UnboundedReceiver<ExternalSecretRef>)>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
@@ -117,11 +118,11 @@ impl Routes {
     }
 
     /// Wakes whoever writes this Secret.
-    fn writers_of(&self, secret: &PartialObjectMeta<Secret>, flavors: &[Flavor]) {
+    fn writers_of(&self, secret: &ManagedSecret, flavors: &[Flavor]) {
         for flavor in flavors {
             if let Some(writer) = writer_of::<WatchedExternalSecret>(
                 secret,
-                external_secret::EXTERNAL_SECRET_ANNOTATION,
+                secret.external_secret.as_ref(),
                 &flavor.external_secrets(),
             ) {
                 self.external_secret(writer);
@@ -129,7 +130,7 @@ impl Routes {
         }
         if let Some(writer) = writer_of::<WatchedSealedSecret>(
             secret,
-            sealed_secret::SEALED_SECRET_ANNOTATION,
+            secret.sealed_secret.as_ref(),
             &ApiResource::erase::<SealedSecret>(&()),
         ) {
             self.sealed_secret(writer);
@@ -222,7 +223,7 @@ impl Plan {
             .collect()
     }
 
-    pub fn managed_secrets(&self) -> Vec<Store<PartialObjectMeta<Secret>>> {
+    pub fn managed_secrets(&self) -> Vec<Store<ManagedSecret>> {
         self.scoped.iter().map(|s| s.managed.as_reader()).collect()
     }
 
@@ -303,20 +304,22 @@ impl Plan {
                 sealed_woken,
             } = scoped;
 
-            // Managed Secrets, metadata only: one watch fills the cache and
-            // wakes whoever writes a Secret that changed or went away.
+            // Managed Secrets, metadata only, and of that only what is kept
+            // (`ManagedSecret`): one watch fills the cache and wakes whoever
+            // writes a Secret that changed or went away.
             let labels = watcher::Config::default().labels(&format!("{MANAGED_LABEL}=true"));
             let route = {
                 let routes = routes.clone();
                 let flavors = flavors.clone();
-                move |secret: PartialObjectMeta<Secret>| routes.writers_of(&secret, &flavors)
+                move |secret: ManagedSecret| routes.writers_of(&secret, &flavors)
             };
+            let mut managed = managed;
             watches.push(
                 watcher(scope.secrets(client), labels)
                     .default_backoff()
-                    .modify(|secret| secret.metadata.managed_fields = None)
+                    .map_ok(ManagedSecret::event_of)
                     .inspect_ok(filled.marker())
-                    .reflect(managed)
+                    .inspect_ok(move |event| managed.apply_watcher_event(event))
                     .touched_objects()
                     .for_each(move |secret| {
                         if let Ok(secret) = secret {
