@@ -2,12 +2,15 @@
 //! one refresh at once, so it can batch and de-duplicate, and answers each
 //! request on its own: one missing key fails only the references that asked.
 
+#[cfg(feature = "clients")]
 pub mod aws;
 mod cache;
 pub mod fake;
+#[cfg(feature = "clients")]
 mod providers;
 
 pub use cache::Cached;
+#[cfg(feature = "clients")]
 pub use providers::{ProviderContext, Providers};
 
 use std::collections::{BTreeMap, BTreeSet};
