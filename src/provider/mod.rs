@@ -2,21 +2,24 @@
 //! one refresh at once, so it can batch and de-duplicate, and answers each
 //! request on its own: one missing key fails only the references that asked.
 
+#[cfg(feature = "clients")]
 pub mod aws;
 mod cache;
 pub mod fake;
+#[cfg(feature = "clients")]
+mod providers;
 
 pub use cache::Cached;
+#[cfg(feature = "clients")]
+pub use providers::{ProviderContext, Providers};
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use async_trait::async_trait;
-use aws_config::SdkConfig;
-use tokio::sync::OnceCell;
 
 use crate::SecretValue;
-use crate::api::{StoreKind, StoreProvider};
+use crate::api::StoreKind;
 
 /// One thing to read from a store. Equal requests are fetched once per refresh,
 /// whatever number of ExternalSecrets (or properties of one value) need them.
@@ -141,123 +144,6 @@ impl std::fmt::Display for StoreIdentity {
             Some(namespace) => write!(f, "{} {namespace}/{}", self.kind_name(), self.name),
             None => write!(f, "{} {}", self.kind_name(), self.name),
         }
-    }
-}
-
-/// What building a provider needs from outside the store's spec.
-pub struct ProviderContext {
-    /// The Kubernetes side of `auth.jwt` and `auth.secretRef`.
-    pub kube: Arc<dyn aws::KubernetesAuth>,
-    /// Base AWS config (endpoints, default credential chain); `None` loads it
-    /// from the environment the first time an AWS store is used.
-    pub aws_base: Option<SdkConfig>,
-    pub retry: aws::RetrySettings,
-}
-
-impl Default for ProviderContext {
-    fn default() -> Self {
-        Self {
-            kube: Arc::new(aws::NoKubernetes),
-            aws_base: None,
-            retry: aws::RetrySettings::default(),
-        }
-    }
-}
-
-/// Each store's provider, with the spec it was built from.
-type ProviderCache = HashMap<StoreIdentity, (StoreProvider, Arc<Cached>)>;
-
-/// Providers by store, built once and reused while the store's spec is
-/// unchanged, so clients, their cached credentials and the answers kept for
-/// change detection live across refreshes.
-pub struct Providers {
-    context: ProviderContext,
-    aws_base: OnceCell<SdkConfig>,
-    calls: Arc<CallCounts>,
-    cache: Mutex<ProviderCache>,
-    /// Held while a provider is built, so two reconciles asking at once for
-    /// a new store build it once (one client, one set of credentials).
-    building: tokio::sync::Mutex<()>,
-}
-
-impl Providers {
-    pub fn new(context: ProviderContext) -> Self {
-        Self {
-            aws_base: OnceCell::new_with(context.aws_base.clone()),
-            context,
-            calls: Arc::new(CallCounts::default()),
-            cache: Mutex::new(HashMap::new()),
-            building: tokio::sync::Mutex::new(()),
-        }
-    }
-
-    /// Every provider API call made through these providers.
-    pub fn calls(&self) -> &CallCounts {
-        &self.calls
-    }
-
-    /// The same counters, shared (for metrics).
-    pub fn call_counts(&self) -> Arc<CallCounts> {
-        self.calls.clone()
-    }
-
-    /// The provider for a store, built on first use or when its spec changed.
-    pub async fn for_store(
-        &self,
-        identity: &StoreIdentity,
-        spec: &StoreProvider,
-    ) -> Result<Arc<Cached>, ProviderError> {
-        if let Some(provider) = self.built(identity, spec) {
-            return Ok(provider);
-        }
-        let _building = self.building.lock().await;
-        if let Some(provider) = self.built(identity, spec) {
-            return Ok(provider);
-        }
-        let provider: Arc<dyn Provider> = match (&spec.aws, &spec.fake) {
-            (None, Some(fake)) => Arc::new(fake::FakeProvider::new(fake, self.calls.clone())),
-            (Some(aws), None) => {
-                let base = self
-                    .aws_base
-                    .get_or_init(|| async {
-                        aws_config::defaults(aws_config::BehaviorVersion::latest())
-                            .region(aws_config::Region::new(aws.region.clone()))
-                            .load()
-                            .await
-                    })
-                    .await;
-                Arc::new(
-                    aws::AwsProvider::connect(
-                        aws,
-                        identity.namespace.as_deref(),
-                        base,
-                        self.context.kube.clone(),
-                        &self.context.retry,
-                        self.calls.clone(),
-                    )
-                    .await?,
-                )
-            }
-            _ => {
-                return Err(ProviderError::Unsupported(
-                    "spec.provider: exactly one of aws or fake is required".into(),
-                ));
-            }
-        };
-        let provider = Arc::new(Cached::new(provider));
-        self.lock()
-            .insert(identity.clone(), (spec.clone(), provider.clone()));
-        Ok(provider)
-    }
-
-    fn built(&self, identity: &StoreIdentity, spec: &StoreProvider) -> Option<Arc<Cached>> {
-        let cache = self.lock();
-        let (cached_spec, provider) = cache.get(identity)?;
-        (cached_spec == spec).then(|| provider.clone())
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, ProviderCache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 

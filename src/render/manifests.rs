@@ -495,19 +495,6 @@ fn typed<T: DeserializeOwned>(value: Value) -> Result<T, String> {
     crate::api::from_json(value)
 }
 
-/// Namespace labels as the API server sets them: the declared ones (if the
-/// Namespace is in the input) plus `kubernetes.io/metadata.name`.
-pub fn namespace_labels(inputs: &Inputs, namespace: &str) -> BTreeMap<String, String> {
-    let mut labels: BTreeMap<String, String> = inputs
-        .namespaces
-        .iter()
-        .find(|n| n.object.metadata.name.as_deref() == Some(namespace))
-        .and_then(|n| n.object.metadata.labels.clone())
-        .unwrap_or_default();
-    labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
-    labels
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
