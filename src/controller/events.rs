@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
 /// Events published before the recorder's memory is dropped.
-pub const FORGET_AFTER: usize = 1000;
+pub const FORGET_AFTER: usize = 256;
 
 pub struct Events {
     client: kube::Client,

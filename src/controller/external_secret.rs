@@ -75,7 +75,7 @@ pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExte
             ctx.status_caught_up(&key, object.status.as_ref());
             match &object.spec {
                 Ok(spec) => {
-                    let wake = ObjectRef::from_obj_with(object, flavor.external_secrets());
+                    let wake = ObjectRef::from_obj_with(object, flavor);
                     ctx.refresher
                         .observe(&key, wake, observed(flavor, object, spec));
                 }
@@ -518,10 +518,7 @@ fn resolve_store(
             let described = format!("ClusterSecretStore {}", reference.name);
             let store = caches
                 .cluster_secret_stores
-                .get(&ObjectRef::new_with(
-                    &reference.name,
-                    flavor.cluster_secret_stores(),
-                ))
+                .get(&ObjectRef::new_with(&reference.name, flavor))
                 .ok_or_else(|| {
                     not_ready(format!(
                         "spec.secretStoreRef: ClusterSecretStore {:?} not found",
@@ -564,7 +561,7 @@ fn admission(ctx: &Arc<Context>, flavor: Flavor, identity: &StoreIdentity) -> Ad
         };
         caches
             .cluster_secret_stores
-            .get(&ObjectRef::new_with(&name, flavor.cluster_secret_stores()))
+            .get(&ObjectRef::new_with(&name, flavor))
             .and_then(|store| store.spec.as_ref().ok().cloned())
             .is_some_and(|spec| {
                 sync::cluster_store_admits(&spec, namespace, &ctx.namespace_labels(namespace))

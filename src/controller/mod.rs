@@ -13,6 +13,7 @@ pub mod external_secret;
 mod kube_auth;
 pub mod leader;
 mod managed;
+mod memory;
 mod metrics;
 pub mod objects;
 pub mod refresh;
@@ -31,7 +32,7 @@ use std::time::Duration;
 use aws_config::SdkConfig;
 use futures::FutureExt;
 use k8s_openapi::api::core::v1::Namespace;
-use kube::core::{ApiResource, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -111,7 +112,7 @@ impl StoreCaches {
         namespace: &str,
         name: &str,
     ) -> Option<Arc<WatchedSecretStore>> {
-        let key = ObjectRef::new_with(name, flavor.secret_stores()).within(namespace);
+        let key = ObjectRef::new_with(name, flavor).within(namespace);
         self.secret_stores.iter().find_map(|store| store.get(&key))
     }
 }
@@ -302,12 +303,12 @@ impl Filled {
 pub(crate) fn writer_of<K>(
     secret: &managed::ManagedSecret,
     writer: Option<&String>,
-    resource: &ApiResource,
+    flavor: Flavor,
 ) -> Option<ObjectRef<K>>
 where
-    K: kube::Resource<DynamicType = ApiResource>,
+    K: kube::Resource<DynamicType = Flavor>,
 {
-    Some(ObjectRef::new_with(writer?, resource.clone()).within(&secret.namespace))
+    Some(ObjectRef::new_with(writer?, flavor).within(&secret.namespace))
 }
 
 /// 1s, 2s, 4s, ... after successive failures, capped at
@@ -466,6 +467,7 @@ pub async fn run(
         }
     }
 
+    tokio::spawn(memory::trim_periodically());
     ready.store(true, Ordering::SeqCst);
     tokio::select! {
         _ = futures::future::join_all(controllers) => {}

@@ -86,32 +86,60 @@ fn in_spec(error: &str) -> String {
     }
 }
 
+/// The kind and plural each watched spec is served under.
+pub trait Kind {
+    const KIND: &'static str;
+    const PLURAL: &'static str;
+}
+
+impl Kind for ExternalSecretSpec {
+    const KIND: &'static str = "ExternalSecret";
+    const PLURAL: &'static str = "externalsecrets";
+}
+
+impl Kind for SecretStoreSpec {
+    const KIND: &'static str = "SecretStore";
+    const PLURAL: &'static str = "secretstores";
+}
+
+impl Kind for ClusterSecretStoreSpec {
+    const KIND: &'static str = "ClusterSecretStore";
+    const PLURAL: &'static str = "clustersecretstores";
+}
+
+impl Kind for SealedSecretSpec {
+    const KIND: &'static str = "SealedSecret";
+    const PLURAL: &'static str = "sealedsecrets";
+}
+
+/// The dynamic type is the flavor (two static strings): every cache key and
+/// every queued reconcile carries one, thousands of times over.
 impl<S, T> Resource for Watched<S, T>
 where
-    S: 'static,
+    S: Kind + 'static,
     T: 'static,
 {
-    type DynamicType = ApiResource;
+    type DynamicType = Flavor;
     type Scope = DynamicResourceScope;
 
-    fn kind(dt: &ApiResource) -> Cow<'_, str> {
-        dt.kind.as_str().into()
+    fn kind(_: &Flavor) -> Cow<'_, str> {
+        S::KIND.into()
     }
 
-    fn group(dt: &ApiResource) -> Cow<'_, str> {
-        dt.group.as_str().into()
+    fn group(flavor: &Flavor) -> Cow<'_, str> {
+        flavor.group.into()
     }
 
-    fn version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.version.as_str().into()
+    fn version(flavor: &Flavor) -> Cow<'_, str> {
+        flavor.version.into()
     }
 
-    fn api_version(dt: &ApiResource) -> Cow<'_, str> {
-        dt.api_version.as_str().into()
+    fn api_version(flavor: &Flavor) -> Cow<'_, str> {
+        flavor.api_version().into()
     }
 
-    fn plural(dt: &ApiResource) -> Cow<'_, str> {
-        dt.plural.as_str().into()
+    fn plural(_: &Flavor) -> Cow<'_, str> {
+        S::PLURAL.into()
     }
 
     fn meta(&self) -> &ObjectMeta {
@@ -186,16 +214,18 @@ impl Flavor {
         )
     }
 
+    // The kinds of this flavor, for untyped requests (status patches).
+
     pub fn external_secrets(&self) -> ApiResource {
-        self.resource("ExternalSecret", "externalsecrets")
+        self.resource(ExternalSecretSpec::KIND, ExternalSecretSpec::PLURAL)
     }
 
     pub fn secret_stores(&self) -> ApiResource {
-        self.resource("SecretStore", "secretstores")
+        self.resource(SecretStoreSpec::KIND, SecretStoreSpec::PLURAL)
     }
 
     pub fn cluster_secret_stores(&self) -> ApiResource {
-        self.resource("ClusterSecretStore", "clustersecretstores")
+        self.resource(ClusterSecretStoreSpec::KIND, ClusterSecretStoreSpec::PLURAL)
     }
 
     /// ESO stores are told apart from secretsync's of the same name, so they

@@ -15,7 +15,7 @@ use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use kube::api::Api;
-use kube::core::{ApiResource, PartialObjectMeta};
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
@@ -23,7 +23,7 @@ use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::managed::ManagedSecret;
 use super::objects::{
-    Flavor, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
+    Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
     WatchedSecretStore,
 };
 use super::refresh::Refresher;
@@ -31,7 +31,6 @@ use super::{
     Context, ExternalSecretRef, Filled, StoreCaches, error_policy, external_secret, sealed_secret,
     store, writer_of,
 };
-use crate::api::SealedSecret;
 use crate::sync::MANAGED_LABEL;
 
 /// Where namespaced objects are watched.
@@ -51,15 +50,13 @@ impl Scope {
         }
     }
 
-    fn dynamic<K>(&self, client: &kube::Client, resource: &ApiResource) -> Api<K>
+    fn dynamic<K>(&self, client: &kube::Client, flavor: Flavor) -> Api<K>
     where
-        K: kube::Resource<DynamicType = ApiResource, Scope = kube::core::DynamicResourceScope>,
+        K: kube::Resource<DynamicType = Flavor, Scope = kube::core::DynamicResourceScope>,
     {
         match self {
-            Scope::Cluster => Api::all_with(client.clone(), resource),
-            Scope::Namespace(namespace) => {
-                Api::namespaced_with(client.clone(), namespace, resource)
-            }
+            Scope::Cluster => Api::all_with(client.clone(), &flavor),
+            Scope::Namespace(namespace) => Api::namespaced_with(client.clone(), namespace, &flavor),
         }
     }
 
@@ -120,19 +117,15 @@ impl Routes {
     /// Wakes whoever writes this Secret.
     fn writers_of(&self, secret: &ManagedSecret, flavors: &[Flavor]) {
         for flavor in flavors {
-            if let Some(writer) = writer_of::<WatchedExternalSecret>(
-                secret,
-                secret.external_secret.as_ref(),
-                &flavor.external_secrets(),
-            ) {
+            if let Some(writer) =
+                writer_of::<WatchedExternalSecret>(secret, secret.external_secret.as_ref(), *flavor)
+            {
                 self.external_secret(writer);
             }
         }
-        if let Some(writer) = writer_of::<WatchedSealedSecret>(
-            secret,
-            secret.sealed_secret.as_ref(),
-            &ApiResource::erase::<SealedSecret>(&()),
-        ) {
+        if let Some(writer) =
+            writer_of::<WatchedSealedSecret>(secret, secret.sealed_secret.as_ref(), SECRETSYNC)
+        {
             self.sealed_secret(writer);
         }
     }
@@ -169,7 +162,7 @@ impl Plan {
                     managed: reflector::store::Writer::default(),
                     secret_stores: flavors
                         .iter()
-                        .map(|f| (*f, reflector::store::Writer::new(f.secret_stores())))
+                        .map(|f| (*f, reflector::store::Writer::new(*f)))
                         .collect(),
                     woken,
                     sealed_woken,
@@ -183,7 +176,7 @@ impl Plan {
             namespaces: reflector::store::Writer::default(),
             cluster_stores: flavors
                 .iter()
-                .map(|f| (*f, reflector::store::Writer::new(f.cluster_secret_stores())))
+                .map(|f| (*f, reflector::store::Writer::new(*f)))
                 .collect(),
             routes,
             refresher,
@@ -283,10 +276,9 @@ impl Plan {
         });
 
         for (flavor, writer) in cluster_stores {
-            let resource = flavor.cluster_secret_stores();
             controllers.push(stores(
-                Api::all_with(client.clone(), &resource),
-                resource,
+                Api::all_with(client.clone(), &flavor),
+                flavor,
                 writer,
                 &filled,
                 store::reconcile_cluster,
@@ -331,10 +323,9 @@ impl Plan {
             );
 
             for (flavor, writer) in secret_stores {
-                let resource = flavor.secret_stores();
                 controllers.push(stores(
-                    scope.dynamic(client, &resource),
-                    resource,
+                    scope.dynamic(client, flavor),
+                    flavor,
                     writer,
                     &filled,
                     store::reconcile_namespaced,
@@ -356,11 +347,12 @@ impl Plan {
                 ));
             }
 
-            let sealed = ApiResource::erase::<SealedSecret>(&());
-            let writer = reflector::store::Writer::new(sealed.clone());
+            // SealedSecrets have secretsync's flavor only.
+            let sealed = SECRETSYNC;
+            let writer = reflector::store::Writer::new(sealed);
             let reader = writer.as_reader();
             let stream = watcher(
-                scope.dynamic::<WatchedSealedSecret>(client, &sealed),
+                scope.dynamic::<WatchedSealedSecret>(client, sealed),
                 watcher::Config::default(),
             )
             .default_backoff()
@@ -385,7 +377,7 @@ impl Plan {
 /// not on its own status writes.
 fn stores<K, R, F>(
     api: Api<K>,
-    resource: ApiResource,
+    flavor: Flavor,
     writer: reflector::store::Writer<K>,
     filled: &Filled,
     reconcile: R,
@@ -393,7 +385,7 @@ fn stores<K, R, F>(
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()>
 where
-    K: kube::Resource<DynamicType = ApiResource>
+    K: kube::Resource<DynamicType = Flavor>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
@@ -410,7 +402,7 @@ where
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
-    Controller::for_stream_with(stream, reader, resource)
+    Controller::for_stream_with(stream, reader, flavor)
         .graceful_shutdown_on(stopped)
         .run(reconcile, error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
@@ -430,8 +422,7 @@ fn external_secrets(
     config: controller::Config,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
-    let resource = flavor.external_secrets();
-    let writer = reflector::store::Writer::new(resource.clone());
+    let writer = reflector::store::Writer::new(flavor);
     let reader = writer.as_reader();
     let observer = {
         let ctx = ctx.clone();
@@ -440,7 +431,7 @@ fn external_secrets(
         }
     };
     let stream = watcher(
-        scope.dynamic::<WatchedExternalSecret>(client, &resource),
+        scope.dynamic::<WatchedExternalSecret>(client, flavor),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -460,20 +451,20 @@ fn external_secrets(
             refresher.members_of(&store::identity_of_cluster(flavor, &store))
         }
     };
-    Controller::for_stream_with(stream, reader, resource)
+    Controller::for_stream_with(stream, reader, flavor)
         .with_config(config)
         .watches_stream_with(
-            spec_changes(scope.dynamic::<WatchedSecretStore>(client, &flavor.secret_stores())),
+            spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)),
             users_of_namespaced,
-            flavor.secret_stores(),
+            flavor,
         )
         .watches_stream_with(
             spec_changes(Api::<WatchedClusterSecretStore>::all_with(
                 client.clone(),
-                &flavor.cluster_secret_stores(),
+                &flavor,
             )),
             users_of_cluster,
-            flavor.cluster_secret_stores(),
+            flavor,
         )
         .reconcile_on(stream_of(woken))
         .graceful_shutdown_on(stopped)
@@ -500,7 +491,7 @@ fn spec_changes<K>(
     api: Api<K>,
 ) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
-    K: kube::Resource<DynamicType = ApiResource>
+    K: kube::Resource<DynamicType = Flavor>
         + Clone
         + std::fmt::Debug
         + serde::de::DeserializeOwned
