@@ -687,6 +687,11 @@ async fn write_status(
         // Written already: the cached copy still shows the status before.
         return Ok(());
     }
+    if ctx.cached_status(object).as_ref() == Some(&status) {
+        // Written already, and the cache caught up (its record is gone)
+        // since this reconcile took its copy.
+        return Ok(());
+    }
     let api: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         &object.namespace().unwrap_or_default(),

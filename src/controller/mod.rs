@@ -133,6 +133,7 @@ pub struct Context {
     stores: HashMap<&'static str, StoreCaches>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     managed_secrets: Vec<Store<managed::ManagedSecret>>,
+    external_secrets: Vec<Store<WatchedExternalSecret>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret: the status this process last wrote, until the
@@ -192,6 +193,16 @@ impl Context {
             .unwrap_or_default();
         labels.insert("kubernetes.io/metadata.name".into(), namespace.into());
         labels
+    }
+
+    /// The status the cache shows now for this ExternalSecret (a reconcile's
+    /// own copy may be older).
+    fn cached_status(&self, object: &WatchedExternalSecret) -> Option<ExternalSecretStatus> {
+        let key = ObjectRef::from_obj_with(object, Flavor::of(&object.api_version));
+        self.external_secrets
+            .iter()
+            .find_map(|store| store.get(&key))
+            .and_then(|cached| cached.status.clone())
     }
 
     fn status_record(&self, key: &str) -> Option<ExternalSecretStatus> {
@@ -428,6 +439,7 @@ pub async fn run(
         stores: plan.store_caches(),
         namespaces: plan.namespaces(),
         managed_secrets: plan.managed_secrets(),
+        external_secrets: plan.external_secrets(),
         filled: plan.filled.clone(),
         failures: Mutex::default(),
         statuses: Mutex::default(),

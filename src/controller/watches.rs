@@ -81,7 +81,12 @@ struct Scoped {
     scope: Scope,
     managed: reflector::store::Writer<ManagedSecret>,
     secret_stores: Vec<(Flavor, reflector::store::Writer<WatchedSecretStore>)>,
-    woken: Vec<(Flavor, UnboundedReceiver<ExternalSecretRef>)>,
+    /// Per flavor: what wakes its ExternalSecret controller, and its cache.
+    woken: Vec<(
+        Flavor,
+        UnboundedReceiver<ExternalSecretRef>,
+        reflector::store::Writer<WatchedExternalSecret>,
+    )>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
 }
 
@@ -153,7 +158,7 @@ impl Plan {
                 for flavor in flavors {
                     let (tx, rx) = unbounded_channel();
                     routes.external.push((*flavor, scope.clone(), tx));
-                    woken.push((*flavor, rx));
+                    woken.push((*flavor, rx, reflector::store::Writer::new(*flavor)));
                 }
                 let (tx, sealed_woken) = unbounded_channel();
                 routes.sealed.push((scope.clone(), tx));
@@ -213,6 +218,15 @@ impl Plan {
                     },
                 )
             })
+            .collect()
+    }
+
+    /// Every ExternalSecret cache (one per scope and flavor).
+    pub fn external_secrets(&self) -> Vec<Store<WatchedExternalSecret>> {
+        self.scoped
+            .iter()
+            .flat_map(|s| &s.woken)
+            .map(|(_, _, writer)| writer.as_reader())
             .collect()
     }
 
@@ -334,7 +348,7 @@ impl Plan {
                 ));
             }
 
-            for (flavor, woken) in woken {
+            for (flavor, woken, writer) in woken {
                 controllers.push(external_secrets(
                     client,
                     ctx,
@@ -342,6 +356,7 @@ impl Plan {
                     flavor,
                     &scope,
                     woken,
+                    writer,
                     config.clone(),
                     stopped(),
                 ));
@@ -419,10 +434,10 @@ fn external_secrets(
     flavor: Flavor,
     scope: &Scope,
     woken: UnboundedReceiver<ExternalSecretRef>,
+    writer: reflector::store::Writer<WatchedExternalSecret>,
     config: controller::Config,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()> {
-    let writer = reflector::store::Writer::new(flavor);
     let reader = writer.as_reader();
     let observer = {
         let ctx = ctx.clone();
@@ -435,8 +450,10 @@ fn external_secrets(
         watcher::Config::default(),
     )
     .default_backoff()
-    .inspect_ok(observer)
+    // The cache first: whoever sees the observer's effects (a status record
+    // dropped) finds the object already as the event shows it.
     .reflect(writer)
+    .inspect_ok(observer)
     .applied_objects()
     .predicate_filter(asked_for_sync, Default::default());
     let users_of_namespaced = {
