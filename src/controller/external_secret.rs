@@ -72,7 +72,6 @@ pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExte
     match event {
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
             let key = objects::flavored_key(flavor, object);
-            ctx.status_caught_up(&key, object.status.as_ref());
             match &object.spec {
                 Ok(spec) => {
                     let wake = ObjectRef::from_obj_with(object, flavor);
@@ -679,8 +678,7 @@ async fn write_status(
 ) -> Result<(), Error> {
     let shown = object.status.as_ref();
     if shown == Some(&status) {
-        // The cache shows it: nothing left to remember.
-        ctx.forget_status(key);
+        ctx.record_status(key, &status, shown);
         return Ok(());
     }
     if ctx.status_lags(key, &status, shown) {

@@ -136,8 +136,8 @@ pub struct Context {
     external_secrets: Vec<Store<WatchedExternalSecret>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
-    /// Per ExternalSecret: the status this process last wrote, until the
-    /// cached object shows it.
+    /// Per ExternalSecret: the status this process last wrote, which the
+    /// cached object may not show yet.
     statuses: Mutex<HashMap<String, StatusRecord>>,
     /// templates: each object's templates render within these limits, on
     /// blocking threads from this pool.
@@ -244,15 +244,6 @@ impl Context {
                     replaced: replaced.cloned(),
                 },
             );
-    }
-
-    /// The watch shows what this process last wrote: the record can go (the
-    /// cached object carries it from now on), so records stay few.
-    fn status_caught_up(&self, key: &str, shown: Option<&ExternalSecretStatus>) {
-        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
-        if shown.is_some() && statuses.get(key).map(|r| Some(&r.written)) == Some(shown) {
-            statuses.remove(key);
-        }
     }
 
     fn forget_status(&self, key: &str) {
