@@ -145,11 +145,24 @@ pub struct Context {
     pub render_pool: crate::template::RenderPool,
 }
 
-/// The status this process last wrote for an ExternalSecret, and the one it
-/// replaced: a cached copy still showing that one lags behind the write.
+/// The status this process last wrote for an ExternalSecret, and a
+/// fingerprint of the one it replaced: a cached copy still showing that one
+/// lags behind the write. (Only the fingerprint: one status per object is
+/// kept, not two, which at 10,000 ExternalSecrets is megabytes.)
 struct StatusRecord {
     written: ExternalSecretStatus,
-    replaced: Option<ExternalSecretStatus>,
+    replaced: Option<u64>,
+}
+
+/// A fingerprint of a status, to tell whether a copy shows it.
+fn fingerprint(status: &ExternalSecretStatus) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    // Serialising cannot fail for this type; an empty body still hashes.
+    serde_json::to_vec(status)
+        .unwrap_or_default()
+        .hash(&mut hasher);
+    hasher.finish()
 }
 
 impl Context {
@@ -221,11 +234,12 @@ impl Context {
         status: &ExternalSecretStatus,
         shown: Option<&ExternalSecretStatus>,
     ) -> bool {
+        let shown = shown.map(fingerprint);
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .is_some_and(|record| &record.written == status && record.replaced.as_ref() == shown)
+            .is_some_and(|record| &record.written == status && record.replaced == shown)
     }
 
     fn record_status(
@@ -234,6 +248,7 @@ impl Context {
         written: &ExternalSecretStatus,
         replaced: Option<&ExternalSecretStatus>,
     ) {
+        let replaced = replaced.map(fingerprint);
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -241,7 +256,7 @@ impl Context {
                 key.to_string(),
                 StatusRecord {
                     written: written.clone(),
-                    replaced: replaced.cloned(),
+                    replaced,
                 },
             );
     }
