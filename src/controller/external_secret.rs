@@ -419,19 +419,14 @@ fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
     ctx.refresher.refreshed(key).at
 }
 
-/// When to come back: when the refresh falls due (the store's cycle may take
-/// it along a little earlier), or only on a change.
+/// When to come back. The refresher's clock wakes an ExternalSecret it has a
+/// refresh for when the next one falls due (a store's cycle may take it along
+/// a little earlier), so that needs no requeue here; one without comes back
+/// after its interval; one not refreshed on a schedule only on a change.
 fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
     match (interval, refreshed) {
-        (Some(interval), Some(at)) => {
-            let wait = match at.checked_add(interval) {
-                Some(due) => due.saturating_duration_since(Instant::now()),
-                None => MAX_REQUEUE,
-            };
-            Action::requeue(wait.clamp(Duration::from_secs(1), MAX_REQUEUE))
-        }
+        (Some(_), Some(_)) | (None, _) => Action::await_change(),
         (Some(interval), None) => Action::requeue(interval.min(MAX_REQUEUE)),
-        (None, _) => Action::await_change(),
     }
 }
 

@@ -6,6 +6,11 @@
 //! store per interval, and none refreshes later than its interval (plus the
 //! gathering moment). Membership comes from the watch, not from reconciles, so
 //! a cycle sees the whole store even while reconciles are bounded.
+//!
+//! The refresher also keeps the time ([`Refresher::run_clock`]): it wakes each
+//! ExternalSecret when its refresh falls due. So a refreshed ExternalSecret
+//! waits for no requeue of its own in kube-runtime's scheduler, whose entry
+//! per object costs more memory than the member here.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -52,9 +57,20 @@ struct Member<W> {
     refreshed_spec: Option<String>,
     /// The last refresh failed: retried on its own backoff, never pulled in.
     failed: bool,
+    /// The clock has woken it for its refresh due now; not again until it
+    /// has refreshed.
+    woken: bool,
 }
 
 impl<W> Member<W> {
+    /// When the clock wakes it: its last refresh plus its interval.
+    fn due(&self) -> Option<Instant> {
+        if self.failed || self.woken {
+            return None;
+        }
+        self.last_refresh?.checked_add(self.interval?)
+    }
+
     /// Whether a cycle starting `now` takes this one along unasked.
     fn pulled_in(&self, now: Instant) -> bool {
         if self.failed {
@@ -118,6 +134,22 @@ pub struct Refreshed {
 struct Inner<W> {
     stores: HashMap<StoreIdentity, Store<W>>,
     store_of: HashMap<String, StoreIdentity>,
+    /// When the clock looks next (`None`: nobody is due at all).
+    clock_at: Option<Instant>,
+}
+
+impl<W> Inner<W> {
+    /// Makes the clock look at `due` if that is sooner than it would; whether
+    /// it must be told.
+    fn clock_looks_at(&mut self, due: Option<Instant>) -> bool {
+        match due {
+            Some(due) if self.clock_at.is_none_or(|at| due < at) => {
+                self.clock_at = Some(due);
+                true
+            }
+            _ => false,
+        }
+    }
 }
 
 /// Every ExternalSecret's place in its store's cycles. `W` is what wakes one
@@ -125,6 +157,8 @@ struct Inner<W> {
 pub struct Refresher<W> {
     inner: Mutex<Inner<W>>,
     wake: mpsc::UnboundedSender<W>,
+    /// Tells the clock that someone falls due before it would look.
+    clock: tokio::sync::Notify,
 }
 
 /// Decides, outside the lock, whether an ExternalSecret may be refreshed with
@@ -138,8 +172,10 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             inner: Mutex::new(Inner {
                 stores: HashMap::new(),
                 store_of: HashMap::new(),
+                clock_at: None,
             }),
             wake,
+            clock: tokio::sync::Notify::new(),
         });
         (refresher, woken)
     }
@@ -161,24 +197,27 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .and_then(|s| s.members.remove(key)),
             None => None,
         };
-        let (last_refresh, last_refresh_wall, refreshed_spec, failed) = match previous {
+        let (last_refresh, last_refresh_wall, refreshed_spec, failed, woken) = match previous {
             // This process's own record wins over a status that may lag.
             Some(member) if member.last_refresh >= observed.refreshed_at => (
                 member.last_refresh,
                 member.last_refresh_wall,
                 member.refreshed_spec.or(observed.refreshed_spec.clone()),
                 member.failed,
+                member.woken && member.interval == observed.interval,
             ),
             Some(member) => (
                 observed.refreshed_at,
                 observed.refreshed_at_wall,
                 member.refreshed_spec.or(observed.refreshed_spec.clone()),
                 member.failed,
+                false,
             ),
             None => (
                 observed.refreshed_at,
                 observed.refreshed_at_wall,
                 observed.refreshed_spec.clone(),
+                false,
                 false,
             ),
         };
@@ -191,13 +230,62 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             last_refresh_wall,
             refreshed_spec,
             failed,
+            woken,
         });
+        let sooner = inner.clock_looks_at(member.due());
         inner
             .stores
             .entry(observed.store)
             .or_default()
             .members
             .insert(key.to_string(), member);
+        drop(inner);
+        if sooner {
+            self.clock.notify_one();
+        }
+    }
+
+    /// Wakes every ExternalSecret when its refresh falls due, for as long as
+    /// the process runs.
+    pub async fn run_clock(self: Arc<Self>) {
+        loop {
+            let (due, next) = self.due_now(Instant::now());
+            for wake in due {
+                let _ = self.wake.send(wake);
+            }
+            match next {
+                Some(at) => {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at) => {}
+                        _ = self.clock.notified() => {}
+                    }
+                }
+                None => self.clock.notified().await,
+            }
+        }
+    }
+
+    /// Who is due at `now` (marked woken), and when the next one falls due.
+    fn due_now(&self, now: Instant) -> (Vec<W>, Option<Instant>) {
+        let mut inner = self.lock();
+        let mut due = Vec::new();
+        let mut next: Option<Instant> = None;
+        for member in inner
+            .stores
+            .values_mut()
+            .flat_map(|s| s.members.values_mut())
+        {
+            match member.due() {
+                Some(at) if at <= now => {
+                    member.woken = true;
+                    due.push(member.wake.clone());
+                }
+                Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
+                None => {}
+            }
+        }
+        inner.clock_at = next;
+        (due, next)
     }
 
     /// An ExternalSecret deleted (or no longer valid).
@@ -251,6 +339,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     pub fn failed(&self, key: &str) {
         self.update(key, |m| {
             m.failed = true;
+            m.woken = false;
             m.last_refresh = None;
             m.last_refresh_wall = None;
         });
@@ -333,6 +422,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             let now = Instant::now();
             let wall = whole_seconds(jiff::Timestamp::now());
             let mut inner = self.lock();
+            let mut next: Option<Instant> = None;
             if let Some(members) = inner.stores.get_mut(&store) {
                 let keys = waiters
                     .iter()
@@ -342,9 +432,16 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                     if let Some(member) = members.members.get_mut(key) {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
+                        member.woken = false;
                         member.refreshed_spec = Some(member.spec_hash.clone());
+                        if let Some(due) = member.due() {
+                            next = Some(next.map_or(due, |n| n.min(due)));
+                        }
                     }
                 }
+            }
+            if inner.clock_looks_at(next) {
+                self.clock.notify_one();
             }
         }
         for (_, requests, tx) in waiters {
@@ -364,12 +461,17 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let Some(store) = inner.store_of.get(key).cloned() else {
             return;
         };
-        if let Some(member) = inner
+        let due = inner
             .stores
             .get_mut(&store)
             .and_then(|s| s.members.get_mut(key))
-        {
-            change(member);
+            .and_then(|member| {
+                change(member);
+                member.due()
+            });
+        if inner.clock_looks_at(due) {
+            drop(inner);
+            self.clock.notify_one();
         }
     }
 
@@ -494,6 +596,70 @@ mod tests {
             .await;
         assert!(woken.try_recv().is_err());
         assert_eq!(refresher.refreshed("b"), Refreshed::default(), "forgotten");
+    }
+
+    /// The next one woken, failing (not hanging) when nobody is.
+    async fn next(woken: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
+        tokio::time::timeout(Duration::from_secs(7200), woken.recv())
+            .await
+            .expect("someone woken within two hours")
+            .expect("the refresher is alive")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_clock_wakes_each_member_when_its_refresh_falls_due_and_once() {
+        let (refresher, mut woken) = Refresher::<&'static str>::new();
+        tokio::spawn(refresher.clone().run_clock());
+        refresher.observe("a", "a", observed("a", Some(600)));
+        refresher.observe("b", "b", observed("b", Some(60)));
+        refresher.observe("c", "c", observed("c", None));
+        // Nobody has refreshed yet: the clock wakes nobody (the watch does).
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(woken.try_recv().is_err());
+
+        // One cycle refreshes a, b and c.
+        refresher
+            .refresh(
+                &store(),
+                "a",
+                observed("a", None).requests,
+                provider(),
+                admit_all(),
+            )
+            .await;
+        let mut pulled = vec![next(&mut woken).await, next(&mut woken).await];
+        pulled.sort();
+        assert_eq!(pulled, ["b", "c"], "taken along by the cycle");
+        let refreshed = tokio::time::Instant::now();
+
+        // b falls due after its minute, not before, and is woken once,
+        // however long its reconcile takes to refresh.
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert!(woken.try_recv().is_err());
+        assert_eq!(next(&mut woken).await, "b");
+        assert!(refreshed.elapsed() >= Duration::from_secs(60));
+        assert!(refreshed.elapsed() < Duration::from_secs(61));
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        assert!(woken.try_recv().is_err(), "b is not woken twice");
+
+        // An interval made shorter is kept by a clock that was asleep for longer.
+        refresher.observe(
+            "a",
+            "a",
+            Observed {
+                interval: Some(Duration::from_secs(120)),
+                ..observed("a", None)
+            },
+        );
+        assert_eq!(next(&mut woken).await, "a");
+        assert!(refreshed.elapsed() >= Duration::from_secs(120));
+        assert!(refreshed.elapsed() < Duration::from_secs(121));
+
+        // c has no schedule: never woken by the clock. A failed member is
+        // retried on its own backoff, not woken.
+        refresher.failed("a");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert!(woken.try_recv().is_err());
     }
 
     #[tokio::test(start_paused = true)]

@@ -278,7 +278,9 @@ impl Plan {
             .boxed(),
         );
 
-        // Who a cycle took along is woken in its own flavor's and scope's controller.
+        // The refresher wakes whoever falls due; who a cycle took along, or
+        // the clock woke, is woken in its own flavor's and scope's controller.
+        watches.push(refresher.clone().run_clock().boxed());
         watches.push({
             let routes = routes.clone();
             async move {
