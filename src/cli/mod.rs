@@ -110,9 +110,16 @@ fn report(result: Result<(), String>) -> ExitCode {
 
 /// The cluster to talk to: `KUBECONFIG` (or `~/.kube/config`), else the
 /// in-cluster ServiceAccount; `None` (said on stderr) when there is none.
+/// Requests say they are secretsync's (`User-Agent`), as audit logs show them.
 async fn kube_config() -> Option<kube::Config> {
     match kube::Config::infer().await {
-        Ok(config) => Some(config),
+        Ok(mut config) => {
+            config.headers.push((
+                http::header::USER_AGENT,
+                http::HeaderValue::from_static(concat!("secretsync/", env!("CARGO_PKG_VERSION"))),
+            ));
+            Some(config)
+        }
         Err(e) => {
             eprintln!(
                 "error: no Kubernetes configuration (KUBECONFIG, ~/.kube/config or in-cluster): {e}"
