@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
+use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::core::{ApiResource, GroupVersionKind};
 use serde_json::{Value, json};
@@ -444,6 +445,73 @@ async fn creation_policies_orphan_merge_and_none() {
         )
         .await;
 
+    // A Secret that exists without the managed label is not read first but
+    // applied to: the apply's answer shows its keys, so one the ExternalSecret
+    // does not produce still goes, and it is reported updated, not created.
+    // An immutable one is refused with the reason, its content kept.
+    scenario
+        .secrets()
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "unlabelled"},
+                "stringData": {"k": "before", "stray": "left-by-hand"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    scenario
+        .secrets()
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": "unlabelled-frozen"},
+                "immutable": true, "stringData": {"k": "before"}}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    scenario
+        .external_secret("takes-over", spec("Owner", "unlabelled"))
+        .await;
+    scenario
+        .external_secret("takes-frozen", spec("Owner", "unlabelled-frozen"))
+        .await;
+    let taken = scenario
+        .secret_where("unlabelled", |s| {
+            text(s, "k") == "Po1icy-value"
+                && s.data.as_ref().is_some_and(|d| !d.contains_key("stray"))
+        })
+        .await;
+    assert_eq!(
+        taken
+            .labels()
+            .get("secretsync.io/managed")
+            .map(String::as_str),
+        Some("true")
+    );
+    scenario
+        .message("takes-frozen", "SecretSyncedError", "is immutable")
+        .await;
+    assert_eq!(
+        text(
+            &scenario.secrets().get("unlabelled-frozen").await.unwrap(),
+            "k"
+        ),
+        "before"
+    );
+    let events: Api<Event> =
+        Api::namespaced(scenario.cluster.client.clone(), &scenario.cluster.namespace);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("takes-over"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert!(reasons.contains(&"Updated".to_string()), "{reasons:?}");
+    assert!(!reasons.contains(&"Created".to_string()), "{reasons:?}");
+
     scenario
         .external_secret("none", spec("None", "never"))
         .await;
@@ -813,6 +881,22 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
             })
             .count();
         assert_eq!(status_writes, 100, "one status write per ExternalSecret");
+        // A Secret not yet in the managed cache is applied, not read first.
+        let reads = fake
+            .requests()
+            .iter()
+            .filter(|r| r.agent == "secretsync" && r.verb == "get" && r.resource == "secrets")
+            .count();
+        assert_eq!(
+            reads,
+            0,
+            "no Secret read before its first write: {:?}",
+            fake.requests()
+                .iter()
+                .filter(|r| r.verb == "get")
+                .map(|r| r.agent.clone())
+                .collect::<std::collections::BTreeSet<_>>()
+        );
     }
 
     let stores = scenario.api("SecretStore", "secretstores");

@@ -2,7 +2,8 @@
 //! server-side apply. Unchanged content costs no request at all: the managed
 //! Secrets' metadata cache shows the content hash and resourceVersion of what
 //! this process last wrote; only a Secret changed since (by hand, or before a
-//! restart) is read back and compared.
+//! restart) is read back and compared. One not in that cache (none yet, or
+//! someone else's) is applied without a read: the answer shows what it holds.
 
 use std::collections::BTreeMap;
 
@@ -59,18 +60,21 @@ pub(super) async fn write(
     }
 
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &desired.namespace);
+    let wanted = wanted_secret(es, flavor, desired);
     let live = match live {
         Some(live) => live,
-        None => secrets.get_opt(&desired.name).await.map_err(|e| {
-            failure(format!(
-                "reading Secret {}/{}: {}",
-                desired.namespace,
-                desired.name,
-                kube_error(&e)
-            ))
-        })?,
+        // Not in the managed cache (filled before any reconcile runs): the
+        // Secret is missing, or someone else's without our label. Applied
+        // without reading it first; the answer shows what it holds.
+        None if cached.is_none() => {
+            let outcome = apply_unread(&secrets, desired, &wanted, policy, synced).await?;
+            if let Outcome::Written { created, .. } = outcome {
+                ctx.metrics.secret_written(created);
+            }
+            return Ok(outcome);
+        }
+        None => read(&secrets, desired).await?,
     };
-    let wanted = wanted_secret(es, flavor, desired);
     let foreign = match (&live, policy) {
         // The ExternalSecret owns the whole data: keys it does not produce go.
         (Some(live), CreationPolicy::Owner | CreationPolicy::Orphan) => foreign_keys(live, desired),
@@ -83,15 +87,95 @@ pub(super) async fn write(
             });
         }
         if live.immutable == Some(true) {
-            return Err(failure(format!(
-                "Secret {}/{} is immutable and its content differs; delete it to let a new one be created",
-                desired.namespace, desired.name
-            )));
+            return Err(immutable(desired));
         }
     }
+    let written = apply(&secrets, desired, &wanted, &foreign).await?;
+    ctx.metrics.secret_written(live.is_none());
+    Ok(Outcome::Written {
+        resource_version: written.metadata.resource_version.clone(),
+        created: live.is_none(),
+    })
+}
+
+/// Applies to a Secret not read first. Whether it was created, and which keys
+/// are not ours, the answer shows: a Secret this process created has no other
+/// field manager. A refused write (an immutable Secret, say) is explained
+/// from the Secret as it is.
+async fn apply_unread(
+    secrets: &Api<Secret>,
+    desired: &DesiredSecret,
+    wanted: &Secret,
+    policy: CreationPolicy,
+    synced: Option<&str>,
+) -> Result<Outcome, Failure> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut written = secrets
-        .patch(&desired.name, &params, &Patch::Apply(&wanted))
+    let mut written = match secrets
+        .patch(&desired.name, &params, &Patch::Apply(wanted))
+        .await
+    {
+        Ok(written) => written,
+        Err(error) => {
+            return match read(secrets, desired).await? {
+                Some(live) if live.immutable == Some(true) && !holds(&live, wanted) => {
+                    Err(immutable(desired))
+                }
+                _ => Err(failure(format!(
+                    "writing Secret {}/{}: {}",
+                    desired.namespace,
+                    desired.name,
+                    kube_error(&error)
+                ))),
+            };
+        }
+    };
+    if synced.is_some() && written.metadata.resource_version.as_deref() == synced {
+        // What this process wrote last, not yet in the cache: a no-op apply.
+        return Ok(Outcome::Unchanged {
+            resource_version: synced.map(str::to_string),
+        });
+    }
+    let created = written
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .all(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER));
+    if matches!(policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
+        let foreign = foreign_keys(&written, desired);
+        if !foreign.is_empty() {
+            written = remove_keys(secrets, &written, &foreign)
+                .await
+                .map_err(|e| removing_failed(desired, &e))?;
+        }
+    }
+    Ok(Outcome::Written {
+        resource_version: written.metadata.resource_version.clone(),
+        created,
+    })
+}
+
+async fn read(secrets: &Api<Secret>, desired: &DesiredSecret) -> Result<Option<Secret>, Failure> {
+    secrets.get_opt(&desired.name).await.map_err(|e| {
+        failure(format!(
+            "reading Secret {}/{}: {}",
+            desired.namespace,
+            desired.name,
+            kube_error(&e)
+        ))
+    })
+}
+
+/// Server-side apply of `wanted`, then the removal of `foreign` keys.
+async fn apply(
+    secrets: &Api<Secret>,
+    desired: &DesiredSecret,
+    wanted: &Secret,
+    foreign: &[String],
+) -> Result<Secret, Failure> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let written = secrets
+        .patch(&desired.name, &params, &Patch::Apply(wanted))
         .await
         .map_err(|e| {
             failure(format!(
@@ -101,23 +185,28 @@ pub(super) async fn write(
                 kube_error(&e)
             ))
         })?;
-    if !foreign.is_empty() {
-        written = remove_keys(&secrets, &written, &foreign)
-            .await
-            .map_err(|e| {
-                failure(format!(
-                    "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
-                    desired.namespace,
-                    desired.name,
-                    kube_error(&e)
-                ))
-            })?;
+    if foreign.is_empty() {
+        return Ok(written);
     }
-    ctx.metrics.secret_written(live.is_none());
-    Ok(Outcome::Written {
-        resource_version: written.metadata.resource_version.clone(),
-        created: live.is_none(),
-    })
+    remove_keys(secrets, &written, foreign)
+        .await
+        .map_err(|e| removing_failed(desired, &e))
+}
+
+fn immutable(desired: &DesiredSecret) -> Failure {
+    failure(format!(
+        "Secret {}/{} is immutable and its content differs; delete it to let a new one be created",
+        desired.namespace, desired.name
+    ))
+}
+
+fn removing_failed(desired: &DesiredSecret, error: &kube::Error) -> Failure {
+    failure(format!(
+        "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
+        desired.namespace,
+        desired.name,
+        kube_error(error)
+    ))
 }
 
 fn failure(message: String) -> Failure {
