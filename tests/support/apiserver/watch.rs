@@ -10,6 +10,7 @@ use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
+use super::events;
 use super::resources::{ResourceType, status};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::storage::{Change, State};
@@ -39,7 +40,7 @@ impl WatchRequest {
 
     /// The event a watcher sees for a change, if any: a modification that
     /// moves an object into or out of the selector is an ADDED or DELETED.
-    fn event(&self, change: &Change) -> Option<Value> {
+    fn event(&self, change: &Change) -> Option<Bytes> {
         if change.resource != self.resource.storage_key()
             || self
                 .namespace
@@ -58,9 +59,32 @@ impl WatchRequest {
             ("DELETED", _, true) => "DELETED",
             _ => return None,
         };
-        Some(
-            json!({"type": type_, "object": self.shown(&State::present(&self.resource, &change.object))}),
-        )
+        Some(self.line(type_, &change.object))
+    }
+
+    /// One event line. The stored object is serialised where it lies when it
+    /// is served as stored (a copy only for another apiVersion or the
+    /// metadata): every change goes to every watch, so this is the server's
+    /// busiest path.
+    fn line(&self, type_: &str, stored: &Value) -> Bytes {
+        let as_stored = !events::is_events_api(&self.resource)
+            && stored["apiVersion"].as_str() == Some(self.resource.api_version().as_str())
+            && stored["kind"].as_str() == Some(self.resource.kind.as_str());
+        let presented;
+        let object = if as_stored {
+            stored
+        } else {
+            presented = State::present(&self.resource, stored);
+            &presented
+        };
+        if self.metadata_only {
+            line(&Event {
+                type_,
+                object: &super::partial_object_metadata(object),
+            })
+        } else {
+            line(&Event { type_, object })
+        }
     }
 
     /// The object as this watch shows it: whole, or only its metadata.
@@ -73,7 +97,14 @@ impl WatchRequest {
     }
 }
 
-fn line(value: &Value) -> Bytes {
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    type_: &'a str,
+    object: &'a Value,
+}
+
+fn line(value: &impl serde::Serialize) -> Bytes {
     let mut text = serde_json::to_vec(value).expect("events serialize");
     text.push(b'\n');
     Bytes::from(text)
@@ -111,7 +142,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
             Some(rv) => {
                 for change in state.history_since(rv) {
                     if let Some(event) = request.event(&change) {
-                        backlog.push(line(&event));
+                        backlog.push(event);
                     }
                 }
             }
@@ -151,7 +182,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
                     Ok(change) => {
                         last_version = change.resource_version;
                         if let Some(event) = request.event(&change)
-                            && tx.send(line(&event)).await.is_err()
+                            && tx.send(event).await.is_err()
                         {
                             return;
                         }
