@@ -441,14 +441,6 @@ fn list(
             "the fake serves lists at the current resourceVersion only",
         ));
     }
-    let mut items: Vec<Value> = state
-        .list(&target.resource, target.namespace.as_deref())
-        .into_iter()
-        .filter(|o| {
-            labels.as_ref().is_none_or(|s| s.matches(o))
-                && fields.as_ref().is_none_or(|s| s.matches(o))
-        })
-        .collect();
     let resource_version = state.resource_version.to_string();
     let offset: usize = match query.get("continue").filter(|c| !c.is_empty()) {
         Some(token) => base64::engine::general_purpose::STANDARD
@@ -459,12 +451,23 @@ fn list(
             .ok_or_else(|| ApiError::new(400, "BadRequest", "invalid continue token"))?,
         None => 0,
     };
-    items.drain(..offset.min(items.len()));
-    let mut metadata = json!({"resourceVersion": resource_version});
-    if let Some(limit) = query
+    let limit = query
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
-        .filter(|l| *l > 0)
+        .filter(|l| *l > 0);
+    // Only the page (and one more, to tell whether another follows) is copied.
+    let mut items: Vec<Value> = state
+        .selectable(&target.resource, target.namespace.as_deref())
+        .filter(|o| {
+            labels.as_ref().is_none_or(|s| s.matches(o))
+                && fields.as_ref().is_none_or(|s| s.matches(o))
+        })
+        .skip(offset)
+        .take(limit.map_or(usize::MAX, |l| l.saturating_add(1)))
+        .map(|o| State::served(&target.resource, o))
+        .collect();
+    let mut metadata = json!({"resourceVersion": resource_version});
+    if let Some(limit) = limit
         && items.len() > limit
     {
         items.truncate(limit);

@@ -168,14 +168,58 @@ impl State {
 
     /// Objects of a resource, in key order; `namespace: None` lists all.
     pub fn list(&self, resource: &ResourceType, namespace: Option<&str>) -> Vec<Value> {
+        self.stored(resource, namespace)
+            .map(|o| Self::present(resource, o))
+            .collect()
+    }
+
+    /// The objects of a resource, in key order, as selectors see them:
+    /// uncopied where the stored fields are the served ones (all but the
+    /// Events API's); [`State::served`] turns one into what is sent.
+    pub fn selectable<'a>(
+        &'a self,
+        resource: &'a ResourceType,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = std::borrow::Cow<'a, Value>> + 'a {
+        let converted = events::is_events_api(resource);
+        self.stored(resource, namespace).map(move |o| {
+            if converted {
+                std::borrow::Cow::Owned(Self::present(resource, o))
+            } else {
+                std::borrow::Cow::Borrowed(o)
+            }
+        })
+    }
+
+    /// An object from [`State::selectable`] as served at `resource`'s version.
+    pub fn served(resource: &ResourceType, object: std::borrow::Cow<'_, Value>) -> Value {
+        match object {
+            std::borrow::Cow::Borrowed(stored) => Self::present(resource, stored),
+            std::borrow::Cow::Owned(presented) => presented,
+        }
+    }
+
+    /// The stored objects of a resource, in key order, uncopied: only the
+    /// resource's own key range is walked (a list of 10,000 objects in pages
+    /// of 500 would otherwise copy all of them for every page).
+    pub fn stored<'a>(
+        &'a self,
+        resource: &ResourceType,
+        namespace: Option<&'a str>,
+    ) -> impl Iterator<Item = &'a Value> + 'a {
         let (group, plural) = resource.storage_key();
+        let from = (
+            group.clone(),
+            plural.clone(),
+            namespace.unwrap_or_default().to_string(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(|((g, p, ns, _), _)| {
+            .range(from..)
+            .take_while(move |((g, p, ns, _), _)| {
                 *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
             })
-            .map(|(_, o)| Self::present(resource, o))
-            .collect()
+            .map(|(_, o)| o)
     }
 
     fn uid(&mut self) -> String {

@@ -70,13 +70,15 @@ impl WatchRequest {
         let as_stored = !events::is_events_api(&self.resource)
             && stored["apiVersion"].as_str() == Some(self.resource.api_version().as_str())
             && stored["kind"].as_str() == Some(self.resource.kind.as_str());
-        let presented;
-        let object = if as_stored {
-            stored
+        if as_stored {
+            self.line_of(type_, stored)
         } else {
-            presented = State::present(&self.resource, stored);
-            &presented
-        };
+            self.line_of(type_, &State::present(&self.resource, stored))
+        }
+    }
+
+    /// One event line for an object already as served.
+    fn line_of(&self, type_: &str, object: &Value) -> Bytes {
         if self.metadata_only {
             line(&Event {
                 type_,
@@ -84,15 +86,6 @@ impl WatchRequest {
             })
         } else {
             line(&Event { type_, object })
-        }
-    }
-
-    /// The object as this watch shows it: whole, or only its metadata.
-    fn shown(&self, object: &Value) -> Value {
-        if self.metadata_only {
-            super::partial_object_metadata(object)
-        } else {
-            object.clone()
         }
     }
 }
@@ -147,11 +140,12 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
                 }
             }
             None => {
-                for object in state.list(&request.resource, request.namespace.as_deref()) {
+                for object in state.selectable(&request.resource, request.namespace.as_deref()) {
                     if request.matches(&object) {
-                        backlog.push(line(
-                            &json!({"type": "ADDED", "object": request.shown(&object)}),
-                        ));
+                        backlog.push(match object {
+                            std::borrow::Cow::Borrowed(stored) => request.line("ADDED", stored),
+                            std::borrow::Cow::Owned(served) => request.line_of("ADDED", &served),
+                        });
                     }
                 }
                 if request.send_initial_events {
