@@ -90,7 +90,8 @@ pub(super) async fn write(
             return Err(immutable(desired));
         }
     }
-    let written = apply(&secrets, desired, &wanted, &foreign).await?;
+    let written = apply(&secrets, desired, &wanted).await?;
+    let written = without_keys(&secrets, desired, written, &foreign).await?;
     ctx.metrics.secret_written(live.is_none());
     Ok(Outcome::Written {
         resource_version: written.metadata.resource_version.clone(),
@@ -109,23 +110,15 @@ async fn apply_unread(
     policy: CreationPolicy,
     synced: Option<&str>,
 ) -> Result<Outcome, Failure> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    let mut written = match secrets
-        .patch(&desired.name, &params, &Patch::Apply(wanted))
-        .await
-    {
+    let written = match apply(secrets, desired, wanted).await {
         Ok(written) => written,
-        Err(error) => {
-            return match read(secrets, desired).await? {
-                Some(live) if live.immutable == Some(true) && !holds(&live, wanted) => {
+        // Explained from the Secret as it is, when it can be read.
+        Err(refused) => {
+            return match read(secrets, desired).await {
+                Ok(Some(live)) if live.immutable == Some(true) && !holds(&live, wanted) => {
                     Err(immutable(desired))
                 }
-                _ => Err(failure(format!(
-                    "writing Secret {}/{}: {}",
-                    desired.namespace,
-                    desired.name,
-                    kube_error(&error)
-                ))),
+                _ => Err(refused),
             };
         }
     };
@@ -141,14 +134,11 @@ async fn apply_unread(
         .iter()
         .flatten()
         .all(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER));
-    if matches!(policy, CreationPolicy::Owner | CreationPolicy::Orphan) {
-        let foreign = foreign_keys(&written, desired);
-        if !foreign.is_empty() {
-            written = remove_keys(secrets, &written, &foreign)
-                .await
-                .map_err(|e| removing_failed(desired, &e))?;
-        }
-    }
+    let foreign = match policy {
+        CreationPolicy::Owner | CreationPolicy::Orphan => foreign_keys(&written, desired),
+        _ => Vec::new(),
+    };
+    let written = without_keys(secrets, desired, written, &foreign).await?;
     Ok(Outcome::Written {
         resource_version: written.metadata.resource_version.clone(),
         created,
@@ -166,15 +156,14 @@ async fn read(secrets: &Api<Secret>, desired: &DesiredSecret) -> Result<Option<S
     })
 }
 
-/// Server-side apply of `wanted`, then the removal of `foreign` keys.
+/// Server-side apply of `wanted`.
 async fn apply(
     secrets: &Api<Secret>,
     desired: &DesiredSecret,
     wanted: &Secret,
-    foreign: &[String],
 ) -> Result<Secret, Failure> {
     let params = PatchParams::apply(FIELD_MANAGER).force();
-    let written = secrets
+    secrets
         .patch(&desired.name, &params, &Patch::Apply(wanted))
         .await
         .map_err(|e| {
@@ -184,28 +173,33 @@ async fn apply(
                 desired.name,
                 kube_error(&e)
             ))
-        })?;
+        })
+}
+
+/// The written Secret with the `foreign` keys removed (as it is when none).
+async fn without_keys(
+    secrets: &Api<Secret>,
+    desired: &DesiredSecret,
+    written: Secret,
+    foreign: &[String],
+) -> Result<Secret, Failure> {
     if foreign.is_empty() {
         return Ok(written);
     }
-    remove_keys(secrets, &written, foreign)
-        .await
-        .map_err(|e| removing_failed(desired, &e))
+    remove_keys(secrets, &written, foreign).await.map_err(|e| {
+        failure(format!(
+            "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
+            desired.namespace,
+            desired.name,
+            kube_error(&e)
+        ))
+    })
 }
 
 fn immutable(desired: &DesiredSecret) -> Failure {
     failure(format!(
         "Secret {}/{} is immutable and its content differs; delete it to let a new one be created",
         desired.namespace, desired.name
-    ))
-}
-
-fn removing_failed(desired: &DesiredSecret, error: &kube::Error) -> Failure {
-    failure(format!(
-        "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
-        desired.namespace,
-        desired.name,
-        kube_error(error)
     ))
 }
 
