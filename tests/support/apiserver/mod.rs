@@ -676,8 +676,7 @@ fn delete_collection(
     let (labels, fields) = selectors(query)?;
     let mut state = app.state.lock().unwrap();
     let names: Vec<(Option<String>, String)> = state
-        .list(&target.resource, target.namespace.as_deref())
-        .into_iter()
+        .selectable(&target.resource, target.namespace.as_deref())
         .filter(|o| {
             labels.as_ref().is_none_or(|s| s.matches(o))
                 && fields.as_ref().is_none_or(|s| s.matches(o))

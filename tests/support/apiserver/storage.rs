@@ -166,13 +166,6 @@ impl State {
             .ok_or_else(|| ApiError::not_found(resource, name))
     }
 
-    /// Objects of a resource, in key order; `namespace: None` lists all.
-    pub fn list(&self, resource: &ResourceType, namespace: Option<&str>) -> Vec<Value> {
-        self.stored(resource, namespace)
-            .map(|o| Self::present(resource, o))
-            .collect()
-    }
-
     /// The objects of a resource, in key order, as selectors see them:
     /// uncopied where the stored fields are the served ones (all but the
     /// Events API's); [`State::served`] turns one into what is sent.
