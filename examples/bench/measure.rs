@@ -18,6 +18,10 @@ pub struct ProcessSample {
     pub rss_kib: u64,
     /// Peak RSS since the last [`reset_peak_rss`] (or the start).
     pub hwm_kib: u64,
+    /// Of the RSS: anonymous pages (the heap, stacks) and file pages (the
+    /// binary's and libraries' mapped code and data).
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
     pub user_seconds: f64,
     pub system_seconds: f64,
     pub threads: u64,
@@ -59,6 +63,8 @@ pub fn sample(pid: u32) -> Option<ProcessSample> {
     Some(ProcessSample {
         rss_kib: field("VmRSS:"),
         hwm_kib: field("VmHWM:"),
+        rss_anon_kib: field("RssAnon:"),
+        rss_file_kib: field("RssFile:"),
         user_seconds: ticks(11) as f64 / per_second,
         system_seconds: ticks(12) as f64 / per_second,
         threads: field("Threads:"),

@@ -183,8 +183,10 @@ impl PhaseReport {
         let c = &self.controller;
         let _ = writeln!(
             out,
-            "   controller: VmRSS {:.1} MiB at end, VmHWM {:.1} MiB ({}), CPU {:.2} s in the phase; {} threads, {} open fds",
+            "   controller: VmRSS {:.1} MiB at end (anon {:.1}, file {:.1}), VmHWM {:.1} MiB ({}), CPU {:.2} s in the phase; {} threads, {} open fds",
             mib(c.rss_kib),
+            mib(c.rss_anon_kib),
+            mib(c.rss_file_kib),
             mib(c.hwm_kib),
             if self.peak_is_per_phase {
                 "phase peak"
