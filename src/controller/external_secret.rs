@@ -72,11 +72,14 @@ pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExte
     match event {
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
             let key = objects::flavored_key(flavor, object);
-            match &object.spec {
+            match object.spec() {
                 Ok(spec) => {
-                    let wake = ObjectRef::from_obj_with(object, flavor);
+                    // Name and namespace only: the refresher keeps one per
+                    // object, and a reconcile looks the object up by these.
+                    let wake = ObjectRef::new_with(&object.name_any(), flavor)
+                        .within(&object.namespace().unwrap_or_default());
                     ctx.refresher
-                        .observe(&key, wake, observed(flavor, object, spec));
+                        .observe(&key, wake, observed(flavor, object, &spec));
                 }
                 Err(_) => ctx.refresher.forget(&key),
             }
@@ -93,7 +96,8 @@ pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExte
 
 fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecretSpec) -> Observed {
     let namespace = object.namespace().unwrap_or_default();
-    let status = object.status.as_ref();
+    let status = object.status();
+    let status = status.as_ref();
     Observed {
         store: store_identity(flavor, &namespace, spec),
         requests: sync::remote_requests(spec),
@@ -130,7 +134,7 @@ pub async fn reconcile(
     object: Arc<WatchedExternalSecret>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let flavor = Flavor::of(&object.api_version);
+    let flavor = object.flavor;
     let key = objects::flavored_key(flavor, object.as_ref());
     ctx.caches_filled().await;
     let started = Instant::now();
@@ -145,7 +149,7 @@ pub async fn reconcile(
     ctx.metrics.observe_reconcile(started.elapsed());
     let mut status = ctx
         .status_record(&key)
-        .or_else(|| object.status.clone())
+        .or_else(|| object.status())
         .unwrap_or_default();
     status.observed_generation = object.metadata.generation;
     match outcome {
@@ -176,7 +180,7 @@ pub async fn reconcile(
             ctx.metrics.count_sync(false);
             tracing::warn!(external_secret = %key, reason = failure.reason, message = %failure.message, "sync failed");
             set_ready(&mut status, "False", failure.reason, &failure.message);
-            let changed = object.status.as_ref() != Some(&status);
+            let changed = object.status().as_ref() != Some(&status);
             write_status(&object, &ctx, flavor, &key, status).await?;
             if changed {
                 publish(
@@ -197,9 +201,9 @@ pub async fn reconcile(
             // (when that is longer), so a broken reference does not keep calling.
             let delay = ctx.next_backoff(&key);
             let interval = object
-                .spec
-                .as_ref()
+                .spec()
                 .ok()
+                .as_ref()
                 .and_then(periodic_interval)
                 .unwrap_or(Duration::ZERO);
             Ok(Action::requeue(
@@ -486,7 +490,7 @@ fn resolve_store(
     let not_ready = |message: String| Failure::new("StoreNotReady", message);
     let caches = ctx
         .stores_of(flavor)
-        .ok_or_else(|| not_ready(format!("stores of {} are not watched", flavor.group)))?;
+        .ok_or_else(|| not_ready(format!("stores of {} are not watched", flavor.group())))?;
     let identity = store_identity(flavor, &namespace, &es.spec);
     let provider = match reference.kind {
         StoreKind::SecretStore => {
@@ -500,13 +504,12 @@ fn resolve_store(
                     ))
                 })?;
             let spec = store
-                .spec
-                .as_ref()
+                .spec()
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
             spec.provider
                 .validate(Some(&namespace))
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
-            spec.provider.clone()
+            spec.provider
         }
         StoreKind::ClusterSecretStore => {
             let described = format!("ClusterSecretStore {}", reference.name);
@@ -520,18 +523,17 @@ fn resolve_store(
                     ))
                 })?;
             let spec = store
-                .spec
-                .as_ref()
+                .spec()
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
             spec.validate()
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
-            if !sync::cluster_store_admits(spec, &namespace, &ctx.namespace_labels(&namespace)) {
+            if !sync::cluster_store_admits(&spec, &namespace, &ctx.namespace_labels(&namespace)) {
                 return Err(not_ready(format!(
                     "spec.secretStoreRef: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
                     reference.name
                 )));
             }
-            spec.provider.clone()
+            spec.provider
         }
     };
     Ok((identity, provider))
@@ -545,27 +547,29 @@ fn admission(ctx: &Arc<Context>, flavor: Flavor, identity: &StoreIdentity) -> Ad
     }
     let ctx = ctx.clone();
     let name = reference_name(flavor, &identity.name);
+    // Looked up once per cycle, not once per ExternalSecret it takes along.
+    let store = std::sync::OnceLock::new();
     Arc::new(move |key: &str| {
         // Keys are `group/namespace/name`.
         let Some(namespace) = key.split('/').nth(1) else {
             return false;
         };
-        let Some(caches) = ctx.stores_of(flavor) else {
-            return false;
-        };
-        caches
-            .cluster_secret_stores
-            .get(&ObjectRef::new_with(&name, flavor))
-            .and_then(|store| store.spec.as_ref().ok().cloned())
-            .is_some_and(|spec| {
-                sync::cluster_store_admits(&spec, namespace, &ctx.namespace_labels(namespace))
-            })
+        let spec = store.get_or_init(|| {
+            ctx.stores_of(flavor)?
+                .cluster_secret_stores
+                .get(&ObjectRef::new_with(&name, flavor))?
+                .spec()
+                .ok()
+        });
+        spec.as_ref().is_some_and(|spec| {
+            sync::cluster_store_admits(spec, namespace, &ctx.namespace_labels(namespace))
+        })
     })
 }
 
 /// The store's own name, from the name its identity carries.
 fn reference_name(flavor: Flavor, identity_name: &str) -> String {
-    let suffix = format!(".{}", flavor.group);
+    let suffix = format!(".{}", flavor.group());
     if flavor == objects::SECRETSYNC {
         identity_name.to_string()
     } else {
@@ -671,7 +675,8 @@ async fn write_status(
     key: &str,
     status: ExternalSecretStatus,
 ) -> Result<(), Error> {
-    let shown = object.status.as_ref();
+    let shown = object.status();
+    let shown = shown.as_ref();
     if shown == Some(&status) {
         ctx.record_status(key, &status, shown);
         return Ok(());

@@ -16,6 +16,7 @@ mod managed;
 mod memory;
 mod metrics;
 pub mod objects;
+mod queue;
 pub mod refresh;
 pub mod reload;
 pub mod sealed_secret;
@@ -147,21 +148,25 @@ pub struct Context {
 
 /// The status this process last wrote for an ExternalSecret, and a
 /// fingerprint of the one it replaced: a cached copy still showing that one
-/// lags behind the write. (Only the fingerprint: one status per object is
-/// kept, not two, which at 10,000 ExternalSecrets is megabytes.)
+/// lags behind the write. The status is kept as its JSON text (one
+/// allocation, not a dozen) and only the fingerprint of the one replaced: at
+/// 10,000 ExternalSecrets that is megabytes.
 struct StatusRecord {
-    written: ExternalSecretStatus,
+    written: Box<str>,
     replaced: Option<u64>,
+}
+
+/// A status as a record keeps it. Serialising this type cannot fail; were
+/// it ever to, the record is empty and simply never matches.
+fn status_text(status: &ExternalSecretStatus) -> String {
+    serde_json::to_string(status).unwrap_or_default()
 }
 
 /// A fingerprint of a status, to tell whether a copy shows it.
 fn fingerprint(status: &ExternalSecretStatus) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    // Serialising cannot fail for this type; an empty body still hashes.
-    serde_json::to_vec(status)
-        .unwrap_or_default()
-        .hash(&mut hasher);
+    status_text(status).hash(&mut hasher);
     hasher.finish()
 }
 
@@ -189,7 +194,7 @@ impl Context {
     }
 
     fn stores_of(&self, flavor: Flavor) -> Option<&StoreCaches> {
-        self.stores.get(flavor.group)
+        self.stores.get(flavor.group())
     }
 
     /// A managed Secret's metadata, from the cache (no request).
@@ -211,11 +216,11 @@ impl Context {
     /// The status the cache shows now for this ExternalSecret (a reconcile's
     /// own copy may be older).
     fn cached_status(&self, object: &WatchedExternalSecret) -> Option<ExternalSecretStatus> {
-        let key = ObjectRef::from_obj_with(object, Flavor::of(&object.api_version));
+        let key = ObjectRef::from_obj_with(object, object.flavor);
         self.external_secrets
             .iter()
             .find_map(|store| store.get(&key))
-            .and_then(|cached| cached.status.clone())
+            .and_then(|cached| cached.status())
     }
 
     fn status_record(&self, key: &str) -> Option<ExternalSecretStatus> {
@@ -223,7 +228,7 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .map(|record| record.written.clone())
+            .and_then(|record| serde_json::from_str(&record.written).ok())
     }
 
     /// Whether `shown` is only a lagging copy of what this process wrote as
@@ -235,11 +240,12 @@ impl Context {
         shown: Option<&ExternalSecretStatus>,
     ) -> bool {
         let shown = shown.map(fingerprint);
+        let status = status_text(status);
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .is_some_and(|record| &record.written == status && record.replaced == shown)
+            .is_some_and(|record| *record.written == status && record.replaced == shown)
     }
 
     fn record_status(
@@ -255,7 +261,7 @@ impl Context {
             .insert(
                 key.to_string(),
                 StatusRecord {
-                    written: written.clone(),
+                    written: status_text(written).into_boxed_str(),
                     replaced,
                 },
             );
@@ -427,7 +433,8 @@ pub async fn run(
         .max(1);
     let controller_config = controller::Config::default().concurrency(reconciles);
     let scopes = watches::Scope::all(&settings.namespaces);
-    let plan = watches::Plan::new(&flavors, &scopes);
+    // A few more reconciles handed over than run, so none waits for the line.
+    let plan = watches::Plan::new(&flavors, &scopes, usize::from(reconciles) * 2);
     metrics.track_managed_secrets(plan.managed_secrets());
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -20,16 +20,55 @@ use crate::api::{
 };
 
 /// An object as watched: its metadata always, its spec if it decodes.
+///
+/// Spec and status are kept as their JSON text and decoded where they are
+/// read: the cache holds one of these per object, and a decoded spec is a
+/// tree of 20-odd allocations (a status half that) where the text is one,
+/// which at 10,000 ExternalSecrets is megabytes. Decoding a spec again costs
+/// microseconds, once per reconcile.
 #[derive(Clone, Debug)]
 pub struct Watched<S, T> {
-    /// As the server sent it: tells secretsync's objects from ESO's.
-    pub api_version: String,
+    /// Which API it was served by: tells secretsync's objects from ESO's.
+    pub flavor: Flavor,
     pub metadata: ObjectMeta,
-    /// The spec, or why it does not decode (field path and message, no value).
-    pub spec: Result<S, String>,
-    /// The status, if it decodes (one that does not is rewritten).
-    pub status: Option<T>,
-    types: PhantomData<fn() -> (S, T)>,
+    /// The spec's text, or why it does not decode (field path and message, no value).
+    spec: Result<Kept<S>, Box<str>>,
+    /// The status's text, if it decodes (one that does not is rewritten).
+    status: Option<Kept<T>>,
+}
+
+/// A value kept as the JSON text it decoded from.
+#[derive(Clone)]
+struct Kept<T> {
+    json: Box<str>,
+    decodes_to: PhantomData<fn() -> T>,
+}
+
+impl<T> std::fmt::Debug for Kept<T> {
+    // Specs hold no secret values, but nothing here needs their text either.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Kept({} bytes)", self.json.len())
+    }
+}
+
+impl<T: DeserializeOwned> Kept<T> {
+    /// Keeps `value` if it decodes as a `T` (with `decode`'s message if not).
+    fn of(
+        value: serde_json::Value,
+        decode: impl FnOnce(serde_json::Value) -> Result<T, String>,
+    ) -> Result<Self, String> {
+        let json = value.to_string().into_boxed_str();
+        decode(value)?;
+        Ok(Self {
+            json,
+            decodes_to: PhantomData,
+        })
+    }
+
+    /// Decodes again what decoded once; should that ever fail, says so.
+    fn get(&self) -> Result<T, String> {
+        serde_json::from_str(&self.json).map_err(|e| format!("decoding again: {e}"))
+    }
 }
 
 pub type WatchedExternalSecret = Watched<ExternalSecretSpec, ExternalSecretStatus>;
@@ -59,17 +98,33 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
             annotations.remove(LAST_APPLIED);
         }
         let spec = match raw.spec {
-            Some(spec) => crate::api::from_json(spec).map_err(|e| in_spec(&e)),
-            None => Err("spec: is required".to_string()),
+            Some(spec) => Kept::of(spec, crate::api::from_json).map_err(|e| in_spec(&e).into()),
+            None => Err("spec: is required".into()),
         };
-        let status = raw.status.and_then(|s| serde_json::from_value(s).ok());
+        let status = raw.status.and_then(|s| {
+            Kept::of(s, |s| serde_json::from_value(s).map_err(|e| e.to_string())).ok()
+        });
         Ok(Watched {
-            api_version: raw.api_version,
+            flavor: Flavor::of(&raw.api_version),
             metadata,
             spec,
             status,
-            types: PhantomData,
         })
+    }
+}
+
+impl<S: DeserializeOwned, T: DeserializeOwned> Watched<S, T> {
+    /// The spec, decoded; or why it does not decode.
+    pub fn spec(&self) -> Result<S, String> {
+        match &self.spec {
+            Ok(spec) => spec.get().map_err(|e| in_spec(&e)),
+            Err(why) => Err(why.to_string()),
+        }
+    }
+
+    /// The status, decoded, if there is one that decodes.
+    pub fn status(&self) -> Option<T> {
+        self.status.as_ref().and_then(|status| status.get().ok())
     }
 }
 
@@ -127,11 +182,11 @@ where
     }
 
     fn group(flavor: &Flavor) -> Cow<'_, str> {
-        flavor.group.into()
+        flavor.group().into()
     }
 
     fn version(flavor: &Flavor) -> Cow<'_, str> {
-        flavor.version.into()
+        flavor.version().into()
     }
 
     fn api_version(flavor: &Flavor) -> Cow<'_, str> {
@@ -154,11 +209,10 @@ where
 impl WatchedExternalSecret {
     /// The typed ExternalSecret, when its spec decodes.
     pub fn typed(&self) -> Result<ExternalSecret, String> {
-        let spec = self.spec.clone()?;
         Ok(ExternalSecret {
             metadata: self.metadata.clone(),
-            spec,
-            status: self.status.clone(),
+            spec: self.spec()?,
+            status: self.status(),
         })
     }
 }
@@ -166,50 +220,54 @@ impl WatchedExternalSecret {
 impl WatchedSealedSecret {
     /// The typed SealedSecret, when its spec decodes.
     pub fn typed(&self) -> Result<SealedSecret, String> {
-        let spec = self.spec.clone()?;
         Ok(SealedSecret {
             metadata: self.metadata.clone(),
-            spec,
-            status: self.status.clone(),
+            spec: self.spec()?,
+            status: self.status(),
         })
     }
 }
 
 /// Which API an object comes from: secretsync's own, or ESO's
 /// (`--eso-compat`). Same fields, same sync; status, events and owner
-/// references point at the object in its own group.
+/// references point at the object in its own group. One byte: every cache
+/// key and queued reconcile carries one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Flavor {
-    pub group: &'static str,
-    pub version: &'static str,
+pub enum Flavor {
+    SecretSync,
+    Eso,
 }
 
-pub const SECRETSYNC: Flavor = Flavor {
-    group: crate::api::GROUP,
-    version: "v1",
-};
-
-pub const ESO: Flavor = Flavor {
-    group: crate::api::ESO_GROUP,
-    version: "v1",
-};
+pub const SECRETSYNC: Flavor = Flavor::SecretSync;
+pub const ESO: Flavor = Flavor::Eso;
 
 impl Flavor {
+    pub fn group(self) -> &'static str {
+        match self {
+            Flavor::SecretSync => crate::api::GROUP,
+            Flavor::Eso => crate::api::ESO_GROUP,
+        }
+    }
+
+    pub fn version(self) -> &'static str {
+        "v1"
+    }
+
     /// The flavor of an object, by the group of its `apiVersion`.
     pub fn of(api_version: &str) -> Flavor {
         match api_version.split_once('/') {
-            Some((group, _)) if group == ESO.group => ESO,
+            Some((group, _)) if group == ESO.group() => ESO,
             _ => SECRETSYNC,
         }
     }
 
     pub fn api_version(&self) -> String {
-        format!("{}/{}", self.group, self.version)
+        format!("{}/{}", self.group(), self.version())
     }
 
     pub fn resource(&self, kind: &str, plural: &str) -> ApiResource {
         ApiResource::from_gvk_with_plural(
-            &GroupVersionKind::gvk(self.group, self.version, kind),
+            &GroupVersionKind::gvk(self.group(), self.version(), kind),
             plural,
         )
     }
@@ -231,10 +289,10 @@ impl Flavor {
     /// ESO stores are told apart from secretsync's of the same name, so they
     /// never share a provider or a batch.
     pub fn store_name(&self, name: &str) -> String {
-        if self.group == SECRETSYNC.group {
+        if *self == SECRETSYNC {
             name.to_string()
         } else {
-            format!("{name}.{}", self.group)
+            format!("{name}.{}", self.group())
         }
     }
 }
@@ -250,7 +308,7 @@ pub fn key_of(object: &impl Resource) -> String {
 
 /// `group/namespace/name`: unique across both flavors.
 pub fn flavored_key(flavor: Flavor, object: &impl ResourceExt) -> String {
-    format!("{}/{}", flavor.group, key_of(object))
+    format!("{}/{}", flavor.group(), key_of(object))
 }
 
 #[cfg(test)]
@@ -269,10 +327,10 @@ mod tests {
             "status": {"refreshTime": "not a time"},
         }))
         .unwrap();
-        let error = object.spec.unwrap_err();
+        let error = object.spec().unwrap_err();
         assert!(error.starts_with("spec.refreshInterval: "), "{error}");
         assert!(!error.contains("42"), "{error}");
-        assert!(object.status.is_none());
+        assert!(object.status().is_none());
         assert!(object.metadata.managed_fields.is_none());
         let annotations = object.metadata.annotations.unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
@@ -284,9 +342,24 @@ mod tests {
         }))
         .unwrap();
         assert_eq!(good.typed().unwrap().spec.data.len(), 1);
-        assert_eq!(Flavor::of(&good.api_version), ESO);
+        assert_eq!(good.flavor, ESO);
+        // Kept as text, read back whole, as often as asked.
+        let again = |w: &WatchedExternalSecret| serde_json::to_value(w.spec().unwrap()).unwrap();
+        assert_eq!(again(&good), again(&good));
+        let synced: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "secretsync.io/v1",
+            "metadata": {"name": "synced", "namespace": "team"},
+            "spec": {"secretStoreRef": {"name": "s"}, "refreshInterval": "5m"},
+            "status": {"refreshTime": "2026-12-03T08:00:00Z", "specHash": "abc",
+                "conditions": [{"type": "Ready", "status": "True", "reason": "SecretSynced"}]},
+        }))
+        .unwrap();
+        assert_eq!(synced.flavor, SECRETSYNC);
+        let status = synced.status().unwrap();
+        assert_eq!(status.spec_hash.as_deref(), Some("abc"));
+        assert_eq!(status.conditions.len(), 1);
         let none: WatchedExternalSecret =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
-        assert_eq!(none.spec.unwrap_err(), "spec: is required");
+        assert_eq!(none.spec().unwrap_err(), "spec: is required");
     }
 }

@@ -62,7 +62,7 @@ pub async fn reconcile(
             .await;
             write_status_of(
                 &object.metadata,
-                object.status.as_ref(),
+                object.status().as_ref(),
                 &ctx,
                 "False",
                 "InvalidSpec",

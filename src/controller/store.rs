@@ -44,13 +44,13 @@ pub async fn reconcile_namespaced(
     store: Arc<WatchedSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let flavor = Flavor::of(&store.api_version);
+    let flavor = store.flavor;
     let namespace = store.namespace().unwrap_or_default();
     let identity = identity_of_namespaced(flavor, &store);
-    let spec = store.spec.as_ref().map_err(Clone::clone).and_then(|spec| {
+    let spec = store.spec().and_then(|spec| {
         spec.provider
             .validate(Some(&namespace))
-            .map(|()| spec.provider.clone())
+            .map(|()| spec.provider)
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, spec, &ctx).await;
@@ -60,7 +60,7 @@ pub async fn reconcile_namespaced(
     write_status(
         &api,
         &store.name_any(),
-        store.status.as_ref(),
+        store.status().as_ref(),
         outcome,
         &ctx,
         &key,
@@ -72,11 +72,11 @@ pub async fn reconcile_cluster(
     store: Arc<WatchedClusterSecretStore>,
     ctx: Arc<Context>,
 ) -> Result<Action, Error> {
-    let flavor = Flavor::of(&store.api_version);
+    let flavor = store.flavor;
     let identity = identity_of_cluster(flavor, &store);
-    let spec = store.spec.as_ref().map_err(Clone::clone).and_then(|spec| {
+    let spec = store.spec().and_then(|spec| {
         spec.validate()
-            .map(|()| spec.provider.clone())
+            .map(|()| spec.provider)
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, spec, &ctx).await;
@@ -86,7 +86,7 @@ pub async fn reconcile_cluster(
     write_status(
         &api,
         &store.name_any(),
-        store.status.as_ref(),
+        store.status().as_ref(),
         outcome,
         &ctx,
         &key,

@@ -21,6 +21,8 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::queue::Queue;
+
 use super::managed::ManagedSecret;
 use super::objects::{
     Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
@@ -81,10 +83,10 @@ struct Scoped {
     scope: Scope,
     managed: reflector::store::Writer<ManagedSecret>,
     secret_stores: Vec<(Flavor, reflector::store::Writer<WatchedSecretStore>)>,
-    /// Per flavor: what wakes its ExternalSecret controller, and its cache.
+    /// Per flavor: the line of its ExternalSecret controller, and its cache.
     woken: Vec<(
         Flavor,
-        UnboundedReceiver<ExternalSecretRef>,
+        Arc<Queue<ExternalSecretRef>>,
         reflector::store::Writer<WatchedExternalSecret>,
     )>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
@@ -93,18 +95,19 @@ struct Scoped {
 /// Where a reconcile trigger goes: the controller of its flavor and scope.
 #[derive(Clone, Default)]
 struct Routes {
-    external: Vec<(Flavor, Scope, UnboundedSender<ExternalSecretRef>)>,
+    external: Vec<(Flavor, Scope, Arc<Queue<ExternalSecretRef>>)>,
     sealed: Vec<(Scope, UnboundedSender<ObjectRef<WatchedSealedSecret>>)>,
 }
 
 impl Routes {
     fn external_secret(&self, object: ExternalSecretRef) {
         let namespace = object.namespace.clone().unwrap_or_default();
-        let found = self.external.iter().find(|(flavor, scope, _)| {
-            flavor.group == object.dyntype.group && scope.holds(&namespace)
-        });
-        if let Some((_, _, tx)) = found {
-            let _ = tx.send(object);
+        let found = self
+            .external
+            .iter()
+            .find(|(flavor, scope, _)| *flavor == object.dyntype && scope.holds(&namespace));
+        if let Some((_, _, queue)) = found {
+            queue.push(object);
         }
     }
 
@@ -149,16 +152,20 @@ pub struct Plan {
 }
 
 impl Plan {
-    pub fn new(flavors: &[Flavor], scopes: &[Scope]) -> Plan {
+    /// `slots`: how many reconciles of each ExternalSecret controller may be
+    /// handed to kube-runtime at once.
+    pub fn new(flavors: &[Flavor], scopes: &[Scope], slots: usize) -> Plan {
         let mut routes = Routes::default();
         let scoped = scopes
             .iter()
             .map(|scope| {
                 let mut woken = Vec::new();
                 for flavor in flavors {
-                    let (tx, rx) = unbounded_channel();
-                    routes.external.push((*flavor, scope.clone(), tx));
-                    woken.push((*flavor, rx, reflector::store::Writer::new(*flavor)));
+                    let queue = Arc::new(Queue::new(slots));
+                    routes
+                        .external
+                        .push((*flavor, scope.clone(), queue.clone()));
+                    woken.push((*flavor, queue, reflector::store::Writer::new(*flavor)));
                 }
                 let (tx, sealed_woken) = unbounded_channel();
                 routes.sealed.push((scope.clone(), tx));
@@ -211,7 +218,7 @@ impl Plan {
                     .map(|(_, writer)| writer.as_reader())
                     .expect("a ClusterSecretStore cache per flavor");
                 (
-                    flavor.group,
+                    flavor.group(),
                     StoreCaches {
                         secret_stores,
                         cluster_secret_stores,
@@ -350,18 +357,20 @@ impl Plan {
                 ));
             }
 
-            for (flavor, woken, writer) in woken {
-                controllers.push(external_secrets(
+            for (flavor, queue, writer) in woken {
+                let (watch, controller) = external_secrets(
                     client,
                     ctx,
                     &refresher,
                     flavor,
                     &scope,
-                    woken,
+                    queue,
                     writer,
                     config.clone(),
                     stopped(),
-                ));
+                );
+                watches.push(watch);
+                controllers.push(controller);
             }
 
             // SealedSecrets have secretsync's flavor only.
@@ -426,8 +435,11 @@ where
         .boxed()
 }
 
-/// The ExternalSecret controller of one flavor and scope. Its watch also tells
-/// the refresher who is in which store; a store's spec change wakes its users.
+/// The ExternalSecret controller of one flavor and scope, and the watches
+/// that feed its line: its own kind (which also fills its cache and tells the
+/// refresher who is in which store) and the stores, whose spec changes wake
+/// their users. Everything reaches kube-runtime through the line, a few at a
+/// time (see `queue`).
 #[allow(clippy::too_many_arguments)]
 fn external_secrets(
     client: &kube::Client,
@@ -435,11 +447,11 @@ fn external_secrets(
     refresher: &Arc<Refresher<ExternalSecretRef>>,
     flavor: Flavor,
     scope: &Scope,
-    woken: UnboundedReceiver<ExternalSecretRef>,
+    queue: Arc<Queue<ExternalSecretRef>>,
     writer: reflector::store::Writer<WatchedExternalSecret>,
     config: controller::Config,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
-) -> BoxFuture<'static, ()> {
+) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
     let reader = writer.as_reader();
     let observer = {
         let ctx = ctx.clone();
@@ -447,7 +459,7 @@ fn external_secrets(
             external_secret::observe(&ctx, flavor, event)
         }
     };
-    let stream = watcher(
+    let own = watcher(
         scope.dynamic::<WatchedExternalSecret>(client, flavor),
         watcher::Config::default(),
     )
@@ -457,39 +469,74 @@ fn external_secrets(
     .reflect(writer)
     .inspect_ok(observer)
     .applied_objects()
-    .predicate_filter(asked_for_sync, Default::default());
-    let users_of_namespaced = {
-        let refresher = refresher.clone();
-        move |store: WatchedSecretStore| {
-            refresher.members_of(&store::identity_of_namespaced(flavor, &store))
+    .predicate_filter(asked_for_sync, Default::default())
+    .for_each({
+        let queue = queue.clone();
+        move |object| {
+            if let Ok(object) = object {
+                queue.push(ObjectRef::from_obj_with(&object, flavor));
+            }
+            futures::future::ready(())
         }
-    };
-    let users_of_cluster = {
+    });
+    let namespaced = spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)).for_each({
         let refresher = refresher.clone();
-        move |store: WatchedClusterSecretStore| {
-            refresher.members_of(&store::identity_of_cluster(flavor, &store))
+        let queue = queue.clone();
+        move |store| {
+            if let Ok(store) = store {
+                let users = refresher.members_of(&store::identity_of_namespaced(flavor, &store));
+                users.into_iter().for_each(|user| queue.push(user));
+            }
+            futures::future::ready(())
         }
-    };
-    Controller::for_stream_with(stream, reader, flavor)
-        .with_config(config)
-        .watches_stream_with(
-            spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)),
-            users_of_namespaced,
-            flavor,
-        )
-        .watches_stream_with(
-            spec_changes(Api::<WatchedClusterSecretStore>::all_with(
-                client.clone(),
-                &flavor,
-            )),
-            users_of_cluster,
-            flavor,
-        )
-        .reconcile_on(stream_of(woken))
-        .graceful_shutdown_on(stopped)
-        .run(external_secret::reconcile, error_policy, ctx.clone())
-        .for_each(|_| futures::future::ready(()))
-        .boxed()
+    });
+    let cluster = spec_changes(Api::<WatchedClusterSecretStore>::all_with(
+        client.clone(),
+        &flavor,
+    ))
+    .for_each({
+        let refresher = refresher.clone();
+        let queue = queue.clone();
+        move |store| {
+            if let Ok(store) = store {
+                let users = refresher.members_of(&store::identity_of_cluster(flavor, &store));
+                users.into_iter().for_each(|user| queue.push(user));
+            }
+            futures::future::ready(())
+        }
+    });
+    let watches = async move {
+        futures::join!(own, namespaced, cluster);
+    }
+    .boxed();
+    let controller = Controller::for_stream_with(
+        futures::stream::empty::<Result<WatchedExternalSecret, watcher::Error>>(),
+        reader,
+        flavor,
+    )
+    .with_config(config)
+    .reconcile_on(queue.clone().stream())
+    .graceful_shutdown_on(stopped)
+    .run(external_secret::reconcile, error_policy, ctx.clone())
+    .for_each(move |outcome| {
+        // Whatever came of it, its slot in the line is free again.
+        let (name, namespace) = match &outcome {
+            Ok((object, _)) => (object.name.as_str(), object.namespace.as_deref()),
+            Err(controller::Error::ObjectNotFound(object))
+            | Err(controller::Error::ReconcilerFailed(_, object)) => {
+                (object.name.as_str(), object.namespace.as_deref())
+            }
+            Err(_) => return futures::future::ready(()),
+        };
+        let object = ObjectRef::new_with(name, flavor);
+        queue.finished(&match namespace {
+            Some(namespace) => object.within(namespace),
+            None => object,
+        });
+        futures::future::ready(())
+    })
+    .boxed();
+    (watches, controller)
 }
 
 /// What a user changes to ask for a sync: the spec (generation), labels and
