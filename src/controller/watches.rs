@@ -479,32 +479,20 @@ fn external_secrets(
             futures::future::ready(())
         }
     });
-    let namespaced = spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)).for_each({
-        let refresher = refresher.clone();
-        let queue = queue.clone();
-        move |store| {
-            if let Ok(store) = store {
-                let users = refresher.members_of(&store::identity_of_namespaced(flavor, &store));
-                users.into_iter().for_each(|user| queue.push(user));
-            }
-            futures::future::ready(())
-        }
-    });
+    let namespaced = spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)).for_each(
+        wake_users(refresher, &queue, move |store: &WatchedSecretStore| {
+            store::identity_of_namespaced(flavor, store)
+        }),
+    );
     let cluster = spec_changes(Api::<WatchedClusterSecretStore>::all_with(
         client.clone(),
         &flavor,
     ))
-    .for_each({
-        let refresher = refresher.clone();
-        let queue = queue.clone();
-        move |store| {
-            if let Ok(store) = store {
-                let users = refresher.members_of(&store::identity_of_cluster(flavor, &store));
-                users.into_iter().for_each(|user| queue.push(user));
-            }
-            futures::future::ready(())
-        }
-    });
+    .for_each(wake_users(
+        refresher,
+        &queue,
+        move |store: &WatchedClusterSecretStore| store::identity_of_cluster(flavor, store),
+    ));
     let watches = async move {
         futures::join!(own, namespaced, cluster);
     }
@@ -537,6 +525,28 @@ fn external_secrets(
     })
     .boxed();
     (watches, controller)
+}
+
+/// For a store's spec change: every ExternalSecret that reads the store gets
+/// in line.
+fn wake_users<K, F>(
+    refresher: &Arc<Refresher<ExternalSecretRef>>,
+    queue: &Arc<Queue<ExternalSecretRef>>,
+    identity_of: F,
+) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<()> + use<K, F>
+where
+    F: Fn(&K) -> crate::provider::StoreIdentity,
+{
+    let refresher = refresher.clone();
+    let queue = queue.clone();
+    move |store| {
+        if let Ok(store) = store {
+            for user in refresher.members_of(&identity_of(&store)) {
+                queue.push(user);
+            }
+        }
+        futures::future::ready(())
+    }
 }
 
 /// What a user changes to ask for a sync: the spec (generation), labels and
