@@ -67,31 +67,56 @@ struct Synced {
     action: Action,
 }
 
-/// Keeps the refresher's picture of who reads which store in step with the watch.
-pub fn observe(ctx: &Context, flavor: Flavor, event: &watcher::Event<WatchedExternalSecret>) {
+/// Keeps the refresher's picture of who reads which store in step with the
+/// watch, and says whom an event asks to reconcile: an ExternalSecret new
+/// here, or whose spec, labels or annotations (`secretsync.io/force-sync`)
+/// changed; not one whose status changed, which this controller writes.
+pub fn observe(
+    ctx: &Context,
+    flavor: Flavor,
+    event: &watcher::Event<WatchedExternalSecret>,
+) -> Option<ObjectRef<WatchedExternalSecret>> {
     match event {
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
             let key = objects::flavored_key(flavor, object);
-            match object.spec() {
+            // Name and namespace only: the refresher keeps one per object,
+            // and a reconcile looks the object up by these.
+            let reference = ObjectRef::new_with(&object.name_any(), flavor)
+                .within(&object.namespace().unwrap_or_default());
+            let asks = match object.spec() {
                 Ok(spec) => {
-                    // Name and namespace only: the refresher keeps one per
-                    // object, and a reconcile looks the object up by these.
-                    let wake = ObjectRef::new_with(&object.name_any(), flavor)
-                        .within(&object.namespace().unwrap_or_default());
+                    ctx.forget_invalid(&key);
                     ctx.refresher
-                        .observe(&key, wake, observed(flavor, object, &spec));
+                        .observe(&key, reference.clone(), observed(flavor, object, &spec))
                 }
-                Err(_) => ctx.refresher.forget(&key),
-            }
+                Err(_) => {
+                    ctx.refresher.forget(&key);
+                    ctx.invalid_changed(&key, asked_for_sync(object))
+                }
+            };
+            asks.then_some(reference)
         }
         watcher::Event::Delete(object) => {
             let key = objects::flavored_key(flavor, object);
             ctx.refresher.forget(&key);
             ctx.forget_status(&key);
+            ctx.forget_invalid(&key);
             ctx.reset_backoff(&key);
+            None
         }
-        watcher::Event::Init | watcher::Event::InitDone => {}
+        watcher::Event::Init | watcher::Event::InitDone => None,
     }
+}
+
+/// What a user changes to ask for a sync of an object whose spec does not
+/// decode: its generation, labels and annotations.
+fn asked_for_sync(object: &WatchedExternalSecret) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    object.metadata.generation.hash(&mut hasher);
+    object.metadata.labels.hash(&mut hasher);
+    object.metadata.annotations.hash(&mut hasher);
+    hasher.finish()
 }
 
 fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecretSpec) -> Observed {

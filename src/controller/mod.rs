@@ -137,6 +137,9 @@ pub struct Context {
     external_secrets: Vec<Store<WatchedExternalSecret>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
+    /// Per ExternalSecret whose spec does not decode: a hash of what a user
+    /// changes to ask again (the refresher keeps this for the valid ones).
+    invalid: Mutex<HashMap<String, u64>>,
     /// Per ExternalSecret: the status this process last wrote, which the
     /// cached object may not show yet.
     statuses: Mutex<HashMap<String, StatusRecord>>,
@@ -265,6 +268,23 @@ impl Context {
                     replaced,
                 },
             );
+    }
+
+    /// Whether an ExternalSecret whose spec does not decode is new here or
+    /// was changed by a user (`asked`: generation, labels, annotations).
+    fn invalid_changed(&self, key: &str, asked: u64) -> bool {
+        self.invalid
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.to_string(), asked)
+            != Some(asked)
+    }
+
+    fn forget_invalid(&self, key: &str) {
+        let mut invalid = self.invalid.lock().unwrap_or_else(|e| e.into_inner());
+        if invalid.remove(key).is_some() && invalid.is_empty() {
+            invalid.shrink_to_fit();
+        }
     }
 
     fn forget_status(&self, key: &str) {
@@ -455,6 +475,7 @@ pub async fn run(
         external_secrets: plan.external_secrets(),
         filled: plan.filled.clone(),
         failures: Mutex::default(),
+        invalid: Mutex::default(),
         statuses: Mutex::default(),
         template_limits: settings.template_limits,
         render_pool: crate::template::RenderPool::for_this_machine(),

@@ -45,9 +45,11 @@ pub struct Observed {
 }
 
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
-/// held compactly (a set of three requests would take a whole B-tree node).
+/// held compactly (a set of three requests would take a whole B-tree node;
+/// the store is shared with every other member of it).
 struct Member<W> {
     wake: W,
+    store: Arc<StoreIdentity>,
     requests: Box<[RemoteRequest]>,
     interval: Option<Duration>,
     spec_hash: String,
@@ -97,25 +99,11 @@ type Waiter = (
     oneshot::Sender<FetchResults>,
 );
 
+/// A store's cycle while it gathers.
 #[derive(Default)]
 struct Gathering {
     waiters: Vec<Waiter>,
     joins: usize,
-}
-
-struct Store<W> {
-    /// Boxed: the table itself stays small however large a member is.
-    members: HashMap<String, Box<Member<W>>>,
-    gathering: Option<Gathering>,
-}
-
-impl<W> Default for Store<W> {
-    fn default() -> Self {
-        Self {
-            members: HashMap::new(),
-            gathering: None,
-        }
-    }
 }
 
 /// When this process last refreshed an ExternalSecret, and with which spec.
@@ -131,14 +119,40 @@ pub struct Refreshed {
     pub current_spec: Option<String>,
 }
 
+/// One table of members, by key, each pointing at its store: a cycle walks
+/// the table for its store's members (thousands of entries, once per
+/// cycle), which costs less than a second table per store and a key-to-store
+/// map, both as large as the fleet.
 struct Inner<W> {
-    stores: HashMap<StoreIdentity, Store<W>>,
-    store_of: HashMap<String, StoreIdentity>,
+    /// Boxed: the table itself stays small however large a member is.
+    members: HashMap<String, Box<Member<W>>>,
+    /// Cycles gathering now.
+    gathering: HashMap<StoreIdentity, Gathering>,
+    /// One shared identity per store that has members.
+    stores: HashSet<Arc<StoreIdentity>>,
     /// When the clock looks next (`None`: nobody is due at all).
     clock_at: Option<Instant>,
 }
 
 impl<W> Inner<W> {
+    /// The shared identity of `store`.
+    fn store(&mut self, store: StoreIdentity) -> Arc<StoreIdentity> {
+        if let Some(shared) = self.stores.get(&store) {
+            return shared.clone();
+        }
+        let shared = Arc::new(store);
+        self.stores.insert(shared.clone());
+        shared
+    }
+
+    /// Lets go of a store identity no member points at any more.
+    fn release(&mut self, store: Arc<StoreIdentity>) {
+        // This one, and the set's.
+        if Arc::strong_count(&store) <= 2 {
+            self.stores.remove(&store);
+        }
+    }
+
     /// Makes the clock look at `due` if that is sooner than it would; whether
     /// it must be told.
     fn clock_looks_at(&mut self, due: Option<Instant>) -> bool {
@@ -170,8 +184,9 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let (wake, woken) = mpsc::unbounded_channel();
         let refresher = Arc::new(Self {
             inner: Mutex::new(Inner {
-                stores: HashMap::new(),
-                store_of: HashMap::new(),
+                members: HashMap::new(),
+                gathering: HashMap::new(),
+                stores: HashSet::new(),
                 clock_at: None,
             }),
             wake,
@@ -180,23 +195,20 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         (refresher, woken)
     }
 
-    /// An ExternalSecret as the watch shows it now.
-    pub fn observe(&self, key: &str, wake: W, observed: Observed) {
+    /// An ExternalSecret as the watch shows it now. Whether it is new here,
+    /// or asks for a sync: its spec, labels or annotations changed (not its
+    /// status, which this controller writes itself).
+    pub fn observe(&self, key: &str, wake: W, observed: Observed) -> bool {
         let mut inner = self.lock();
-        let previous = match inner
-            .store_of
-            .insert(key.to_string(), observed.store.clone())
-        {
-            Some(old) if old != observed.store => inner
-                .stores
-                .get_mut(&old)
-                .and_then(|s| s.members.remove(key)),
-            Some(same) => inner
-                .stores
-                .get_mut(&same)
-                .and_then(|s| s.members.remove(key)),
-            None => None,
-        };
+        let previous = inner.members.remove(key);
+        let asks = previous
+            .as_ref()
+            .is_none_or(|member| member.spec_hash != observed.spec_hash);
+        let store = inner.store(observed.store);
+        let moved_from = previous
+            .as_ref()
+            .filter(|previous| previous.store != store)
+            .map(|previous| previous.store.clone());
         let (last_refresh, last_refresh_wall, refreshed_spec, failed, woken) = match previous {
             // This process's own record wins over a status that may lag.
             Some(member) if member.last_refresh >= observed.refreshed_at => (
@@ -223,6 +235,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         };
         let member = Box::new(Member {
             wake,
+            store,
             requests: observed.requests.into_iter().collect(),
             interval: observed.interval,
             spec_hash: observed.spec_hash,
@@ -232,17 +245,16 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             failed,
             woken,
         });
+        if let Some(old) = moved_from {
+            inner.release(old);
+        }
         let sooner = inner.clock_looks_at(member.due());
-        inner
-            .stores
-            .entry(observed.store)
-            .or_default()
-            .members
-            .insert(key.to_string(), member);
+        inner.members.insert(key.to_string(), member);
         drop(inner);
         if sooner {
             self.clock.notify_one();
         }
+        asks
     }
 
     /// Wakes every ExternalSecret when its refresh falls due, for as long as
@@ -270,11 +282,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let mut inner = self.lock();
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        for member in inner
-            .stores
-            .values_mut()
-            .flat_map(|s| s.members.values_mut())
-        {
+        for member in inner.members.values_mut() {
             match member.due() {
                 Some(at) if at <= now => {
                     member.woken = true;
@@ -291,32 +299,26 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     /// An ExternalSecret deleted (or no longer valid).
     pub fn forget(&self, key: &str) {
         let mut inner = self.lock();
-        if let Some(store) = inner.store_of.remove(key)
-            && let Some(members) = inner.stores.get_mut(&store)
-        {
-            members.members.remove(key);
-            if members.members.is_empty() && members.gathering.is_none() {
-                inner.stores.remove(&store);
-            }
+        if let Some(member) = inner.members.remove(key) {
+            inner.release(member.store);
         }
     }
 
     /// Who reads from a store (to wake them when it changes).
     pub fn members_of(&self, store: &StoreIdentity) -> Vec<W> {
         self.lock()
-            .stores
-            .get(store)
-            .map(|s| s.members.values().map(|m| m.wake.clone()).collect())
-            .unwrap_or_default()
+            .members
+            .values()
+            .filter(|m| *m.store == *store)
+            .map(|m| m.wake.clone())
+            .collect()
     }
 
     /// What this process knows of the ExternalSecret's last refresh.
     pub fn refreshed(&self, key: &str) -> Refreshed {
-        let inner = self.lock();
-        inner
-            .store_of
+        self.lock()
+            .members
             .get(key)
-            .and_then(|store| inner.stores.get(store)?.members.get(key))
             .map(|m| Refreshed {
                 at: m.last_refresh,
                 at_wall: m.last_refresh_wall,
@@ -358,9 +360,8 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let (tx, rx) = oneshot::channel();
         let start = {
             let mut inner = self.lock();
-            let members = inner.stores.entry(store.clone()).or_default();
-            let start = members.gathering.is_none();
-            let gathering = members.gathering.get_or_insert_with(Gathering::default);
+            let start = !inner.gathering.contains_key(store);
+            let gathering = inner.gathering.entry(store.clone()).or_default();
             gathering.waiters.push((key.to_string(), requests, tx));
             gathering.joins += 1;
             start
@@ -378,12 +379,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let mut seen = 0;
         loop {
             tokio::time::sleep(GATHER_QUIET).await;
-            let joins = self
-                .lock()
-                .stores
-                .get(&store)
-                .and_then(|s| s.gathering.as_ref())
-                .map_or(0, |g| g.joins);
+            let joins = self.lock().gathering.get(&store).map_or(0, |g| g.joins);
             if joins == seen || started.elapsed() >= GATHER_MAX {
                 break;
             }
@@ -391,18 +387,21 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         }
         let (waiters, candidates) = {
             let mut inner = self.lock();
-            let members = inner.stores.entry(store.clone()).or_default();
-            let waiters = members
+            let waiters = inner
                 .gathering
-                .take()
+                .remove(&store)
                 .map(|g| g.waiters)
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
-            let candidates: Vec<(String, Box<[RemoteRequest]>, W)> = members
+            let candidates: Vec<(String, Box<[RemoteRequest]>, W)> = inner
                 .members
                 .iter()
-                .filter(|(key, member)| !joined.contains(key.as_str()) && member.pulled_in(now))
+                .filter(|(key, member)| {
+                    *member.store == store
+                        && !joined.contains(key.as_str())
+                        && member.pulled_in(now)
+                })
                 .map(|(key, member)| (key.clone(), member.requests.clone(), member.wake.clone()))
                 .collect();
             (waiters, candidates)
@@ -423,13 +422,13 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             let wall = whole_seconds(jiff::Timestamp::now());
             let mut inner = self.lock();
             let mut next: Option<Instant> = None;
-            if let Some(members) = inner.stores.get_mut(&store) {
+            {
                 let keys = waiters
                     .iter()
                     .map(|(k, _, _)| k)
                     .chain(pulled.iter().map(|(k, _, _)| k));
                 for key in keys {
-                    if let Some(member) = members.members.get_mut(key) {
+                    if let Some(member) = inner.members.get_mut(key) {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
                         member.woken = false;
@@ -458,17 +457,10 @@ impl<W: Clone + Send + 'static> Refresher<W> {
 
     fn update(&self, key: &str, change: impl FnOnce(&mut Member<W>)) {
         let mut inner = self.lock();
-        let Some(store) = inner.store_of.get(key).cloned() else {
-            return;
-        };
-        let due = inner
-            .stores
-            .get_mut(&store)
-            .and_then(|s| s.members.get_mut(key))
-            .and_then(|member| {
-                change(member);
-                member.due()
-            });
+        let due = inner.members.get_mut(key).and_then(|member| {
+            change(member);
+            member.due()
+        });
         if inner.clock_looks_at(due) {
             drop(inner);
             self.clock.notify_one();
@@ -532,6 +524,27 @@ mod tests {
             refreshed_spec: None,
             spec_hash: "h".into(),
         }
+    }
+
+    #[test]
+    fn an_observation_asks_for_a_sync_when_new_or_its_spec_changed() {
+        let (refresher, _woken) = Refresher::<&str>::new();
+        assert!(refresher.observe("a", "a", observed("a", Some(60))));
+        // A status write: same spec hash.
+        assert!(!refresher.observe("a", "a", observed("a", Some(60))));
+        let mut changed = observed("a", Some(60));
+        changed.spec_hash = "h2".into();
+        assert!(refresher.observe("a", "a", changed));
+        // Moved to another store: the first store's identity is let go.
+        let mut moved = observed("a", Some(60));
+        moved.spec_hash = "h2".into();
+        moved.store.name = "other".into();
+        assert!(!refresher.observe("a", "a", moved));
+        assert!(refresher.members_of(&store()).is_empty());
+        assert_eq!(refresher.lock().stores.len(), 1);
+        refresher.forget("a");
+        assert!(refresher.lock().stores.is_empty());
+        assert!(refresher.observe("a", "a", observed("a", Some(60))));
     }
 
     fn admit_all() -> Admit {

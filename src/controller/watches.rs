@@ -453,12 +453,6 @@ fn external_secrets(
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
     let reader = writer.as_reader();
-    let observer = {
-        let ctx = ctx.clone();
-        move |event: &watcher::Event<WatchedExternalSecret>| {
-            external_secret::observe(&ctx, flavor, event)
-        }
-    };
     let own = watcher(
         scope.dynamic::<WatchedExternalSecret>(client, flavor),
         watcher::Config::default(),
@@ -467,14 +461,14 @@ fn external_secrets(
     // The cache first: whoever sees the observer's effects (a status record
     // dropped) finds the object already as the event shows it.
     .reflect(writer)
-    .inspect_ok(observer)
-    .applied_objects()
-    .predicate_filter(asked_for_sync, Default::default())
     .for_each({
+        let ctx = ctx.clone();
         let queue = queue.clone();
-        move |object| {
-            if let Ok(object) = object {
-                queue.push(ObjectRef::from_obj_with(&object, flavor));
+        move |event| {
+            if let Ok(event) = event
+                && let Some(asked) = external_secret::observe(&ctx, flavor, &event)
+            {
+                queue.push(asked);
             }
             futures::future::ready(())
         }
@@ -547,18 +541,6 @@ where
         }
         futures::future::ready(())
     }
-}
-
-/// What a user changes to ask for a sync: the spec (generation), labels and
-/// annotations (`secretsync.io/force-sync`), not the status this controller
-/// writes itself.
-fn asked_for_sync(object: &WatchedExternalSecret) -> Option<u64> {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    object.metadata.generation.hash(&mut hasher);
-    object.metadata.labels.hash(&mut hasher);
-    object.metadata.annotations.hash(&mut hasher);
-    Some(hasher.finish())
 }
 
 /// A watch of `api` yielding objects whose generation changed (spec edits,
