@@ -23,7 +23,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use super::objects::{self, Flavor, WatchedExternalSecret};
-use super::refresh::{self, Admit, Observed};
+use super::refresh::{self, Admit, Observed, SpecHash};
 use super::{Context, Error, target};
 use crate::SecretValue;
 use crate::api::{
@@ -63,7 +63,7 @@ struct Synced {
     refreshed_at: Option<jiff::Timestamp>,
     resource_version: Option<String>,
     content_hash: Option<String>,
-    spec_hash: String,
+    spec_hash: SpecHash,
     action: Action,
 }
 
@@ -131,7 +131,7 @@ fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecre
             .and_then(|s| s.refresh_time.as_ref())
             .and_then(|t| refresh::instant_of(t.0)),
         refreshed_at_wall: status.and_then(|s| s.refresh_time.as_ref()).map(|t| t.0),
-        refreshed_spec: status.and_then(|s| s.spec_hash.clone()),
+        refreshed_spec: status.and_then(|s| SpecHash::parse(s.spec_hash.as_deref()?)),
         spec_hash: spec_hash(spec, object),
     }
 }
@@ -180,7 +180,7 @@ pub async fn reconcile(
     match outcome {
         Ok(synced) => {
             ctx.reset_backoff(&key);
-            ctx.refresher.succeeded(&key, &synced.spec_hash);
+            ctx.refresher.succeeded(&key, synced.spec_hash);
             if let Some(at) = synced.refreshed_at {
                 // Never backwards, whatever a lagging copy said.
                 let later = status.refresh_time.as_ref().is_none_or(|t| t.0 < at);
@@ -194,7 +194,7 @@ pub async fn reconcile(
             if synced.content_hash.is_some() {
                 status.content_hash = synced.content_hash;
             }
-            status.spec_hash = Some(synced.spec_hash);
+            status.spec_hash = Some(synced.spec_hash.to_string());
             set_ready(&mut status, "True", synced.reason, synced.message);
             write_status(&object, &ctx, flavor, &key, status).await?;
             ctx.metrics.count_sync(true);
@@ -275,7 +275,6 @@ async fn sync_one(
     let refreshed = ctx.refresher.refreshed(key);
     let spec_hash = refreshed
         .current_spec
-        .clone()
         .unwrap_or_else(|| spec_hash(&es.spec, es));
     let status = es.status.clone().unwrap_or_default();
 
@@ -305,7 +304,7 @@ async fn sync_one(
     let interval = periodic_interval(&es.spec);
     let due = refreshed.at.is_none()
         || refreshed.failed
-        || refreshed.spec.as_deref() != Some(spec_hash.as_str())
+        || refreshed.spec != Some(spec_hash)
         || !exists && refresh_policy == RefreshPolicy::CreatedOnce
         || interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
     let requests = sync::remote_requests(&es.spec);
@@ -468,11 +467,14 @@ fn reason_of(error: &SyncError) -> &'static str {
 
 /// Hash of what a user changes to ask for a new sync: spec, labels, annotations
 /// (`secretsync.io/force-sync` among them).
-fn spec_hash(spec: &ExternalSecretSpec, object: &impl ResourceExt) -> String {
+fn spec_hash(spec: &ExternalSecretSpec, object: &impl ResourceExt) -> SpecHash {
     let text =
         json!({"spec": spec, "labels": object.labels(), "annotations": object.annotations()})
             .to_string();
-    hex::encode(&Sha256::digest(text.as_bytes())[..16])
+    let digest = Sha256::digest(text.as_bytes());
+    let mut first = [0u8; 16];
+    first.copy_from_slice(&digest[..16]);
+    SpecHash(u128::from_be_bytes(first))
 }
 
 /// With `deletionPolicy: Merge`, references whose remote value is gone are

@@ -28,6 +28,28 @@ pub const GATHER_MAX: Duration = Duration::from_secs(2);
 /// How early (as a share of its interval) an ExternalSecret may join a cycle.
 pub const PULL_FORWARD: u32 = 10;
 
+/// A hash of what a user changes to ask for a sync (spec, labels,
+/// annotations): 16 bytes, kept as a number (every member holds two), shown
+/// in `status.specHash` as 32 hex digits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SpecHash(pub u128);
+
+impl SpecHash {
+    /// From its 32 hex digits, as a status shows it (`None` for anything else).
+    pub fn parse(text: &str) -> Option<Self> {
+        if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        u128::from_str_radix(text, 16).ok().map(SpecHash)
+    }
+}
+
+impl std::fmt::Display for SpecHash {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
 /// What the watch tells about one ExternalSecret.
 #[derive(Clone, Debug)]
 pub struct Observed {
@@ -39,9 +61,9 @@ pub struct Observed {
     pub refreshed_at: Option<Instant>,
     pub refreshed_at_wall: Option<jiff::Timestamp>,
     /// From `status.specHash`.
-    pub refreshed_spec: Option<String>,
+    pub refreshed_spec: Option<SpecHash>,
     /// The hash of the spec as it is now.
-    pub spec_hash: String,
+    pub spec_hash: SpecHash,
 }
 
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
@@ -52,11 +74,11 @@ struct Member<W> {
     store: Arc<StoreIdentity>,
     requests: Box<[RemoteRequest]>,
     interval: Option<Duration>,
-    spec_hash: String,
+    spec_hash: SpecHash,
     last_refresh: Option<Instant>,
     /// The same moment on the wall clock, whole seconds (as a status holds it).
     last_refresh_wall: Option<jiff::Timestamp>,
-    refreshed_spec: Option<String>,
+    refreshed_spec: Option<SpecHash>,
     /// The last refresh failed: retried on its own backoff, never pulled in.
     failed: bool,
     /// The clock has woken it for its refresh due now; not again until it
@@ -113,10 +135,10 @@ pub struct Refreshed {
     /// `at` on the wall clock, in whole seconds.
     pub at_wall: Option<jiff::Timestamp>,
     /// The spec hash of the last refresh that went through.
-    pub spec: Option<String>,
+    pub spec: Option<SpecHash>,
     pub failed: bool,
     /// The spec hash as the watch shows it now.
-    pub current_spec: Option<String>,
+    pub current_spec: Option<SpecHash>,
 }
 
 /// One table of members, by key, each pointing at its store: a cycle walks
@@ -214,21 +236,21 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             Some(member) if member.last_refresh >= observed.refreshed_at => (
                 member.last_refresh,
                 member.last_refresh_wall,
-                member.refreshed_spec.or(observed.refreshed_spec.clone()),
+                member.refreshed_spec.or(observed.refreshed_spec),
                 member.failed,
                 member.woken && member.interval == observed.interval,
             ),
             Some(member) => (
                 observed.refreshed_at,
                 observed.refreshed_at_wall,
-                member.refreshed_spec.or(observed.refreshed_spec.clone()),
+                member.refreshed_spec.or(observed.refreshed_spec),
                 member.failed,
                 false,
             ),
             None => (
                 observed.refreshed_at,
                 observed.refreshed_at_wall,
-                observed.refreshed_spec.clone(),
+                observed.refreshed_spec,
                 false,
                 false,
             ),
@@ -322,17 +344,17 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             .map(|m| Refreshed {
                 at: m.last_refresh,
                 at_wall: m.last_refresh_wall,
-                spec: m.refreshed_spec.clone(),
+                spec: m.refreshed_spec,
                 failed: m.failed,
-                current_spec: Some(m.spec_hash.clone()),
+                current_spec: Some(m.spec_hash),
             })
             .unwrap_or_default()
     }
 
     /// A refresh went through with this spec.
-    pub fn succeeded(&self, key: &str, spec: &str) {
+    pub fn succeeded(&self, key: &str, spec: SpecHash) {
         self.update(key, |m| {
-            m.refreshed_spec = Some(spec.to_string());
+            m.refreshed_spec = Some(spec);
             m.failed = false;
         });
     }
@@ -432,7 +454,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
                         member.woken = false;
-                        member.refreshed_spec = Some(member.spec_hash.clone());
+                        member.refreshed_spec = Some(member.spec_hash);
                         if let Some(due) = member.due() {
                             next = Some(next.map_or(due, |n| n.min(due)));
                         }
@@ -522,7 +544,23 @@ mod tests {
             refreshed_at: None,
             refreshed_at_wall: None,
             refreshed_spec: None,
-            spec_hash: "h".into(),
+            spec_hash: SpecHash(1),
+        }
+    }
+
+    #[test]
+    fn a_spec_hash_reads_back_what_a_status_shows_and_nothing_else() {
+        let text = "00112233445566778899aabbccddeeff";
+        let hash = SpecHash::parse(text).unwrap();
+        assert_eq!(hash.to_string(), text);
+        assert_eq!(SpecHash(1).to_string(), format!("{:0>32}", "1"));
+        for bad in [
+            "",
+            "abc",
+            "+0112233445566778899aabbccddeeff",
+            "0112233445566778899aabbccddeeffg",
+        ] {
+            assert_eq!(SpecHash::parse(bad), None, "{bad}");
         }
     }
 
@@ -533,11 +571,11 @@ mod tests {
         // A status write: same spec hash.
         assert!(!refresher.observe("a", "a", observed("a", Some(60))));
         let mut changed = observed("a", Some(60));
-        changed.spec_hash = "h2".into();
+        changed.spec_hash = SpecHash(2);
         assert!(refresher.observe("a", "a", changed));
         // Moved to another store: the first store's identity is let go.
         let mut moved = observed("a", Some(60));
-        moved.spec_hash = "h2".into();
+        moved.spec_hash = SpecHash(2);
         moved.store.name = "other".into();
         assert!(!refresher.observe("a", "a", moved));
         assert!(refresher.members_of(&store()).is_empty());
@@ -603,7 +641,7 @@ mod tests {
         refresher.forget("b");
         refresher.observe("c", "c", observed("c", Some(60)));
         refresher.failed("c");
-        refresher.succeeded("c", "spec");
+        refresher.succeeded("c", SpecHash(3));
         refresher
             .refresh(&store(), "x", BTreeSet::new(), provider, deny_c)
             .await;
