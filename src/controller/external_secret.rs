@@ -83,6 +83,7 @@ pub fn observe(
             // and a reconcile looks the object up by these.
             let reference = ObjectRef::new_with(&object.name_any(), flavor)
                 .within(&object.namespace().unwrap_or_default());
+            ctx.status_shown(&key, || object.status());
             let asks = match object.spec() {
                 Ok(spec) => {
                     ctx.forget_invalid(&key);
@@ -173,7 +174,7 @@ pub async fn reconcile(
     };
     ctx.metrics.observe_reconcile(started.elapsed());
     let mut status = ctx
-        .status_record(&key)
+        .last_status(&key, &ObjectRef::from_obj_with(object.as_ref(), flavor))
         .or_else(|| object.status())
         .unwrap_or_default();
     status.observed_generation = object.metadata.generation;
@@ -313,7 +314,16 @@ async fn sync_one(
     } else {
         provider.cached(&requests, interval.unwrap_or(Duration::MAX))
     };
-    if kept.is_none() && !due && target_in_place(ctx, key, &status, cached.as_deref()) {
+    if kept.is_none()
+        && !due
+        && target_in_place(
+            ctx,
+            key,
+            &reference_of(es, flavor),
+            &status,
+            cached.as_deref(),
+        )
+    {
         // Not due, and the Secret is as last written (after a restart, say):
         // nothing to fetch, nothing to write.
         return Ok(Synced {
@@ -385,7 +395,7 @@ async fn sync_one(
         .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
     let synced_version = ctx
-        .status_record(key)
+        .last_status(key, &reference_of(es, flavor))
         .and_then(|s| s.synced_resource_version)
         .or(status.synced_resource_version.clone());
     let written = target::write(
@@ -425,15 +435,23 @@ async fn sync_one(
     })
 }
 
+/// The cache's reference of a typed ExternalSecret.
+fn reference_of(es: &ExternalSecret, flavor: Flavor) -> ObjectRef<WatchedExternalSecret> {
+    ObjectRef::new_with(&es.name_any(), flavor).within(&es.namespace().unwrap_or_default())
+}
+
 /// Whether the target Secret is exactly what this ExternalSecret last wrote:
 /// same resourceVersion and content hash as its status records.
 fn target_in_place(
     ctx: &Context,
     key: &str,
+    reference: &ObjectRef<WatchedExternalSecret>,
     status: &ExternalSecretStatus,
     cached: Option<&super::managed::ManagedSecret>,
 ) -> bool {
-    let status = ctx.status_record(key).unwrap_or_else(|| status.clone());
+    let status = ctx
+        .last_status(key, reference)
+        .unwrap_or_else(|| status.clone());
     let Some(cached) = cached else {
         return false;
     };
@@ -705,14 +723,18 @@ async fn write_status(
     let shown = object.status();
     let shown = shown.as_ref();
     if shown == Some(&status) {
-        ctx.record_status(key, &status, shown);
+        ctx.record_status(key, &status, shown, true);
         return Ok(());
     }
     if ctx.status_lags(key, &status, shown) {
         // Written already: the cached copy still shows the status before.
         return Ok(());
     }
-    if ctx.cached_status(object).as_ref() == Some(&status) {
+    if ctx
+        .cached_status(&ObjectRef::from_obj_with(object, flavor))
+        .as_ref()
+        == Some(&status)
+    {
         // Written already, and the cache caught up (its record is gone)
         // since this reconcile took its copy.
         return Ok(());
@@ -729,7 +751,7 @@ async fn write_status(
     )
     .await
     .map_err(Error::Kube)?;
-    ctx.record_status(key, &status, shown);
+    ctx.record_status(key, &status, shown, false);
     Ok(())
 }
 

@@ -149,14 +149,16 @@ pub struct Context {
     pub render_pool: crate::template::RenderPool,
 }
 
-/// The status this process last wrote for an ExternalSecret, and a
-/// fingerprint of the one it replaced: a cached copy still showing that one
-/// lags behind the write. The status is kept as its JSON text (one
-/// allocation, not a dozen) and only the fingerprint of the one replaced: at
-/// 10,000 ExternalSecrets that is megabytes.
+/// What this process last wrote to an ExternalSecret's status: fingerprints
+/// of that status and of the one it replaced (a cached copy still showing
+/// that one lags behind the write), and the status itself as JSON text until
+/// the cache shows it, from when on the cache is the copy. So in a steady
+/// fleet a record is two numbers, not a second copy of every status (at
+/// 10,000 ExternalSecrets, megabytes).
 struct StatusRecord {
-    written: Box<str>,
+    written: u64,
     replaced: Option<u64>,
+    text: Option<Box<str>>,
 }
 
 /// A status as a record keeps it. Serialising this type cannot fail; were
@@ -218,20 +220,43 @@ impl Context {
 
     /// The status the cache shows now for this ExternalSecret (a reconcile's
     /// own copy may be older).
-    fn cached_status(&self, object: &WatchedExternalSecret) -> Option<ExternalSecretStatus> {
-        let key = ObjectRef::from_obj_with(object, object.flavor);
+    fn cached_status(&self, reference: &ExternalSecretRef) -> Option<ExternalSecretStatus> {
         self.external_secrets
             .iter()
-            .find_map(|store| store.get(&key))
+            .find_map(|store| store.get(reference))
             .and_then(|cached| cached.status())
     }
 
-    fn status_record(&self, key: &str) -> Option<ExternalSecretStatus> {
-        self.statuses
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(key)
-            .and_then(|record| serde_json::from_str(&record.written).ok())
+    /// The status this process last wrote for the ExternalSecret (`key`,
+    /// `reference`): from its record, or, once the cache shows it, from the
+    /// cache. `None` when this process has written none.
+    fn last_status(
+        &self,
+        key: &str,
+        reference: &ExternalSecretRef,
+    ) -> Option<ExternalSecretStatus> {
+        let text = {
+            let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+            let record = statuses.get(key)?;
+            record.text.as_ref().map(|text| serde_json::from_str(text))
+        };
+        match text {
+            Some(decoded) => decoded.ok(),
+            None => self.cached_status(reference),
+        }
+    }
+
+    /// The watch shows `shown` for this ExternalSecret: once that is what
+    /// this process wrote, its record lets go of the text. (`shown` is only
+    /// decoded while a record keeps text.)
+    fn status_shown(&self, key: &str, shown: impl FnOnce() -> Option<ExternalSecretStatus>) {
+        let mut statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(record) = statuses.get_mut(key).filter(|r| r.text.is_some()) else {
+            return;
+        };
+        if shown().as_ref().map(fingerprint) == Some(record.written) {
+            record.text = None;
+        }
     }
 
     /// Whether `shown` is only a lagging copy of what this process wrote as
@@ -243,19 +268,22 @@ impl Context {
         shown: Option<&ExternalSecretStatus>,
     ) -> bool {
         let shown = shown.map(fingerprint);
-        let status = status_text(status);
+        let status = fingerprint(status);
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .get(key)
-            .is_some_and(|record| *record.written == status && record.replaced == shown)
+            .is_some_and(|record| record.written == status && record.replaced == shown)
     }
 
+    /// `written` is now this ExternalSecret's status, `replaced` what it was;
+    /// `shown`: the cache shows it already, so no text is kept.
     fn record_status(
         &self,
         key: &str,
         written: &ExternalSecretStatus,
         replaced: Option<&ExternalSecretStatus>,
+        shown: bool,
     ) {
         let replaced = replaced.map(fingerprint);
         self.statuses
@@ -264,8 +292,9 @@ impl Context {
             .insert(
                 key.to_string(),
                 StatusRecord {
-                    written: status_text(written).into_boxed_str(),
+                    written: fingerprint(written),
                     replaced,
+                    text: (!shown).then(|| status_text(written).into_boxed_str()),
                 },
             );
     }
