@@ -456,9 +456,9 @@ fn target_in_place(
         return false;
     };
     status.synced_resource_version.is_some()
-        && cached.resource_version == status.synced_resource_version
+        && cached.resource_version() == status.synced_resource_version.as_deref()
         && status.content_hash.is_some()
-        && cached.content_hash == status.content_hash
+        && cached.content_hash() == status.content_hash.as_deref()
 }
 
 fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {

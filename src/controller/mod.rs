@@ -374,13 +374,13 @@ impl Filled {
 /// The object named `writer` (in the Secret's namespace) that writes this Secret.
 pub(crate) fn writer_of<K>(
     secret: &managed::ManagedSecret,
-    writer: Option<&String>,
+    writer: Option<&str>,
     flavor: Flavor,
 ) -> Option<ObjectRef<K>>
 where
     K: kube::Resource<DynamicType = Flavor>,
 {
-    Some(ObjectRef::new_with(writer?, flavor).within(&secret.namespace))
+    Some(ObjectRef::new_with(writer?, flavor).within(secret.namespace()))
 }
 
 /// 1s, 2s, 4s, ... after successive failures, capped at

@@ -49,9 +49,9 @@ pub(super) async fn write(
         return Ok(Outcome::NotWritten);
     }
     if let Some(cached) = cached
-        && cached.resource_version.as_deref() == synced
+        && cached.resource_version() == synced
         && synced.is_some()
-        && cached.content_hash.as_ref() == Some(&desired.content_hash)
+        && cached.content_hash() == Some(desired.content_hash.as_str())
         && owner_matches(cached, es, policy)
     {
         return Ok(Outcome::Unchanged {
@@ -252,7 +252,7 @@ fn owner_matches(cached: &ManagedSecret, es: &ExternalSecret, policy: CreationPo
     if policy != CreationPolicy::Owner {
         return true;
     }
-    cached.controller_uid.is_some() && cached.controller_uid == es.metadata.uid
+    cached.controller_uid().is_some() && cached.controller_uid() == es.metadata.uid.as_deref()
 }
 
 /// Keys of the live Secret the desired one does not have.

@@ -126,13 +126,13 @@ impl Routes {
     fn writers_of(&self, secret: &ManagedSecret, flavors: &[Flavor]) {
         for flavor in flavors {
             if let Some(writer) =
-                writer_of::<WatchedExternalSecret>(secret, secret.external_secret.as_ref(), *flavor)
+                writer_of::<WatchedExternalSecret>(secret, secret.external_secret(), *flavor)
             {
                 self.external_secret(writer);
             }
         }
         if let Some(writer) =
-            writer_of::<WatchedSealedSecret>(secret, secret.sealed_secret.as_ref(), SECRETSYNC)
+            writer_of::<WatchedSealedSecret>(secret, secret.sealed_secret(), SECRETSYNC)
         {
             self.sealed_secret(writer);
         }
