@@ -193,6 +193,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn after_a_burst_it_holds_no_memory() {
+        let queue = Arc::new(Queue::new(8));
+        let mut stream = Box::pin(queue.clone().stream());
+        for item in 0..10_000 {
+            queue.push(item);
+        }
+        for _ in 0..10_000 {
+            let item = next(&mut stream).await.unwrap();
+            queue.finished(&item);
+        }
+        let state = queue.lock();
+        assert_eq!(
+            (
+                state.waiting.capacity(),
+                state.queued.capacity(),
+                state.out.capacity()
+            ),
+            (0, 0, 0)
+        );
+    }
+
+    #[tokio::test]
     async fn a_waiting_taker_wakes_on_a_push() {
         let queue = Arc::new(Queue::new(1));
         let mut stream = Box::pin(queue.clone().stream());
