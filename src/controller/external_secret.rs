@@ -87,8 +87,7 @@ pub fn observe(
             let asks = match object.spec() {
                 Ok(spec) => {
                     ctx.forget_invalid(&key);
-                    ctx.refresher
-                        .observe(&key, reference.clone(), observed(flavor, object, &spec))
+                    ctx.refresher.observe(&key, observed(flavor, object, &spec))
                 }
                 Err(_) => {
                     ctx.refresher.forget(&key);

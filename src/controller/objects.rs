@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -311,6 +312,18 @@ pub fn flavored_key(flavor: Flavor, object: &impl ResourceExt) -> String {
     format!("{}/{}", flavor.group(), key_of(object))
 }
 
+/// The reference of a watched object from its [`flavored_key`].
+pub fn reference_of_key<S: Kind + 'static, T: 'static>(
+    key: &str,
+) -> Option<ObjectRef<Watched<S, T>>> {
+    let mut parts = key.splitn(3, '/');
+    let group = parts.next()?;
+    let namespace = parts.next()?;
+    let name = parts.next()?;
+    let flavor = [SECRETSYNC, ESO].into_iter().find(|f| f.group() == group)?;
+    Some(ObjectRef::new_with(name, flavor).within(namespace))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -358,6 +371,22 @@ mod tests {
         let status = synced.status().unwrap();
         assert_eq!(status.spec_hash.as_deref(), Some("abc"));
         assert_eq!(status.conditions.len(), 1);
+        let reference = ObjectRef::from_obj_with(&synced, synced.flavor);
+        assert_eq!(
+            reference_of_key(&flavored_key(synced.flavor, &synced)),
+            Some(reference)
+        );
+        let eso: Option<ObjectRef<WatchedExternalSecret>> =
+            reference_of_key("external-secrets.io/team/good");
+        assert_eq!(eso.map(|r| (r.dyntype, r.name)), Some((ESO, "good".into())));
+        assert_eq!(
+            reference_of_key::<ExternalSecretSpec, ExternalSecretStatus>("x.io/a/b"),
+            None
+        );
+        assert_eq!(
+            reference_of_key::<ExternalSecretSpec, ExternalSecretStatus>("team/b"),
+            None
+        );
         let none: WatchedExternalSecret =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
         assert_eq!(none.spec().unwrap_err(), "spec: is required");

@@ -69,8 +69,7 @@ pub struct Observed {
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
 /// held compactly (a set of three requests would take a whole B-tree node;
 /// the store is shared with every other member of it).
-struct Member<W> {
-    wake: W,
+struct Member {
     store: Arc<StoreIdentity>,
     requests: Box<[RemoteRequest]>,
     interval: Option<Duration>,
@@ -86,7 +85,7 @@ struct Member<W> {
     woken: bool,
 }
 
-impl<W> Member<W> {
+impl Member {
     /// When the clock wakes it: its last refresh plus its interval.
     fn due(&self) -> Option<Instant> {
         if self.failed || self.woken {
@@ -145,9 +144,9 @@ pub struct Refreshed {
 /// the table for its store's members (thousands of entries, once per
 /// cycle), which costs less than a second table per store and a key-to-store
 /// map, both as large as the fleet.
-struct Inner<W> {
+struct Inner {
     /// Boxed: the table itself stays small however large a member is.
-    members: HashMap<String, Box<Member<W>>>,
+    members: HashMap<String, Box<Member>>,
     /// Cycles gathering now.
     gathering: HashMap<StoreIdentity, Gathering>,
     /// One shared identity per store that has members.
@@ -156,7 +155,7 @@ struct Inner<W> {
     clock_at: Option<Instant>,
 }
 
-impl<W> Inner<W> {
+impl Inner {
     /// The shared identity of `store`.
     fn store(&mut self, store: StoreIdentity) -> Arc<StoreIdentity> {
         if let Some(shared) = self.stores.get(&store) {
@@ -189,10 +188,12 @@ impl<W> Inner<W> {
 }
 
 /// Every ExternalSecret's place in its store's cycles. `W` is what wakes one
-/// (its object reference): sent when a cycle took it along unasked.
+/// (its object reference): sent when a cycle took it along unasked. It is
+/// made from the member's key when needed rather than kept with each member.
 pub struct Refresher<W> {
-    inner: Mutex<Inner<W>>,
+    inner: Mutex<Inner>,
     wake: mpsc::UnboundedSender<W>,
+    wake_of: fn(&str) -> Option<W>,
     /// Tells the clock that someone falls due before it would look.
     clock: tokio::sync::Notify,
 }
@@ -202,7 +203,8 @@ pub struct Refresher<W> {
 pub type Admit = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl<W: Clone + Send + 'static> Refresher<W> {
-    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<W>) {
+    /// `wake_of`: what wakes the member of a key.
+    pub fn new(wake_of: fn(&str) -> Option<W>) -> (Arc<Self>, mpsc::UnboundedReceiver<W>) {
         let (wake, woken) = mpsc::unbounded_channel();
         let refresher = Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -212,6 +214,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 clock_at: None,
             }),
             wake,
+            wake_of,
             clock: tokio::sync::Notify::new(),
         });
         (refresher, woken)
@@ -220,7 +223,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     /// An ExternalSecret as the watch shows it now. Whether it is new here,
     /// or asks for a sync: its spec, labels or annotations changed (not its
     /// status, which this controller writes itself).
-    pub fn observe(&self, key: &str, wake: W, observed: Observed) -> bool {
+    pub fn observe(&self, key: &str, observed: Observed) -> bool {
         let mut inner = self.lock();
         let previous = inner.members.remove(key);
         let asks = previous
@@ -256,7 +259,6 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             ),
         };
         let member = Box::new(Member {
-            wake,
             store,
             requests: observed.requests.into_iter().collect(),
             interval: observed.interval,
@@ -304,11 +306,11 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let mut inner = self.lock();
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
-        for member in inner.members.values_mut() {
+        for (key, member) in inner.members.iter_mut() {
             match member.due() {
                 Some(at) if at <= now => {
                     member.woken = true;
-                    due.push(member.wake.clone());
+                    due.extend((self.wake_of)(key));
                 }
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 None => {}
@@ -330,9 +332,9 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     pub fn members_of(&self, store: &StoreIdentity) -> Vec<W> {
         self.lock()
             .members
-            .values()
-            .filter(|m| *m.store == *store)
-            .map(|m| m.wake.clone())
+            .iter()
+            .filter(|(_, m)| *m.store == *store)
+            .filter_map(|(key, _)| (self.wake_of)(key))
             .collect()
     }
 
@@ -416,7 +418,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
-            let candidates: Vec<(String, Box<[RemoteRequest]>, W)> = inner
+            let candidates: Vec<(String, Box<[RemoteRequest]>)> = inner
                 .members
                 .iter()
                 .filter(|(key, member)| {
@@ -424,18 +426,18 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                         && !joined.contains(key.as_str())
                         && member.pulled_in(now)
                 })
-                .map(|(key, member)| (key.clone(), member.requests.clone(), member.wake.clone()))
+                .map(|(key, member)| (key.clone(), member.requests.clone()))
                 .collect();
             (waiters, candidates)
         };
         let pulled: Vec<_> = candidates
             .into_iter()
-            .filter(|(key, _, _)| admit(key))
+            .filter(|(key, _)| admit(key))
             .collect();
         let requests: BTreeSet<RemoteRequest> = waiters
             .iter()
             .flat_map(|(_, requests, _)| requests.iter().cloned())
-            .chain(pulled.iter().flat_map(|(_, r, _)| r.iter().cloned()))
+            .chain(pulled.iter().flat_map(|(_, r)| r.iter().cloned()))
             .collect();
         tracing::debug!(%store, joined = waiters.len(), pulled = pulled.len(), requests = requests.len(), "refresh cycle");
         let results = provider.fetch_batch(&requests).await;
@@ -448,7 +450,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 let keys = waiters
                     .iter()
                     .map(|(k, _, _)| k)
-                    .chain(pulled.iter().map(|(k, _, _)| k));
+                    .chain(pulled.iter().map(|(k, _)| k));
                 for key in keys {
                     if let Some(member) = inner.members.get_mut(key) {
                         member.last_refresh = Some(now);
@@ -472,12 +474,12 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .collect();
             let _ = tx.send(answers);
         }
-        for (_, _, wake) in pulled {
+        for wake in pulled.iter().filter_map(|(key, _)| (self.wake_of)(key)) {
             let _ = self.wake.send(wake);
         }
     }
 
-    fn update(&self, key: &str, change: impl FnOnce(&mut Member<W>)) {
+    fn update(&self, key: &str, change: impl FnOnce(&mut Member)) {
         let mut inner = self.lock();
         let due = inner.members.get_mut(key).and_then(|member| {
             change(member);
@@ -489,7 +491,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner<W>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
@@ -566,23 +568,28 @@ mod tests {
 
     #[test]
     fn an_observation_asks_for_a_sync_when_new_or_its_spec_changed() {
-        let (refresher, _woken) = Refresher::<&str>::new();
-        assert!(refresher.observe("a", "a", observed("a", Some(60))));
+        let (refresher, _woken) = Refresher::<&'static str>::new(wake_of);
+        assert!(refresher.observe("a", observed("a", Some(60))));
         // A status write: same spec hash.
-        assert!(!refresher.observe("a", "a", observed("a", Some(60))));
+        assert!(!refresher.observe("a", observed("a", Some(60))));
         let mut changed = observed("a", Some(60));
         changed.spec_hash = SpecHash(2);
-        assert!(refresher.observe("a", "a", changed));
+        assert!(refresher.observe("a", changed));
         // Moved to another store: the first store's identity is let go.
         let mut moved = observed("a", Some(60));
         moved.spec_hash = SpecHash(2);
         moved.store.name = "other".into();
-        assert!(!refresher.observe("a", "a", moved));
+        assert!(!refresher.observe("a", moved));
         assert!(refresher.members_of(&store()).is_empty());
         assert_eq!(refresher.lock().stores.len(), 1);
         refresher.forget("a");
         assert!(refresher.lock().stores.is_empty());
-        assert!(refresher.observe("a", "a", observed("a", Some(60))));
+        assert!(refresher.observe("a", observed("a", Some(60))));
+    }
+
+    /// The tests' members are `a`, `b` and `c`, woken by their names.
+    fn wake_of(key: &str) -> Option<&'static str> {
+        ["a", "b", "c"].into_iter().find(|name| *name == key)
     }
 
     fn admit_all() -> Admit {
@@ -591,10 +598,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cycle_takes_along_every_member_due_soon_and_wakes_it() {
-        let (refresher, mut woken) = Refresher::<&'static str>::new();
-        refresher.observe("a", "a", observed("a", Some(3600)));
-        refresher.observe("b", "b", observed("b", Some(3600)));
-        refresher.observe("c", "c", observed("c", None));
+        let (refresher, mut woken) = Refresher::<&'static str>::new(wake_of);
+        refresher.observe("a", observed("a", Some(3600)));
+        refresher.observe("b", observed("b", Some(3600)));
+        refresher.observe("c", observed("c", None));
         let provider = provider();
         // First sync: everyone unrefreshed goes in one cycle.
         let results = refresher
@@ -617,7 +624,6 @@ mod tests {
         tokio::time::advance(Duration::from_secs(3600 - 240)).await;
         refresher.observe(
             "b",
-            "b",
             Observed {
                 interval: Some(Duration::from_secs(3000)),
                 ..observed("b", None)
@@ -639,7 +645,7 @@ mod tests {
         refresher.failed("a");
         let deny_c: Admit = Arc::new(|key| key != "c");
         refresher.forget("b");
-        refresher.observe("c", "c", observed("c", Some(60)));
+        refresher.observe("c", observed("c", Some(60)));
         refresher.failed("c");
         refresher.succeeded("c", SpecHash(3));
         refresher
@@ -659,11 +665,11 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_clock_wakes_each_member_when_its_refresh_falls_due_and_once() {
-        let (refresher, mut woken) = Refresher::<&'static str>::new();
+        let (refresher, mut woken) = Refresher::<&'static str>::new(wake_of);
         tokio::spawn(refresher.clone().run_clock());
-        refresher.observe("a", "a", observed("a", Some(600)));
-        refresher.observe("b", "b", observed("b", Some(60)));
-        refresher.observe("c", "c", observed("c", None));
+        refresher.observe("a", observed("a", Some(600)));
+        refresher.observe("b", observed("b", Some(60)));
+        refresher.observe("c", observed("c", None));
         // Nobody has refreshed yet: the clock wakes nobody (the watch does).
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(woken.try_recv().is_err());
@@ -696,7 +702,6 @@ mod tests {
         // An interval made shorter is kept by a clock that was asleep for longer.
         refresher.observe(
             "a",
-            "a",
             Observed {
                 interval: Some(Duration::from_secs(120)),
                 ..observed("a", None)
@@ -715,7 +720,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn those_due_together_share_one_fetch() {
-        let (refresher, _woken) = Refresher::<()>::new();
+        let (refresher, _woken) = Refresher::<()>::new(|_| Some(()));
         let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
             "data": [{"key": "a", "value": "1"}]
         }))

@@ -181,7 +181,7 @@ impl Plan {
                 }
             })
             .collect();
-        let (refresher, refresher_woken) = Refresher::new();
+        let (refresher, refresher_woken) = Refresher::new(super::objects::reference_of_key);
         Plan {
             flavors: flavors.to_vec(),
             scoped,
