@@ -68,10 +68,11 @@ pub struct Observed {
 
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
 /// held compactly (a set of three requests would take a whole B-tree node;
-/// the store is shared with every other member of it).
+/// the store and each request are shared with every other member that has
+/// them: a fleet reads far fewer remote values than it has members).
 struct Member {
     store: Arc<StoreIdentity>,
-    requests: Box<[RemoteRequest]>,
+    requests: Box<[Arc<RemoteRequest>]>,
     interval: Option<Duration>,
     spec_hash: SpecHash,
     last_refresh: Option<Instant>,
@@ -151,6 +152,8 @@ struct Inner {
     gathering: HashMap<StoreIdentity, Gathering>,
     /// One shared identity per store that has members.
     stores: HashSet<Arc<StoreIdentity>>,
+    /// One shared copy of each request some member makes.
+    requests: HashSet<Arc<RemoteRequest>>,
     /// When the clock looks next (`None`: nobody is due at all).
     clock_at: Option<Instant>,
 }
@@ -164,6 +167,36 @@ impl Inner {
         let shared = Arc::new(store);
         self.stores.insert(shared.clone());
         shared
+    }
+
+    /// The shared copies of `requests`.
+    fn requests(&mut self, requests: BTreeSet<RemoteRequest>) -> Box<[Arc<RemoteRequest>]> {
+        requests
+            .into_iter()
+            .map(|request| match self.requests.get(&request) {
+                Some(shared) => shared.clone(),
+                None => {
+                    let shared = Arc::new(request);
+                    self.requests.insert(shared.clone());
+                    shared
+                }
+            })
+            .collect()
+    }
+
+    /// Lets go of what a member that is gone shared with others, where no
+    /// other member shares it any more.
+    fn release_member(&mut self, member: Member) {
+        let Member {
+            store, requests, ..
+        } = member;
+        self.release(store);
+        for request in requests {
+            // This one, and the set's.
+            if Arc::strong_count(&request) <= 2 {
+                self.requests.remove(&request);
+            }
+        }
     }
 
     /// Lets go of a store identity no member points at any more.
@@ -211,6 +244,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 members: HashMap::new(),
                 gathering: HashMap::new(),
                 stores: HashSet::new(),
+                requests: HashSet::new(),
                 clock_at: None,
             }),
             wake,
@@ -225,16 +259,15 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     /// status, which this controller writes itself).
     pub fn observe(&self, key: &str, observed: Observed) -> bool {
         let mut inner = self.lock();
+        // Shared first, so letting go of the previous member keeps what the
+        // new one shares with it.
+        let store = inner.store(observed.store);
+        let requests = inner.requests(observed.requests);
         let previous = inner.members.remove(key);
         let asks = previous
             .as_ref()
             .is_none_or(|member| member.spec_hash != observed.spec_hash);
-        let store = inner.store(observed.store);
-        let moved_from = previous
-            .as_ref()
-            .filter(|previous| previous.store != store)
-            .map(|previous| previous.store.clone());
-        let (last_refresh, last_refresh_wall, refreshed_spec, failed, woken) = match previous {
+        let (last_refresh, last_refresh_wall, refreshed_spec, failed, woken) = match &previous {
             // This process's own record wins over a status that may lag.
             Some(member) if member.last_refresh >= observed.refreshed_at => (
                 member.last_refresh,
@@ -258,9 +291,12 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 false,
             ),
         };
+        if let Some(previous) = previous {
+            inner.release_member(*previous);
+        }
         let member = Box::new(Member {
             store,
-            requests: observed.requests.into_iter().collect(),
+            requests,
             interval: observed.interval,
             spec_hash: observed.spec_hash,
             last_refresh,
@@ -269,9 +305,6 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             failed,
             woken,
         });
-        if let Some(old) = moved_from {
-            inner.release(old);
-        }
         let sooner = inner.clock_looks_at(member.due());
         inner.members.insert(key.to_string(), member);
         drop(inner);
@@ -324,7 +357,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     pub fn forget(&self, key: &str) {
         let mut inner = self.lock();
         if let Some(member) = inner.members.remove(key) {
-            inner.release(member.store);
+            inner.release_member(*member);
         }
     }
 
@@ -418,7 +451,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
-            let candidates: Vec<(String, Box<[RemoteRequest]>)> = inner
+            let candidates: Vec<(String, Box<[Arc<RemoteRequest>]>)> = inner
                 .members
                 .iter()
                 .filter(|(key, member)| {
@@ -437,7 +470,11 @@ impl<W: Clone + Send + 'static> Refresher<W> {
         let requests: BTreeSet<RemoteRequest> = waiters
             .iter()
             .flat_map(|(_, requests, _)| requests.iter().cloned())
-            .chain(pulled.iter().flat_map(|(_, r)| r.iter().cloned()))
+            .chain(
+                pulled
+                    .iter()
+                    .flat_map(|(_, r)| r.iter().map(|r| (**r).clone())),
+            )
             .collect();
         tracing::debug!(%store, joined = waiters.len(), pulled = pulled.len(), requests = requests.len(), "refresh cycle");
         let results = provider.fetch_batch(&requests).await;
@@ -582,8 +619,19 @@ mod tests {
         assert!(!refresher.observe("a", moved));
         assert!(refresher.members_of(&store()).is_empty());
         assert_eq!(refresher.lock().stores.len(), 1);
+        assert_eq!(refresher.lock().requests.len(), 1);
+        // b shares a's request; c has its own.
+        let mut b = observed("a", Some(60));
+        b.spec_hash = SpecHash(2);
+        refresher.observe("b", b);
+        refresher.observe("c", observed("c", Some(60)));
+        assert_eq!(refresher.lock().requests.len(), 2);
         refresher.forget("a");
+        assert_eq!(refresher.lock().requests.len(), 2, "b still reads it");
+        refresher.forget("b");
+        refresher.forget("c");
         assert!(refresher.lock().stores.is_empty());
+        assert!(refresher.lock().requests.is_empty());
         assert!(refresher.observe("a", observed("a", Some(60))));
     }
 
