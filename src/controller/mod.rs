@@ -6,7 +6,9 @@
 //! stores and namespaces read from caches, never a GET per reconcile; managed
 //! Secrets cached as metadata only (`secretsync.io/managed=true`, no data);
 //! refreshes grouped store by store in cycles (`refresh`); reconciles and API
-//! requests bounded in number (`--api-concurrency`).
+//! requests bounded in number (`--api-concurrency`), and ExternalSecrets
+//! waiting for a reconcile held in a line of our own (`queue`) rather than in
+//! kube-runtime's scheduler, whose tables keep the size of the largest burst.
 
 mod events;
 pub mod external_secret;
