@@ -1668,3 +1668,97 @@ async fn only_the_namespaces_named_are_watched() {
     let _ = namespaces.delete(&other, &DeleteParams::default()).await;
     scenario.finish(&["Scoped-v1"]).await;
 }
+
+/// glibc's malloc arenas other than the main one, in a process's memory map:
+/// each is a 64 MiB-aligned reservation, its used part read-write and the
+/// rest inaccessible.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn malloc_arenas_beside_the_main_one(pid: u32) -> usize {
+    const HEAP_RESERVATION: u64 = 64 << 20;
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).unwrap();
+    let regions: Vec<(u64, u64, &str)> = maps
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let (start, end) = fields.next()?.split_once('-')?;
+            let permissions = fields.next()?;
+            Some((
+                u64::from_str_radix(start, 16).ok()?,
+                u64::from_str_radix(end, 16).ok()?,
+                permissions,
+            ))
+        })
+        .collect();
+    regions
+        .windows(2)
+        .filter(|pair| {
+            let ((start, end, used), (next_start, next_end, rest)) = (pair[0], pair[1]);
+            start % HEAP_RESERVATION == 0
+                && used == "rw-p"
+                && rest == "---p"
+                && next_start == end
+                && next_end == start + HEAP_RESERVATION
+        })
+        .count()
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_allocates_from_one_malloc_arena_unless_the_operator_says_otherwise() {
+    let mut scenario = Scenario::start("arenas").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("arena", "Arena-value-7")]),
+        )
+        .await;
+    for i in 0..20 {
+        let spec = json!({"secretStoreRef": {"name": "fake"}, "data": data("value", "arena")});
+        scenario.external_secret(&format!("es-{i:02}"), spec).await;
+    }
+    let synced = |scenario: &Scenario| {
+        let secrets = scenario.secrets();
+        async move {
+            eventually(WAIT, || async {
+                let list = secrets.list(&ListParams::default()).await.ok()?;
+                let right = list
+                    .items
+                    .iter()
+                    .filter(|s| text(s, "value") == "Arena-value-7")
+                    .count();
+                (right == 20).then_some(())
+            })
+            .await
+        }
+    };
+
+    // Its default: every thread (runtime workers, render threads) in the main arena.
+    scenario.run_controller(&[]);
+    synced(&scenario)
+        .await
+        .expect("20 Secrets synced by the first controller");
+    let controller = scenario.controller.as_ref().unwrap();
+    assert_eq!(
+        malloc_arenas_beside_the_main_one(controller.pid()),
+        0,
+        "one arena"
+    );
+    let mut first = scenario.controller.take().unwrap();
+    assert!(first.terminate().success());
+    first.assert_never_logged(&["Arena-value-7"]);
+
+    // An operator's MALLOC_ARENA_MAX is glibc's to apply: threads get arenas again.
+    scenario.run_controller(&[("MALLOC_ARENA_MAX", "4")]);
+    let pid = scenario.controller.as_ref().unwrap().pid();
+    let arenas = eventually(WAIT, || async {
+        let arenas = malloc_arenas_beside_the_main_one(pid);
+        (arenas >= 1).then_some(arenas)
+    })
+    .await;
+    assert!(
+        arenas.is_some(),
+        "threads in arenas of their own with MALLOC_ARENA_MAX=4"
+    );
+    scenario.finish(&["Arena-value-7"]).await;
+}

@@ -15,7 +15,7 @@ pub mod external_secret;
 mod kube_auth;
 pub mod leader;
 mod managed;
-mod memory;
+pub mod memory;
 mod metrics;
 pub mod objects;
 mod queue;
