@@ -798,6 +798,12 @@ impl Bench {
                 "t (s)", "RSS MiB", "HWM MiB", "CPU s", "Secrets right"
             );
         }
+        // The controller's cycles follow the first sync by whole intervals;
+        // changing values half an interval later lets each cycle pick up one
+        // change and shows it in "Secrets right" before the next.
+        let settle_end = Instant::now() + self.options.interval / 2;
+        self.sample_until(settle_end, started, duration, pid, &mut samples)
+            .await?;
         while started.elapsed() < duration {
             tokio::task::block_in_place(|| self.moto.start_recording());
             self.version += 1;
@@ -806,31 +812,8 @@ impl Bench {
                 .await?;
             self.expect_current()?;
             let interval_end = Instant::now() + self.options.interval;
-            while Instant::now() < interval_end && started.elapsed() < duration {
-                self.check_alive()?;
-                let sample = measure::sample(pid).unwrap_or_default();
-                let (right, total) = self.tracker.right();
-                let t = started.elapsed().as_secs_f64();
-                if !self.options.json_only {
-                    println!(
-                        "   {t:>7.0} {:>10.1} {:>10.1} {:>9.2} {:>8}/{total}",
-                        report::mib(sample.rss_kib),
-                        report::mib(sample.hwm_kib),
-                        sample.cpu_seconds(),
-                        right
-                    );
-                }
-                samples.push(
-                    json!({"t": t, "rss_kib": sample.rss_kib, "hwm_kib": sample.hwm_kib,
-                    "cpu_seconds": sample.cpu_seconds(), "secrets_right": right}),
-                );
-                tokio::time::sleep(
-                    self.options
-                        .sample
-                        .min(interval_end.saturating_duration_since(Instant::now())),
-                )
-                .await;
-            }
+            self.sample_until(interval_end, started, duration, pid, &mut samples)
+                .await?;
             let calls: u64 = measure::controller_calls(&self.stop_recording())
                 .values()
                 .sum();
@@ -863,6 +846,43 @@ impl Bench {
             );
         }
         println!("{summary}");
+        Ok(())
+    }
+
+    /// Samples the controller every `--sample` until `end` (or the soak's end).
+    async fn sample_until(
+        &mut self,
+        end: Instant,
+        started: Instant,
+        duration: Duration,
+        pid: u32,
+        samples: &mut Vec<serde_json::Value>,
+    ) -> Result<(), String> {
+        while Instant::now() < end && started.elapsed() < duration {
+            self.check_alive()?;
+            let sample = measure::sample(pid).unwrap_or_default();
+            let (right, total) = self.tracker.right();
+            let t = started.elapsed().as_secs_f64();
+            if !self.options.json_only {
+                println!(
+                    "   {t:>7.0} {:>10.1} {:>10.1} {:>9.2} {:>8}/{total}",
+                    report::mib(sample.rss_kib),
+                    report::mib(sample.hwm_kib),
+                    sample.cpu_seconds(),
+                    right
+                );
+            }
+            samples.push(
+                json!({"t": t, "rss_kib": sample.rss_kib, "hwm_kib": sample.hwm_kib,
+                "cpu_seconds": sample.cpu_seconds(), "secrets_right": right}),
+            );
+            tokio::time::sleep(
+                self.options
+                    .sample
+                    .min(end.saturating_duration_since(Instant::now())),
+            )
+            .await;
+        }
         Ok(())
     }
 }
