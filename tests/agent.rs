@@ -407,9 +407,22 @@ impl Running {
             .count()
     }
 
+    /// Waits until `done`; if it never is, the panic shows this agent's log.
+    fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = Instant::now() + WAIT;
+        while !done() {
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the agent logged:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Waits until `text` has been logged `n` times in all.
     fn wait_for_lines(&self, text: &str, n: usize) {
-        wait_until(&format!("{n} log lines with {text:?}"), || {
+        self.wait_until(&format!("{n} log lines with {text:?}"), || {
             self.lines_with(text) >= n
         });
     }
@@ -514,7 +527,7 @@ async fn a_rotation_swaps_data_and_notifies_exactly_once() {
     wait_until("the old generation removed", || {
         generations(&dir) == vec![second.to_str().unwrap().to_string()]
     });
-    wait_until("the signal handled", || lines(&hups) >= 1);
+    agent.wait_until("the signal handled", || lines(&hups) >= 1);
     assert_eq!(lines(&runs), 1, "one command run per change");
     assert_eq!(lines(&hups), 1, "one signal per change");
 
