@@ -7,6 +7,7 @@
 mod support;
 
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -442,6 +443,26 @@ impl Drop for Running {
 /// A helper process, killed however the test ends.
 struct App(Child);
 
+impl App {
+    /// Runs `script` in bash with SIGHUP and SIGUSR1 handled by default: a
+    /// test run under `nohup` hands its children SIGHUP ignored, and bash
+    /// cannot trap a signal ignored when it started.
+    fn start(script: &str) -> App {
+        let mut command = Command::new("bash");
+        command.arg("-c").arg(script);
+        // SAFETY: between fork and exec this only calls signal(2), which is
+        // async-signal-safe, and allocates nothing.
+        unsafe {
+            command.pre_exec(|| {
+                libc::signal(libc::SIGHUP, libc::SIG_DFL);
+                libc::signal(libc::SIGUSR1, libc::SIG_DFL);
+                Ok(())
+            });
+        }
+        App(command.spawn().unwrap())
+    }
+}
+
 impl Drop for App {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -475,15 +496,11 @@ async fn a_rotation_swaps_data_and_notifies_exactly_once() {
     let hups = bed.dir.path().join("hups");
     let pid_file = bed.dir.path().join("app.pid");
     // The "application": counts the HUPs it receives.
-    let _app = App(Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "trap 'echo hup >> {}' HUP; echo $$ > {}; while true; do sleep 0.05; done",
-            hups.display(),
-            pid_file.display()
-        ))
-        .spawn()
-        .unwrap());
+    let _app = App::start(&format!(
+        "trap 'echo hup >> {}' HUP; echo $$ > {}; while true; do sleep 0.05; done",
+        hups.display(),
+        pid_file.display()
+    ));
     wait_until("the app's pid file", || {
         std::fs::read_to_string(&pid_file).is_ok_and(|t| t.ends_with('\n'))
     });
@@ -704,15 +721,11 @@ async fn a_change_signals_the_process_found_by_name() {
     let ready = bed.dir.path().join("ready");
     // A name no other process on the machine has.
     let name = format!("secretsync-test-app-{}", std::process::id());
-    let _app = App(Command::new("bash")
-        .arg("-c")
-        .arg(format!(
-            "exec -a {name} bash -c \"trap 'echo usr1 >> {}' USR1; touch {}; while true; do sleep 0.05; done\"",
-            usr1.display(),
-            ready.display()
-        ))
-        .spawn()
-        .unwrap());
+    let _app = App::start(&format!(
+        "exec -a {name} bash -c \"trap 'echo usr1 >> {}' USR1; touch {}; while true; do sleep 0.05; done\"",
+        usr1.display(),
+        ready.display()
+    ));
     wait_until("the app started", || ready.exists());
     let agent = Running::start(bed.command(&[
         "--config",
