@@ -409,16 +409,12 @@ impl Running {
     }
 
     /// Waits until `done`; if it never is, the panic shows this agent's log.
-    fn wait_until(&self, what: &str, mut done: impl FnMut() -> bool) {
-        let deadline = Instant::now() + WAIT;
-        while !done() {
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}; the agent logged:\n{}",
-                self.text()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+    fn wait_until(&self, what: &str, done: impl FnMut() -> bool) {
+        assert!(
+            done_within_wait(done),
+            "timed out waiting for {what}; the agent logged:\n{}",
+            self.text()
+        );
     }
 
     /// Waits until `text` has been logged `n` times in all.
@@ -470,12 +466,20 @@ impl Drop for App {
     }
 }
 
-fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    assert!(done_within_wait(done), "timed out waiting for {what}");
+}
+
+/// Polls `done` until it holds (true) or `WAIT` has passed (false).
+fn done_within_wait(mut done: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + WAIT;
     while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        if Instant::now() >= deadline {
+            return false;
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 fn lines(path: &Path) -> usize {
