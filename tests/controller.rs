@@ -1717,34 +1717,21 @@ async fn the_controller_allocates_from_one_malloc_arena_unless_the_operator_says
         let spec = json!({"secretStoreRef": {"name": "fake"}, "data": data("value", "arena")});
         scenario.external_secret(&format!("es-{i:02}"), spec).await;
     }
-    let synced = |scenario: &Scenario| {
-        let secrets = scenario.secrets();
-        async move {
-            eventually(WAIT, || async {
-                let list = secrets.list(&ListParams::default()).await.ok()?;
-                let right = list
-                    .items
-                    .iter()
-                    .filter(|s| text(s, "value") == "Arena-value-7")
-                    .count();
-                (right == 20).then_some(())
-            })
-            .await
-        }
-    };
-
     // Its default: every thread (runtime workers, render threads) in the main arena.
     scenario.run_controller(&[]);
-    synced(&scenario)
-        .await
-        .expect("20 Secrets synced by the first controller");
-    let controller = scenario.controller.as_ref().unwrap();
+    for i in 0..20 {
+        scenario
+            .secret_where(&format!("es-{i:02}"), |s| {
+                text(s, "value") == "Arena-value-7"
+            })
+            .await;
+    }
+    let mut first = scenario.controller.take().unwrap();
     assert_eq!(
-        malloc_arenas_beside_the_main_one(controller.pid()),
+        malloc_arenas_beside_the_main_one(first.pid()),
         0,
         "one arena"
     );
-    let mut first = scenario.controller.take().unwrap();
     assert!(first.terminate().success());
     first.assert_never_logged(&["Arena-value-7"]);
 
