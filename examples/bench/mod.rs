@@ -801,8 +801,9 @@ impl Bench {
         // The controller's cycles follow the first sync by whole intervals;
         // changing values half an interval later lets each cycle pick up one
         // change and shows it in "Secrets right" before the next.
+        let soak_end = started + duration;
         let settle_end = Instant::now() + self.options.interval / 2;
-        self.sample_until(settle_end, started, duration, pid, &mut samples)
+        self.sample_until(settle_end.min(soak_end), started, pid, &mut samples)
             .await?;
         while started.elapsed() < duration {
             tokio::task::block_in_place(|| self.moto.start_recording());
@@ -812,7 +813,7 @@ impl Bench {
                 .await?;
             self.expect_current()?;
             let interval_end = Instant::now() + self.options.interval;
-            self.sample_until(interval_end, started, duration, pid, &mut samples)
+            self.sample_until(interval_end.min(soak_end), started, pid, &mut samples)
                 .await?;
             let calls: u64 = measure::controller_calls(&self.stop_recording())
                 .values()
@@ -849,16 +850,15 @@ impl Bench {
         Ok(())
     }
 
-    /// Samples the controller every `--sample` until `end` (or the soak's end).
+    /// Samples the controller every `--sample` until `end`; `t` counts from `started`.
     async fn sample_until(
         &mut self,
         end: Instant,
         started: Instant,
-        duration: Duration,
         pid: u32,
         samples: &mut Vec<serde_json::Value>,
     ) -> Result<(), String> {
-        while Instant::now() < end && started.elapsed() < duration {
+        while Instant::now() < end {
             self.check_alive()?;
             let sample = measure::sample(pid).unwrap_or_default();
             let (right, total) = self.tracker.right();
