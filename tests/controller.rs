@@ -1747,5 +1747,12 @@ async fn the_controller_allocates_from_one_malloc_arena_unless_the_operator_says
         arenas.is_some(),
         "threads in arenas of their own with MALLOC_ARENA_MAX=4"
     );
+    // Running, not just started, before it is told to stop.
+    let running = eventually(WAIT, || async {
+        let log = scenario.controller.as_ref()?.log_text();
+        log.contains("serving /healthz").then_some(())
+    })
+    .await;
+    assert!(running.is_some(), "the second controller starts");
     scenario.finish(&["Arena-value-7"]).await;
 }

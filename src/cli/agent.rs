@@ -58,6 +58,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    let shutdown = super::shutdown_signal();
     let process = match (args.pid_file, args.process_name) {
         (Some(file), _) => Some(Process::PidFile(file)),
         (None, Some(name)) => Some(Process::Name(name)),
@@ -105,6 +106,6 @@ pub async fn run(args: Args) -> ExitCode {
             }
         };
     }
-    agent.run(super::shutdown_signal()).await;
+    agent.run(shutdown).await;
     ExitCode::SUCCESS
 }

@@ -76,6 +76,7 @@ fn namespace(text: &str) -> Result<String, String> {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    let shutdown = super::shutdown_signal();
     let sealing_keys = Some(SealingKeys {
         namespace: args.lease_namespace.clone(),
         name: args.sealing_keys_secret,
@@ -107,7 +108,7 @@ pub async fn run(args: Args) -> ExitCode {
     let Some(config) = super::kube_config().await else {
         return ExitCode::FAILURE;
     };
-    match secretsync::controller::run(config, settings, super::shutdown_signal()).await {
+    match secretsync::controller::run(config, settings, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = %e, "controller failed");

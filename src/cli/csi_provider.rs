@@ -29,6 +29,7 @@ pub struct Args {
 }
 
 pub async fn run(args: Args) -> ExitCode {
+    let shutdown = super::shutdown_signal();
     let Some(config) = super::kube_config().await else {
         return ExitCode::FAILURE;
     };
@@ -45,7 +46,7 @@ pub async fn run(args: Args) -> ExitCode {
         concurrency: args.concurrency,
         mount_timeout: Duration::from_secs(args.mount_timeout),
     };
-    match csi::serve(settings, client, super::shutdown_signal()).await {
+    match csi::serve(settings, client, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
