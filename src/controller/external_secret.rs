@@ -71,18 +71,16 @@ struct Synced {
 /// watch, and says whom an event asks to reconcile: an ExternalSecret new
 /// here, or whose spec, labels or annotations (`secretsync.io/force-sync`)
 /// changed; not one whose status changed, which this controller writes.
+/// Whom it asks for is said by key ([`objects::flavored_key`]), the same one
+/// the refresher keeps.
 pub fn observe(
     ctx: &Context,
     flavor: Flavor,
     event: &watcher::Event<WatchedExternalSecret>,
-) -> Option<ObjectRef<WatchedExternalSecret>> {
+) -> Option<Arc<str>> {
     match event {
         watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-            let key = objects::flavored_key(flavor, object);
-            // Name and namespace only: the refresher keeps one per object,
-            // and a reconcile looks the object up by these.
-            let reference = ObjectRef::new_with(&object.name_any(), flavor)
-                .within(&object.namespace().unwrap_or_default());
+            let key: Arc<str> = objects::flavored_key(flavor, object).into();
             ctx.status_shown(&key, || object.status());
             let asks = match object.spec() {
                 Ok(spec) => {
@@ -94,7 +92,7 @@ pub fn observe(
                     ctx.invalid_changed(&key, asked_for_sync(object))
                 }
             };
-            asks.then_some(reference)
+            asks.then_some(key)
         }
         watcher::Event::Delete(object) => {
             let key = objects::flavored_key(flavor, object);

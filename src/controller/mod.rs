@@ -128,7 +128,7 @@ pub struct Context {
     /// Bounded to `api_concurrency` requests in flight.
     pub client: kube::Client,
     pub providers: Providers,
-    pub refresher: Arc<Refresher<ExternalSecretRef>>,
+    pub refresher: Arc<Refresher>,
     events: events::Events,
     pub metrics: Arc<Metrics>,
     pub sealing_keys: Option<sealed_secret::SealingKeys>,

@@ -309,18 +309,38 @@ pub fn key_of(object: &impl Resource) -> String {
 
 /// `group/namespace/name`: unique across both flavors.
 pub fn flavored_key(flavor: Flavor, object: &impl ResourceExt) -> String {
-    format!("{}/{}", flavor.group(), key_of(object))
+    let meta = object.meta();
+    flavored_key_of(
+        flavor,
+        meta.namespace.as_deref(),
+        meta.name.as_deref().unwrap_or_default(),
+    )
+}
+
+/// The [`flavored_key`] of the object of this flavor, namespace and name.
+pub fn flavored_key_of(flavor: Flavor, namespace: Option<&str>, name: &str) -> String {
+    format!(
+        "{}/{}/{name}",
+        flavor.group(),
+        namespace.unwrap_or_default()
+    )
+}
+
+/// The flavor, namespace and name a [`flavored_key`] was made of.
+pub fn parts_of_key(key: &str) -> Option<(Flavor, &str, &str)> {
+    let mut parts = key.splitn(3, '/');
+    let group = parts.next()?;
+    let namespace = parts.next()?;
+    let name = parts.next()?;
+    let flavor = [SECRETSYNC, ESO].into_iter().find(|f| f.group() == group)?;
+    Some((flavor, namespace, name))
 }
 
 /// The reference of a watched object from its [`flavored_key`].
 pub fn reference_of_key<S: Kind + 'static, T: 'static>(
     key: &str,
 ) -> Option<ObjectRef<Watched<S, T>>> {
-    let mut parts = key.splitn(3, '/');
-    let group = parts.next()?;
-    let namespace = parts.next()?;
-    let name = parts.next()?;
-    let flavor = [SECRETSYNC, ESO].into_iter().find(|f| f.group() == group)?;
+    let (flavor, namespace, name) = parts_of_key(key)?;
     Some(ObjectRef::new_with(name, flavor).within(namespace))
 }
 
@@ -372,6 +392,10 @@ mod tests {
         assert_eq!(status.spec_hash.as_deref(), Some("abc"));
         assert_eq!(status.conditions.len(), 1);
         let reference = ObjectRef::from_obj_with(&synced, synced.flavor);
+        assert_eq!(
+            flavored_key_of(SECRETSYNC, Some("team"), "synced"),
+            flavored_key(SECRETSYNC, &synced)
+        );
         assert_eq!(
             reference_of_key(&flavored_key(synced.flavor, &synced)),
             Some(reference)

@@ -10,6 +10,7 @@
 //! (`--api-concurrency`), so holding requests back costs no throughput as
 //! long as a few more are handed over than can run.
 
+use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
@@ -66,14 +67,20 @@ impl<T: Clone + Eq + Hash> Queue<T> {
     }
 
     /// `item`'s reconcile is over (whatever came of it): its slot is free.
-    pub fn finished(&self, item: &T) {
+    pub fn finished<Q>(&self, item: &Q)
+    where
+        T: Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
         let mut state = self.lock();
         if !state.out.remove(item) {
             // Not one of ours: a requeue or another trigger of kube-runtime's.
             return;
         }
-        if state.again.remove(item) && state.queued.insert(item.clone()) {
-            state.waiting.push_back(item.clone());
+        if let Some(again) = state.again.take(item)
+            && state.queued.insert(again.clone())
+        {
+            state.waiting.push_back(again);
         }
         if state.out.is_empty() {
             state.out.shrink_to_fit();

@@ -11,6 +11,10 @@
 //! ExternalSecret when its refresh falls due. So a refreshed ExternalSecret
 //! waits for no requeue of its own in kube-runtime's scheduler, whose entry
 //! per object costs more memory than the member here.
+//!
+//! Members are known by their keys (`Arc<str>`), and whoever is woken is sent
+//! as the same key: a fleet-wide cycle wakes thousands at once, and a shared
+//! key costs no allocation where an object reference costs three.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -147,7 +151,7 @@ pub struct Refreshed {
 /// map, both as large as the fleet.
 struct Inner {
     /// Boxed: the table itself stays small however large a member is.
-    members: HashMap<String, Box<Member>>,
+    members: HashMap<Arc<str>, Box<Member>>,
     /// Cycles gathering now.
     gathering: HashMap<StoreIdentity, Gathering>,
     /// One shared identity per store that has members.
@@ -220,13 +224,11 @@ impl Inner {
     }
 }
 
-/// Every ExternalSecret's place in its store's cycles. `W` is what wakes one
-/// (its object reference): sent when a cycle took it along unasked. It is
-/// made from the member's key when needed rather than kept with each member.
-pub struct Refresher<W> {
+/// Every ExternalSecret's place in its store's cycles. A member's key is sent
+/// when the clock or a cycle wakes it.
+pub struct Refresher {
     inner: Mutex<Inner>,
-    wake: mpsc::UnboundedSender<W>,
-    wake_of: fn(&str) -> Option<W>,
+    wake: mpsc::UnboundedSender<Arc<str>>,
     /// Tells the clock that someone falls due before it would look.
     clock: tokio::sync::Notify,
 }
@@ -235,9 +237,9 @@ pub struct Refresher<W> {
 /// a store's credentials (a ClusterSecretStore's conditions).
 pub type Admit = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
-impl<W: Clone + Send + 'static> Refresher<W> {
-    /// `wake_of`: what wakes the member of a key.
-    pub fn new(wake_of: fn(&str) -> Option<W>) -> (Arc<Self>, mpsc::UnboundedReceiver<W>) {
+impl Refresher {
+    /// The refresher, and where it sends the keys of those it wakes.
+    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<str>>) {
         let (wake, woken) = mpsc::unbounded_channel();
         let refresher = Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -248,7 +250,6 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 clock_at: None,
             }),
             wake,
-            wake_of,
             clock: tokio::sync::Notify::new(),
         });
         (refresher, woken)
@@ -257,13 +258,13 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     /// An ExternalSecret as the watch shows it now. Whether it is new here,
     /// or asks for a sync: its spec, labels or annotations changed (not its
     /// status, which this controller writes itself).
-    pub fn observe(&self, key: &str, observed: Observed) -> bool {
+    pub fn observe(&self, key: &Arc<str>, observed: Observed) -> bool {
         let mut inner = self.lock();
         // Shared first, so letting go of the previous member keeps what the
         // new one shares with it.
         let store = inner.store(observed.store);
         let requests = inner.requests(observed.requests);
-        let previous = inner.members.remove(key);
+        let previous = inner.members.remove(&**key);
         let asks = previous
             .as_ref()
             .is_none_or(|member| member.spec_hash != observed.spec_hash);
@@ -306,7 +307,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             woken,
         });
         let sooner = inner.clock_looks_at(member.due());
-        inner.members.insert(key.to_string(), member);
+        inner.members.insert(key.clone(), member);
         drop(inner);
         if sooner {
             self.clock.notify_one();
@@ -335,7 +336,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     }
 
     /// Who is due at `now` (marked woken), and when the next one falls due.
-    fn due_now(&self, now: Instant) -> (Vec<W>, Option<Instant>) {
+    fn due_now(&self, now: Instant) -> (Vec<Arc<str>>, Option<Instant>) {
         let mut inner = self.lock();
         let mut due = Vec::new();
         let mut next: Option<Instant> = None;
@@ -343,7 +344,7 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             match member.due() {
                 Some(at) if at <= now => {
                     member.woken = true;
-                    due.extend((self.wake_of)(key));
+                    due.push(key.clone());
                 }
                 Some(at) => next = Some(next.map_or(at, |n| n.min(at))),
                 None => {}
@@ -362,12 +363,12 @@ impl<W: Clone + Send + 'static> Refresher<W> {
     }
 
     /// Who reads from a store (to wake them when it changes).
-    pub fn members_of(&self, store: &StoreIdentity) -> Vec<W> {
+    pub fn members_of(&self, store: &StoreIdentity) -> Vec<Arc<str>> {
         self.lock()
             .members
             .iter()
             .filter(|(_, m)| *m.store == *store)
-            .filter_map(|(key, _)| (self.wake_of)(key))
+            .map(|(key, _)| key.clone())
             .collect()
     }
 
@@ -451,13 +452,11 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
-            let candidates: Vec<(String, Box<[Arc<RemoteRequest>]>)> = inner
+            let candidates: Vec<_> = inner
                 .members
                 .iter()
-                .filter(|(key, member)| {
-                    *member.store == store
-                        && !joined.contains(key.as_str())
-                        && member.pulled_in(now)
+                .filter(|&(key, member)| {
+                    *member.store == store && !joined.contains(&**key) && member.pulled_in(now)
                 })
                 .map(|(key, member)| (key.clone(), member.requests.clone()))
                 .collect();
@@ -467,15 +466,18 @@ impl<W: Clone + Send + 'static> Refresher<W> {
             .into_iter()
             .filter(|(key, _)| admit(key))
             .collect();
-        let requests: BTreeSet<RemoteRequest> = waiters
+        // One at a time: collecting would first copy every member's requests
+        // (tens of thousands in a fleet-wide cycle) to sort them.
+        let mut requests = BTreeSet::new();
+        let wanted = waiters
             .iter()
-            .flat_map(|(_, requests, _)| requests.iter().cloned())
-            .chain(
-                pulled
-                    .iter()
-                    .flat_map(|(_, r)| r.iter().map(|r| (**r).clone())),
-            )
-            .collect();
+            .flat_map(|(_, requests, _)| requests.iter())
+            .chain(pulled.iter().flat_map(|(_, r)| r.iter().map(|r| &**r)));
+        for request in wanted {
+            if !requests.contains(request) {
+                requests.insert(request.clone());
+            }
+        }
         tracing::debug!(%store, joined = waiters.len(), pulled = pulled.len(), requests = requests.len(), "refresh cycle");
         let results = provider.fetch_batch(&requests).await;
         {
@@ -487,7 +489,8 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 let keys = waiters
                     .iter()
                     .map(|(k, _, _)| k)
-                    .chain(pulled.iter().map(|(k, _)| k));
+                    .map(|k| k.as_str())
+                    .chain(pulled.iter().map(|(k, _)| &**k));
                 for key in keys {
                     if let Some(member) = inner.members.get_mut(key) {
                         member.last_refresh = Some(now);
@@ -511,8 +514,8 @@ impl<W: Clone + Send + 'static> Refresher<W> {
                 .collect();
             let _ = tx.send(answers);
         }
-        for wake in pulled.iter().filter_map(|(key, _)| (self.wake_of)(key)) {
-            let _ = self.wake.send(wake);
+        for (key, _) in pulled {
+            let _ = self.wake.send(key);
         }
     }
 
@@ -605,26 +608,26 @@ mod tests {
 
     #[test]
     fn an_observation_asks_for_a_sync_when_new_or_its_spec_changed() {
-        let (refresher, _woken) = Refresher::<&'static str>::new(wake_of);
-        assert!(refresher.observe("a", observed("a", Some(60))));
+        let (refresher, _woken) = Refresher::new();
+        assert!(refresher.observe(&key("a"), observed("a", Some(60))));
         // A status write: same spec hash.
-        assert!(!refresher.observe("a", observed("a", Some(60))));
+        assert!(!refresher.observe(&key("a"), observed("a", Some(60))));
         let mut changed = observed("a", Some(60));
         changed.spec_hash = SpecHash(2);
-        assert!(refresher.observe("a", changed));
+        assert!(refresher.observe(&key("a"), changed));
         // Moved to another store: the first store's identity is let go.
         let mut moved = observed("a", Some(60));
         moved.spec_hash = SpecHash(2);
         moved.store.name = "other".into();
-        assert!(!refresher.observe("a", moved));
+        assert!(!refresher.observe(&key("a"), moved));
         assert!(refresher.members_of(&store()).is_empty());
         assert_eq!(refresher.lock().stores.len(), 1);
         assert_eq!(refresher.lock().requests.len(), 1);
         // b shares a's request; c has its own.
         let mut b = observed("a", Some(60));
         b.spec_hash = SpecHash(2);
-        refresher.observe("b", b);
-        refresher.observe("c", observed("c", Some(60)));
+        refresher.observe(&key("b"), b);
+        refresher.observe(&key("c"), observed("c", Some(60)));
         assert_eq!(refresher.lock().requests.len(), 2);
         refresher.forget("a");
         assert_eq!(refresher.lock().requests.len(), 2, "b still reads it");
@@ -632,12 +635,12 @@ mod tests {
         refresher.forget("c");
         assert!(refresher.lock().stores.is_empty());
         assert!(refresher.lock().requests.is_empty());
-        assert!(refresher.observe("a", observed("a", Some(60))));
+        assert!(refresher.observe(&key("a"), observed("a", Some(60))));
     }
 
-    /// The tests' members are `a`, `b` and `c`, woken by their names.
-    fn wake_of(key: &str) -> Option<&'static str> {
-        ["a", "b", "c"].into_iter().find(|name| *name == key)
+    /// A member's key.
+    fn key(name: &str) -> Arc<str> {
+        name.into()
     }
 
     fn admit_all() -> Admit {
@@ -646,10 +649,10 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cycle_takes_along_every_member_due_soon_and_wakes_it() {
-        let (refresher, mut woken) = Refresher::<&'static str>::new(wake_of);
-        refresher.observe("a", observed("a", Some(3600)));
-        refresher.observe("b", observed("b", Some(3600)));
-        refresher.observe("c", observed("c", None));
+        let (refresher, mut woken) = Refresher::new();
+        refresher.observe(&key("a"), observed("a", Some(3600)));
+        refresher.observe(&key("b"), observed("b", Some(3600)));
+        refresher.observe(&key("c"), observed("c", None));
         let provider = provider();
         // First sync: everyone unrefreshed goes in one cycle.
         let results = refresher
@@ -662,7 +665,7 @@ mod tests {
             )
             .await;
         assert_eq!(results.len(), 1, "a gets only its own answers");
-        let mut woke = vec![woken.recv().await.unwrap(), woken.recv().await.unwrap()];
+        let mut woke = vec![next(&mut woken).await, next(&mut woken).await];
         woke.sort();
         assert_eq!(woke, ["b", "c"]);
         assert!(refresher.refreshed("b").at.is_some());
@@ -671,7 +674,7 @@ mod tests {
         // started by b (due now) takes it along.
         tokio::time::advance(Duration::from_secs(3600 - 240)).await;
         refresher.observe(
-            "b",
+            &key("b"),
             Observed {
                 interval: Some(Duration::from_secs(3000)),
                 ..observed("b", None)
@@ -686,14 +689,14 @@ mod tests {
                 admit_all(),
             )
             .await;
-        assert_eq!(woken.recv().await.unwrap(), "a");
+        assert_eq!(next(&mut woken).await, "a");
         assert!(woken.try_recv().is_err(), "c is not periodic");
 
         // A member that failed is not taken along; one not admitted neither.
         refresher.failed("a");
         let deny_c: Admit = Arc::new(|key| key != "c");
         refresher.forget("b");
-        refresher.observe("c", observed("c", Some(60)));
+        refresher.observe(&key("c"), observed("c", Some(60)));
         refresher.failed("c");
         refresher.succeeded("c", SpecHash(3));
         refresher
@@ -704,20 +707,21 @@ mod tests {
     }
 
     /// The next one woken, failing (not hanging) when nobody is.
-    async fn next(woken: &mut mpsc::UnboundedReceiver<&'static str>) -> &'static str {
+    async fn next(woken: &mut mpsc::UnboundedReceiver<Arc<str>>) -> String {
         tokio::time::timeout(Duration::from_secs(7200), woken.recv())
             .await
             .expect("someone woken within two hours")
             .expect("the refresher is alive")
+            .to_string()
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_clock_wakes_each_member_when_its_refresh_falls_due_and_once() {
-        let (refresher, mut woken) = Refresher::<&'static str>::new(wake_of);
+        let (refresher, mut woken) = Refresher::new();
         tokio::spawn(refresher.clone().run_clock());
-        refresher.observe("a", observed("a", Some(600)));
-        refresher.observe("b", observed("b", Some(60)));
-        refresher.observe("c", observed("c", None));
+        refresher.observe(&key("a"), observed("a", Some(600)));
+        refresher.observe(&key("b"), observed("b", Some(60)));
+        refresher.observe(&key("c"), observed("c", None));
         // Nobody has refreshed yet: the clock wakes nobody (the watch does).
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(woken.try_recv().is_err());
@@ -749,7 +753,7 @@ mod tests {
 
         // An interval made shorter is kept by a clock that was asleep for longer.
         refresher.observe(
-            "a",
+            &key("a"),
             Observed {
                 interval: Some(Duration::from_secs(120)),
                 ..observed("a", None)
@@ -768,7 +772,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn those_due_together_share_one_fetch() {
-        let (refresher, _woken) = Refresher::<()>::new(|_| Some(()));
+        let (refresher, _woken) = Refresher::new();
         let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
             "data": [{"key": "a", "value": "1"}]
         }))

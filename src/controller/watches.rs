@@ -30,8 +30,8 @@ use super::objects::{
 };
 use super::refresh::Refresher;
 use super::{
-    Context, ExternalSecretRef, Filled, StoreCaches, error_policy, external_secret, sealed_secret,
-    store, writer_of,
+    Context, Filled, StoreCaches, error_policy, external_secret, objects, sealed_secret, store,
+    writer_of,
 };
 use crate::sync::MANAGED_LABEL;
 
@@ -78,6 +78,10 @@ impl Scope {
     }
 }
 
+/// The line of an ExternalSecret controller: keys ([`objects::flavored_key`],
+/// shared with the refresher's members) waiting for a reconcile.
+type Line = Arc<Queue<Arc<str>>>;
+
 /// The caches of one scope, and the channels that wake its controllers.
 struct Scoped {
     scope: Scope,
@@ -86,7 +90,7 @@ struct Scoped {
     /// Per flavor: the line of its ExternalSecret controller, and its cache.
     woken: Vec<(
         Flavor,
-        Arc<Queue<ExternalSecretRef>>,
+        Line,
         reflector::store::Writer<WatchedExternalSecret>,
     )>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
@@ -95,19 +99,22 @@ struct Scoped {
 /// Where a reconcile trigger goes: the controller of its flavor and scope.
 #[derive(Clone, Default)]
 struct Routes {
-    external: Vec<(Flavor, Scope, Arc<Queue<ExternalSecretRef>>)>,
+    external: Vec<(Flavor, Scope, Line)>,
     sealed: Vec<(Scope, UnboundedSender<ObjectRef<WatchedSealedSecret>>)>,
 }
 
 impl Routes {
-    fn external_secret(&self, object: ExternalSecretRef) {
-        let namespace = object.namespace.clone().unwrap_or_default();
+    /// Puts the ExternalSecret of a [`objects::flavored_key`] in line.
+    fn external_secret(&self, key: Arc<str>) {
+        let Some((flavor, namespace, _)) = objects::parts_of_key(&key) else {
+            return;
+        };
         let found = self
             .external
             .iter()
-            .find(|(flavor, scope, _)| *flavor == object.dyntype && scope.holds(&namespace));
+            .find(|(f, scope, _)| *f == flavor && scope.holds(namespace));
         if let Some((_, _, queue)) = found {
-            queue.push(object);
+            queue.push(key);
         }
     }
 
@@ -125,10 +132,9 @@ impl Routes {
     /// Wakes whoever writes this Secret.
     fn writers_of(&self, secret: &ManagedSecret, flavors: &[Flavor]) {
         for flavor in flavors {
-            if let Some(writer) =
-                writer_of::<WatchedExternalSecret>(secret, secret.external_secret(), *flavor)
-            {
-                self.external_secret(writer);
+            if let Some(writer) = secret.external_secret() {
+                let key = objects::flavored_key_of(*flavor, Some(secret.namespace()), writer);
+                self.external_secret(key.into());
             }
         }
         if let Some(writer) =
@@ -146,8 +152,8 @@ pub struct Plan {
     namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
     cluster_stores: Vec<(Flavor, reflector::store::Writer<WatchedClusterSecretStore>)>,
     routes: Routes,
-    pub refresher: Arc<Refresher<ExternalSecretRef>>,
-    refresher_woken: UnboundedReceiver<ExternalSecretRef>,
+    pub refresher: Arc<Refresher>,
+    refresher_woken: UnboundedReceiver<Arc<str>>,
     pub filled: Filled,
 }
 
@@ -181,7 +187,7 @@ impl Plan {
                 }
             })
             .collect();
-        let (refresher, refresher_woken) = Refresher::new(super::objects::reference_of_key);
+        let (refresher, refresher_woken) = Refresher::new();
         Plan {
             flavors: flavors.to_vec(),
             scoped,
@@ -444,10 +450,10 @@ where
 fn external_secrets(
     client: &kube::Client,
     ctx: &Arc<Context>,
-    refresher: &Arc<Refresher<ExternalSecretRef>>,
+    refresher: &Arc<Refresher>,
     flavor: Flavor,
     scope: &Scope,
-    queue: Arc<Queue<ExternalSecretRef>>,
+    queue: Line,
     writer: reflector::store::Writer<WatchedExternalSecret>,
     config: controller::Config,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
@@ -497,7 +503,12 @@ fn external_secrets(
         flavor,
     )
     .with_config(config)
-    .reconcile_on(queue.clone().stream())
+    .reconcile_on(
+        queue
+            .clone()
+            .stream()
+            .filter_map(|key| futures::future::ready(objects::reference_of_key(&key))),
+    )
     .graceful_shutdown_on(stopped)
     .run(external_secret::reconcile, error_policy, ctx.clone())
     .for_each(move |outcome| {
@@ -510,11 +521,7 @@ fn external_secrets(
             }
             Err(_) => return futures::future::ready(()),
         };
-        let object = ObjectRef::new_with(name, flavor);
-        queue.finished(&match namespace {
-            Some(namespace) => object.within(namespace),
-            None => object,
-        });
+        queue.finished(objects::flavored_key_of(flavor, namespace, name).as_str());
         futures::future::ready(())
     })
     .boxed();
@@ -524,8 +531,8 @@ fn external_secrets(
 /// For a store's spec change: every ExternalSecret that reads the store gets
 /// in line.
 fn wake_users<K, F>(
-    refresher: &Arc<Refresher<ExternalSecretRef>>,
-    queue: &Arc<Queue<ExternalSecretRef>>,
+    refresher: &Arc<Refresher>,
+    queue: &Line,
     identity_of: F,
 ) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<()> + use<K, F>
 where
