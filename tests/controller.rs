@@ -269,6 +269,30 @@ async fn an_external_secret_becomes_a_secret_that_is_repaired_and_follows_its_sp
     .await;
     assert!(found.is_some(), "an Updated event");
 
+    // Labels and annotations of an ExternalSecret without a template go to
+    // its Secret; changing them asks for a sync.
+    scenario
+        .apply(
+            "ExternalSecret",
+            "externalsecrets",
+            json!({"metadata": {"name": "app", "labels": {"team": "payments"},
+                    "annotations": {"owner": "pay@example.org"}},
+                "spec": {"refreshInterval": "1h", "secretStoreRef": {"name": "fake"},
+                "target": {"name": "app-secret"},
+                "data": [{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}},
+                         {"secretKey": "token", "remoteRef": {"key": "token"}}]}}),
+        )
+        .await;
+    let labelled = scenario
+        .secret_where("app-secret", |s| {
+            s.metadata.labels.as_ref().and_then(|l| l.get("team")) == Some(&"payments".into())
+        })
+        .await;
+    assert_eq!(
+        labelled.metadata.annotations.unwrap()["owner"],
+        "pay@example.org"
+    );
+
     // A refresh that finds the same content writes nothing.
     let before = scenario.secrets().get("app-secret").await.unwrap();
     let api = scenario.api("ExternalSecret", "externalsecrets");

@@ -112,8 +112,7 @@ fn asked_for_sync(object: &WatchedExternalSecret) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     object.metadata.generation.hash(&mut hasher);
-    object.metadata.labels.hash(&mut hasher);
-    object.metadata.annotations.hash(&mut hasher);
+    object.labels_and_annotations().hash(&mut hasher);
     hasher.finish()
 }
 
@@ -130,7 +129,14 @@ fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecre
             .and_then(|t| refresh::instant_of(t.0)),
         refreshed_at_wall: status.and_then(|s| s.refresh_time.as_ref()).map(|t| t.0),
         refreshed_spec: status.and_then(|s| SpecHash::parse(s.spec_hash.as_deref()?)),
-        spec_hash: spec_hash(spec, object),
+        spec_hash: {
+            let (labels, annotations) = object.labels_and_annotations();
+            spec_hash(
+                spec,
+                &labels.unwrap_or_default(),
+                &annotations.unwrap_or_default(),
+            )
+        },
     }
 }
 
@@ -273,7 +279,7 @@ async fn sync_one(
     let refreshed = ctx.refresher.refreshed(key);
     let spec_hash = refreshed
         .current_spec
-        .unwrap_or_else(|| spec_hash(&es.spec, es));
+        .unwrap_or_else(|| spec_hash(&es.spec, es.labels(), es.annotations()));
     let status = es.status.clone().unwrap_or_default();
 
     if refresh_policy == RefreshPolicy::CreatedOnce
@@ -482,10 +488,12 @@ fn reason_of(error: &SyncError) -> &'static str {
 
 /// Hash of what a user changes to ask for a new sync: spec, labels, annotations
 /// (`secretsync.io/force-sync` among them).
-fn spec_hash(spec: &ExternalSecretSpec, object: &impl ResourceExt) -> SpecHash {
-    let text =
-        json!({"spec": spec, "labels": object.labels(), "annotations": object.annotations()})
-            .to_string();
+fn spec_hash(
+    spec: &ExternalSecretSpec,
+    labels: &BTreeMap<String, String>,
+    annotations: &BTreeMap<String, String>,
+) -> SpecHash {
+    let text = json!({"spec": spec, "labels": labels, "annotations": annotations}).to_string();
     let digest = Sha256::digest(text.as_bytes());
     let mut first = [0u8; 16];
     first.copy_from_slice(&digest[..16]);

@@ -3,9 +3,11 @@
 //! schema let through) still arrives, carrying why, so it fails alone with a
 //! status that names the field, and never stops the list or the watch for
 //! every other object. Caches hold no managedFields and no
-//! `last-applied-configuration` (a second copy of the whole object).
+//! `last-applied-configuration` (a second copy of the whole object), and keep
+//! labels and annotations as text.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -31,7 +33,13 @@ use crate::api::{
 pub struct Watched<S, T> {
     /// Which API it was served by: tells secretsync's objects from ESO's.
     pub flavor: Flavor,
+    /// Without labels and annotations: see [`Watched::full_metadata`].
     pub metadata: ObjectMeta,
+    /// The labels and annotations as one JSON text (`None` when it has
+    /// neither). As maps, each would take a B-tree node of half a kilobyte
+    /// or more in every cached object (Helm and Argo CD label everything);
+    /// only a reconcile's copy of the object, and a hash, need them.
+    labels_and_annotations: Option<Box<str>>,
     /// The spec's text, or why it does not decode (field path and message, no value).
     spec: Result<Kept<S>, Box<str>>,
     /// The status's text, if it decodes (one that does not is rewritten).
@@ -98,6 +106,14 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
         if let Some(annotations) = metadata.annotations.as_mut() {
             annotations.remove(LAST_APPLIED);
         }
+        let labels_and_annotations = match (&metadata.labels, &metadata.annotations) {
+            (None, None) => None,
+            maps => serde_json::to_string(&maps).ok().map(String::into_boxed_str),
+        };
+        if labels_and_annotations.is_some() {
+            metadata.labels = None;
+            metadata.annotations = None;
+        }
         let spec = match raw.spec {
             Some(spec) => Kept::of(spec, crate::api::from_json).map_err(|e| in_spec(&e).into()),
             None => Err("spec: is required".into()),
@@ -108,6 +124,7 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
         Ok(Watched {
             flavor: Flavor::of(&raw.api_version),
             metadata,
+            labels_and_annotations,
             spec,
             status,
         })
@@ -126,6 +143,29 @@ impl<S: DeserializeOwned, T: DeserializeOwned> Watched<S, T> {
     /// The status, decoded, if there is one that decodes.
     pub fn status(&self) -> Option<T> {
         self.status.as_ref().and_then(|status| status.get().ok())
+    }
+}
+
+/// An object's labels and annotations.
+pub type LabelsAndAnnotations = (
+    Option<BTreeMap<String, String>>,
+    Option<BTreeMap<String, String>>,
+);
+
+impl<S, T> Watched<S, T> {
+    /// Its labels and annotations, decoded.
+    pub fn labels_and_annotations(&self) -> LabelsAndAnnotations {
+        self.labels_and_annotations
+            .as_deref()
+            .and_then(|text| serde_json::from_str(text).ok())
+            .unwrap_or_default()
+    }
+
+    /// Its metadata with labels and annotations.
+    pub fn full_metadata(&self) -> ObjectMeta {
+        let mut metadata = self.metadata.clone();
+        (metadata.labels, metadata.annotations) = self.labels_and_annotations();
+        metadata
     }
 }
 
@@ -211,7 +251,7 @@ impl WatchedExternalSecret {
     /// The typed ExternalSecret, when its spec decodes.
     pub fn typed(&self) -> Result<ExternalSecret, String> {
         Ok(ExternalSecret {
-            metadata: self.metadata.clone(),
+            metadata: self.full_metadata(),
             spec: self.spec()?,
             status: self.status(),
         })
@@ -222,7 +262,7 @@ impl WatchedSealedSecret {
     /// The typed SealedSecret, when its spec decodes.
     pub fn typed(&self) -> Result<SealedSecret, String> {
         Ok(SealedSecret {
-            metadata: self.metadata.clone(),
+            metadata: self.full_metadata(),
             spec: self.spec()?,
             status: self.status(),
         })
@@ -365,8 +405,9 @@ mod tests {
         assert!(!error.contains("42"), "{error}");
         assert!(object.status().is_none());
         assert!(object.metadata.managed_fields.is_none());
-        let annotations = object.metadata.annotations.unwrap();
+        let annotations = object.full_metadata().annotations.unwrap();
         assert_eq!(annotations.keys().collect::<Vec<_>>(), ["keep"]);
+        assert_eq!(object.metadata.annotations, None, "kept as text");
 
         let good: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
             "apiVersion": "external-secrets.io/v1",
@@ -376,6 +417,21 @@ mod tests {
         .unwrap();
         assert_eq!(good.typed().unwrap().spec.data.len(), 1);
         assert_eq!(good.flavor, ESO);
+        assert_eq!(good.labels_and_annotations(), (None, None));
+        assert_eq!(good.full_metadata(), good.metadata);
+        let labelled: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
+            "apiVersion": "secretsync.io/v1",
+            "metadata": {"name": "l", "namespace": "team", "labels": {"app": "web", "tier": "db"}},
+            "spec": {"secretStoreRef": {"name": "s"}},
+        }))
+        .unwrap();
+        assert_eq!(labelled.metadata.labels, None, "kept as text");
+        let typed = labelled.typed().unwrap();
+        assert_eq!(
+            typed.metadata.labels,
+            Some([("app".into(), "web".into()), ("tier".into(), "db".into())].into())
+        );
+        assert_eq!(typed.metadata.annotations, None);
         // Kept as text, read back whole, as often as asked.
         let again = |w: &WatchedExternalSecret| serde_json::to_value(w.spec().unwrap()).unwrap();
         assert_eq!(again(&good), again(&good));
