@@ -484,8 +484,7 @@ pub async fn run(
         .max(1);
     let controller_config = controller::Config::default().concurrency(reconciles);
     let scopes = watches::Scope::all(&settings.namespaces);
-    // A few more reconciles handed over than run, so none waits for the line.
-    let plan = watches::Plan::new(&flavors, &scopes, usize::from(reconciles) * 2);
+    let plan = watches::Plan::new(&flavors, &scopes, usize::from(reconciles));
     metrics.track_managed_secrets(plan.managed_secrets());
     let ctx = Arc::new(Context {
         client: client.clone(),

@@ -108,7 +108,9 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
         }
         let labels_and_annotations = match (&metadata.labels, &metadata.annotations) {
             (None, None) => None,
-            maps => serde_json::to_string(&maps).ok().map(String::into_boxed_str),
+            maps => serde_json::to_string(&maps)
+                .ok()
+                .map(String::into_boxed_str),
         };
         if labels_and_annotations.is_some() {
             metadata.labels = None;

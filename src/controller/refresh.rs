@@ -1,8 +1,9 @@
 //! When ExternalSecrets refresh. Each keeps its own interval, but refreshes go
 //! store by store in cycles: the ExternalSecret that falls due first starts
-//! its store's cycle, which gathers for a moment (others falling due join),
-//! then also takes along every ExternalSecret of the store due within a tenth
-//! of its interval. So a fleet on one interval converges to one batch set per
+//! its store's cycle, which gathers for a moment (others falling due join;
+//! no longer once every reconcile the controller runs at a time waits in a
+//! cycle, as nobody else could join), then also takes along every
+//! ExternalSecret of the store due within a tenth of its interval. So a fleet on one interval converges to one batch set per
 //! store per interval, and none refreshes later than its interval (plus the
 //! gathering moment). Membership comes from the watch, not from reconciles, so
 //! a cycle sees the whole store even while reconciles are bounded.
@@ -130,6 +131,8 @@ type Waiter = (
 struct Gathering {
     waiters: Vec<Waiter>,
     joins: usize,
+    /// Every reconcile waited in a cycle at some point: start now.
+    go: bool,
 }
 
 /// When this process last refreshed an ExternalSecret, and with which spec.
@@ -163,6 +166,11 @@ struct Inner {
 }
 
 impl Inner {
+    /// How many reconciles wait in gathering cycles.
+    fn waiting(&self) -> usize {
+        self.gathering.values().map(|g| g.waiters.len()).sum()
+    }
+
     /// The shared identity of `store`.
     fn store(&mut self, store: StoreIdentity) -> Arc<StoreIdentity> {
         if let Some(shared) = self.stores.get(&store) {
@@ -229,6 +237,11 @@ impl Inner {
 pub struct Refresher {
     inner: Mutex<Inner>,
     wake: mpsc::UnboundedSender<Arc<str>>,
+    /// How many reconciles run at once: once that many wait in cycles,
+    /// gathering longer gains nobody.
+    reconciles: usize,
+    /// Tells gathering cycles to go: every reconcile waits.
+    all_waiting: tokio::sync::Notify,
     /// Tells the clock that someone falls due before it would look.
     clock: tokio::sync::Notify,
 }
@@ -239,7 +252,8 @@ pub type Admit = Arc<dyn Fn(&str) -> bool + Send + Sync>;
 
 impl Refresher {
     /// The refresher, and where it sends the keys of those it wakes.
-    pub fn new() -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<str>>) {
+    /// `reconciles`: how many reconciles run at once.
+    pub fn new(reconciles: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<Arc<str>>) {
         let (wake, woken) = mpsc::unbounded_channel();
         let refresher = Arc::new(Self {
             inner: Mutex::new(Inner {
@@ -250,6 +264,8 @@ impl Refresher {
                 clock_at: None,
             }),
             wake,
+            reconciles: reconciles.max(1),
+            all_waiting: tokio::sync::Notify::new(),
             clock: tokio::sync::Notify::new(),
         });
         (refresher, woken)
@@ -416,14 +432,21 @@ impl Refresher {
         admit: Admit,
     ) -> FetchResults {
         let (tx, rx) = oneshot::channel();
-        let start = {
+        let (start, all_waiting) = {
             let mut inner = self.lock();
             let start = !inner.gathering.contains_key(store);
             let gathering = inner.gathering.entry(store.clone()).or_default();
             gathering.waiters.push((key.to_string(), requests, tx));
             gathering.joins += 1;
-            start
+            let all_waiting = inner.waiting() >= self.reconciles;
+            if all_waiting {
+                inner.gathering.values_mut().for_each(|g| g.go = true);
+            }
+            (start, all_waiting)
         };
+        if all_waiting {
+            self.all_waiting.notify_waiters();
+        }
         if start {
             let refresher = self.clone();
             let store = store.clone();
@@ -436,7 +459,16 @@ impl Refresher {
         let started = Instant::now();
         let mut seen = 0;
         loop {
-            tokio::time::sleep(GATHER_QUIET).await;
+            let all_waiting = self.all_waiting.notified();
+            tokio::pin!(all_waiting);
+            all_waiting.as_mut().enable();
+            if self.lock().gathering.get(&store).is_some_and(|g| g.go) {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(GATHER_QUIET) => {}
+                _ = all_waiting => break,
+            }
             let joins = self.lock().gathering.get(&store).map_or(0, |g| g.joins);
             if joins == seen || started.elapsed() >= GATHER_MAX {
                 break;
@@ -452,11 +484,17 @@ impl Refresher {
                 .unwrap_or_default();
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
+            // The cheap tests first: every cycle walks the whole table.
+            let shared = inner.stores.get(&store).cloned();
             let candidates: Vec<_> = inner
                 .members
                 .iter()
                 .filter(|&(key, member)| {
-                    *member.store == store && !joined.contains(&**key) && member.pulled_in(now)
+                    shared
+                        .as_ref()
+                        .is_some_and(|s| Arc::ptr_eq(s, &member.store))
+                        && member.pulled_in(now)
+                        && !joined.contains(&**key)
                 })
                 .map(|(key, member)| (key.clone(), member.requests.clone()))
                 .collect();
@@ -608,7 +646,7 @@ mod tests {
 
     #[test]
     fn an_observation_asks_for_a_sync_when_new_or_its_spec_changed() {
-        let (refresher, _woken) = Refresher::new();
+        let (refresher, _woken) = Refresher::new(100);
         assert!(refresher.observe(&key("a"), observed("a", Some(60))));
         // A status write: same spec hash.
         assert!(!refresher.observe(&key("a"), observed("a", Some(60))));
@@ -649,7 +687,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_cycle_takes_along_every_member_due_soon_and_wakes_it() {
-        let (refresher, mut woken) = Refresher::new();
+        let (refresher, mut woken) = Refresher::new(100);
         refresher.observe(&key("a"), observed("a", Some(3600)));
         refresher.observe(&key("b"), observed("b", Some(3600)));
         refresher.observe(&key("c"), observed("c", None));
@@ -717,7 +755,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_clock_wakes_each_member_when_its_refresh_falls_due_and_once() {
-        let (refresher, mut woken) = Refresher::new();
+        let (refresher, mut woken) = Refresher::new(100);
         tokio::spawn(refresher.clone().run_clock());
         refresher.observe(&key("a"), observed("a", Some(600)));
         refresher.observe(&key("b"), observed("b", Some(60)));
@@ -771,8 +809,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_cycle_starts_without_gathering_once_every_reconcile_waits_in_one() {
+        // Two reconciles at a time: one alone gathers for the quiet moment...
+        let (refresher, _woken) = Refresher::new(2);
+        let provider = provider();
+        let join = |key: &'static str| {
+            let refresher = refresher.clone();
+            let provider = provider.clone();
+            async move {
+                let store = StoreIdentity {
+                    name: format!("store-of-{key}"),
+                    ..store()
+                };
+                let requests = observed(key, None).requests;
+                refresher
+                    .refresh(&store, key, requests, provider, admit_all())
+                    .await
+            }
+        };
+        let started = Instant::now();
+        assert_eq!(join("a").await.len(), 1);
+        assert!(started.elapsed() >= GATHER_QUIET);
+        // ...two, in cycles of two stores, leave nobody to wait for.
+        let started = Instant::now();
+        let (a, b) = futures::join!(join("a"), join("b"));
+        assert_eq!((a.len(), b.len()), (1, 1));
+        assert!(started.elapsed() < GATHER_QUIET, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn those_due_together_share_one_fetch() {
-        let (refresher, _woken) = Refresher::new();
+        let (refresher, _woken) = Refresher::new(100);
         let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
             "data": [{"key": "a", "value": "1"}]
         }))

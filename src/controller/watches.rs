@@ -158,9 +158,11 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// `slots`: how many reconciles of each ExternalSecret controller may be
-    /// handed to kube-runtime at once.
-    pub fn new(flavors: &[Flavor], scopes: &[Scope], slots: usize) -> Plan {
+    /// `reconciles`: how many reconciles each ExternalSecret controller runs
+    /// at once.
+    pub fn new(flavors: &[Flavor], scopes: &[Scope], reconciles: usize) -> Plan {
+        // A few more handed over than run, so none waits for the line.
+        let slots = reconciles.saturating_mul(2);
         let mut routes = Routes::default();
         let scoped = scopes
             .iter()
@@ -187,7 +189,7 @@ impl Plan {
                 }
             })
             .collect();
-        let (refresher, refresher_woken) = Refresher::new();
+        let (refresher, refresher_woken) = Refresher::new(reconciles);
         Plan {
             flavors: flavors.to_vec(),
             scoped,
