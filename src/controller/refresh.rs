@@ -3,10 +3,11 @@
 //! its store's cycle, which gathers for a moment (others falling due join;
 //! no longer once every reconcile the controller runs at a time waits in a
 //! cycle, as nobody else could join), then also takes along every
-//! ExternalSecret of the store due within a tenth of its interval. So a fleet on one interval converges to one batch set per
-//! store per interval, and none refreshes later than its interval (plus the
-//! gathering moment). Membership comes from the watch, not from reconciles, so
-//! a cycle sees the whole store even while reconciles are bounded.
+//! ExternalSecret of the store due within a tenth of its interval. So a
+//! fleet on one interval converges to one batch set per store per interval,
+//! and none refreshes later than its interval (plus the gathering moment).
+//! Membership comes from the watch, not from reconciles, so a cycle sees the
+//! whole store even while reconciles are bounded.
 //!
 //! The refresher also keeps the time ([`Refresher::run_clock`]): it wakes each
 //! ExternalSecret when its refresh falls due. So a refreshed ExternalSecret
