@@ -527,8 +527,7 @@ impl Refresher {
             {
                 let keys = waiters
                     .iter()
-                    .map(|(k, _, _)| k)
-                    .map(|k| k.as_str())
+                    .map(|(k, _, _)| k.as_str())
                     .chain(pulled.iter().map(|(k, _)| &**k));
                 for key in keys {
                     if let Some(member) = inner.members.get_mut(key) {
