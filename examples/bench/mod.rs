@@ -352,14 +352,16 @@ impl Bench {
         deadline: Instant,
     ) -> Result<Option<Instant>, String> {
         let mut next_progress = Instant::now() + PROGRESS;
-        let mut seen = (self.tracker.right(), self.tracker.refreshed_since(since));
+        // Progress, to tell a stall: counting refreshes since `since` walks
+        // the whole fleet, too much to do every poll beside the controller.
+        let mut seen = self.tracker.progress();
         let mut changed = Instant::now();
         loop {
             if self.all_done(since) {
                 return Ok(Some(Instant::now()));
             }
             self.check_alive()?;
-            let now = (self.tracker.right(), self.tracker.refreshed_since(since));
+            let now = self.tracker.progress();
             if now != seen {
                 (seen, changed) = (now, Instant::now());
             } else if changed.elapsed() >= STALLED {

@@ -27,6 +27,8 @@ struct State {
     right: HashSet<Id>,
     /// Distinct `refreshTime` values seen per ExternalSecret, in the order seen.
     refreshes: HashMap<Id, Vec<jiff::Timestamp>>,
+    /// How many `refreshTime` values `refreshes` holds in all.
+    refreshes_seen: u64,
     /// Times a `refreshTime` was replaced by an earlier one.
     regressions: u64,
     /// Objects seen since a watch (re)started its initial list.
@@ -225,6 +227,7 @@ impl Tracker {
                     let went_back = seen.last().is_some_and(|last| at < *last);
                     if seen.last() != Some(&at) {
                         seen.push(at);
+                        state.refreshes_seen += 1;
                     }
                     if went_back {
                         state.regressions += 1;
@@ -266,6 +269,7 @@ impl Tracker {
             let seen = state.refreshes.entry(id_of(&object.metadata)).or_default();
             if !seen.contains(&at) {
                 seen.push(at);
+                state.refreshes_seen += 1;
             }
         }
         let after = (
@@ -292,6 +296,13 @@ impl Tracker {
         for id in ids {
             state.recheck(&id);
         }
+    }
+
+    /// Secrets right and `refreshTime` values seen so far: cheap to ask
+    /// often, and grows whenever either view moves.
+    pub fn progress(&self) -> (usize, u64) {
+        let state = self.state.lock().unwrap();
+        (state.right.len(), state.refreshes_seen)
     }
 
     /// Secrets right / Secrets expected.

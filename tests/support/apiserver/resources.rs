@@ -39,8 +39,9 @@ pub struct ResourceType {
     pub namespaced: bool,
     /// Has a `/status` subresource: status changes only through it.
     pub status: bool,
-    /// CRD schema (`openAPIV3Schema`) for pruning, strict validation and defaults.
-    pub schema: Option<Value>,
+    /// CRD schema (`openAPIV3Schema`) for pruning, strict validation and
+    /// defaults; shared, as every request takes a copy of its resource type.
+    pub schema: Option<std::sync::Arc<Value>>,
     pub printer_columns: Vec<PrinterColumn>,
     /// `kubectl get` shows Name first and Age last; Events show neither
     /// (their Name is a `-o wide` column).
@@ -267,7 +268,10 @@ impl Registry {
                 categories: strings(&spec["names"]["categories"]),
                 namespaced: spec["scope"].as_str() != Some("Cluster"),
                 status: version["subresources"]["status"].is_object(),
-                schema: version["schema"].get("openAPIV3Schema").cloned(),
+                schema: version["schema"]
+                    .get("openAPIV3Schema")
+                    .cloned()
+                    .map(std::sync::Arc::new),
                 printer_columns,
                 name_and_age: true,
             });
