@@ -30,7 +30,7 @@ use crate::api::{
     Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretSpec,
     ExternalSecretStatus, RefreshPolicy, StoreKind, StoreProvider,
 };
-use crate::provider::{FetchResults, ProviderError, RemoteRequest, StoreIdentity};
+use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest, StoreIdentity};
 use crate::sync::{self, SyncError, TemplateSources};
 
 /// Annotation on a Secret naming the ExternalSecret (same namespace) that writes it.
@@ -388,14 +388,18 @@ async fn sync_one(
         });
     }
     let effective = effective.unwrap_or_else(|| es.clone());
-    // CPU work (templates), so on a blocking thread, within limits.
     let limits = ctx.template_limits;
-    let desired = ctx
-        .render_pool
-        .run(move || sync::desired_secret(&effective, &fetched, &sources, &limits))
-        .await
-        .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
-        .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
+    let desired = if renders_in_place(&effective, &fetched) {
+        sync::desired_secret(&effective, &fetched, &sources, &limits)
+    } else {
+        // CPU work (templates, regular expressions), so on a blocking thread,
+        // within limits.
+        ctx.render_pool
+            .run(move || sync::desired_secret(&effective, &fetched, &sources, &limits))
+            .await
+            .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
+    }
+    .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
     let synced_version = ctx
         .last_status(key, &reference_of(es, flavor))
@@ -436,6 +440,33 @@ async fn sync_one(
         spec_hash,
         action: next_refresh(interval, refreshed_at_instant(ctx, key)),
     })
+}
+
+/// Most fetched bytes an ExternalSecret's Secret is built from on the async
+/// thread (see [`renders_in_place`]).
+const IN_PLACE_RENDER_BYTES: usize = 64 * 1024;
+
+/// Whether building the Secret is light enough to do here rather than on the
+/// render pool: no templates and no rewrites (regular expressions), only
+/// copying and JSON field lookups over at most [`IN_PLACE_RENDER_BYTES`],
+/// which takes microseconds. Handing it to a blocking thread and back costs
+/// more than that: two thread wake-ups, at 10,000 ExternalSecrets a tenth of
+/// a first sync's CPU.
+fn renders_in_place(es: &ExternalSecret, fetched: &FetchResults) -> bool {
+    let fetched_bytes = fetched
+        .values()
+        .map(|answer| match answer {
+            Ok(Fetched::Value(value)) => value.len(),
+            Ok(Fetched::Found(found)) => found
+                .iter()
+                .map(|(name, value)| name.len().saturating_add(value.len()))
+                .fold(0, usize::saturating_add),
+            Err(_) => 0,
+        })
+        .fold(0, usize::saturating_add);
+    es.spec.target.template.is_none()
+        && es.spec.data_from.iter().all(|item| item.rewrite.is_empty())
+        && fetched_bytes <= IN_PLACE_RENDER_BYTES
 }
 
 /// The cache's reference of a typed ExternalSecret.
@@ -798,4 +829,47 @@ async fn publish(
         ..Default::default()
     };
     ctx.publish(&regarding, type_, "Sync", reason, note).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn external_secret(spec: &str) -> ExternalSecret {
+        let manifest = format!(
+            "apiVersion: secretsync.io/v1\nkind: ExternalSecret\nmetadata: {{name: app, namespace: team-a}}\nspec:\n  secretStoreRef: {{name: fake}}\n{}",
+            spec.lines().map(|l| format!("  {l}\n")).collect::<String>()
+        );
+        serde_yaml_ng::from_str(&manifest).unwrap_or_else(|e| panic!("{e}\n{manifest}"))
+    }
+
+    fn fetched(bytes: usize) -> FetchResults {
+        let request = RemoteRequest::Value {
+            key: "db".into(),
+            version: None,
+        };
+        let value = SecretValue::new(vec![b'x'; bytes]);
+        BTreeMap::from([(request, Ok(Fetched::Value(value)))])
+    }
+
+    #[test]
+    fn only_a_secret_without_templates_or_rewrites_from_little_data_renders_in_place() {
+        let plain = external_secret("data:\n- {secretKey: pw, remoteRef: {key: db}}");
+        assert!(renders_in_place(&plain, &fetched(100)));
+        assert!(renders_in_place(&plain, &fetched(IN_PLACE_RENDER_BYTES)));
+        assert!(!renders_in_place(
+            &plain,
+            &fetched(IN_PLACE_RENDER_BYTES + 1)
+        ));
+
+        let templated = external_secret(
+            "data:\n- {secretKey: pw, remoteRef: {key: db}}\ntarget:\n  template:\n    data: {url: 'x{{ .pw }}'}",
+        );
+        assert!(!renders_in_place(&templated, &fetched(100)));
+
+        let rewritten = external_secret(
+            "dataFrom:\n- extract: {key: db}\n  rewrite:\n  - regexp: {source: 'a', target: 'b'}",
+        );
+        assert!(!renders_in_place(&rewritten, &fetched(100)));
+    }
 }
