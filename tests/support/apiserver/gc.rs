@@ -5,6 +5,8 @@
 //! delete request (or the write that removed the last finalizer), so
 //! dependents are gone when the call returns rather than moments later.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
 use super::resources::ResourceType;
@@ -55,7 +57,7 @@ impl State {
             return self.remove(&key);
         }
         // Deletion waits on finalizers: mark it, keep the object.
-        let mut marked = existing.clone();
+        let mut marked = (*existing).clone();
         if marked["metadata"].get("deletionTimestamp").is_none() {
             marked["metadata"]["deletionTimestamp"] = json!(now());
         }
@@ -64,7 +66,10 @@ impl State {
         if policy == "Foreground" {
             self.delete_dependents(&uid, "Foreground")?;
             // Dependents gone: the foreground finalizer is done.
-            let mut done = self.objects.get(&key).cloned().unwrap_or(stored.clone());
+            let mut done = self
+                .objects
+                .get(&key)
+                .map_or_else(|| stored.clone(), |o| (**o).clone());
             let rest: Vec<Value> = done["metadata"]["finalizers"]
                 .as_array()
                 .into_iter()
@@ -87,12 +92,13 @@ impl State {
         resource: &ResourceType,
         key: &Key,
         mut object: Value,
-        previous: Value,
+        previous: Arc<Value>,
     ) -> Result<Value, ApiError> {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        let object = Arc::new(object);
         self.objects.insert(key.clone(), object.clone());
-        self.record_change(resource, &key.2, "MODIFIED", &object, Some(previous));
+        self.record_change(resource, &key.2, "MODIFIED", object.clone(), Some(previous));
         Ok(State::present(resource, &object))
     }
 
@@ -110,9 +116,10 @@ impl State {
             .resource_of(key)
             .expect("a stored object has a resource");
         self.resource_version += 1;
-        let mut gone = object.clone();
+        let mut gone = (*object).clone();
         gone["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        self.record_change(&resource, &key.2, "DELETED", &gone, None);
+        let gone = Arc::new(gone);
+        self.record_change(&resource, &key.2, "DELETED", gone.clone(), None);
         if resource.kind == "CustomResourceDefinition" {
             self.registry.set_crd(&object, false);
             let (group, plural) = (
@@ -187,7 +194,7 @@ impl State {
                 continue;
             };
             let previous = self.objects[&key].clone();
-            let mut orphan = previous.clone();
+            let mut orphan = (*previous).clone();
             let refs: Vec<Value> = orphan["metadata"]["ownerReferences"]
                 .as_array()
                 .into_iter()

@@ -616,7 +616,7 @@ fn patch(
                     &storage::now(),
                 );
                 if let Some(stored) = state.objects.get_mut(&key) {
-                    stored["metadata"]["managedFields"] =
+                    std::sync::Arc::make_mut(stored)["metadata"]["managedFields"] =
                         created["metadata"]["managedFields"].clone();
                 }
                 Ok(created)

@@ -23,9 +23,9 @@ pub struct Change {
     pub resource: (String, String),
     pub namespace: String,
     pub type_: &'static str,
-    pub object: Value,
+    pub object: Arc<Value>,
     /// The object before a modification, to tell selector transitions.
-    pub previous: Option<Value>,
+    pub previous: Option<Arc<Value>>,
 }
 
 /// An error as the real server reports it: an HTTP status and a `Status` body.
@@ -83,7 +83,8 @@ pub fn now() -> String {
 
 pub struct State {
     pub registry: Registry,
-    pub objects: BTreeMap<Key, Value>,
+    /// Shared with the history of changes, which keeps what was stored.
+    pub objects: BTreeMap<Key, Arc<Value>>,
     pub resource_version: u64,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
@@ -212,7 +213,7 @@ impl State {
             .take_while(move |((g, p, ns, _), _)| {
                 *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
             })
-            .map(|(_, o)| o)
+            .map(|(_, o)| &**o)
     }
 
     fn uid(&mut self) -> String {
@@ -233,15 +234,15 @@ impl State {
         resource: &ResourceType,
         namespace: &str,
         type_: &'static str,
-        object: &Value,
-        previous: Option<Value>,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
     ) {
         let change = Arc::new(Change {
             resource_version: self.resource_version,
             resource: resource.storage_key(),
             namespace: namespace.into(),
             type_,
-            object: object.clone(),
+            object,
             previous,
         });
         self.history.push_back(change.clone());
@@ -422,7 +423,7 @@ impl State {
         resource: &ResourceType,
         key: Key,
         mut object: Value,
-        previous: Option<Value>,
+        previous: Option<Arc<Value>>,
         dry_run: bool,
     ) -> Result<Value, ApiError> {
         if dry_run {
@@ -462,7 +463,8 @@ impl State {
         } else {
             "ADDED"
         };
-        self.record_change(resource, &key.2, type_, &object, previous);
+        let object = Arc::new(object);
+        self.record_change(resource, &key.2, type_, object.clone(), previous);
         if resource.kind == "CustomResourceDefinition" {
             self.registry.set_crd(&object, true);
         }
@@ -521,7 +523,7 @@ impl State {
 
         // The status subresource changes status only; the object, all but status.
         let mut new = if options.subresource.as_deref() == Some("status") {
-            let mut new = existing.clone();
+            let mut new = (*existing).clone();
             new["status"] = object.get("status").cloned().unwrap_or(Value::Null);
             if new["status"].is_null() {
                 new.as_object_mut().unwrap().remove("status");
