@@ -27,6 +27,7 @@ mod target;
 mod watches;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +35,7 @@ use std::time::Duration;
 
 use aws_config::SdkConfig;
 use futures::FutureExt;
+use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{self, Action};
@@ -67,6 +69,8 @@ pub enum Error {
         address: SocketAddr,
         source: std::io::Error,
     },
+    #[error("the reconcile panicked")]
+    Panicked,
 }
 
 /// Lease-based leader election.
@@ -391,6 +395,23 @@ pub fn backoff(failures: u32) -> Duration {
     Duration::from_secs(1u64 << failures.min(16)).min(external_secret::MAX_BACKOFF)
 }
 
+/// Runs each reconcile as a task of its own. kube-runtime polls every
+/// reconcile inside its controller's one task, so without this they share one
+/// worker thread; and a reconcile that panics fails alone (its object backs
+/// off) instead of taking the controller with it.
+fn in_own_task<K, C, R, F>(
+    mut reconcile: R,
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, Error>>
+where
+    R: FnMut(Arc<K>, Arc<C>) -> F,
+    F: Future<Output = Result<Action, Error>> + Send + 'static,
+{
+    move |object, ctx| {
+        let task = tokio::spawn(reconcile(object, ctx));
+        async move { task.await.unwrap_or(Err(Error::Panicked)) }.boxed()
+    }
+}
+
 fn error_policy<K: kube::Resource>(object: Arc<K>, error: &Error, ctx: Arc<Context>) -> Action {
     let key = objects::key_of(object.as_ref());
     tracing::warn!(object = %key, %error, "reconcile failed");
@@ -601,6 +622,18 @@ async fn serve_health(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_reconcile_that_panics_fails_alone() {
+        let mut reconcile = in_own_task(|n: Arc<u32>, _: Arc<()>| async move {
+            assert!(*n != 13, "unlucky");
+            Ok(Action::await_change())
+        });
+        let panicked = reconcile(Arc::new(13), Arc::new(())).await;
+        assert!(matches!(panicked, Err(Error::Panicked)), "{panicked:?}");
+        let fine = reconcile(Arc::new(7), Arc::new(())).await;
+        assert!(fine.is_ok(), "{fine:?}");
+    }
 
     #[test]
     fn backoff_doubles_up_to_five_minutes() {

@@ -30,8 +30,8 @@ use super::objects::{
 };
 use super::refresh::Refresher;
 use super::{
-    Context, Filled, StoreCaches, error_policy, external_secret, objects, sealed_secret, store,
-    writer_of,
+    Context, Filled, StoreCaches, error_policy, external_secret, in_own_task, objects,
+    sealed_secret, store, writer_of,
 };
 use crate::sync::MANAGED_LABEL;
 
@@ -397,7 +397,11 @@ impl Plan {
                     .with_config(config.clone())
                     .reconcile_on(stream_of(sealed_woken))
                     .graceful_shutdown_on(stopped())
-                    .run(sealed_secret::reconcile, error_policy, ctx.clone())
+                    .run(
+                        in_own_task(sealed_secret::reconcile),
+                        error_policy,
+                        ctx.clone(),
+                    )
                     .for_each(|_| futures::future::ready(()))
                     .boxed(),
             );
@@ -438,7 +442,7 @@ where
         .predicate_filter(predicates::generation, Default::default());
     Controller::for_stream_with(stream, reader, flavor)
         .graceful_shutdown_on(stopped)
-        .run(reconcile, error_policy, ctx.clone())
+        .run(in_own_task(reconcile), error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))
         .boxed()
 }
@@ -512,7 +516,11 @@ fn external_secrets(
             .filter_map(|key| futures::future::ready(objects::reference_of_key(&key))),
     )
     .graceful_shutdown_on(stopped)
-    .run(external_secret::reconcile, error_policy, ctx.clone())
+    .run(
+        in_own_task(external_secret::reconcile),
+        error_policy,
+        ctx.clone(),
+    )
     .for_each(move |outcome| {
         // Whatever came of it, its slot in the line is free again.
         let (name, namespace) = match &outcome {
