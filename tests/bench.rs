@@ -78,6 +78,11 @@ async fn the_benchmark_runs_every_phase_and_reports_every_figure() {
             report.api
         );
         assert!(!report.load_average.is_empty(), "{phase}");
+        assert!(
+            (0.0..=100.0).contains(&report.steal_percent),
+            "{phase}: {}",
+            report.steal_percent
+        );
         assert!(report.json().starts_with('{') && report.table().contains(phase.as_str()));
         assert_eq!(
             report.aws_calls_total,

@@ -84,6 +84,45 @@ pub fn reset_peak_rss(pid: u32) -> bool {
     std::fs::write(format!("/proc/{pid}/clear_refs"), "5").is_ok()
 }
 
+/// The machine's CPU time so far, in clock ticks: all of it, and what the
+/// hypervisor took for others (`steal` in /proc/stat). A virtual machine's
+/// host can take a third of its time, which slows every phase.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuTicks {
+    pub total: u64,
+    pub steal: u64,
+}
+
+pub fn cpu_ticks() -> CpuTicks {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return CpuTicks::default();
+    };
+    let Some(line) = stat.lines().find(|l| l.starts_with("cpu ")) else {
+        return CpuTicks::default();
+    };
+    // user nice system idle iowait irq softirq steal guest guest_nice; the
+    // guest times are already counted in user and nice.
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .take(8)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    CpuTicks {
+        total: fields.iter().sum(),
+        steal: fields.get(7).copied().unwrap_or_default(),
+    }
+}
+
+/// Percent of the machine's time the hypervisor took between two readings.
+pub fn steal_percent(start: CpuTicks, end: CpuTicks) -> f64 {
+    let total = end.total.saturating_sub(start.total);
+    if total == 0 {
+        return 0.0;
+    }
+    100.0 * end.steal.saturating_sub(start.steal) as f64 / total as f64
+}
+
 pub fn load_average() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))

@@ -178,6 +178,7 @@ struct Start {
     moto: ProcessSample,
     bench: ProcessSample,
     load: String,
+    ticks: measure::CpuTicks,
     regressions: u64,
 }
 
@@ -303,6 +304,7 @@ impl Bench {
             moto: measure::sample(self.moto.pid()).unwrap_or_default(),
             bench: measure::sample(std::process::id()).unwrap_or_default(),
             load: measure::load_average(),
+            ticks: measure::cpu_ticks(),
             regressions: self.tracker.regressions(),
         }
     }
@@ -769,6 +771,7 @@ impl Bench {
             bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
             bench_rss_kib: bench.rss_kib,
             load_average: start.load,
+            steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
             phase_seconds: end.duration_since(start.at).as_secs_f64(),
             notes: outcome.notes,
         };

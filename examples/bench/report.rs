@@ -59,6 +59,9 @@ pub struct PhaseReport {
     /// The bench process's RSS at the end (the fake API server's store lives there).
     pub bench_rss_kib: u64,
     pub load_average: String,
+    /// Share of the machine's CPU time its hypervisor took for others during
+    /// the phase (0 on bare metal): times above it are slower by about that.
+    pub steal_percent: f64,
     pub phase_seconds: f64,
     pub notes: Vec<String>,
 }
@@ -215,12 +218,13 @@ impl PhaseReport {
         }
         let _ = writeln!(
             out,
-            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), phase {:.1} s, load average {}",
+            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), phase {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
             self.moto_cpu_seconds,
             self.bench_cpu_seconds,
             mib(self.bench_rss_kib),
             self.phase_seconds,
-            self.load_average
+            self.load_average,
+            self.steal_percent
         );
         for note in &self.notes {
             let _ = writeln!(out, "   note: {note}");
