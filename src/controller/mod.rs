@@ -396,9 +396,10 @@ pub fn backoff(failures: u32) -> Duration {
 }
 
 /// Runs each reconcile as a task of its own. kube-runtime polls every
-/// reconcile inside its controller's one task, so without this they share one
-/// worker thread; and a reconcile that panics fails alone (its object backs
-/// off) instead of taking the controller with it.
+/// reconcile inside its controller's one task: as tasks they spread over the
+/// workers when there are several (`--worker-threads`), and a reconcile that
+/// panics fails alone (its object backs off) instead of taking the
+/// controller with it.
 fn in_own_task<K, C, R, F>(
     mut reconcile: R,
 ) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, Error>>
