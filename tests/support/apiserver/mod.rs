@@ -254,6 +254,7 @@ async fn handle(
                 target.namespace.as_deref(),
                 object,
                 &options,
+                None,
             )
         }),
         (Method::PUT, Some(name), sub) => parse_body(&headers, &body).and_then(|object| {
@@ -605,22 +606,7 @@ fn patch(
             error
         })?;
         return match existing {
-            Err(_) => {
-                let mut created = state.create(resource, namespace, merged, &options)?;
-                // The creator owns exactly what it applied.
-                let key = State::key(resource, namespace, name);
-                fields::set_managers(
-                    &mut created,
-                    &managers,
-                    &resource.api_version(),
-                    &storage::now(),
-                );
-                if let Some(stored) = state.objects.get_mut(&key) {
-                    std::sync::Arc::make_mut(stored)["metadata"]["managedFields"] =
-                        created["metadata"]["managedFields"].clone();
-                }
-                Ok(created)
-            }
+            Err(_) => state.create(resource, namespace, merged, &options, Some(managers)),
             Ok(_) => {
                 let mut merged = merged;
                 merged["metadata"]["resourceVersion"] = Value::Null;

@@ -126,7 +126,7 @@ impl State {
                 ..Default::default()
             };
             state
-                .create(&namespaces, None, namespace, &options)
+                .create(&namespaces, None, namespace, &options, None)
                 .expect("bootstrap namespaces");
         }
         state
@@ -341,6 +341,7 @@ impl State {
         namespace: Option<&str>,
         mut object: Value,
         options: &WriteOptions,
+        managers: Option<Vec<fields::Manager>>,
     ) -> Result<Value, ApiError> {
         if !object.is_object() {
             return Err(ApiError::new(
@@ -410,8 +411,12 @@ impl State {
                 .unwrap()
                 .insert("kubernetes.io/metadata.name".into(), json!(name));
         }
-        let mut managers = Vec::new();
-        fields::record_update(None, &object, &options.manager, &mut managers);
+        // The creator owns what it wrote; an applier, exactly what it applied.
+        let managers = managers.unwrap_or_else(|| {
+            let mut managers = Vec::new();
+            fields::record_update(None, &object, &options.manager, &mut managers);
+            managers
+        });
         fields::set_managers(&mut object, &managers, &resource.api_version(), &now());
         self.commit(resource, key, object, None, options.dry_run)
     }
