@@ -199,7 +199,11 @@ pub fn openapi_document(registry: &Registry, group: &str, version: &str) -> Opti
 }
 
 /// `kubectl get` asks for a Table: Name, the CRD's printer columns, Age last.
-pub fn table(resource: &ResourceType, items: &[Value], resource_version: &str) -> Value {
+pub fn table(
+    resource: &ResourceType,
+    items: &[std::sync::Arc<Value>],
+    resource_version: &str,
+) -> Value {
     let name_priority = if resource.name_and_age { 0 } else { 1 };
     let name_column = json!({"name": "Name", "type": "string", "format": "name", "description": "Name", "priority": name_priority});
     let mut columns = Vec::new();

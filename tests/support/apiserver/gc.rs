@@ -30,7 +30,7 @@ impl State {
         namespace: Option<&str>,
         name: &str,
         policy: Option<&str>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let key = State::key(resource, namespace, name);
         let existing = self
             .objects
@@ -69,7 +69,7 @@ impl State {
             let mut done = self
                 .objects
                 .get(&key)
-                .map_or_else(|| stored.clone(), |o| (**o).clone());
+                .map_or_else(|| (*stored).clone(), |o| (**o).clone());
             let rest: Vec<Value> = done["metadata"]["finalizers"]
                 .as_array()
                 .into_iter()
@@ -91,20 +91,16 @@ impl State {
         &mut self,
         resource: &ResourceType,
         key: &Key,
-        mut object: Value,
+        object: Value,
         previous: Arc<Value>,
-    ) -> Result<Value, ApiError> {
-        self.resource_version += 1;
-        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
-        let object = Arc::new(object);
-        self.objects.insert(key.clone(), object.clone());
-        self.record_change(resource, &key.2, "MODIFIED", object.clone(), Some(previous));
+    ) -> Result<Arc<Value>, ApiError> {
+        let object = self.store(resource, key, object, Some(previous));
         Ok(State::present(resource, &object))
     }
 
     /// Takes an object out of storage for good, then collects its dependents
     /// (and, for a Namespace, everything in it).
-    pub fn remove(&mut self, key: &Key) -> Result<Value, ApiError> {
+    pub fn remove(&mut self, key: &Key) -> Result<Arc<Value>, ApiError> {
         let Some(object) = self.objects.remove(key) else {
             return Err(ApiError::new(
                 404,

@@ -148,7 +148,7 @@ impl Drop for FakeApiServer {
     }
 }
 
-fn json_response(code: u16, value: &Value) -> Response {
+fn json_response(code: u16, value: &impl serde::Serialize) -> Response {
     let mut response = (
         StatusCode::from_u16(code).unwrap(),
         serde_json::to_vec(value).unwrap(),
@@ -231,7 +231,9 @@ async fn handle(
         (Method::GET, None, _) if query.get("watch").is_some_and(|w| w == "true" || w == "1") => {
             return watch(&app, &target, &query, metadata_only);
         }
-        (Method::GET, None, _) => list(&app, &target, &query, &headers),
+        (Method::GET, None, _) => {
+            return list(&app, &target, &query, &headers).unwrap_or_else(error_response);
+        }
         (Method::GET, Some(name), _) => app
             .state
             .lock()
@@ -239,13 +241,13 @@ async fn handle(
             .get(&target.resource, target.namespace.as_deref(), name)
             .map(|object| {
                 if metadata_only {
-                    partial_object_metadata(&object)
+                    Arc::new(partial_object_metadata(&object))
                 } else {
                     object
                 }
             }),
         (Method::POST, Some(name), Some("token")) if target.resource.kind == "ServiceAccount" => {
-            token_request(&app, &target, name, &headers, &body)
+            token_request(&app, &target, name, &headers, &body).map(Arc::new)
         }
         (Method::POST, None, _) => parse_body(&headers, &body).and_then(|object| {
             let options = write_options(&query, &headers, None);
@@ -295,7 +297,7 @@ async fn handle(
                 )
             }
         }
-        (Method::DELETE, None, _) => delete_collection(&app, &target, &query),
+        (Method::DELETE, None, _) => delete_collection(&app, &target, &query).map(Arc::new),
         _ => Err(ApiError::new(
             405,
             "MethodNotAllowed",
@@ -423,7 +425,7 @@ fn list(
     target: &Target,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
-) -> Result<Value, ApiError> {
+) -> Result<Response, ApiError> {
     let (labels, fields) = selectors(query)?;
     let state = app.state.lock().unwrap();
     // Lists are served from the current state, which satisfies `NotOlderThan`
@@ -456,8 +458,9 @@ fn list(
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
         .filter(|l| *l > 0);
-    // Only the page (and one more, to tell whether another follows) is copied.
-    let mut items: Vec<Value> = state
+    // Only the page (and one more, to tell whether another follows) is taken;
+    // objects served as stored are shared, not copied.
+    let mut items: Vec<Arc<Value>> = state
         .selectable(&target.resource, target.namespace.as_deref())
         .filter(|o| {
             labels.as_ref().is_none_or(|s| s.matches(o))
@@ -465,8 +468,8 @@ fn list(
         })
         .skip(offset)
         .take(limit.map_or(usize::MAX, |l| l.saturating_add(1)))
-        .map(|o| State::served(&target.resource, o))
         .collect();
+    drop(state);
     let mut metadata = json!({"resourceVersion": resource_version});
     if let Some(limit) = limit
         && items.len() > limit
@@ -481,27 +484,42 @@ fn list(
         .and_then(|v| v.to_str().ok())
         .is_some_and(|a| a.contains("as=Table"));
     if accepts_table {
-        return Ok(discovery::table(
-            &target.resource,
-            &items,
-            &resource_version,
-        ));
+        let table = discovery::table(&target.resource, &items, &resource_version);
+        return Ok(json_response(200, &table));
     }
     if wants_metadata_only(headers) {
-        let items: Vec<Value> = items.iter().map(partial_object_metadata).collect();
-        return Ok(json!({
-            "apiVersion": "meta.k8s.io/v1",
-            "kind": "PartialObjectMetadataList",
-            "metadata": metadata,
-            "items": items,
-        }));
+        let items: Vec<PartialObjectMetadata> =
+            items.iter().map(|o| PartialObjectMetadata::of(o)).collect();
+        return Ok(json_response(
+            200,
+            &ListBody {
+                api_version: "meta.k8s.io/v1",
+                kind: "PartialObjectMetadataList".into(),
+                metadata: &metadata,
+                items: &items,
+            },
+        ));
     }
-    Ok(json!({
-        "apiVersion": target.resource.api_version(),
-        "kind": format!("{}List", target.resource.kind),
-        "metadata": metadata,
-        "items": items,
-    }))
+    let items: Vec<&Value> = items.iter().map(|o| &**o).collect();
+    Ok(json_response(
+        200,
+        &ListBody {
+            api_version: &target.resource.api_version(),
+            kind: format!("{}List", target.resource.kind),
+            metadata: &metadata,
+            items: &items,
+        },
+    ))
+}
+
+/// A list as sent, its items serialised where they lie.
+#[derive(serde::Serialize)]
+struct ListBody<'a, T: serde::Serialize> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'a str,
+    kind: String,
+    metadata: &'a Value,
+    items: &'a [T],
 }
 
 /// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`:
@@ -516,11 +534,28 @@ fn wants_metadata_only(headers: &HeaderMap) -> bool {
 /// An object reduced to its metadata, as the real server answers a
 /// metadata-only request (the whole `metadata`, managedFields included).
 pub fn partial_object_metadata(object: &Value) -> Value {
-    json!({
-        "apiVersion": "meta.k8s.io/v1",
-        "kind": "PartialObjectMetadata",
-        "metadata": object["metadata"].clone(),
-    })
+    json!(PartialObjectMetadata::of(object))
+}
+
+/// [`partial_object_metadata`] serialised from the object where it lies (the
+/// controller watches every Secret's metadata: a copy per event would cost
+/// more than the event).
+#[derive(serde::Serialize)]
+pub struct PartialObjectMetadata<'a> {
+    #[serde(rename = "apiVersion")]
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a Value,
+}
+
+impl<'a> PartialObjectMetadata<'a> {
+    pub fn of(object: &'a Value) -> Self {
+        Self {
+            api_version: "meta.k8s.io/v1",
+            kind: "PartialObjectMetadata",
+            metadata: &object["metadata"],
+        }
+    }
 }
 
 fn watch(
@@ -568,7 +603,7 @@ fn patch(
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     body: &Bytes,
-) -> Result<Value, ApiError> {
+) -> Result<Arc<Value>, ApiError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -590,8 +625,11 @@ fn patch(
             ));
         }
         let force = query.get("force").is_some_and(|f| f == "true");
-        let mut managers = existing.as_ref().map(fields::managers).unwrap_or_default();
-        let merged = fields::apply(existing.as_ref().ok(), &body, &options.manager, force, &mut managers).map_err(|conflicts| {
+        let mut managers = existing
+            .as_deref()
+            .map(fields::managers)
+            .unwrap_or_default();
+        let merged = fields::apply(existing.as_deref().ok(), &body, &options.manager, force, &mut managers).map_err(|conflicts| {
             let causes: Vec<Value> = conflicts
                 .iter()
                 .map(|c| json!({"type": "FieldManagerConflict", "message": format!("conflict with \"{}\"", c.manager), "field": fields::dotted(&c.field)}))
@@ -618,7 +656,7 @@ fn patch(
         };
     }
 
-    let mut object = existing?;
+    let mut object = Arc::unwrap_or_clone(existing?);
     let expected_version = body["metadata"]["resourceVersion"]
         .as_str()
         .map(str::to_string);

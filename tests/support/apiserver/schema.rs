@@ -32,12 +32,9 @@ pub fn prune_and_default(value: &mut Value, schema: &Value, path: &str, unknown:
                     (Some(property), _) => {
                         prune_and_default(map.get_mut(&key).unwrap(), property, &child, unknown)
                     }
-                    (None, Some(Value::Object(schema))) => prune_and_default(
-                        map.get_mut(&key).unwrap(),
-                        &Value::Object(schema.clone()),
-                        &child,
-                        unknown,
-                    ),
+                    (None, Some(schema @ Value::Object(_))) => {
+                        prune_and_default(map.get_mut(&key).unwrap(), schema, &child, unknown)
+                    }
                     (None, Some(Value::Bool(true))) => {}
                     _ if preserve => {}
                     _ => {

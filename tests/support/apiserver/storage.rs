@@ -144,7 +144,20 @@ impl State {
 
     /// The object as served at `resource`'s version (no conversion but the
     /// Events': the stored fields are served under the asked apiVersion).
-    pub fn present(resource: &ResourceType, object: &Value) -> Value {
+    /// Shared, not copied, when it is served as stored: every write answers
+    /// with its object, so this is on the busiest path.
+    pub fn present(resource: &ResourceType, object: &Arc<Value>) -> Arc<Value> {
+        let as_stored = !events::is_events_api(resource)
+            && object["apiVersion"].as_str() == Some(resource.api_version().as_str())
+            && object["kind"].as_str() == Some(resource.kind.as_str());
+        if as_stored {
+            return object.clone();
+        }
+        Arc::new(Self::converted(resource, object))
+    }
+
+    /// A copy of the object under `resource`'s apiVersion and kind.
+    fn converted(resource: &ResourceType, object: &Value) -> Value {
         let mut object = if events::is_events_api(resource) {
             events::to_events_api(object)
         } else {
@@ -160,37 +173,22 @@ impl State {
         resource: &ResourceType,
         namespace: Option<&str>,
         name: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         self.objects
             .get(&Self::key(resource, namespace, name))
             .map(|o| Self::present(resource, o))
             .ok_or_else(|| ApiError::not_found(resource, name))
     }
 
-    /// The objects of a resource, in key order, as selectors see them:
-    /// uncopied where the stored fields are the served ones (all but the
-    /// Events API's); [`State::served`] turns one into what is sent.
+    /// The objects of a resource, in key order, as served at `resource`'s
+    /// version: shared, not copied, unless converted (see [`State::present`]).
     pub fn selectable<'a>(
         &'a self,
         resource: &'a ResourceType,
         namespace: Option<&'a str>,
-    ) -> impl Iterator<Item = std::borrow::Cow<'a, Value>> + 'a {
-        let converted = events::is_events_api(resource);
-        self.stored(resource, namespace).map(move |o| {
-            if converted {
-                std::borrow::Cow::Owned(Self::present(resource, o))
-            } else {
-                std::borrow::Cow::Borrowed(o)
-            }
-        })
-    }
-
-    /// An object from [`State::selectable`] as served at `resource`'s version.
-    pub fn served(resource: &ResourceType, object: std::borrow::Cow<'_, Value>) -> Value {
-        match object {
-            std::borrow::Cow::Borrowed(stored) => Self::present(resource, stored),
-            std::borrow::Cow::Owned(presented) => presented,
-        }
+    ) -> impl Iterator<Item = Arc<Value>> + 'a {
+        self.stored(resource, namespace)
+            .map(move |o| Self::present(resource, o))
     }
 
     /// The stored objects of a resource, in key order, uncopied: only the
@@ -200,7 +198,7 @@ impl State {
         &'a self,
         resource: &ResourceType,
         namespace: Option<&'a str>,
-    ) -> impl Iterator<Item = &'a Value> + 'a {
+    ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
         let (group, plural) = resource.storage_key();
         let from = (
             group.clone(),
@@ -213,7 +211,7 @@ impl State {
             .take_while(move |((g, p, ns, _), _)| {
                 *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
             })
-            .map(|(_, o)| &**o)
+            .map(|(_, o)| o)
     }
 
     fn uid(&mut self) -> String {
@@ -342,7 +340,7 @@ impl State {
         mut object: Value,
         options: &WriteOptions,
         managers: Option<Vec<fields::Manager>>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if !object.is_object() {
             return Err(ApiError::new(
                 400,
@@ -430,7 +428,7 @@ impl State {
         mut object: Value,
         previous: Option<Arc<Value>>,
         dry_run: bool,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         if dry_run {
             match previous
                 .as_ref()
@@ -443,10 +441,8 @@ impl State {
                     }
                 }
             }
-            return Ok(Self::present(resource, &object));
+            return Ok(Self::present(resource, &Arc::new(object)));
         }
-        self.resource_version += 1;
-        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         if resource.kind == "CustomResourceDefinition" {
             // Simplified: names are accepted and the CRD established at once.
             let storage_version = object["spec"]["versions"]
@@ -463,19 +459,34 @@ impl State {
                 ],
             });
         }
+        let object = self.store(resource, &key, object, previous);
+        if resource.kind == "CustomResourceDefinition" {
+            self.registry.set_crd(&object, true);
+        }
+        Ok(Self::present(resource, &object))
+    }
+
+    /// The core of every write that is kept: a new resourceVersion, the
+    /// object stored, and the change recorded for watches (ADDED, or MODIFIED
+    /// when there was a `previous` version).
+    pub(super) fn store(
+        &mut self,
+        resource: &ResourceType,
+        key: &Key,
+        mut object: Value,
+        previous: Option<Arc<Value>>,
+    ) -> Arc<Value> {
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         let type_ = if previous.is_some() {
             "MODIFIED"
         } else {
             "ADDED"
         };
         let object = Arc::new(object);
+        self.objects.insert(key.clone(), object.clone());
         self.record_change(resource, &key.2, type_, object.clone(), previous);
-        if resource.kind == "CustomResourceDefinition" {
-            self.registry.set_crd(&object, true);
-        }
-        let presented = Self::present(resource, &object);
-        self.objects.insert(key, object);
-        Ok(presented)
+        object
     }
 
     /// A full replacement (PUT), or the result of a patch: the write path every
@@ -488,7 +499,7 @@ impl State {
         mut object: Value,
         options: &WriteOptions,
         managers: Option<Vec<fields::Manager>>,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Arc<Value>, ApiError> {
         let key = Self::key(resource, namespace, name);
         let existing = self
             .objects

@@ -17,7 +17,7 @@ use super::resources::ResourceType;
 /// The body as its type knows it (`None`: no type here, or a required field
 /// missing), or why it does not fit.
 fn through<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Option<Value>, String> {
-    match serde_path_to_error::deserialize::<_, T>(object.clone()) {
+    match serde_path_to_error::deserialize::<_, T>(object) {
         Ok(typed) => Ok(Some(
             serde_json::to_value(typed).map_err(|e| e.to_string())?,
         )),

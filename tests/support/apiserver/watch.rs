@@ -10,7 +10,6 @@ use axum::body::{Body, Bytes};
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
-use super::events;
 use super::resources::{ResourceType, status};
 use super::selectors::{FieldSelector, LabelSelector};
 use super::storage::{Change, State};
@@ -66,15 +65,8 @@ impl WatchRequest {
     /// is served as stored (a copy only for another apiVersion or the
     /// metadata): every change goes to every watch, so this is the server's
     /// busiest path.
-    fn line(&self, type_: &str, stored: &Value) -> Bytes {
-        let as_stored = !events::is_events_api(&self.resource)
-            && stored["apiVersion"].as_str() == Some(self.resource.api_version().as_str())
-            && stored["kind"].as_str() == Some(self.resource.kind.as_str());
-        if as_stored {
-            self.line_of(type_, stored)
-        } else {
-            self.line_of(type_, &State::present(&self.resource, stored))
-        }
+    fn line(&self, type_: &str, stored: &Arc<Value>) -> Bytes {
+        self.line_of(type_, &State::present(&self.resource, stored))
     }
 
     /// One event line for an object already as served.
@@ -82,7 +74,7 @@ impl WatchRequest {
         if self.metadata_only {
             line(&Event {
                 type_,
-                object: &super::partial_object_metadata(object),
+                object: &super::PartialObjectMetadata::of(object),
             })
         } else {
             line(&Event { type_, object })
@@ -91,10 +83,10 @@ impl WatchRequest {
 }
 
 #[derive(serde::Serialize)]
-struct Event<'a> {
+struct Event<'a, T: serde::Serialize> {
     #[serde(rename = "type")]
     type_: &'a str,
-    object: &'a Value,
+    object: &'a T,
 }
 
 fn line(value: &impl serde::Serialize) -> Bytes {
@@ -142,10 +134,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
             None => {
                 for object in state.selectable(&request.resource, request.namespace.as_deref()) {
                     if request.matches(&object) {
-                        backlog.push(match object {
-                            std::borrow::Cow::Borrowed(stored) => request.line("ADDED", stored),
-                            std::borrow::Cow::Owned(served) => request.line_of("ADDED", &served),
-                        });
+                        backlog.push(request.line_of("ADDED", &object));
                     }
                 }
                 if request.send_initial_events {
