@@ -251,6 +251,26 @@ async fn server_side_apply_tracks_owners_and_refuses_conflicts() {
     );
     assert_eq!(status, 409);
     assert!(message.contains(".data.beta-only"), "{message}");
+
+    // An apply body in YAML proper, not the JSON kube sends, is read as YAML.
+    let url = format!(
+        "{}/api/v1/namespaces/default/configmaps/ssa?fieldManager=gamma",
+        server.url
+    );
+    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  gamma-only: '3'\n";
+    let code = tokio::task::spawn_blocking(move || {
+        ureq::patch(&url)
+            .header("Content-Type", "application/apply-patch+yaml")
+            .send(yaml)
+            .map(|response| response.status().as_u16())
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(code, 200);
+    let applied = api.get("ssa").await.unwrap().data.unwrap();
+    assert_eq!(applied["gamma-only"], "3");
+    assert_eq!(applied["beta-only"], "edited");
 }
 
 #[tokio::test]

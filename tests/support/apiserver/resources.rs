@@ -81,6 +81,19 @@ impl ResourceType {
         }
     }
 
+    /// Whether `api_version` is this resource's (without building the string:
+    /// every served object is checked).
+    pub fn has_api_version(&self, api_version: &str) -> bool {
+        if self.group.is_empty() {
+            api_version == self.version
+        } else {
+            api_version
+                .strip_prefix(self.group.as_str())
+                .and_then(|rest| rest.strip_prefix('/'))
+                == Some(self.version.as_str())
+        }
+    }
+
     /// Objects of every version of one resource share storage, as in etcd;
     /// so do the two Event APIs (see `events`).
     pub fn storage_key(&self) -> (String, String) {

@@ -148,7 +148,9 @@ impl State {
     /// with its object, so this is on the busiest path.
     pub fn present(resource: &ResourceType, object: &Arc<Value>) -> Arc<Value> {
         let as_stored = !events::is_events_api(resource)
-            && object["apiVersion"].as_str() == Some(resource.api_version().as_str())
+            && object["apiVersion"]
+                .as_str()
+                .is_some_and(|v| resource.has_api_version(v))
             && object["kind"].as_str() == Some(resource.kind.as_str());
         if as_stored {
             return object.clone();
@@ -182,32 +184,40 @@ impl State {
 
     /// The objects of a resource, in key order, as served at `resource`'s
     /// version: shared, not copied, unless converted (see [`State::present`]).
+    /// `after` (namespace, name) starts after that object, as a list's next
+    /// page does.
     pub fn selectable<'a>(
         &'a self,
         resource: &'a ResourceType,
         namespace: Option<&'a str>,
+        after: Option<(String, String)>,
     ) -> impl Iterator<Item = Arc<Value>> + 'a {
-        self.stored(resource, namespace)
+        self.stored(resource, namespace, after)
             .map(move |o| Self::present(resource, o))
     }
 
     /// The stored objects of a resource, in key order, uncopied: only the
-    /// resource's own key range is walked (a list of 10,000 objects in pages
-    /// of 500 would otherwise copy all of them for every page).
+    /// resource's own key range is walked, from `after` on (a list of 10,000
+    /// objects in pages of 500 would otherwise walk them all for every page).
     pub fn stored<'a>(
         &'a self,
         resource: &ResourceType,
         namespace: Option<&'a str>,
+        after: Option<(String, String)>,
     ) -> impl Iterator<Item = &'a Arc<Value>> + 'a {
+        use std::ops::Bound;
         let (group, plural) = resource.storage_key();
-        let from = (
-            group.clone(),
-            plural.clone(),
-            namespace.unwrap_or_default().to_string(),
-            String::new(),
-        );
+        let from = match after {
+            Some((ns, name)) => Bound::Excluded((group.clone(), plural.clone(), ns, name)),
+            None => Bound::Included((
+                group.clone(),
+                plural.clone(),
+                namespace.unwrap_or_default().to_string(),
+                String::new(),
+            )),
+        };
         self.objects
-            .range(from..)
+            .range((from, Bound::Unbounded))
             .take_while(move |((g, p, ns, _), _)| {
                 *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
             })

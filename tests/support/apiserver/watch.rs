@@ -132,7 +132,9 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
                 }
             }
             None => {
-                for object in state.selectable(&request.resource, request.namespace.as_deref()) {
+                for object in
+                    state.selectable(&request.resource, request.namespace.as_deref(), None)
+                {
                     if request.matches(&object) {
                         backlog.push(request.line_of("ADDED", &object));
                     }
