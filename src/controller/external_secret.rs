@@ -85,7 +85,8 @@ pub fn observe(
             let asks = match object.spec() {
                 Ok(spec) => {
                     ctx.forget_invalid(&key);
-                    ctx.refresher.observe(&key, observed(flavor, object, &spec))
+                    ctx.refresher
+                        .observe(&key, observed(ctx, flavor, &key, object, &spec))
                 }
                 Err(_) => {
                     ctx.refresher.forget(&key);
@@ -116,10 +117,17 @@ fn asked_for_sync(object: &WatchedExternalSecret) -> u64 {
     hasher.finish()
 }
 
-fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecretSpec) -> Observed {
+fn observed(
+    ctx: &Context,
+    flavor: Flavor,
+    key: &str,
+    object: &WatchedExternalSecret,
+    spec: &ExternalSecretSpec,
+) -> Observed {
     let namespace = object.namespace().unwrap_or_default();
     let status = object.status();
     let status = status.as_ref();
+    let spec_source = object.spec_source();
     Observed {
         store: store_identity(flavor, &namespace, spec),
         requests: sync::remote_requests(spec),
@@ -129,14 +137,18 @@ fn observed(flavor: Flavor, object: &WatchedExternalSecret, spec: &ExternalSecre
             .and_then(|t| refresh::instant_of(t.0)),
         refreshed_at_wall: status.and_then(|s| s.refresh_time.as_ref()).map(|t| t.0),
         refreshed_spec: status.and_then(|s| SpecHash::parse(s.spec_hash.as_deref()?)),
-        spec_hash: {
-            let (labels, annotations) = object.labels_and_annotations();
-            spec_hash(
-                spec,
-                &labels.unwrap_or_default(),
-                &annotations.unwrap_or_default(),
-            )
-        },
+        spec_hash: ctx
+            .refresher
+            .known_spec_hash(key, spec_source)
+            .unwrap_or_else(|| {
+                let (labels, annotations) = object.labels_and_annotations();
+                spec_hash(
+                    spec,
+                    &labels.unwrap_or_default(),
+                    &annotations.unwrap_or_default(),
+                )
+            }),
+        spec_source,
     }
 }
 

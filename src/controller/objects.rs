@@ -163,6 +163,17 @@ impl<S, T> Watched<S, T> {
             .unwrap_or_default()
     }
 
+    /// A fingerprint of what a spec hash is computed from: the spec's text,
+    /// labels and annotations. Keyed afresh in each process, so no tenant can
+    /// craft a spec that collides with another.
+    pub fn spec_source(&self) -> u64 {
+        use std::hash::BuildHasher;
+        static KEYS: std::sync::LazyLock<std::hash::RandomState> =
+            std::sync::LazyLock::new(std::hash::RandomState::new);
+        let spec = self.spec.as_ref().map(|kept| &*kept.json);
+        KEYS.hash_one((spec.ok(), self.labels_and_annotations.as_deref()))
+    }
+
     /// Its metadata with labels and annotations.
     pub fn full_metadata(&self) -> ObjectMeta {
         let mut metadata = self.metadata.clone();
@@ -472,5 +483,27 @@ mod tests {
         let none: WatchedExternalSecret =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
         assert_eq!(none.spec().unwrap_err(), "spec: is required");
+    }
+
+    #[test]
+    fn the_spec_source_changes_with_spec_labels_and_annotations_not_status() {
+        let es = |spec: serde_json::Value, labels: serde_json::Value, status: &str| {
+            let object: WatchedExternalSecret = serde_json::from_value(serde_json::json!({
+                "apiVersion": "secretsync.io/v1",
+                "metadata": {"name": "a", "namespace": "team", "labels": labels},
+                "spec": spec,
+                "status": {"refreshTime": status},
+            }))
+            .unwrap();
+            object.spec_source()
+        };
+        let spec = serde_json::json!({"secretStoreRef": {"name": "s"}});
+        let other = serde_json::json!({"secretStoreRef": {"name": "t"}});
+        let app = serde_json::json!({"app": "web"});
+        let first = es(spec.clone(), app.clone(), "2026-01-01T00:00:00Z");
+        assert_eq!(first, es(spec.clone(), app.clone(), "2026-01-01T01:00:00Z"));
+        assert_ne!(first, es(other, app.clone(), "2026-01-01T00:00:00Z"));
+        let db = serde_json::json!({"app": "db"});
+        assert_ne!(first, es(spec, db, "2026-01-01T00:00:00Z"));
     }
 }

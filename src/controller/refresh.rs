@@ -70,6 +70,9 @@ pub struct Observed {
     pub refreshed_spec: Option<SpecHash>,
     /// The hash of the spec as it is now.
     pub spec_hash: SpecHash,
+    /// What `spec_hash` was computed from, fingerprinted (see
+    /// [`Refresher::known_spec_hash`]).
+    pub spec_source: u64,
 }
 
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
@@ -81,6 +84,7 @@ struct Member {
     requests: Box<[Arc<RemoteRequest>]>,
     interval: Option<Duration>,
     spec_hash: SpecHash,
+    spec_source: u64,
     last_refresh: Option<Instant>,
     /// The same moment on the wall clock, whole seconds (as a status holds it).
     last_refresh_wall: Option<jiff::Timestamp>,
@@ -317,6 +321,7 @@ impl Refresher {
             requests,
             interval: observed.interval,
             spec_hash: observed.spec_hash,
+            spec_source: observed.spec_source,
             last_refresh,
             last_refresh_wall,
             refreshed_spec,
@@ -387,6 +392,18 @@ impl Refresher {
             .filter(|(_, m)| *m.store == *store)
             .map(|(key, _)| key.clone())
             .collect()
+    }
+
+    /// The spec hash already computed for an ExternalSecret, if it was
+    /// computed from the same `spec_source`: most watch events of an
+    /// ExternalSecret are its own status writes, which leave the spec alone,
+    /// and hashing a spec means encoding it whole.
+    pub fn known_spec_hash(&self, key: &str, spec_source: u64) -> Option<SpecHash> {
+        self.lock()
+            .members
+            .get(key)
+            .filter(|m| m.spec_source == spec_source)
+            .map(|m| m.spec_hash)
     }
 
     /// What this process knows of the ExternalSecret's last refresh.
@@ -625,6 +642,7 @@ mod tests {
             refreshed_at_wall: None,
             refreshed_spec: None,
             spec_hash: SpecHash(1),
+            spec_source: 1,
         }
     }
 
@@ -674,6 +692,20 @@ mod tests {
         assert!(refresher.lock().stores.is_empty());
         assert!(refresher.lock().requests.is_empty());
         assert!(refresher.observe(&key("a"), observed("a", Some(60))));
+    }
+
+    #[test]
+    fn a_spec_hash_is_reused_only_for_the_same_source() {
+        let (refresher, _woken) = Refresher::new(100);
+        assert_eq!(refresher.known_spec_hash("a", 1), None, "not seen yet");
+        let mut seen = observed("a", Some(60));
+        (seen.spec_hash, seen.spec_source) = (SpecHash(7), 70);
+        refresher.observe(&key("a"), seen);
+        assert_eq!(refresher.known_spec_hash("a", 70), Some(SpecHash(7)));
+        assert_eq!(refresher.known_spec_hash("a", 71), None, "spec changed");
+        assert_eq!(refresher.known_spec_hash("b", 70), None, "another one");
+        refresher.forget("a");
+        assert_eq!(refresher.known_spec_hash("a", 70), None, "forgotten");
     }
 
     /// A member's key.
