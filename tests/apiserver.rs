@@ -257,7 +257,8 @@ async fn server_side_apply_tracks_owners_and_refuses_conflicts() {
         "{}/api/v1/namespaces/default/configmaps/ssa?fieldManager=gamma",
         server.url
     );
-    let yaml = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  gamma-only: '3'\n";
+    let yaml =
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ssa\ndata:\n  gamma-only: '3'\n";
     let code = tokio::task::spawn_blocking(move || {
         ureq::patch(&url)
             .header("Content-Type", "application/apply-patch+yaml")
