@@ -11,6 +11,8 @@ use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
 use serde_json::json;
 
 use super::external_secret::{EXTERNAL_SECRET_ANNOTATION, Failure, kube_error};
@@ -67,7 +69,8 @@ pub(super) async fn write(
         // Secret is missing, or someone else's without our label. Applied
         // without reading it first; the answer shows what it holds.
         None if cached.is_none() => {
-            let outcome = apply_unread(&secrets, desired, &wanted, policy, synced).await?;
+            let outcome =
+                apply_unread(&ctx.client, &secrets, desired, &wanted, policy, synced).await?;
             if let Outcome::Written { created, .. } = outcome {
                 ctx.metrics.secret_written(created);
             }
@@ -90,11 +93,11 @@ pub(super) async fn write(
             return Err(immutable(desired));
         }
     }
-    let written = apply(&secrets, desired, &wanted).await?;
-    let written = without_keys(&secrets, desired, written, &foreign).await?;
+    let written = apply(&ctx.client, desired, &wanted).await?;
+    let written = without_keys(&ctx.client, desired, written, &foreign).await?;
     ctx.metrics.secret_written(live.is_none());
     Ok(Outcome::Written {
-        resource_version: written.metadata.resource_version.clone(),
+        resource_version: written.resource_version,
         created: live.is_none(),
     })
 }
@@ -104,13 +107,14 @@ pub(super) async fn write(
 /// field manager. A refused write (an immutable Secret, say) is explained
 /// from the Secret as it is.
 async fn apply_unread(
+    client: &kube::Client,
     secrets: &Api<Secret>,
     desired: &DesiredSecret,
     wanted: &Secret,
     policy: CreationPolicy,
     synced: Option<&str>,
 ) -> Result<Outcome, Failure> {
-    let written = match apply(secrets, desired, wanted).await {
+    let written = match apply(client, desired, wanted).await {
         Ok(written) => written,
         // Explained from the Secret as it is, when it can be read.
         Err(refused) => {
@@ -135,12 +139,14 @@ async fn apply_unread(
         .flatten()
         .all(|entry| entry.manager.as_deref() == Some(FIELD_MANAGER));
     let foreign = match policy {
-        CreationPolicy::Owner | CreationPolicy::Orphan => foreign_keys(&written, desired),
+        CreationPolicy::Owner | CreationPolicy::Orphan => {
+            not_desired(written.data.iter().flatten().map(|(k, _)| k), desired)
+        }
         _ => Vec::new(),
     };
-    let written = without_keys(secrets, desired, written, &foreign).await?;
+    let written = without_keys(client, desired, written, &foreign).await?;
     Ok(Outcome::Written {
-        resource_version: written.metadata.resource_version.clone(),
+        resource_version: written.resource_version,
         created,
     })
 }
@@ -156,44 +162,111 @@ async fn read(secrets: &Api<Secret>, desired: &DesiredSecret) -> Result<Option<S
     })
 }
 
-/// Server-side apply of `wanted`.
-async fn apply(
-    secrets: &Api<Secret>,
-    desired: &DesiredSecret,
-    wanted: &Secret,
-) -> Result<Secret, Failure> {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
-    secrets
-        .patch(&desired.name, &params, &Patch::Apply(wanted))
-        .await
-        .map_err(|e| {
-            failure(format!(
-                "writing Secret {}/{}: {}",
-                desired.namespace,
-                desired.name,
-                kube_error(&e)
-            ))
-        })
+/// A written Secret as its answer shows it: which keys it holds, not their
+/// values (one more decoded copy of every value in memory, for nothing), and
+/// which managers wrote it, not the fields each owns.
+#[derive(Deserialize)]
+struct Written {
+    #[serde(default)]
+    metadata: WrittenMetadata,
+    #[serde(default)]
+    data: Option<BTreeMap<String, IgnoredAny>>,
 }
 
-/// The written Secret with the `foreign` keys removed (as it is when none).
-async fn without_keys(
-    secrets: &Api<Secret>,
-    desired: &DesiredSecret,
-    written: Secret,
-    foreign: &[String],
-) -> Result<Secret, Failure> {
-    if foreign.is_empty() {
-        return Ok(written);
+#[derive(Default, Deserialize)]
+struct WrittenMetadata {
+    #[serde(default, rename = "resourceVersion")]
+    resource_version: Option<String>,
+    #[serde(default, rename = "managedFields")]
+    managed_fields: Option<Vec<Manager>>,
+}
+
+#[derive(Deserialize)]
+struct Manager {
+    #[serde(default)]
+    manager: Option<String>,
+}
+
+/// What is left of a write: the Secret's resourceVersion.
+struct Kept {
+    resource_version: Option<String>,
+}
+
+impl From<Written> for Kept {
+    fn from(written: Written) -> Self {
+        Self {
+            resource_version: written.metadata.resource_version,
+        }
     }
-    remove_keys(secrets, &written, foreign).await.map_err(|e| {
+}
+
+/// Sends a write of the Secret and reads what [`Written`] needs of the answer.
+async fn send_write(
+    client: &kube::Client,
+    request: Result<http::Request<Vec<u8>>, kube::core::request::Error>,
+) -> Result<Written, kube::Error> {
+    let text = client
+        .request_text(request.map_err(kube::Error::BuildRequest)?)
+        .await?;
+    // serde_json's messages can quote a value: only where it failed is told.
+    serde_json::from_str(&text).map_err(|e| {
+        kube::Error::Service(
+            format!(
+                "the answer did not decode as a Secret (line {}, column {})",
+                e.line(),
+                e.column()
+            )
+            .into(),
+        )
+    })
+}
+
+fn secrets_url(namespace: &str) -> String {
+    <Secret as kube::Resource>::url_path(&(), Some(namespace))
+}
+
+/// Server-side apply of `wanted`.
+async fn apply(
+    client: &kube::Client,
+    desired: &DesiredSecret,
+    wanted: &Secret,
+) -> Result<Written, Failure> {
+    let params = PatchParams::apply(FIELD_MANAGER).force();
+    let request = kube::core::Request::new(secrets_url(&desired.namespace)).patch(
+        &desired.name,
+        &params,
+        &Patch::Apply(wanted),
+    );
+    send_write(client, request).await.map_err(|e| {
         failure(format!(
-            "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
+            "writing Secret {}/{}: {}",
             desired.namespace,
             desired.name,
             kube_error(&e)
         ))
     })
+}
+
+/// The written Secret with the `foreign` keys removed (as it is when none).
+async fn without_keys(
+    client: &kube::Client,
+    desired: &DesiredSecret,
+    written: Written,
+    foreign: &[String],
+) -> Result<Kept, Failure> {
+    if foreign.is_empty() {
+        return Ok(written.into());
+    }
+    remove_keys(client, desired, written, foreign)
+        .await
+        .map_err(|e| {
+            failure(format!(
+                "removing keys the ExternalSecret does not produce from Secret {}/{}: {}",
+                desired.namespace,
+                desired.name,
+                kube_error(&e)
+            ))
+        })
 }
 
 fn immutable(desired: &DesiredSecret) -> Failure {
@@ -257,12 +330,16 @@ fn owner_matches(cached: &ManagedSecret, es: &ExternalSecret, policy: CreationPo
 
 /// Keys of the live Secret the desired one does not have.
 fn foreign_keys(live: &Secret, desired: &DesiredSecret) -> Vec<String> {
-    live.data
-        .iter()
-        .flatten()
-        .map(|(k, _)| k)
-        .chain(live.string_data.iter().flatten().map(|(k, _)| k))
-        .filter(|k| !desired.data.contains_key(*k))
+    let keys = live.data.iter().flatten().map(|(k, _)| k);
+    not_desired(
+        keys.chain(live.string_data.iter().flatten().map(|(k, _)| k)),
+        desired,
+    )
+}
+
+/// The `keys` the desired Secret does not have.
+fn not_desired<'a>(keys: impl Iterator<Item = &'a String>, desired: &DesiredSecret) -> Vec<String> {
+    keys.filter(|k| !desired.data.contains_key(*k))
         .cloned()
         .collect()
 }
@@ -270,30 +347,29 @@ fn foreign_keys(live: &Secret, desired: &DesiredSecret) -> Vec<String> {
 /// Removes `keys` from the Secret's data, provided nobody wrote it since (a
 /// merge patch carrying a resourceVersion is a precondition).
 async fn remove_keys(
-    secrets: &Api<Secret>,
-    written: &Secret,
+    client: &kube::Client,
+    desired: &DesiredSecret,
+    written: Written,
     keys: &[String],
-) -> Result<Secret, kube::Error> {
-    let present = written.data.as_ref();
+) -> Result<Kept, kube::Error> {
     let removed: serde_json::Map<String, serde_json::Value> = keys
         .iter()
-        .filter(|k| present.is_some_and(|d| d.contains_key(*k)))
+        .filter(|k| written.data.as_ref().is_some_and(|d| d.contains_key(*k)))
         .map(|k| (k.clone(), serde_json::Value::Null))
         .collect();
     if removed.is_empty() {
-        return Ok(written.clone());
+        return Ok(written.into());
     }
     let patch = json!({
         "metadata": {"resourceVersion": written.metadata.resource_version},
         "data": removed,
     });
-    secrets
-        .patch(
-            &written.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
+    let request = kube::core::Request::new(secrets_url(&desired.namespace)).patch(
+        &desired.name,
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    );
+    send_write(client, request).await.map(Kept::from)
 }
 
 /// Whether the live Secret already has everything `wanted` sets.
