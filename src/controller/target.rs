@@ -94,10 +94,10 @@ pub(super) async fn write(
         }
     }
     let written = apply(&ctx.client, desired, &wanted).await?;
-    let written = without_keys(&ctx.client, desired, written, &foreign).await?;
+    let resource_version = without_keys(&ctx.client, desired, written, &foreign).await?;
     ctx.metrics.secret_written(live.is_none());
     Ok(Outcome::Written {
-        resource_version: written.resource_version,
+        resource_version,
         created: live.is_none(),
     })
 }
@@ -144,9 +144,9 @@ async fn apply_unread(
         }
         _ => Vec::new(),
     };
-    let written = without_keys(client, desired, written, &foreign).await?;
+    let resource_version = without_keys(client, desired, written, &foreign).await?;
     Ok(Outcome::Written {
-        resource_version: written.resource_version,
+        resource_version,
         created,
     })
 }
@@ -185,19 +185,6 @@ struct WrittenMetadata {
 struct Manager {
     #[serde(default)]
     manager: Option<String>,
-}
-
-/// What is left of a write: the Secret's resourceVersion.
-struct Kept {
-    resource_version: Option<String>,
-}
-
-impl From<Written> for Kept {
-    fn from(written: Written) -> Self {
-        Self {
-            resource_version: written.metadata.resource_version,
-        }
-    }
 }
 
 /// Sends a write of the Secret and reads what [`Written`] needs of the answer.
@@ -247,15 +234,16 @@ async fn apply(
     })
 }
 
-/// The written Secret with the `foreign` keys removed (as it is when none).
+/// The written Secret with the `foreign` keys removed (as it is when none):
+/// its resourceVersion after that.
 async fn without_keys(
     client: &kube::Client,
     desired: &DesiredSecret,
     written: Written,
     foreign: &[String],
-) -> Result<Kept, Failure> {
+) -> Result<Option<String>, Failure> {
     if foreign.is_empty() {
-        return Ok(written.into());
+        return Ok(written.metadata.resource_version);
     }
     remove_keys(client, desired, written, foreign)
         .await
@@ -345,20 +333,21 @@ fn not_desired<'a>(keys: impl Iterator<Item = &'a String>, desired: &DesiredSecr
 }
 
 /// Removes `keys` from the Secret's data, provided nobody wrote it since (a
-/// merge patch carrying a resourceVersion is a precondition).
+/// merge patch carrying a resourceVersion is a precondition): the resourceVersion
+/// after that.
 async fn remove_keys(
     client: &kube::Client,
     desired: &DesiredSecret,
     written: Written,
     keys: &[String],
-) -> Result<Kept, kube::Error> {
+) -> Result<Option<String>, kube::Error> {
     let removed: serde_json::Map<String, serde_json::Value> = keys
         .iter()
         .filter(|k| written.data.as_ref().is_some_and(|d| d.contains_key(*k)))
         .map(|k| (k.clone(), serde_json::Value::Null))
         .collect();
     if removed.is_empty() {
-        return Ok(written.into());
+        return Ok(written.metadata.resource_version);
     }
     let patch = json!({
         "metadata": {"resourceVersion": written.metadata.resource_version},
@@ -369,7 +358,8 @@ async fn remove_keys(
         &PatchParams::default(),
         &Patch::Merge(&patch),
     );
-    send_write(client, request).await.map(Kept::from)
+    let written = send_write(client, request).await?;
+    Ok(written.metadata.resource_version)
 }
 
 /// Whether the live Secret already has everything `wanted` sets.
