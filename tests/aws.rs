@@ -85,6 +85,7 @@ async fn providers_at(
         kube,
         aws_base: Some(sdk_config(endpoint).await),
         retry,
+        ..Default::default()
     })
 }
 
@@ -791,7 +792,7 @@ async fn throttling_and_server_errors_are_retried_then_reported_without_blanking
         assert!(error.starts_with("spec.data[0].remoteRef (remote key \"db\"): secretsmanager BatchGetSecretValue failed"), "{error}");
         let code = match fault {
             Fault::Throttling => "ThrottlingException",
-            Fault::ServerError | Fault::Deny(_) => "InternalFailure",
+            Fault::ServerError | Fault::Deny(_) | Fault::ServerErrorFor(_) => "InternalFailure",
         };
         assert!(error.contains(code), "{error}");
         assert!(!error.contains("retried-value"));
@@ -996,6 +997,7 @@ async fn providers_live_while_the_store_is_unchanged_and_credentials_renew_befor
         kube: kube.clone(),
         aws_base: Some(base),
         retry: fast_retries(2),
+        ..Default::default()
     });
     let jwt = store(
         "aws: {service: SecretsManager, region: eu-west-1, auth: {jwt: {serviceAccountRef: {name: reader}}}}",

@@ -441,6 +441,7 @@ pub async fn run(
         }),
         aws_base: settings.aws_base.clone(),
         retry: settings.retry.clone(),
+        batch_permission: None,
     });
     let metrics = Arc::new(Metrics::new(providers.call_counts()));
     let (stop, stopped) = tokio::sync::watch::channel(false);

@@ -256,9 +256,10 @@ mod tests {
         ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
             if self.listing_fails {
                 return Err(ProviderError::Api {
-                    service: "test".into(),
-                    call: "List".into(),
+                    service: "test",
+                    call: "List",
                     message: "AccessDeniedException".into(),
+                    failure: crate::provider::ApiFailure::Denied,
                 });
             }
             let values = self.values.lock().unwrap();

@@ -82,10 +82,49 @@ pub enum ProviderError {
     Unsupported(String),
     #[error("{service} {call} failed: {message}")]
     Api {
-        service: String,
-        call: String,
+        service: &'static str,
+        call: &'static str,
         message: String,
+        /// Whether asking again may help: callers that answer someone who
+        /// retries (the CSI driver) tell a final failure from a passing one.
+        failure: ApiFailure,
     },
+}
+
+/// How a failed AWS call may fare if made again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// Throttling, a 5xx, a timeout or a failed connection: a retry may succeed.
+    Transient,
+    /// The identity may not make the call (IAM), or its credentials were
+    /// refused: nothing changes until someone changes a policy.
+    Denied,
+    /// AWS refused the request as written (any other 4xx).
+    Rejected,
+}
+
+impl ProviderError {
+    /// Whether the same request may succeed later without anyone changing
+    /// anything: only AWS's passing troubles.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Api {
+                failure: ApiFailure::Transient,
+                ..
+            }
+        )
+    }
+
+    pub fn is_denied(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Api {
+                failure: ApiFailure::Denied,
+                ..
+            }
+        )
+    }
 }
 
 /// A backend: where one store's values come from. Drivers reach it through

@@ -18,6 +18,10 @@ pub struct ProviderContext {
     /// from the environment the first time an AWS store is used.
     pub aws_base: Option<SdkConfig>,
     pub retry: aws::RetrySettings,
+    /// Whether the identity may call BatchGetSecretValue, when every store
+    /// acts as one identity (the CSI provider's pod); `None`: each store
+    /// finds out for itself.
+    pub batch_permission: Option<Arc<aws::BatchPermission>>,
 }
 
 impl Default for ProviderContext {
@@ -26,6 +30,7 @@ impl Default for ProviderContext {
             kube: Arc::new(aws::NoKubernetes),
             aws_base: None,
             retry: aws::RetrySettings::default(),
+            batch_permission: None,
         }
     }
 }
@@ -100,6 +105,7 @@ impl Providers {
                         self.context.kube.clone(),
                         &self.context.retry,
                         self.calls.clone(),
+                        self.context.batch_permission.clone().unwrap_or_default(),
                     )
                     .await?,
                 )

@@ -74,6 +74,7 @@ impl Renderer {
                 kube: Arc::new(secrets),
                 aws_base: self.aws_base.clone(),
                 retry: self.retry.clone(),
+                batch_permission: None,
             });
             self.providers = Some((fingerprint, providers));
         }

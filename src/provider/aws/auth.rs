@@ -19,7 +19,7 @@ use aws_credential_types::provider::{
 
 use crate::SecretValue;
 use crate::api::{AwsProvider as AwsSpec, SecretKeySelector};
-use crate::provider::ProviderError;
+use crate::provider::{ApiFailure, ProviderError};
 
 /// Audience every IRSA token carries.
 pub const STS_AUDIENCE: &str = "sts.amazonaws.com";
@@ -109,13 +109,14 @@ pub async fn credentials_provider(
         let field = "spec.provider.aws.auth.jwt.serviceAccountRef";
         let mut audiences = vec![STS_AUDIENCE.to_string()];
         audiences.extend(account.audiences.iter().cloned());
-        SharedCredentialsProvider::new(ServiceAccountCredentials {
+        service_account_credentials(
             kube,
-            namespace: namespace_of(field, &account.namespace)?,
-            name: account.name.clone(),
+            namespace_of(field, &account.namespace)?,
+            account.name.clone(),
             audiences,
-            sts: unsigned_sts_client(base, &spec.region),
-        })
+            base,
+            &spec.region,
+        )
     } else if let Some(secret_ref) = &auth.secret_ref {
         let field = "spec.provider.aws.auth.secretRef";
         let selector = |name: &str, s: &SecretKeySelector| -> Result<_, ProviderError> {
@@ -166,6 +167,28 @@ pub async fn credentials_provider(
     Ok(provider)
 }
 
+/// IRSA for a chosen ServiceAccount: a token from `kube` (a TokenRequest
+/// with `audiences`, or the CSI driver's token for a mount) exchanged with
+/// AssumeRoleWithWebIdentity, in `region`, for the role its annotation names.
+/// One exchange serves every client given this provider, until the
+/// credentials near expiry.
+pub fn service_account_credentials(
+    kube: Arc<dyn KubernetesAuth>,
+    namespace: String,
+    name: String,
+    audiences: Vec<String>,
+    base: &SdkConfig,
+    region: &str,
+) -> SharedCredentialsProvider {
+    SharedCredentialsProvider::new(ServiceAccountCredentials {
+        kube,
+        namespace,
+        name,
+        audiences,
+        sts: unsigned_sts_client(base, region),
+    })
+}
+
 /// STS for AssumeRoleWithWebIdentity, which takes no AWS credentials.
 fn unsigned_sts_client(base: &SdkConfig, region: &str) -> aws_sdk_sts::Client {
     let mut config = aws_sdk_sts::config::Builder::from(base)
@@ -200,7 +223,7 @@ impl ServiceAccountCredentials {
             .await
             .map_err(|e| CredentialsError::provider_error(format!("{account}: {e}")))?;
         let role_arn = token.role_arn.ok_or_else(|| {
-            CredentialsError::provider_error(format!(
+            CredentialsError::invalid_configuration(format!(
                 "{account} has no {ROLE_ARN_ANNOTATION} annotation"
             ))
         })?;
@@ -220,10 +243,16 @@ impl ServiceAccountCredentials {
             .send()
             .await
             .map_err(|e| {
-                CredentialsError::provider_error(format!(
+                let message = format!(
                     "{account}: AssumeRoleWithWebIdentity for {role_arn}: {}",
                     super::explain(&e)
-                ))
+                );
+                // A refused token or trust policy stays refused: say so, so
+                // that callers do not retry what cannot pass.
+                match super::failure_of(&e) {
+                    ApiFailure::Transient => CredentialsError::provider_error(message),
+                    _ => CredentialsError::invalid_configuration(message),
+                }
             })?;
         let credentials = output.credentials.ok_or_else(|| {
             CredentialsError::provider_error("AssumeRoleWithWebIdentity returned no credentials")

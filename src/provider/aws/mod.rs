@@ -16,9 +16,19 @@ use aws_config::retry::RetryConfig;
 
 pub use auth::{KubernetesAuth, NoKubernetes, ServiceAccountToken};
 pub use parameter_store::{BATCH_LIMIT as PARAMETERS_PER_CALL, SERVICE as SSM_SERVICE};
-pub use secrets_manager::{BATCH_LIMIT as SECRETS_PER_CALL, SERVICE as SECRETS_MANAGER_SERVICE};
+pub use secrets_manager::{
+    BATCH_LIMIT as SECRETS_PER_CALL, BatchPermission, SERVICE as SECRETS_MANAGER_SERVICE,
+};
 
-use super::{CallCounts, FetchResults, FindQuery, Markers, Provider, ProviderError, RemoteRequest};
+use aws_credential_types::provider::error::CredentialsError;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+use super::{
+    ApiFailure, CallCounts, FetchResults, FindQuery, Markers, Provider, ProviderError,
+    RemoteRequest,
+};
 use crate::api::{AwsProvider as AwsSpec, AwsService};
 use parameter_store::ParameterStore;
 use secrets_manager::SecretsManager;
@@ -67,7 +77,9 @@ enum Backend {
 }
 
 impl AwsProvider {
-    /// Builds the clients; makes no AWS call (credentials are fetched on first use).
+    /// Builds the clients; makes no AWS call (credentials are fetched on
+    /// first use). `batch` is what is known of the identity's right to
+    /// BatchGetSecretValue: shared by the clients of one identity.
     pub async fn connect(
         spec: &AwsSpec,
         store_namespace: Option<&str>,
@@ -75,6 +87,7 @@ impl AwsProvider {
         kube: Arc<dyn KubernetesAuth>,
         retry: &RetrySettings,
         calls: Arc<CallCounts>,
+        batch: Arc<BatchPermission>,
     ) -> Result<Self, ProviderError> {
         let credentials = auth::credentials_provider(spec, store_namespace, base, kube).await?;
         let config = base
@@ -87,6 +100,7 @@ impl AwsProvider {
             AwsService::SecretsManager => Backend::SecretsManager(SecretsManager::new(
                 aws_sdk_secretsmanager::Client::new(&config),
                 calls,
+                batch,
             )),
             AwsService::ParameterStore => Backend::ParameterStore(ParameterStore::new(
                 aws_sdk_ssm::Client::new(&config),
@@ -179,11 +193,11 @@ impl Provider for AwsProvider {
 
 /// Counts one AWS call by its outcome and turns its error into a
 /// [`ProviderError`] naming the call.
-pub(super) fn counted<T, E: std::error::Error + 'static>(
+pub(super) fn counted<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
     calls: &CallCounts,
     service: &'static str,
     call: &'static str,
-    result: Result<T, E>,
+    result: Result<T, SdkError<E, HttpResponse>>,
 ) -> Result<T, ProviderError> {
     calls.record(service, call, outcome(&result));
     result.map_err(|e| api_error(service, call, &e))
@@ -214,15 +228,81 @@ pub(super) fn stop_listing(pages: usize, fetch_cost: usize, seen: usize, changed
 }
 
 /// A failed call, explained (AWS error text holds no secret values).
-pub(crate) fn api_error<E: std::error::Error + 'static>(
-    service: &str,
-    call: &str,
-    error: &E,
+pub(crate) fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    service: &'static str,
+    call: &'static str,
+    error: &SdkError<E, HttpResponse>,
 ) -> ProviderError {
     ProviderError::Api {
-        service: service.into(),
-        call: call.into(),
+        service,
+        call,
         message: explain(error),
+        failure: failure_of(error),
+    }
+}
+
+/// Error codes AWS gives when it is too busy; a later call may pass.
+const THROTTLED: &[&str] = &[
+    "ThrottlingException",
+    "Throttling",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalServiceError",
+    "InternalFailure",
+    "InternalServerError",
+];
+/// Error codes that say the identity may not do this, or is not one AWS knows.
+const DENIED: &[&str] = &[
+    "AccessDeniedException",
+    "AccessDenied",
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "IncompleteSignature",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+];
+
+/// How a failed call may fare if made again: by AWS's error code, then by
+/// the HTTP status (403: denied; 429 and 5xx: passing), and for a call that
+/// never got an answer, by why (credentials that STS refused are final; a
+/// connection or a timeout is passing).
+pub(crate) fn failure_of<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, HttpResponse>,
+) -> ApiFailure {
+    match error {
+        SdkError::ServiceError(service) => {
+            answer_failure(service.err().code(), service.raw().status().as_u16())
+        }
+        // Credentials that could not be had surface as a dispatch failure.
+        _ => {
+            let mut cause = std::error::Error::source(error);
+            while let Some(error) = cause {
+                if let Some(credentials) = error.downcast_ref::<CredentialsError>() {
+                    return match credentials {
+                        CredentialsError::InvalidConfiguration(_)
+                        | CredentialsError::CredentialsNotLoaded(_) => ApiFailure::Denied,
+                        _ => ApiFailure::Transient,
+                    };
+                }
+                cause = error.source();
+            }
+            match error {
+                SdkError::ConstructionFailure(_) => ApiFailure::Rejected,
+                _ => ApiFailure::Transient,
+            }
+        }
+    }
+}
+
+/// [`failure_of`] for an answer AWS gave: its error code and HTTP status.
+pub(crate) fn answer_failure(code: Option<&str>, status: u16) -> ApiFailure {
+    match code {
+        Some(code) if THROTTLED.contains(&code) => ApiFailure::Transient,
+        Some(code) if DENIED.contains(&code) => ApiFailure::Denied,
+        _ if status == 403 => ApiFailure::Denied,
+        _ if status == 429 || status >= 500 => ApiFailure::Transient,
+        _ => ApiFailure::Rejected,
     }
 }
 
@@ -253,4 +333,47 @@ pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> String {
         .chain(causes)
         .collect::<Vec<_>>()
         .join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use aws_smithy_runtime_api::client::result::ConnectorError;
+    use aws_smithy_types::error::ErrorMetadata;
+
+    use super::*;
+
+    type Error = SdkError<ErrorMetadata, HttpResponse>;
+
+    fn refused_credentials(error: CredentialsError) -> Error {
+        SdkError::dispatch_failure(ConnectorError::other(Box::new(error), None))
+    }
+
+    #[test]
+    fn a_failure_is_final_only_when_asking_again_cannot_help() {
+        assert_eq!(
+            answer_failure(Some("AccessDeniedException"), 400),
+            ApiFailure::Denied
+        );
+        // moto's IAM check answers 403 with an XML body the JSON parser cannot name.
+        assert_eq!(answer_failure(None, 403), ApiFailure::Denied);
+        assert_eq!(
+            answer_failure(Some("ThrottlingException"), 400),
+            ApiFailure::Transient
+        );
+        assert_eq!(answer_failure(None, 503), ApiFailure::Transient);
+        assert_eq!(answer_failure(None, 429), ApiFailure::Transient);
+        assert_eq!(
+            answer_failure(Some("InvalidParameterException"), 400),
+            ApiFailure::Rejected
+        );
+
+        let refused = refused_credentials(CredentialsError::invalid_configuration("trust policy"));
+        assert_eq!(failure_of(&refused), ApiFailure::Denied);
+        let passing = refused_credentials(CredentialsError::provider_error("STS throttled"));
+        assert_eq!(failure_of(&passing), ApiFailure::Transient);
+        let timeout: Error = SdkError::timeout_error("slow");
+        assert_eq!(failure_of(&timeout), ApiFailure::Transient);
+        let unbuildable: Error = SdkError::construction_failure("bad input");
+        assert_eq!(failure_of(&unbuildable), ApiFailure::Rejected);
+    }
 }

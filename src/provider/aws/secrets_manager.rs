@@ -4,13 +4,14 @@
 //! on the client, then fetches in batches.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{CONCURRENT_CALLS, api_error, at_most, counted, outcome, stop_listing};
+use super::{CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, stop_listing};
 use crate::SecretValue;
 use crate::provider::{
     CallCounts, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
@@ -25,14 +26,51 @@ const VERSION_ID_PREFIX: &str = "uuid/";
 /// A ListSecrets filter takes at most this many values.
 const FILTER_VALUES: usize = 10;
 
+/// Values by the id (name or ARN) that asked for them, with their markers.
+type Values = BTreeMap<String, Result<(SecretValue, String), ProviderError>>;
+
+/// Whether an identity may call BatchGetSecretValue, as last found out. IAM
+/// policies belong to an identity, not to a client: callers that make many
+/// clients for one role (the CSI provider, a client per pod) share one.
+#[derive(Debug, Default)]
+pub struct BatchPermission {
+    denied_at: Mutex<Option<Instant>>,
+}
+
+/// A refusal is believed this long; then one batch call asks again, so a
+/// policy that gained the action is used within the hour.
+const ASK_AGAIN_AFTER: Duration = Duration::from_secs(60 * 60);
+
+impl BatchPermission {
+    fn is_denied(&self) -> bool {
+        self.lock().is_some_and(|at| at.elapsed() < ASK_AGAIN_AFTER)
+    }
+
+    /// Remembers a refusal; true when it was not already known.
+    fn deny(&self) -> bool {
+        let known = self.is_denied();
+        *self.lock() = Some(Instant::now());
+        !known
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.denied_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 pub(super) struct SecretsManager {
     client: Client,
     calls: Arc<CallCounts>,
+    batch: Arc<BatchPermission>,
 }
 
 impl SecretsManager {
-    pub fn new(client: Client, calls: Arc<CallCounts>) -> Self {
-        Self { client, calls }
+    pub fn new(client: Client, calls: Arc<CallCounts>, batch: Arc<BatchPermission>) -> Self {
+        Self {
+            client,
+            calls,
+            batch,
+        }
     }
 
     /// One cheap call: the credentials work and may list.
@@ -177,26 +215,41 @@ impl SecretsManager {
     }
 
     /// Current values of `ids` (names or ARNs), 20 to a call, a few calls at
-    /// once; each with its marker.
-    async fn batch_get(
-        &self,
-        ids: &[String],
-    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
+    /// once; each with its marker. An identity that may not call
+    /// BatchGetSecretValue (a role written for ASCP or ESO allows only
+    /// GetSecretValue) reads each secret on its own instead, and that is
+    /// remembered so the refused call is not made again on every fetch.
+    async fn batch_get(&self, ids: &[String]) -> Values {
+        if self.batch.is_denied() {
+            return self.get_each(ids).await;
+        }
         let calls: Vec<_> = ids
             .chunks(BATCH_LIMIT)
-            .map(|chunk| self.batch_get_one(chunk))
+            .map(|chunk| async move { (chunk, self.batch_get_one(chunk).await) })
             .collect();
-        at_most(CONCURRENT_CALLS, calls)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        let mut out = Values::new();
+        let mut refused: Vec<String> = Vec::new();
+        for (chunk, answer) in at_most(CONCURRENT_CALLS, calls).await {
+            match answer {
+                Ok(values) => out.extend(values),
+                Err(error) if error.is_denied() => refused.extend(chunk.iter().cloned()),
+                Err(error) => out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone())))),
+            }
+        }
+        if !refused.is_empty() {
+            if self.batch.deny() {
+                tracing::info!(
+                    "BatchGetSecretValue is denied to this identity: reading each secret with GetSecretValue"
+                );
+            }
+            out.extend(self.get_each(&refused).await);
+        }
+        out
     }
 
-    async fn batch_get_one(
-        &self,
-        chunk: &[String],
-    ) -> BTreeMap<String, Result<(SecretValue, String), ProviderError>> {
+    /// One BatchGetSecretValue; `Err` when the call itself failed (each
+    /// secret's own failure is in the map).
+    async fn batch_get_one(&self, chunk: &[String]) -> Result<Values, ProviderError> {
         let mut out = BTreeMap::new();
         let response = self
             .client
@@ -204,13 +257,7 @@ impl SecretsManager {
             .set_secret_id_list(Some(chunk.to_vec()))
             .send()
             .await;
-        let response = match counted(&self.calls, SERVICE, "BatchGetSecretValue", response) {
-            Ok(response) => response,
-            Err(error) => {
-                out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone()))));
-                return out;
-            }
-        };
+        let response = counted(&self.calls, SERVICE, "BatchGetSecretValue", response)?;
         for entry in response.secret_values() {
             let value = entry_value(
                 entry.secret_string(),
@@ -236,21 +283,33 @@ impl SecretsManager {
                     key: id.to_string(),
                 },
                 code => ProviderError::Api {
-                    service: SERVICE.into(),
-                    call: "BatchGetSecretValue".into(),
+                    service: SERVICE,
+                    call: "BatchGetSecretValue",
                     message: format!(
                         "{}: {}",
                         code.unwrap_or("error"),
                         error.message().unwrap_or_default()
                     ),
+                    // Per secret, AWS names the error but gives no status.
+                    failure: answer_failure(code, 400),
                 },
             };
             out.insert(id.to_string(), Err(result));
         }
-        out
+        Ok(out)
     }
 
-    /// A value at a stage (`AWSPREVIOUS`, custom) or a VersionId (`uuid/<id>`).
+    /// Current values of `ids`, one GetSecretValue each, a few at once.
+    async fn get_each(&self, ids: &[String]) -> Values {
+        let calls: Vec<_> = ids
+            .iter()
+            .map(|id| async move { (id.clone(), self.get_version(id, CURRENT_STAGE).await) })
+            .collect();
+        at_most(CONCURRENT_CALLS, calls).await.into_iter().collect()
+    }
+
+    /// A value at a stage (`AWSCURRENT`, `AWSPREVIOUS`, custom) or a
+    /// VersionId (`uuid/<id>`).
     async fn get_version(
         &self,
         id: &str,
@@ -271,6 +330,10 @@ impl SecretsManager {
             )
             .map(|value| (value, marker(output.arn(), output.version_id())))
             .ok_or_else(|| ProviderError::NotFound { key: id.into() }),
+            // Every secret has an AWSCURRENT version: not found is the secret.
+            Err(e) if e.code() == Some("ResourceNotFoundException") && version == CURRENT_STAGE => {
+                Err(ProviderError::NotFound { key: id.into() })
+            }
             Err(e) if e.code() == Some("ResourceNotFoundException") => {
                 // AWS says the same for a missing secret and a missing version.
                 if self.exists(id).await {
