@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::files::{FileName, FileSet, SecretFile};
-use super::objects::{FetchError, Objects, ParametersError};
+use super::objects::{FailureKind, FetchError, Objects, ParametersError};
 use crate::provider::Providers;
 
 const SPC_GROUP: &str = "secrets-store.csi.x-k8s.io/";
@@ -160,8 +160,9 @@ impl Config {
             .render(std::slice::from_ref(&self.path), namespace, template_limits)
             .await;
         if !rendered.errors.is_empty() {
-            return Err(FetchError(
+            return Err(FetchError::new(
                 rendered.errors.iter().map(ToString::to_string).collect(),
+                FailureKind::Invalid,
             ));
         }
         for note in &rendered.notes {
@@ -199,7 +200,7 @@ impl Config {
         if errors.is_empty() {
             Ok(files)
         } else {
-            Err(FetchError(errors))
+            Err(FetchError::new(errors, FailureKind::Invalid))
         }
     }
 }

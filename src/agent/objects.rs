@@ -15,7 +15,7 @@ use super::files::{FileName, FileSet, SecretFile, parse_mode};
 use crate::SecretValue;
 use crate::api::{AwsAuth, AwsProvider, AwsService, StoreKind, StoreProvider};
 use crate::provider::{
-    FetchResults, Fetched, ProviderError, Providers, RemoteRequest, StoreIdentity,
+    ApiFailure, FetchResults, Fetched, ProviderError, Providers, RemoteRequest, StoreIdentity,
 };
 
 /// The mount's parameters, checked: every object resolved to a service, a
@@ -33,10 +33,53 @@ pub struct Objects {
 pub struct ParametersError(pub String);
 
 /// Why no files could be produced: every object that failed, each naming the
-/// object and the reason, never a value.
+/// object and the reason, never a value; and whether asking again may help.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{}", .0.join("; "))]
-pub struct FetchError(pub Vec<String>);
+#[error("{}", .failures.join("; "))]
+pub struct FetchError {
+    pub failures: Vec<String>,
+    /// The most hopeful kind among the failures: `Transient` when any one
+    /// of them may pass on a retry.
+    pub kind: FailureKind,
+}
+
+/// What kind of failure kept an object from its file, the most hopeful
+/// first: a retry can only help with the first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FailureKind {
+    /// AWS throttled, failed (5xx), or could not be reached.
+    Transient,
+    /// The identity may not read it, or its credentials were refused.
+    Denied,
+    /// No such secret, parameter or version.
+    NotFound,
+    /// The request or the value does not fit (a bad name, a jmesPath that
+    /// matches nothing, a value that is not JSON).
+    Invalid,
+}
+
+impl FailureKind {
+    pub fn of(error: &ProviderError) -> Self {
+        match error {
+            ProviderError::NotFound { .. } | ProviderError::VersionNotFound { .. } => {
+                FailureKind::NotFound
+            }
+            ProviderError::Api { failure, .. } => match failure {
+                ApiFailure::Transient => FailureKind::Transient,
+                ApiFailure::Denied => FailureKind::Denied,
+                ApiFailure::Rejected => FailureKind::Invalid,
+            },
+            _ => FailureKind::Invalid,
+        }
+    }
+}
+
+impl FetchError {
+    /// Failures of one kind.
+    pub fn new(failures: Vec<String>, kind: FailureKind) -> Self {
+        Self { failures, kind }
+    }
+}
 
 /// `objects` as written: a YAML string (SecretProviderClass parameters are
 /// strings) or, in the agent's config, a list.
@@ -280,9 +323,12 @@ impl Objects {
         }
         let objects = self.objects.clone();
         let build = move || build_files(&objects, &primary, &failover);
-        tokio::task::spawn_blocking(build)
-            .await
-            .map_err(|e| FetchError(vec![format!("building the files failed: {e}")]))?
+        tokio::task::spawn_blocking(build).await.map_err(|e| {
+            FetchError::new(
+                vec![format!("building the files failed: {e}")],
+                FailureKind::Transient,
+            )
+        })?
     }
 
     async fn fetch_from(
@@ -587,6 +633,7 @@ fn build_files(
 ) -> Result<FileSet, FetchError> {
     let mut files = FileSet::new();
     let mut errors = Vec::new();
+    let mut kind = FailureKind::Invalid;
     for object in objects {
         let answer = |answers: &Answers, request: &RemoteRequest| {
             answers
@@ -602,14 +649,17 @@ fn build_files(
             (_, Some(Ok(Fetched::Value(value)))) => value,
             (Some(Err(e)), Some(Err(f))) => {
                 errors.push(format!("{}: {e} (failover region: {f})", object.label));
+                kind = kind.min(FailureKind::of(&e)).min(FailureKind::of(&f));
                 continue;
             }
             (Some(Err(e)), _) => {
                 errors.push(format!("{}: {e}", object.label));
+                kind = kind.min(FailureKind::of(&e));
                 continue;
             }
             _ => {
                 errors.push(format!("{}: the provider gave no value", object.label));
+                kind = FailureKind::Transient;
                 continue;
             }
         };
@@ -630,7 +680,7 @@ fn build_files(
     if errors.is_empty() {
         Ok(files)
     } else {
-        Err(FetchError(errors))
+        Err(FetchError::new(errors, kind))
     }
 }
 
@@ -841,9 +891,10 @@ mod tests {
         let key = |k: &str| ("secretsmanager", request(k));
         let down = || {
             Err(ProviderError::Api {
-                service: "secretsmanager".into(),
-                call: "BatchGetSecretValue".into(),
+                service: "secretsmanager",
+                call: "BatchGetSecretValue",
                 message: "503".into(),
+                failure: crate::provider::ApiFailure::Transient,
             })
         };
         let value = |v: &str| Ok(Fetched::Value(SecretValue::from(v)));

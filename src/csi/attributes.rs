@@ -1,10 +1,14 @@
-//! What a Mount request carries, as the Secrets Store CSI driver sends it:
-//! `attributes` is a JSON object of strings (the SecretProviderClass
-//! parameters, plus what the kubelet adds: `csi.storage.k8s.io/pod.name`,
-//! `pod.namespace`, `pod.uid`, `serviceAccount.name` and, when the CSIDriver
-//! has `tokenRequests`, `csi.storage.k8s.io/serviceAccount.tokens`); `secrets`
-//! is a JSON object of strings (nodePublishSecretRef data; driver 1.5+ may put
-//! the tokens there instead); `permission` is a JSON number (decimal mode bits).
+//! What a Mount request carries, as the Secrets Store CSI driver (1.5 and
+//! 1.6) sends it: `attributes` is a JSON object of strings (the
+//! SecretProviderClass parameters, plus what the kubelet adds:
+//! `csi.storage.k8s.io/pod.name`, `pod.namespace`, `pod.uid`,
+//! `serviceAccount.name`, `ephemeral` and, when the CSIDriver has
+//! `tokenRequests`, `csi.storage.k8s.io/serviceAccount.tokens`; 1.5's
+//! rotation sends only the parameters and the pod's keys); `secrets` is
+//! Go's JSON of a map of strings that may be nil (`null`): the
+//! nodePublishSecretRef data and, on 1.6 with `serviceAccountTokenInSecrets`,
+//! the tokens (then in the attributes too); `permission` is a JSON number
+//! (decimal mode bits, `"420"`).
 
 use std::collections::BTreeMap;
 
@@ -71,11 +75,13 @@ impl MountAttributes {
             Ok(parameters) => parameters,
             Err(_) => return fail("attributes: not a JSON object of strings".into()),
         };
+        // Go's json.Marshal of the driver's nil map (no nodePublishSecretRef,
+        // no tokens in secrets) is `null`: the usual case, not an error.
         let secrets: BTreeMap<String, String> = if secrets.trim().is_empty() {
             BTreeMap::new()
         } else {
-            match serde_json::from_str(secrets) {
-                Ok(secrets) => secrets,
+            match serde_json::from_str::<Option<BTreeMap<String, String>>>(secrets) {
+                Ok(secrets) => secrets.unwrap_or_default(),
                 // Never echo any part of it: it holds Secret data.
                 Err(_) => return fail("secrets: not a JSON object of strings".into()),
             }
@@ -127,8 +133,8 @@ impl MountAttributes {
         {
             return fail("preferredAddressType applies to EKS Pod Identity only, which the secretsync CSI provider does not use".into());
         }
-        // Driver 1.5+ may move the tokens into `secrets`; older ones send them
-        // in the attributes.
+        // Driver 1.6 may move the tokens into `secrets` (and copies them into
+        // the attributes); 1.5 sends them in the attributes only.
         let tokens_text = secrets
             .get(TOKENS)
             .filter(|t| !t.is_empty())
@@ -204,6 +210,10 @@ mod tests {
             MountAttributes::parse(&attributes(&[(TOKENS, tokens)]), &secrets, "256").unwrap();
         assert_eq!(parsed.tokens["sts.amazonaws.com"].expose(), b"fromsecrets");
         assert_eq!(parsed.permission, 0o400);
+        // No nodePublishSecretRef: Go's JSON of the driver's nil map.
+        let parsed =
+            MountAttributes::parse(&attributes(&[(TOKENS, tokens)]), "null", "420").unwrap();
+        assert_eq!(parsed.tokens["sts.amazonaws.com"].expose(), b"t0k");
     }
 
     #[test]

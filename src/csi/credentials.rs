@@ -5,12 +5,15 @@
 //! AWS checks the token against the role's trust policy, so a pod gets exactly
 //! what its own role may read.
 //!
-//! The exchange is the provider layer's own `auth.jwt` (provider/aws/auth.rs):
-//! each pod gets stores with `auth.jwt.serviceAccountRef` naming its
-//! ServiceAccount, and a [`KubernetesAuth`] that answers with the token from
-//! the mount request instead of a TokenRequest. Those providers are kept per
-//! (pod's ServiceAccount, role, token), so a rotation poll with the same token
-//! reuses clients and credentials (no STS call until they near expiry).
+//! The exchange is the provider layer's own (provider/aws/auth.rs), fed with
+//! the token from the mount request instead of a TokenRequest. A pod gets one
+//! credentials provider, behind one cache, that every store of the mount uses
+//! (Secrets Manager and SSM, both regions): one STS call per pod and token,
+//! however many services it reads. Those providers are kept per (pod's
+//! ServiceAccount, role, token), so a remount or a rotation poll with the
+//! same token reuses clients and credentials (no STS call until they near
+//! expiry). What a role may call (BatchGetSecretValue or only
+//! GetSecretValue) is remembered per role, for every pod that uses it.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -18,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_config::SdkConfig;
+use aws_config::identity::IdentityCache;
 use base64::Engine;
 use k8s_openapi::api::core::v1::ServiceAccount;
 use kube::Api;
@@ -25,15 +29,14 @@ use sha2::{Digest, Sha256};
 
 use super::attributes::PodIdentity;
 use crate::SecretValue;
-use crate::api::{AwsAuth, AwsJwtAuth, ServiceAccountSelector};
-use crate::provider::aws::auth::ROLE_ARN_ANNOTATION;
-use crate::provider::aws::{KubernetesAuth, ServiceAccountToken};
+use crate::provider::aws::auth::{ROLE_ARN_ANNOTATION, service_account_credentials};
+use crate::provider::aws::{BatchPermission, KubernetesAuth, ServiceAccountToken};
 use crate::provider::{ProviderContext, Providers};
 
 /// A pod's providers are kept this long at most: a kubelet token lives an
 /// hour by default, and a newer one makes a new entry anyway.
 const MAX_AGE: Duration = Duration::from_secs(50 * 60);
-/// At most this many pods' providers are kept.
+/// At most this many pods' providers (and roles' permissions) are kept.
 const CACHE_LIMIT: usize = 2048;
 
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +52,6 @@ pub enum CredentialsError {
     Unavailable(String),
 }
 
-/// Providers that act as one pod, and the store `auth` that makes them.
-pub struct AsPod {
-    pub providers: Arc<Providers>,
-    pub auth: AwsAuth,
-}
-
 type CacheKey = (String, String, String, String);
 
 pub struct PodCredentials {
@@ -62,6 +59,7 @@ pub struct PodCredentials {
     base: SdkConfig,
     audience: String,
     cache: Mutex<HashMap<CacheKey, (Instant, Arc<Providers>)>>,
+    batch_permissions: Mutex<HashMap<String, Arc<BatchPermission>>>,
 }
 
 impl PodCredentials {
@@ -73,15 +71,19 @@ impl PodCredentials {
             base,
             audience,
             cache: Mutex::new(HashMap::new()),
+            batch_permissions: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Providers acting as the pod, from the pod's token for our audience.
+    /// Providers acting as the pod, from the pod's token for our audience;
+    /// every store they build uses the pod's credentials (no store `auth`).
+    /// `region` is where STS is asked (the mount's primary region).
     pub async fn for_pod(
         &self,
         pod: &PodIdentity,
         tokens: &std::collections::BTreeMap<String, SecretValue>,
-    ) -> Result<AsPod, CredentialsError> {
+        region: &str,
+    ) -> Result<Arc<Providers>, CredentialsError> {
         let account = format!("ServiceAccount {}/{}", pod.namespace, pod.service_account);
         let token = tokens.get(&self.audience).ok_or_else(|| {
             let given: Vec<&String> = tokens.keys().collect();
@@ -95,36 +97,41 @@ impl PodCredentials {
         })?;
         check_subject(text, pod)?;
         let role = self.role_of(pod, &account).await?;
-        let auth = AwsAuth {
-            jwt: Some(AwsJwtAuth {
-                service_account_ref: ServiceAccountSelector {
-                    name: pod.service_account.clone(),
-                    namespace: Some(pod.namespace.clone()),
-                    audiences: Vec::new(),
-                },
-            }),
-            secret_ref: None,
-        };
         let key = (
             pod.namespace.clone(),
             pod.service_account.clone(),
             role.clone(),
             hex::encode(Sha256::digest(text.as_bytes())),
         );
+        let batch_permission = self.batch_permission(&role);
         let providers = self.providers(key, || {
-            Providers::new(ProviderContext {
-                kube: Arc::new(MountToken {
+            let credentials = service_account_credentials(
+                Arc::new(MountToken {
                     pod: pod.clone(),
                     token: token.clone(),
                     role,
                 }),
-                aws_base: Some(self.base.clone()),
+                pod.namespace.clone(),
+                pod.service_account.clone(),
+                Vec::new(),
+                &self.base,
+                region,
+            );
+            // A cache of the pod's own, dropped with its providers.
+            let as_pod = self
+                .base
+                .to_builder()
+                .credentials_provider(credentials)
+                .identity_cache(IdentityCache::lazy().build())
+                .build();
+            Providers::new(ProviderContext {
+                aws_base: Some(as_pod),
+                batch_permission: Some(batch_permission),
                 ..Default::default()
             })
         });
-        Ok(AsPod { providers, auth })
+        Ok(providers)
     }
-
     async fn role_of(&self, pod: &PodIdentity, account: &str) -> Result<String, CredentialsError> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube.clone(), &pod.namespace);
         let found = accounts
@@ -144,6 +151,19 @@ impl PodCredentials {
             })
     }
 
+    /// What is known of `role`'s right to BatchGetSecretValue, shared by
+    /// every pod that acts as it.
+    fn batch_permission(&self, role: &str) -> Arc<BatchPermission> {
+        let mut known = self
+            .batch_permissions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if known.len() >= CACHE_LIMIT && !known.contains_key(role) {
+            known.clear();
+        }
+        known.entry(role.to_string()).or_default().clone()
+    }
+
     /// The cached providers for `key`, or new ones.
     fn providers(&self, key: CacheKey, make: impl FnOnce() -> Providers) -> Arc<Providers> {
         let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
@@ -160,8 +180,8 @@ impl PodCredentials {
     }
 }
 
-/// The Kubernetes side of `auth.jwt` for one mount: the pod's token from the
-/// request and the role read from its ServiceAccount. It answers for that
+/// The Kubernetes side of the exchange for one mount: the pod's token from
+/// the request and the role read from its ServiceAccount. It answers for that
 /// ServiceAccount only.
 struct MountToken {
     pod: PodIdentity,

@@ -13,7 +13,7 @@ use super::attributes::MountAttributes;
 use super::credentials::{CredentialsError, PodCredentials};
 use super::v1alpha1::{File, MountRequest, MountResponse, ObjectVersion};
 use crate::agent::files::FileSet;
-use crate::agent::objects::Objects;
+use crate::agent::objects::{FailureKind, Objects};
 
 pub struct Mounter {
     pub base: SdkConfig,
@@ -35,24 +35,21 @@ impl Mounter {
         )
         .map_err(|e| Status::invalid_argument(format!("SecretProviderClass {}", e.0)))?;
 
-        let as_pod = self
+        let providers = self
             .credentials
-            .for_pod(pod, &attributes.tokens)
+            .for_pod(pod, &attributes.tokens, objects.region())
             .await
             .map_err(|e| match e {
                 CredentialsError::Precondition(m) => Status::failed_precondition(m),
                 CredentialsError::Denied(m) => Status::permission_denied(m),
                 CredentialsError::Unavailable(m) => Status::unavailable(m),
             })?;
-        let files = objects
-            .fetch(&as_pod.providers, Some(&as_pod.auth))
-            .await
-            .map_err(|e| {
-                Status::new(
-                    Code::Unavailable,
-                    format!("pod {}/{}: {e}", pod.namespace, pod.name),
-                )
-            })?;
+        let files = objects.fetch(&providers, None).await.map_err(|e| {
+            Status::new(
+                code_for(e.kind),
+                format!("pod {}/{}: {e}", pod.namespace, pod.name),
+            )
+        })?;
 
         let current: BTreeMap<&str, &str> = request
             .current_object_version
@@ -75,6 +72,18 @@ impl Mounter {
             "mounted"
         );
         Ok(response)
+    }
+}
+
+/// The driver retries only UNAVAILABLE, three times in about two seconds
+/// (and the kubelet retries the whole mount later whatever the code): only a
+/// failure that may pass gets it; one that cannot says what it is.
+fn code_for(kind: FailureKind) -> Code {
+    match kind {
+        FailureKind::Transient => Code::Unavailable,
+        FailureKind::Denied => Code::PermissionDenied,
+        FailureKind::NotFound => Code::NotFound,
+        FailureKind::Invalid => Code::InvalidArgument,
     }
 }
 
