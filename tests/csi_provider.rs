@@ -1,10 +1,19 @@
 //! `secretsync csi-provider` (the built binary) driven by a gRPC client that
 //! sends what the Secrets Store CSI driver sends, against moto for AWS and the
-//! fake API server for ServiceAccounts. Each Mount acts as its pod: two pods
-//! whose ServiceAccounts name roles in different AWS accounts read different
-//! values (moto keeps each account's secrets apart, and credentials from an
-//! assumed role act in that role's account), and neither reads what the
-//! provider's own identity could.
+//! fake API server for ServiceAccounts. The client is generated from the
+//! driver's own proto (`proto/`, the same messages and field numbers as the
+//! driver's 1.5 and 1.6 releases) and the requests are built as those
+//! releases build them (`pkg/secrets-store/nodeserver.go`, `provider_client.go`
+//! and 1.5's `pkg/rotation/reconciler.go`): `secrets` as Go's JSON of a nil
+//! map (`null`), of an empty one, or of nodePublishSecretRef data; the tokens
+//! in the attributes, in `secrets`, or in both; `currentObjectVersion` empty
+//! (first mounts, and every mount of 1.6) or filled, in any order (1.5's
+//! rotation). Each Mount acts as its pod: two pods whose ServiceAccounts name
+//! roles in different AWS accounts read different values (moto keeps each
+//! account's secrets apart, and credentials from an assumed role act in that
+//! role's account), and neither reads what the provider's own identity could.
+//! With moto's IAM checks on, a role holding ASCP's documented policy mounts,
+//! and the calls each policy costs are counted.
 
 mod support;
 
@@ -25,6 +34,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 const NAMESPACE: &str = "team";
 const ROLE_A: &str = "arn:aws:iam::111111111111:role/a";
 const ROLE_B: &str = "arn:aws:iam::222222222222:role/b";
+/// In role a's account, so its secrets exist for it; what it may read is set per test.
+const ROLE_C: &str = "arn:aws:iam::111111111111:role/c";
 
 struct Bed {
     moto: Moto,
@@ -69,8 +80,9 @@ fn token(account: &str) -> String {
     )
 }
 
-/// Credentials of a role, as moto hands them out, to put secrets in its account.
-async fn secrets_manager_as(endpoint: &str, role: &str) -> aws_sdk_secretsmanager::Client {
+/// An SDK config acting as `role`, with credentials as moto hands them out,
+/// to put secrets and parameters in its account.
+async fn config_as(endpoint: &str, role: &str) -> aws_config::SdkConfig {
     let base = sdk_config(endpoint).await;
     let sts = aws_sdk_sts::Client::new(&base);
     let issued = sts
@@ -83,8 +95,7 @@ async fn secrets_manager_as(endpoint: &str, role: &str) -> aws_sdk_secretsmanage
         .unwrap()
         .credentials
         .unwrap();
-    let config = base
-        .to_builder()
+    base.to_builder()
         .credentials_provider(
             aws_credential_types::provider::SharedCredentialsProvider::new(
                 aws_credential_types::Credentials::new(
@@ -96,8 +107,62 @@ async fn secrets_manager_as(endpoint: &str, role: &str) -> aws_sdk_secretsmanage
                 ),
             ),
         )
-        .build();
-    aws_sdk_secretsmanager::Client::new(&config)
+        .build()
+}
+
+async fn secrets_manager_as(endpoint: &str, role: &str) -> aws_sdk_secretsmanager::Client {
+    aws_sdk_secretsmanager::Client::new(&config_as(endpoint, role).await)
+}
+
+async fn parameter_as(endpoint: &str, role: &str, name: &str, value: &str) {
+    aws_sdk_ssm::Client::new(&config_as(endpoint, role).await)
+        .put_parameter()
+        .name(name)
+        .value(value)
+        .r#type(aws_sdk_ssm::types::ParameterType::String)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+}
+
+/// Makes `role` in moto's IAM (in the role's own account, picked with moto's
+/// `x-moto-account-id` header) with an inline policy allowing exactly
+/// `actions`. moto checks nothing until [`Moto::enforce_iam`], so this
+/// setup call needs no signature.
+fn grant(endpoint: &str, role: &str, actions: &[&str]) {
+    let account = role.split(':').nth(4).unwrap();
+    let name = role.rsplit('/').next().unwrap();
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+    })
+    .to_string();
+    let trust = r#"{"Version":"2012-10-17","Statement":[]}"#;
+    for form in [
+        vec![
+            ("Action", "CreateRole"),
+            ("RoleName", name),
+            ("AssumeRolePolicyDocument", trust),
+        ],
+        vec![
+            ("Action", "PutRolePolicy"),
+            ("RoleName", name),
+            ("PolicyName", "mount"),
+            ("PolicyDocument", &policy),
+        ],
+    ] {
+        let mut form = form;
+        form.push(("Version", "2010-05-08"));
+        ureq::post(&format!("{endpoint}/"))
+            .header("x-moto-account-id", account)
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=AKIDTESTADMIN/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .send_form(form)
+            .unwrap_or_else(|e| panic!("moto IAM {name}: {e}"));
+    }
 }
 
 async fn create(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) {
@@ -112,7 +177,11 @@ async fn create(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str
 
 impl Bed {
     async fn start() -> Bed {
-        let moto = Moto::start();
+        Bed::start_on(Moto::start(), None).await
+    }
+
+    /// The provider reaches AWS at `aws` (a proxy in front of moto) when given.
+    async fn start_on(moto: Moto, aws: Option<&str>) -> Bed {
         let api = FakeApiServer::start().await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -126,7 +195,12 @@ impl Bed {
             .await
             .unwrap();
         let accounts: Api<ServiceAccount> = Api::namespaced(kube, NAMESPACE);
-        for (name, role) in [("a", Some(ROLE_A)), ("b", Some(ROLE_B)), ("plain", None)] {
+        for (name, role) in [
+            ("a", Some(ROLE_A)),
+            ("b", Some(ROLE_B)),
+            ("c", Some(ROLE_C)),
+            ("plain", None),
+        ] {
             let mut metadata = serde_json::json!({"name": name});
             if let Some(role) = role {
                 metadata["annotations"] = serde_json::json!({"eks.amazonaws.com/role-arn": role});
@@ -155,6 +229,8 @@ impl Bed {
         .await;
         let own = aws_sdk_secretsmanager::Client::new(&sdk_config(&moto.endpoint).await);
         create(&own, "app/db", r#"{"password":"value-of-the-provider"}"#).await;
+        parameter_as(&moto.endpoint, ROLE_A, "/app/config", "config-of-a").await;
+        parameter_as(&moto.endpoint, ROLE_B, "/app/config", "config-of-b").await;
 
         let socket = dir.path().join("providers").join("secretsync.sock");
         let mut child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
@@ -164,7 +240,7 @@ impl Bed {
             .env("KUBECONFIG", &kubeconfig)
             .env("RUST_LOG", "debug")
             .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", &moto.endpoint)
+            .env("AWS_ENDPOINT_URL", aws.unwrap_or(&moto.endpoint))
             .env("AWS_REGION", REGION)
             // The provider's own identity, which a mount must never use.
             .env("AWS_ACCESS_KEY_ID", support::moto::TEST_KEY_ID)
@@ -219,7 +295,9 @@ impl Bed {
         }
         MountRequest {
             attributes: attributes.to_string(),
-            secrets: "{}".into(),
+            // Go's json.Marshal of the nil map the driver holds when the
+            // volume has no nodePublishSecretRef.
+            secrets: "null".into(),
             target_path: self.target_path().display().to_string(),
             permission: "420".into(),
             current_object_version: Vec::new(),
@@ -237,9 +315,31 @@ impl Bed {
 
 /// The tokens attribute the kubelet fills in for `tokenRequests: [{audience: sts.amazonaws.com}]`.
 fn tokens_for(account: &str) -> Option<String> {
-    Some(
-        serde_json::json!({"sts.amazonaws.com": {"token": token(account), "expirationTimestamp": "2099-01-01T00:00:00Z"}})
-            .to_string(),
+    Some(tokens_json(&token(account)))
+}
+
+fn tokens_json(token: &str) -> String {
+    serde_json::json!({"sts.amazonaws.com": {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"}})
+        .to_string()
+}
+
+/// A pod's own token, as the kubelet mints it: bound to the pod, so no two
+/// pods share one.
+fn pod_token(account: &str, pod: &str) -> String {
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let claims = serde_json::json!({
+        "aud": ["sts.amazonaws.com"],
+        "sub": format!("system:serviceaccount:{NAMESPACE}:{account}"),
+        "kubernetes.io": {
+            "namespace": NAMESPACE,
+            "serviceaccount": {"name": account},
+            "pod": {"name": pod, "uid": format!("uid-{pod}")},
+        },
+    });
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        engine.encode(r#"{"alg":"RS256","kid":"k"}"#),
+        engine.encode(claims.to_string())
     )
 }
 
@@ -441,12 +541,277 @@ async fn a_mount_that_cannot_act_as_its_pod_fails_as_the_driver_expects() {
         bed.mount(bed.request("pod-a", "a", tokens_for("a"), missing))
             .await,
     );
-    assert_eq!(c, tonic::Code::Unavailable, "{m}");
-    assert!(m.contains("\"only-elsewhere\" not found"), "{m}");
+    // Final: the driver's gRPC client retries only UNAVAILABLE.
+    assert_eq!(c, tonic::Code::NotFound, "{m}");
+    assert!(
+        m.contains("objects[0]") && m.contains("\"only-elsewhere\" not found"),
+        "{m}"
+    );
 
     let logs = bed.provider.text();
     assert!(logs.contains("mount failed"), "{logs}");
     for value in ["value-of-a", "value-of-b", "value-of-b-only", &token("a")] {
         assert!(!logs.contains(value), "a secret reached the logs: {value}");
     }
+}
+
+/// A Secrets Manager secret with a jmesPath file and an SSM parameter: one
+/// mount reads both services.
+const BOTH_SERVICES: &str = r#"
+- objectName: app/db
+  objectType: secretsmanager
+  jmesPath:
+    - {path: password, objectAlias: password}
+- {objectName: /app/config, objectType: ssmparameter}
+"#;
+
+/// Three secrets and a parameter: what a policy costs per secret shows.
+const THREE_SECRETS: &str = r#"
+- {objectName: app/db, objectType: secretsmanager}
+- {objectName: app/api, objectType: secretsmanager}
+- {objectName: app/cache, objectType: secretsmanager}
+- {objectName: /app/config, objectType: ssmparameter}
+"#;
+
+/// Calls of each kind in a recording.
+fn calls(recorded: &[support::moto::Recorded]) -> [usize; 5] {
+    use support::moto::count;
+    [
+        count(recorded, "sts.AssumeRoleWithWebIdentity"),
+        count(recorded, "secretsmanager.BatchGetSecretValue"),
+        count(recorded, "secretsmanager.GetSecretValue"),
+        count(recorded, "secretsmanager.DescribeSecret"),
+        count(recorded, "AmazonSSM.GetParameters"),
+    ]
+}
+
+/// The attributes of `request` with `edit` applied.
+fn edit_attributes(
+    request: &MountRequest,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> String {
+    let mut attributes: serde_json::Value = serde_json::from_str(&request.attributes).unwrap();
+    edit(attributes.as_object_mut().unwrap());
+    attributes.to_string()
+}
+
+const TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_request_shape_the_driver_sends_mounts() {
+    let bed = Bed::start().await;
+    let tokens = tokens_json(&pod_token("a", "pod-a"));
+    let first = bed.request("pod-a", "a", Some(tokens.clone()), BOTH_SERVICES);
+    let answer = bed.mount(first.clone()).await.unwrap();
+    assert_eq!(file(&answer, "password").contents, b"value-of-a");
+    assert_eq!(file(&answer, "_app_config").contents, b"config-of-a");
+    // The driver refuses an answer without versions.
+    assert_eq!(answer.object_version.len(), answer.files.len());
+
+    let node_publish =
+        serde_json::json!({"username": "ci", "password": "node-publish-secret-value"});
+    let mut tokens_and_secret = node_publish.clone();
+    tokens_and_secret[TOKENS] = serde_json::Value::String(tokens.clone());
+    let shapes: Vec<(&str, MountRequest)> = vec![
+        // 1.5's rotation reconciler: the parameters and the pod's keys only
+        // (no secretProviderClass, no ephemeral), an empty map, and the
+        // versions it holds, in a Go map's order.
+        ("1.5 rotation", {
+            let mut r = first.clone();
+            r.attributes = edit_attributes(&first, |a| {
+                a.remove("secretProviderClass");
+                a.remove("csi.storage.k8s.io/ephemeral");
+            });
+            r.secrets = "{}".into();
+            r.current_object_version = answer.object_version.iter().rev().cloned().collect();
+            r
+        }),
+        // 1.6 with serviceAccountTokenInSecrets: the kubelet puts the tokens
+        // in secrets, the driver copies them into the attributes.
+        ("1.6 tokens in secrets and attributes", {
+            let mut r = first.clone();
+            r.secrets = serde_json::json!({TOKENS: tokens}).to_string();
+            r
+        }),
+        ("tokens in secrets only", {
+            let mut r = first.clone();
+            r.attributes = edit_attributes(&first, |a| {
+                a.remove(TOKENS);
+            });
+            r.secrets = serde_json::json!({TOKENS: tokens}).to_string();
+            r
+        }),
+        ("nodePublishSecretRef", {
+            let mut r = first.clone();
+            r.secrets = node_publish.to_string();
+            r
+        }),
+        ("nodePublishSecretRef and tokens in secrets", {
+            let mut r = first.clone();
+            r.secrets = tokens_and_secret.to_string();
+            r
+        }),
+        // Versions the provider never gave (a driver upgraded under a pod).
+        ("unknown current versions", {
+            let mut r = first.clone();
+            r.current_object_version = vec![secretsync::csi::v1alpha1::ObjectVersion {
+                id: "gone".into(),
+                version: "v0".into(),
+            }];
+            r
+        }),
+    ];
+    for (shape, request) in shapes {
+        let got = bed
+            .mount(request)
+            .await
+            .unwrap_or_else(|status| panic!("{shape}: {status:?}"));
+        assert_eq!(got.files, answer.files, "{shape}");
+        assert_eq!(got.object_version, answer.object_version, "{shape}");
+    }
+
+    let logs = bed.provider.text();
+    for value in [
+        "value-of-a",
+        "config-of-a",
+        "node-publish-secret-value",
+        &pod_token("a", "pod-a"),
+    ] {
+        assert!(!logs.contains(value), "a secret reached the logs: {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mounts_cost_one_sts_call_per_pod_and_read_as_the_role_allows() {
+    let bed = Bed::start().await;
+    let endpoint = bed.moto.endpoint.clone();
+    for role in [ROLE_A, ROLE_B] {
+        let owner = role.rsplit('/').next().unwrap();
+        let client = secrets_manager_as(&endpoint, role).await;
+        for name in ["app/api", "app/cache"] {
+            create(&client, name, &format!("{name}-of-{owner}")).await;
+        }
+    }
+    // Role a: BatchGetSecretValue too. Role b: ASCP's documented policy.
+    // Role c: Parameter Store only.
+    grant(
+        &endpoint,
+        ROLE_A,
+        &[
+            "secretsmanager:BatchGetSecretValue",
+            "secretsmanager:GetSecretValue",
+            "ssm:GetParameters",
+        ],
+    );
+    grant(
+        &endpoint,
+        ROLE_B,
+        &[
+            "secretsmanager:GetSecretValue",
+            "secretsmanager:DescribeSecret",
+            "ssm:GetParameters",
+        ],
+    );
+    grant(&endpoint, ROLE_C, &["ssm:GetParameters"]);
+    bed.moto.enforce_iam();
+
+    let mount = |pod: &str, account: &str| {
+        bed.request(
+            pod,
+            account,
+            Some(tokens_json(&pod_token(account, pod))),
+            THREE_SECRETS,
+        )
+    };
+    let measured = |request: MountRequest| async {
+        bed.moto.start_recording();
+        let answer = bed.mount(request).await;
+        (answer, calls(&bed.moto.stop_recording()))
+    };
+
+    // A fresh pod whose role may batch: [STS, Batch, Get, Describe, GetParameters].
+    let (answer, cost) = measured(mount("a-1", "a")).await;
+    let answer = answer.unwrap();
+    assert_eq!(file(&answer, "app_cache").contents, b"app/cache-of-a");
+    assert_eq!(cost, [1, 1, 0, 0, 1], "batch policy, fresh pod");
+
+    // A fresh pod with ASCP's policy: the refused batch, then one read each.
+    let (answer, cost) = measured(mount("b-1", "b")).await;
+    let first = answer.unwrap();
+    assert_eq!(file(&first, "app_api").contents, b"app/api-of-b");
+    assert_eq!(file(&first, "_app_config").contents, b"config-of-b");
+    assert_eq!(cost, [1, 1, 3, 0, 1], "ASCP policy, fresh pod");
+
+    // Its rotation (1.5: the versions it holds): the credentials are kept,
+    // the refusal remembered.
+    let mut rotation = mount("b-1", "b");
+    rotation.current_object_version = first.object_version.clone();
+    let (answer, cost) = measured(rotation).await;
+    assert_eq!(answer.unwrap().files, first.files);
+    assert_eq!(cost, [0, 0, 3, 0, 1], "ASCP policy, rotation");
+
+    // Another pod of that role: its own exchange, and no batch is tried.
+    let (answer, cost) = measured(mount("b-2", "b")).await;
+    answer.unwrap();
+    assert_eq!(cost, [1, 0, 3, 0, 1], "ASCP policy, the role's next pod");
+
+    // A role that may read no secret: a final answer naming every object.
+    let (answer, cost) = measured(mount("c-1", "c")).await;
+    let status = answer.expect_err("role c may not read secrets");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    for object in ["app/db", "app/api", "app/cache"] {
+        assert!(status.message().contains(object), "{status:?}");
+    }
+    assert!(!status.message().contains("/app/config"), "{status:?}");
+    assert_eq!(cost, [1, 1, 3, 0, 1], "denied role");
+
+    // Twenty pods at once, each with its own token, reading both services:
+    // one exchange each, shared by Secrets Manager and SSM.
+    let pods: Vec<String> = (0..20).map(|i| format!("a-burst-{i}")).collect();
+    for round in ["start", "rotation"] {
+        bed.moto.start_recording();
+        let mounts = pods.iter().map(|pod| {
+            bed.mount(bed.request(
+                pod,
+                "a",
+                Some(tokens_json(&pod_token("a", pod))),
+                BOTH_SERVICES,
+            ))
+        });
+        for answer in futures::future::join_all(mounts).await {
+            assert_eq!(file(&answer.unwrap(), "password").contents, b"value-of-a");
+        }
+        let cost = calls(&bed.moto.stop_recording());
+        let sts = if round == "start" { 20 } else { 0 };
+        assert_eq!(cost, [sts, 20, 0, 0, 20], "20 pods, {round}");
+    }
+
+    let logs = bed.provider.text();
+    assert!(
+        logs.matches("BatchGetSecretValue is denied").count() == 2,
+        "once per role (b and c):\n{logs}"
+    );
+    for value in ["value-of-a", "app/api-of-b", "config-of-b"] {
+        assert!(!logs.contains(value), "a secret reached the logs: {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passing_aws_failure_is_answered_as_retryable() {
+    let moto = Moto::start();
+    // Secrets Manager fails (500) while STS and SSM answer.
+    let proxy = support::fault_proxy::FaultProxy::start(
+        &moto.endpoint,
+        support::fault_proxy::Fault::ServerErrorFor("secretsmanager.BatchGetSecretValue"),
+        1,
+        1,
+    )
+    .await;
+    let bed = Bed::start_on(moto, Some(&proxy.endpoint)).await;
+    let status = bed
+        .mount(bed.request("pod-a", "a", tokens_for("a"), BOTH_SERVICES))
+        .await
+        .expect_err("Secrets Manager is down");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("app/db"), "{status:?}");
 }

@@ -17,6 +17,19 @@ pub enum Fault {
     /// (`secretsmanager.ListSecrets`), as for a role without that permission;
     /// other calls pass.
     Deny(&'static str),
+    /// 500 `InternalFailure` for every call of this `X-Amz-Target`, as for a
+    /// service that is down while STS and the others answer.
+    ServerErrorFor(&'static str),
+}
+
+impl Fault {
+    /// The one call this fault is for, if it is for one call only.
+    fn target(&self) -> Option<&'static str> {
+        match self {
+            Fault::Deny(target) | Fault::ServerErrorFor(target) => Some(target),
+            _ => None,
+        }
+    }
 }
 
 pub struct FaultProxy {
@@ -42,7 +55,7 @@ impl FaultProxy {
             while let Ok((client, _)) = listener.accept().await {
                 let n = seen_in.fetch_add(1, Ordering::SeqCst);
                 let fault = (n % of < fail).then_some(fault);
-                if fault.is_some() && !matches!(fault, Some(Fault::Deny(_))) {
+                if fault.is_some_and(|f| f.target().is_none()) {
                     failed_in.fetch_add(1, Ordering::SeqCst);
                 }
                 let upstream = upstream.clone();
@@ -92,21 +105,24 @@ async fn serve(client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::
     client.read_exact(&mut body).await?;
     let mut client = client.into_inner();
 
-    let denied = match fault {
-        Some(Fault::Deny(target)) => String::from_utf8_lossy(&head)
+    let targeted = match fault.and_then(|f| f.target()) {
+        Some(target) => String::from_utf8_lossy(&head)
             .to_ascii_lowercase()
             .contains(&format!("x-amz-target: {}", target.to_ascii_lowercase())),
-        _ => false,
+        None => false,
     };
     let response = match fault {
-        Some(Fault::Deny(_)) if denied => canned(
+        Some(Fault::Deny(_)) if targeted => canned(
             400,
             "AccessDeniedException",
             "not authorized to perform this action (injected by the test proxy)",
         ),
         Some(Fault::Throttling) => canned(400, "ThrottlingException", "Rate exceeded"),
         Some(Fault::ServerError) => canned(500, "InternalFailure", "injected by the test proxy"),
-        Some(Fault::Deny(_)) | None => {
+        Some(Fault::ServerErrorFor(_)) if targeted => {
+            canned(500, "InternalFailure", "injected by the test proxy")
+        }
+        Some(Fault::Deny(_) | Fault::ServerErrorFor(_)) | None => {
             let mut upstream = TcpStream::connect(upstream).await?;
             upstream.write_all(&head).await?;
             upstream.write_all(&body).await?;

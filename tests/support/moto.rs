@@ -122,6 +122,15 @@ impl Moto {
             .unwrap_or_else(|e| panic!("moto {path}: {e}"));
     }
 
+    /// Turns on moto's IAM checks (its own `reset-auth` switch): from now
+    /// on every call must come from an identity moto knows, and its policies
+    /// must allow the action. Setup that needs no permission comes first.
+    pub fn enforce_iam(&self) {
+        ureq::post(&format!("{}/moto-api/reset-auth", self.endpoint))
+            .send("0")
+            .unwrap_or_else(|e| panic!("moto reset-auth: {e}"));
+    }
+
     pub fn start_recording(&self) {
         self.post("/moto-api/recorder/reset-recording");
         self.post("/moto-api/recorder/start-recording");

@@ -1,8 +1,15 @@
-"""moto's server, with one answer made as AWS makes it.
+"""moto's server, with three answers made as AWS makes them.
 
-AWS's DescribeParameters returns up to MaxResults (at most 50) parameters a
-page; moto 5 always pages by 10. secretsync's change detection asks for 50
-names a call, so against stock moto its cost would be counted five times over.
+- AWS's DescribeParameters returns up to MaxResults (at most 50) parameters a
+  page; moto 5 always pages by 10. secretsync's change detection asks for 50
+  names a call, so against stock moto its cost would be counted five times
+  over.
+- With IAM checks on (POST /moto-api/reset-auth, moto's own switch), moto 5.2
+  answers an unsigned AssumeRoleWithWebIdentity with a 500: AWS takes it
+  unsigned (the web identity token is the credential), so it passes here.
+- A JSON-protocol service (Secrets Manager, SSM) that IAM refuses answers as
+  AWS does, 400 with `AccessDeniedException` in JSON; moto sends a 403 in XML.
+
 Everything else is moto unchanged. Usage: python3 moto_server.py -H HOST -p PORT
 """
 
@@ -27,6 +34,34 @@ def describe_parameters(self):
 
 
 responses.SimpleSystemManagerResponse.describe_parameters = describe_parameters
+
+from moto.core.authorization import ActionAuthenticatorMixin  # noqa: E402
+from moto.core.exceptions import JsonRESTError  # noqa: E402
+from moto.iam.access_control import IAMRequest  # noqa: E402
+
+checked = ActionAuthenticatorMixin._authenticate_and_authorize_action
+
+
+def authenticate_and_authorize(self, iam_request_cls, resource="*"):
+    if self._get_action() == "AssumeRoleWithWebIdentity":
+        return None
+    return checked(self, iam_request_cls, resource)
+
+
+ActionAuthenticatorMixin._authenticate_and_authorize_action = authenticate_and_authorize
+refuse = IAMRequest._raise_access_denied
+
+
+def raise_access_denied(self):
+    if "X-Amz-Target" in self._headers:
+        raise JsonRESTError(
+            "AccessDeniedException",
+            f"User: {self._access_key.arn} is not authorized to perform: {self._action}",
+        )
+    refuse(self)
+
+
+IAMRequest._raise_access_denied = raise_access_denied
 
 from moto.server import main  # noqa: E402
 
