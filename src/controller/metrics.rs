@@ -29,6 +29,14 @@ struct StoreLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FallbackLabels {
+    kind: String,
+    namespace: String,
+    name: String,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -49,6 +57,7 @@ pub struct Metrics {
     writes: Family<Outcome, Counter>,
     managed_secrets: Gauge,
     store_ready: Family<StoreLabels, Gauge>,
+    store_fallback: Family<FallbackLabels, Gauge>,
     workload_restarts: Family<KindLabel, Counter>,
 }
 
@@ -109,6 +118,12 @@ impl Metrics {
             "1 when a store's credentials check passed, else 0",
             store_ready.clone(),
         );
+        let store_fallback = Family::<FallbackLabels, Gauge>::default();
+        registry.register(
+            "store_fallback",
+            "1 while a store works around what its identity may not do (reason BatchDenied: one read per secret; CannotList: no change detection)",
+            store_fallback.clone(),
+        );
         let workload_restarts = Family::<KindLabel, Counter>::default();
         // Every kind from zero, so a dashboard's rate() has a series to read.
         for kind in ["Deployment", "StatefulSet", "DaemonSet", "Rollout"] {
@@ -128,6 +143,7 @@ impl Metrics {
             writes,
             managed_secrets,
             store_ready,
+            store_fallback,
             workload_restarts,
         }
     }
@@ -166,6 +182,28 @@ impl Metrics {
             name: name.into(),
         };
         self.store_ready.get_or_create(&labels).set(ready as i64);
+    }
+
+    /// `secretsync_store_fallback{kind,namespace,name,reason}`: 1 for each
+    /// reason that holds, 0 for the others.
+    pub fn set_store_fallbacks(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        reasons: &[(&str, bool)],
+    ) {
+        for (reason, holds) in reasons {
+            let labels = FallbackLabels {
+                kind: kind.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+                reason: (*reason).into(),
+            };
+            self.store_fallback
+                .get_or_create(&labels)
+                .set(*holds as i64);
+        }
     }
 
     /// `secretsync_workload_restarts_total{kind}`: one workload restarted.

@@ -4,7 +4,9 @@
 //! backoff; a ready one every hour, for free when its refreshes have shown its
 //! credentials working meanwhile (a fleet of stores costs no calls of its own).
 //! A store whose credentials may not list says so in a second condition,
-//! `ChangeDetection`: its refreshes then fetch every value.
+//! `ChangeDetection`: its refreshes then fetch every value; one that may not
+//! call BatchGetSecretValue in a third, `BatchReads`: it reads each secret
+//! with its own call. Both show in `secretsync_store_fallback` too.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,10 +96,12 @@ pub async fn reconcile_cluster(
     .await
 }
 
-/// How a store's check went: Ready, and change detection if it is off.
+/// How a store's check went: Ready, change detection if it is off, and
+/// batch reads if the identity may not make them.
 struct Checked {
     ready: Result<(), (&'static str, String)>,
     change_detection: Option<String>,
+    batch_refused: Option<String>,
 }
 
 async fn check(
@@ -106,20 +110,24 @@ async fn check(
     ctx: &Context,
 ) -> Checked {
     let mut change_detection = None;
+    let mut batch_refused = None;
     let ready = match spec {
         Err(message) => Err(("InvalidProviderConfig", message)),
         Ok(spec) => match ctx.providers.for_store(identity, &spec).await {
             Err(e) => Err(("InvalidProviderConfig", e.to_string())),
             Ok(provider) => {
-                change_detection = provider.change_detection_problem();
-                if provider.answered_within(RECHECK) {
+                let checked = if provider.answered_within(RECHECK) {
                     Ok(())
                 } else {
                     provider
                         .check()
                         .await
                         .map_err(|e| ("ValidationFailed", e.to_string()))
-                }
+                };
+                // What the check (or the refreshes) found the identity may not do.
+                change_detection = provider.change_detection_problem();
+                batch_refused = provider.batch_refused();
+                checked
             }
         },
     };
@@ -130,14 +138,28 @@ async fn check(
         &identity.name,
         ready.is_ok(),
     );
+    ctx.metrics.set_store_fallbacks(
+        identity.kind_name(),
+        &namespace,
+        &identity.name,
+        &[
+            (BATCH_DENIED, batch_refused.is_some()),
+            (CANNOT_LIST, change_detection.is_some()),
+        ],
+    );
     if let Err((reason, message)) = &ready {
         tracing::warn!(store = %identity, reason, %message, "store not ready");
     }
     Checked {
         ready,
         change_detection,
+        batch_refused,
     }
 }
+
+/// Reasons of the store's fallback conditions (and metric labels).
+const BATCH_DENIED: &str = "BatchDenied";
+const CANNOT_LIST: &str = "CannotList";
 
 fn condition(
     current: Option<&SecretStoreStatus>,
@@ -190,7 +212,16 @@ async fn write_status(
             current,
             "ChangeDetection",
             "False",
-            "CannotList",
+            CANNOT_LIST,
+            problem,
+        ));
+    }
+    if let Some(problem) = checked.batch_refused {
+        conditions.push(condition(
+            current,
+            "BatchReads",
+            "False",
+            BATCH_DENIED,
             problem,
         ));
     }

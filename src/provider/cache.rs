@@ -145,13 +145,21 @@ impl Cached {
             .collect()
     }
 
-    /// One cheap call proving the store's credentials work.
+    /// Proves the store's credentials work and learns what the identity may
+    /// not do: one that may not list has change detection paused at once,
+    /// before a refresh tries it.
     pub async fn check(&self) -> Result<(), ProviderError> {
-        let checked = self.backend.check().await;
-        if checked.is_ok() {
-            self.note_answer();
+        let checked = self.backend.check().await?;
+        self.note_answer();
+        if let Some(reason) = checked.cannot_list {
+            self.pause_detection(reason);
         }
-        checked
+        Ok(())
+    }
+
+    /// Why values are read one call each instead of in batches, if they are.
+    pub fn batch_refused(&self) -> Option<String> {
+        self.backend.batch_refused()
     }
 
     /// Why refreshes currently fetch everything instead of asking what
@@ -171,16 +179,20 @@ impl Cached {
         match self.backend.still_current(known).await {
             Ok(current) => current,
             Err(e) => {
-                let reason =
-                    format!("cannot ask what changed, so every refresh fetches every value: {e}");
-                tracing::warn!(%reason, "change detection paused");
-                *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Paused {
-                    reason,
-                    until: Instant::now() + DETECTION_PAUSE,
-                });
+                self.pause_detection(format!(
+                    "cannot ask what changed, so every refresh fetches every value: {e}"
+                ));
                 BTreeSet::new()
             }
         }
+    }
+
+    fn pause_detection(&self, reason: String) {
+        tracing::warn!(%reason, "change detection paused");
+        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Paused {
+            reason,
+            until: Instant::now() + DETECTION_PAUSE,
+        });
     }
 
     fn lock_answers(&self) -> std::sync::MutexGuard<'_, HashMap<RemoteRequest, Entry>> {

@@ -153,10 +153,25 @@ pub trait Provider: Send + Sync {
         Ok(BTreeSet::new())
     }
 
-    /// One cheap call proving the store's credentials work.
-    async fn check(&self) -> Result<(), ProviderError> {
-        Ok(())
+    /// A cheap call or two proving the store's credentials work, and
+    /// finding out what the identity may not do (list, batch).
+    async fn check(&self) -> Result<Checked, ProviderError> {
+        Ok(Checked::default())
     }
+
+    /// Why values are read one call each instead of in batches, if they are
+    /// (the identity may not make the batch call): for the store's status.
+    fn batch_refused(&self) -> Option<String> {
+        None
+    }
+}
+
+/// What a store check found besides working credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Checked {
+    /// The identity may not list (ListSecrets, DescribeParameters): why.
+    /// Refreshes then fetch every value instead of asking what changed.
+    pub cannot_list: Option<String>,
 }
 
 /// Which store a provider serves, as an ExternalSecret names it.

@@ -26,7 +26,7 @@ use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{
-    ApiFailure, CallCounts, FetchResults, FindQuery, Markers, Provider, ProviderError,
+    ApiFailure, CallCounts, Checked, FetchResults, FindQuery, Markers, Provider, ProviderError,
     RemoteRequest,
 };
 use crate::api::{AwsProvider as AwsSpec, AwsService};
@@ -183,10 +183,17 @@ impl Provider for AwsProvider {
             .collect())
     }
 
-    async fn check(&self) -> Result<(), ProviderError> {
+    async fn check(&self) -> Result<Checked, ProviderError> {
         match &self.backend {
             Backend::SecretsManager(backend) => backend.check().await,
             Backend::ParameterStore(backend) => backend.check().await,
+        }
+    }
+
+    fn batch_refused(&self) -> Option<String> {
+        match &self.backend {
+            Backend::SecretsManager(backend) => backend.batch_refused(),
+            Backend::ParameterStore(_) => None,
         }
     }
 }
@@ -293,6 +300,12 @@ pub(crate) fn failure_of<E: ProvideErrorMetadata + std::error::Error + 'static>(
             }
         }
     }
+}
+
+/// Whether AWS knew the caller and refused only the action: the credentials
+/// work, the policy does not allow this call (a store check that may not list).
+pub(crate) fn refused_action<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
+    matches!(error.code(), Some("AccessDeniedException" | "AccessDenied"))
 }
 
 /// [`failure_of`] for an answer AWS gave: its error code and HTTP status.

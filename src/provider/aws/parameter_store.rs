@@ -10,10 +10,10 @@ use std::sync::Arc;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterStringFilter;
 
-use super::{CONCURRENT_CALLS, at_most, counted, stop_listing};
+use super::{CONCURRENT_CALLS, at_most, counted, refused_action, stop_listing};
 use crate::SecretValue;
 use crate::provider::{
-    CallCounts, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+    CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
 };
 
 pub const SERVICE: &str = "ssm";
@@ -64,15 +64,29 @@ impl ParameterStore {
         Self { client, calls }
     }
 
-    /// One cheap call: the credentials work and may list.
-    pub async fn check(&self) -> Result<(), ProviderError> {
+    /// One cheap call: the credentials work, and may list. A policy that
+    /// does not allow DescribeParameters (ESO's `ssm:GetParameter*`) still
+    /// proves them: AWS knew the caller and refused the action.
+    pub async fn check(&self) -> Result<Checked, ProviderError> {
         let response = self
             .client
             .describe_parameters()
             .max_results(1)
             .send()
             .await;
-        counted(&self.calls, SERVICE, "DescribeParameters", response).map(|_| ())
+        match response {
+            Err(e) if refused_action(&e) => {
+                self.calls.record(SERVICE, "DescribeParameters", "error");
+                Ok(Checked {
+                    cannot_list: Some(format!(
+                        "DescribeParameters is denied to this store's identity, so every refresh fetches every value: {}",
+                        super::explain(&e)
+                    )),
+                })
+            }
+            response => counted(&self.calls, SERVICE, "DescribeParameters", response)
+                .map(|_| Checked::default()),
+        }
     }
 
     /// Every request answered; values of the current version carry a marker

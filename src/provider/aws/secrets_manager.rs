@@ -11,16 +11,22 @@ use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
-use super::{CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, stop_listing};
+use super::{
+    CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, refused_action,
+    stop_listing,
+};
 use crate::SecretValue;
 use crate::provider::{
-    CallCounts, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+    CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
 };
 
 pub const SERVICE: &str = "secretsmanager";
 /// BatchGetSecretValue takes at most this many ids.
 pub const BATCH_LIMIT: usize = 20;
 const CURRENT_STAGE: &str = "AWSCURRENT";
+/// The id a store check asks BatchGetSecretValue for, to learn whether it
+/// may: a name no one gives a secret.
+const PERMISSION_PROBE: &str = "secretsync/permission-check/no-such-secret";
 /// `version: uuid/<id>` selects a VersionId instead of a stage.
 const VERSION_ID_PREFIX: &str = "uuid/";
 /// A ListSecrets filter takes at most this many values.
@@ -73,10 +79,60 @@ impl SecretsManager {
         }
     }
 
-    /// One cheap call: the credentials work and may list.
-    pub async fn check(&self) -> Result<(), ProviderError> {
-        let response = self.client.list_secrets().max_results(1).send().await;
-        counted(&self.calls, SERVICE, "ListSecrets", response).map(|_| ())
+    /// One cheap call: the credentials work, and may list. A policy that
+    /// does not allow listing (ESO's, ASCP's) still proves them: AWS knew the
+    /// caller and refused the action. Such a policy seldom allows batches
+    /// either: one more call finds out, and a refusal is remembered now,
+    /// before the first refresh makes it. (A store that may list is not
+    /// asked: its refreshes tell.)
+    pub async fn check(&self) -> Result<Checked, ProviderError> {
+        let listed = self.client.list_secrets().max_results(1).send().await;
+        let cannot_list = match listed {
+            Err(e) if refused_action(&e) => {
+                self.calls.record(SERVICE, "ListSecrets", "error");
+                Some(format!(
+                    "ListSecrets is denied to this store's identity, so every refresh fetches every value: {}",
+                    super::explain(&e)
+                ))
+            }
+            listed => {
+                counted(&self.calls, SERVICE, "ListSecrets", listed)?;
+                return Ok(Checked::default());
+            }
+        };
+        if self.batch.is_denied() {
+            return Ok(Checked { cannot_list });
+        }
+        // A name no secret has: allowed, the answer is a per-secret "not
+        // found"; denied, the call fails.
+        let batch = self
+            .client
+            .batch_get_secret_value()
+            .secret_id_list(PERMISSION_PROBE)
+            .send()
+            .await;
+        match batch {
+            Err(e) if refused_action(&e) => {
+                self.calls.record(SERVICE, "BatchGetSecretValue", "error");
+                if self.batch.deny() {
+                    tracing::info!(
+                        "BatchGetSecretValue is denied to this identity: reading each secret with GetSecretValue"
+                    );
+                }
+            }
+            // Any other failure says nothing about the policy; a refresh will tell.
+            batch => {
+                let _ = counted(&self.calls, SERVICE, "BatchGetSecretValue", batch);
+            }
+        }
+        Ok(Checked { cannot_list })
+    }
+
+    /// Why each secret is read with its own call, while it is.
+    pub fn batch_refused(&self) -> Option<String> {
+        self.batch.is_denied().then(|| {
+            "BatchGetSecretValue is denied to this store's identity: each secret is read with GetSecretValue (one call per secret instead of one per 20)".to_string()
+        })
     }
 
     /// Every request answered, with a marker (ARN and version id) for each
