@@ -1030,6 +1030,207 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     scenario.finish(&values).await;
 }
 
+/// ESO's documented IAM policies, as a team moving off ESO has them.
+const ESO_SECRETS_MANAGER_POLICY: &[&str] = &[
+    "secretsmanager:GetResourcePolicy",
+    "secretsmanager:GetSecretValue",
+    "secretsmanager:DescribeSecret",
+    "secretsmanager:ListSecretVersionIds",
+];
+const ESO_PARAMETER_STORE_POLICY: &[&str] = &["ssm:GetParameter*"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_with_esos_iam_policy_keeps_syncing() {
+    use support::moto::{Moto, count};
+    let moto = Moto::start();
+    let admin = support::moto::sdk_config(&moto.endpoint).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&admin);
+    for i in 0..4 {
+        sm.create_secret()
+            .name(format!("eso/s{i}"))
+            .secret_string(format!(r#"{{"password":"Eso-pw-{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    let ssm = aws_sdk_ssm::Client::new(&admin);
+    for i in 0..3 {
+        ssm.put_parameter()
+            .name(format!("/eso/p{i}"))
+            .value(format!("Eso-param-{i}"))
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .send()
+            .await
+            .unwrap();
+    }
+    // The controller's own role (IRSA) holds ESO's policies and nothing else;
+    // an operator's role may write.
+    let reader = "arn:aws:iam::123456789012:role/eso-reader";
+    let operator = "arn:aws:iam::123456789012:role/operator";
+    let mut policy = ESO_SECRETS_MANAGER_POLICY.to_vec();
+    policy.extend(ESO_PARAMETER_STORE_POLICY);
+    moto.grant(reader, &policy);
+    moto.grant(operator, &["secretsmanager:*"]);
+    let operator = aws_sdk_secretsmanager::Client::new(
+        &support::moto::sdk_config_as(&moto.endpoint, operator).await,
+    );
+    moto.enforce_iam();
+
+    let mut scenario = Scenario::start("esoiam").await;
+    for (name, service) in [("sm", "SecretsManager"), ("ssm", "ParameterStore")] {
+        scenario
+            .apply(
+                "SecretStore",
+                "secretstores",
+                json!({"metadata": {"name": name},
+                    "spec": {"provider": {"aws": {"service": service, "region": "eu-west-1"}}}}),
+            )
+            .await;
+    }
+    for i in 0..8 {
+        let spec = json!({"secretStoreRef": {"name": "sm"}, "refreshInterval": "1h",
+            "data": [{"secretKey": "password", "remoteRef": {"key": format!("eso/s{}", i % 4), "property": "password"}}]});
+        scenario.external_secret(&format!("sm-{i}"), spec).await;
+        let spec = json!({"secretStoreRef": {"name": "ssm"}, "refreshInterval": "1h",
+            "data": [{"secretKey": "value", "remoteRef": {"key": format!("/eso/p{}", i % 3)}}]});
+        scenario.external_secret(&format!("ssm-{i}"), spec).await;
+    }
+    let token = scenario.cluster.kubeconfig.with_file_name("irsa-token");
+    std::fs::write(
+        &token,
+        "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW06c2VydmljZWFjY291bnQ6ZXNvOnJlYWRlciJ9.c2ln",
+    )
+    .unwrap();
+    moto.start_recording();
+    scenario.run_controller(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ROLE_ARN", reader),
+        ("AWS_WEB_IDENTITY_TOKEN_FILE", token.to_str().unwrap()),
+    ]);
+    for i in 0..8 {
+        let expected = format!("Eso-pw-{}", i % 4);
+        scenario
+            .secret_where(&format!("sm-{i}"), |s| text(s, "password") == expected)
+            .await;
+        let expected = format!("Eso-param-{}", i % 3);
+        scenario
+            .secret_where(&format!("ssm-{i}"), |s| text(s, "value") == expected)
+            .await;
+    }
+    let recorded = moto.stop_recording();
+    // Each distinct secret read once, no batch after the store check found
+    // it refused; parameters in one GetParameters.
+    assert_eq!(
+        count(&recorded, "secretsmanager.GetSecretValue"),
+        4,
+        "{recorded:?}"
+    );
+    assert!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue") <= 1,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        count(&recorded, "AmazonSSM.GetParameters"),
+        1,
+        "{recorded:?}"
+    );
+
+    // Each store says what it works around, once, and stays Ready.
+    let stores = scenario.api("SecretStore", "secretstores");
+    for (store, type_, reason, says) in [
+        (
+            "sm",
+            "ChangeDetection",
+            "CannotList",
+            "ListSecrets is denied",
+        ),
+        (
+            "sm",
+            "BatchReads",
+            "BatchDenied",
+            "each secret is read with GetSecretValue",
+        ),
+        (
+            "ssm",
+            "ChangeDetection",
+            "CannotList",
+            "DescribeParameters is denied",
+        ),
+    ] {
+        let status = condition(&stores, store, type_, reason, says, WAIT)
+            .await
+            .unwrap_or_else(|| panic!("store {store}: no {type_} {reason}\n{}", scenario.logs()));
+        let ready = status["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Ready")
+            .unwrap();
+        assert_eq!(ready["status"], "True", "store {store}: {status}");
+    }
+    let metrics = ureq::get(&format!(
+        "{}/metrics",
+        scenario.controller.as_ref().unwrap().health
+    ))
+    .call()
+    .unwrap()
+    .into_body()
+    .read_to_string()
+    .unwrap();
+    let namespace = scenario.cluster.namespace.clone();
+    for (store, reason, value) in [
+        ("sm", "BatchDenied", 1),
+        ("sm", "CannotList", 1),
+        ("ssm", "BatchDenied", 0),
+        ("ssm", "CannotList", 1),
+    ] {
+        let line = format!(
+            "secretsync_store_fallback{{kind=\"SecretStore\",namespace=\"{namespace}\",name=\"{store}\",reason=\"{reason}\"}} {value}"
+        );
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no line {line}:\n{metrics}"
+        );
+    }
+
+    // A rotation reaches the Secret on a forced refresh, read on its own:
+    // the refused batch and listing are not tried again.
+    operator
+        .put_secret_value()
+        .secret_id("eso/s1")
+        .secret_string(r#"{"password":"Eso-pw-rotated"}"#)
+        .send()
+        .await
+        .unwrap();
+    moto.start_recording();
+    scenario.force_sync("sm-1", "rotate").await;
+    scenario
+        .secret_where("sm-1", |s| text(s, "password") == "Eso-pw-rotated")
+        .await;
+    let recorded = moto.stop_recording();
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        0,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        count(&recorded, "secretsmanager.ListSecrets"),
+        0,
+        "{recorded:?}"
+    );
+    assert!(
+        count(&recorded, "secretsmanager.GetSecretValue") >= 1,
+        "{recorded:?}"
+    );
+
+    let mut values: Vec<String> = (0..4).map(|i| format!("Eso-pw-{i}")).collect();
+    values.extend((0..3).map(|i| format!("Eso-param-{i}")));
+    values.push("Eso-pw-rotated".into());
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    scenario.finish(&values).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_instance_takes_over_when_the_leader_stops() {
     let scenario = Scenario::start("leader").await;
@@ -1275,6 +1476,36 @@ spec:
         status.is_some(),
         "the ESO object's status says SecretSynced"
     );
+
+    // ESO's force-sync annotation, as runbooks set it, brings a rotation in
+    // at once (the refresh interval is an hour) and stays off the Secret.
+    aws_sdk_secretsmanager::Client::new(&config)
+        .put_secret_value()
+        .secret_id("prod/app/db")
+        .secret_string(r#"{"database_url":"postgres://app:Eso-db-rotated@db:5432/app"}"#)
+        .send()
+        .await
+        .unwrap();
+    eso_es
+        .patch(
+            "app-db",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1765000000"}}})),
+        )
+        .await
+        .unwrap();
+    let rotated = scenario
+        .secret_where("app-db", |s| {
+            text(s, "DATABASE_URL") == "postgres://app:Eso-db-rotated@db:5432/app"
+        })
+        .await;
+    assert!(
+        !rotated
+            .metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("external-secrets.io/force-sync")
+    );
     Api::<DynamicObject>::all_with(
         scenario.cluster.client.clone(),
         &ApiResource::from_gvk_with_plural(
@@ -1285,7 +1516,7 @@ spec:
     .delete(&store_name, &DeleteParams::default())
     .await
     .unwrap();
-    scenario.finish(&["Eso-db-pw"]).await;
+    scenario.finish(&["Eso-db-pw", "Eso-db-rotated"]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -80,42 +80,12 @@ fn token(account: &str) -> String {
     )
 }
 
-/// An SDK config acting as `role`, with credentials as moto hands them out,
-/// to put secrets and parameters in its account.
-async fn config_as(endpoint: &str, role: &str) -> aws_config::SdkConfig {
-    let base = sdk_config(endpoint).await;
-    let sts = aws_sdk_sts::Client::new(&base);
-    let issued = sts
-        .assume_role_with_web_identity()
-        .role_arn(role)
-        .role_session_name("test-setup")
-        .web_identity_token(token("setup"))
-        .send()
-        .await
-        .unwrap()
-        .credentials
-        .unwrap();
-    base.to_builder()
-        .credentials_provider(
-            aws_credential_types::provider::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    issued.access_key_id,
-                    issued.secret_access_key,
-                    Some(issued.session_token),
-                    None,
-                    "test",
-                ),
-            ),
-        )
-        .build()
-}
-
 async fn secrets_manager_as(endpoint: &str, role: &str) -> aws_sdk_secretsmanager::Client {
-    aws_sdk_secretsmanager::Client::new(&config_as(endpoint, role).await)
+    aws_sdk_secretsmanager::Client::new(&support::moto::sdk_config_as(endpoint, role).await)
 }
 
 async fn parameter_as(endpoint: &str, role: &str, name: &str, value: &str) {
-    aws_sdk_ssm::Client::new(&config_as(endpoint, role).await)
+    aws_sdk_ssm::Client::new(&support::moto::sdk_config_as(endpoint, role).await)
         .put_parameter()
         .name(name)
         .value(value)
@@ -124,45 +94,6 @@ async fn parameter_as(endpoint: &str, role: &str, name: &str, value: &str) {
         .send()
         .await
         .unwrap();
-}
-
-/// Makes `role` in moto's IAM (in the role's own account, picked with moto's
-/// `x-moto-account-id` header) with an inline policy allowing exactly
-/// `actions`. moto checks nothing until [`Moto::enforce_iam`], so this
-/// setup call needs no signature.
-fn grant(endpoint: &str, role: &str, actions: &[&str]) {
-    let account = role.split(':').nth(4).unwrap();
-    let name = role.rsplit('/').next().unwrap();
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
-    })
-    .to_string();
-    let trust = r#"{"Version":"2012-10-17","Statement":[]}"#;
-    for form in [
-        vec![
-            ("Action", "CreateRole"),
-            ("RoleName", name),
-            ("AssumeRolePolicyDocument", trust),
-        ],
-        vec![
-            ("Action", "PutRolePolicy"),
-            ("RoleName", name),
-            ("PolicyName", "mount"),
-            ("PolicyDocument", &policy),
-        ],
-    ] {
-        let mut form = form;
-        form.push(("Version", "2010-05-08"));
-        ureq::post(&format!("{endpoint}/"))
-            .header("x-moto-account-id", account)
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=AKIDTESTADMIN/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
-            )
-            .send_form(form)
-            .unwrap_or_else(|e| panic!("moto IAM {name}: {e}"));
-    }
 }
 
 async fn create(client: &aws_sdk_secretsmanager::Client, name: &str, value: &str) {
@@ -694,8 +625,7 @@ async fn mounts_cost_one_sts_call_per_pod_and_read_as_the_role_allows() {
     }
     // Role a: BatchGetSecretValue too. Role b: ASCP's documented policy.
     // Role c: Parameter Store only.
-    grant(
-        &endpoint,
+    bed.moto.grant(
         ROLE_A,
         &[
             "secretsmanager:BatchGetSecretValue",
@@ -703,8 +633,7 @@ async fn mounts_cost_one_sts_call_per_pod_and_read_as_the_role_allows() {
             "ssm:GetParameters",
         ],
     );
-    grant(
-        &endpoint,
+    bed.moto.grant(
         ROLE_B,
         &[
             "secretsmanager:GetSecretValue",
@@ -712,7 +641,7 @@ async fn mounts_cost_one_sts_call_per_pod_and_read_as_the_role_allows() {
             "ssm:GetParameters",
         ],
     );
-    grant(&endpoint, ROLE_C, &["ssm:GetParameters"]);
+    bed.moto.grant(ROLE_C, &["ssm:GetParameters"]);
     bed.moto.enforce_iam();
 
     let mount = |pod: &str, account: &str| {

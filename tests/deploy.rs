@@ -157,6 +157,15 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         csi["spec"]["template"]["spec"]["volumes"][0]["hostPath"]["path"],
         "/etc/kubernetes/secrets-store-csi-providers"
     );
+    // In ASCP's place: SecretProviderClasses keep `provider: aws`.
+    let as_ascp = render(
+        &helm,
+        &["-f", ALL_FEATURES, "--set", "csiProvider.providerName=aws"],
+    );
+    assert_eq!(
+        kind(&as_ascp, "DaemonSet")[0]["spec"]["template"]["spec"]["containers"][0]["args"][1],
+        "--socket=/etc/kubernetes/secrets-store-csi-providers/aws.sock"
+    );
     assert_eq!(kind(&all, "ServiceMonitor").len(), 1);
     assert_eq!(kind(&all, "PrometheusRule").len(), 1);
     assert_eq!(kind(&all, "CustomResourceDefinition").len(), 7);

@@ -31,6 +31,41 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// SDK config acting as `role` (any account: moto keeps each apart), with
+/// the credentials moto's AssumeRoleWithWebIdentity hands out for it.
+pub async fn sdk_config_as(endpoint: &str, role: &str) -> aws_config::SdkConfig {
+    let base = sdk_config(endpoint).await;
+    let engine = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let token = format!(
+        "{}.{}.c2lnbmF0dXJl",
+        engine.encode(r#"{"alg":"RS256"}"#),
+        engine.encode(r#"{"sub":"system:serviceaccount:test:setup"}"#)
+    );
+    let issued = aws_sdk_sts::Client::new(&base)
+        .assume_role_with_web_identity()
+        .role_arn(role)
+        .role_session_name("test-setup")
+        .web_identity_token(token)
+        .send()
+        .await
+        .expect("moto's STS")
+        .credentials
+        .expect("credentials");
+    base.to_builder()
+        .credentials_provider(
+            aws_credential_types::provider::SharedCredentialsProvider::new(
+                aws_credential_types::Credentials::new(
+                    issued.access_key_id,
+                    issued.secret_access_key,
+                    Some(issued.session_token),
+                    None,
+                    "test",
+                ),
+            ),
+        )
+        .build()
+}
+
 pub struct Moto {
     child: Child,
     pub endpoint: String,
@@ -129,6 +164,45 @@ impl Moto {
         ureq::post(&format!("{}/moto-api/reset-auth", self.endpoint))
             .send("0")
             .unwrap_or_else(|e| panic!("moto reset-auth: {e}"));
+    }
+
+    /// Makes `role` in moto's IAM (in the role's own account, picked with
+    /// moto's `x-moto-account-id` header) with an inline policy allowing
+    /// exactly `actions`. moto checks nothing until [`Moto::enforce_iam`],
+    /// so these setup calls need no signature.
+    pub fn grant(&self, role: &str, actions: &[&str]) {
+        let account = role.split(':').nth(4).expect("a role ARN");
+        let name = role.rsplit('/').next().expect("a role ARN");
+        let policy = serde_json::json!({
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Action": actions, "Resource": "*"}],
+        })
+        .to_string();
+        let trust = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        for form in [
+            vec![
+                ("Action", "CreateRole"),
+                ("RoleName", name),
+                ("AssumeRolePolicyDocument", trust),
+            ],
+            vec![
+                ("Action", "PutRolePolicy"),
+                ("RoleName", name),
+                ("PolicyName", "granted"),
+                ("PolicyDocument", &policy),
+            ],
+        ] {
+            let mut form = form;
+            form.push(("Version", "2010-05-08"));
+            ureq::post(&format!("{}/", self.endpoint))
+                .header("x-moto-account-id", account)
+                .header(
+                    "Authorization",
+                    "AWS4-HMAC-SHA256 Credential=AKIDTESTADMIN/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0",
+                )
+                .send_form(form)
+                .unwrap_or_else(|e| panic!("moto IAM {name}: {e}"));
+        }
     }
 
     pub fn start_recording(&self) {
