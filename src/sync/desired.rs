@@ -37,6 +37,7 @@ pub struct DesiredSecret {
 const NOT_COPIED_ANNOTATIONS: &[&str] = &[
     "kubectl.kubernetes.io/last-applied-configuration",
     super::FORCE_SYNC_ANNOTATION,
+    super::ESO_FORCE_SYNC_ANNOTATION,
 ];
 
 /// Builds the desired Secret from what the provider answered for

@@ -35,3 +35,6 @@ pub const MANAGED_LABEL: &str = "secretsync.io/managed";
 pub const CONTENT_HASH_ANNOTATION: &str = "secretsync.io/content-hash";
 /// Annotation on an ExternalSecret whose every new value forces a refresh.
 pub const FORCE_SYNC_ANNOTATION: &str = "secretsync.io/force-sync";
+/// ESO's name for it, which runbooks and GitOps tools already set; any
+/// changed annotation forces a refresh, and neither is copied to the Secret.
+pub const ESO_FORCE_SYNC_ANNOTATION: &str = "external-secrets.io/force-sync";

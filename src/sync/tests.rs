@@ -100,6 +100,27 @@ data:
 }
 
 #[tokio::test]
+async fn force_sync_annotations_describe_the_external_secret_not_its_secret() {
+    let mut es = external_secret("data:\n  - {secretKey: token, remoteRef: {key: token}}");
+    es.metadata.annotations = Some(BTreeMap::from([
+        ("secretsync.io/force-sync".to_string(), "1".to_string()),
+        (
+            "external-secrets.io/force-sync".to_string(),
+            "2".to_string(),
+        ),
+        ("team.example/owner".to_string(), "a".to_string()),
+    ]));
+    let secret = sync(&es).await.unwrap();
+    assert_eq!(secret.annotations["team.example/owner"], "a");
+    assert!(!secret.annotations.contains_key("secretsync.io/force-sync"));
+    assert!(
+        !secret
+            .annotations
+            .contains_key("external-secrets.io/force-sync")
+    );
+}
+
+#[tokio::test]
 async fn one_request_per_distinct_remote_value() {
     let es = external_secret(
         r#"
