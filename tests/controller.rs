@@ -110,6 +110,21 @@ impl Scenario {
             })
     }
 
+    /// The running controller's Prometheus exposition.
+    fn metrics(&self) -> String {
+        let health = &self
+            .controller
+            .as_ref()
+            .expect("a running controller")
+            .health;
+        ureq::get(&format!("{health}/metrics"))
+            .call()
+            .unwrap()
+            .into_body()
+            .read_to_string()
+            .unwrap()
+    }
+
     fn logs(&self) -> String {
         self.controller
             .as_ref()
@@ -845,20 +860,30 @@ async fn stores_decide_who_may_use_them() {
     scenario.finish(&["Cluster-value"]).await;
 }
 
+/// Secrets `{prefix}0..n` holding `{"password":"{value}N"}`.
+async fn create_passwords(
+    sm: &aws_sdk_secretsmanager::Client,
+    prefix: &str,
+    value: &str,
+    n: usize,
+) {
+    for i in 0..n {
+        sm.create_secret()
+            .name(format!("{prefix}{i}"))
+            .secret_string(format!(r#"{{"password":"{value}{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
     use support::moto::{Moto, count};
     let moto = Moto::start();
     let config = support::moto::sdk_config(&moto.endpoint).await;
     let sm = aws_sdk_secretsmanager::Client::new(&config);
-    for i in 0..10 {
-        sm.create_secret()
-            .name(format!("fleet/s{i}"))
-            .secret_string(format!(r#"{{"password":"Fleet-pw-{i}"}}"#))
-            .send()
-            .await
-            .unwrap();
-    }
+    create_passwords(&sm, "fleet/s", "Fleet-pw-", 10).await;
     let mut scenario = Scenario::start("fleet").await;
     scenario
         .apply(
@@ -964,15 +989,7 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
         .secret_where("es-003", |s| text(s, "password") == "Fleet-pw-rotated")
         .await;
 
-    let metrics = ureq::get(&format!(
-        "{}/metrics",
-        scenario.controller.as_ref().unwrap().health
-    ))
-    .call()
-    .unwrap()
-    .into_body()
-    .read_to_string()
-    .unwrap();
+    let metrics = scenario.metrics();
     // Names exactly as the README documents them, line by line.
     let lines: Vec<&str> = metrics.lines().collect();
     for exact in [
@@ -1045,14 +1062,7 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
     let moto = Moto::start();
     let admin = support::moto::sdk_config(&moto.endpoint).await;
     let sm = aws_sdk_secretsmanager::Client::new(&admin);
-    for i in 0..4 {
-        sm.create_secret()
-            .name(format!("eso/s{i}"))
-            .secret_string(format!(r#"{{"password":"Eso-pw-{i}"}}"#))
-            .send()
-            .await
-            .unwrap();
-    }
+    create_passwords(&sm, "eso/s", "Eso-pw-", 4).await;
     let ssm = aws_sdk_ssm::Client::new(&admin);
     for i in 0..3 {
         ssm.put_parameter()
@@ -1169,15 +1179,7 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
             .unwrap();
         assert_eq!(ready["status"], "True", "store {store}: {status}");
     }
-    let metrics = ureq::get(&format!(
-        "{}/metrics",
-        scenario.controller.as_ref().unwrap().health
-    ))
-    .call()
-    .unwrap()
-    .into_body()
-    .read_to_string()
-    .unwrap();
+    let metrics = scenario.metrics();
     let namespace = scenario.cluster.namespace.clone();
     for (store, reason, value) in [
         ("sm", "BatchDenied", 1),
