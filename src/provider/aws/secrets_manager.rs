@@ -560,7 +560,24 @@ fn entry_value(string: Option<&str>, binary: Option<&[u8]>) -> Option<SecretValu
 
 #[cfg(test)]
 mod tests {
-    use super::name_prefixes;
+    use super::*;
+
+    #[test]
+    fn a_refused_batch_is_believed_for_an_hour_then_asked_again() {
+        let permission = BatchPermission::default();
+        assert!(!permission.is_denied(), "allowed until refused");
+        assert!(permission.deny(), "the first refusal is news");
+        assert!(permission.is_denied());
+        assert!(!permission.deny(), "the second is not");
+        if let Some(long_ago) = Instant::now().checked_sub(ASK_AGAIN_AFTER + Duration::from_secs(1))
+        {
+            *permission.lock() = Some(long_ago);
+            assert!(
+                !permission.is_denied(),
+                "an hour on, a batch is tried again"
+            );
+        }
+    }
 
     #[test]
     fn prefixes_cover_every_name_within_the_limit() {
