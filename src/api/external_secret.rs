@@ -349,6 +349,21 @@ pub struct RemoteRef {
     /// Accepted for ESO manifests; only `None` (values, not tags) exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_policy: Option<MetadataPolicy>,
+    /// `Fail`: a value holding a NUL byte (after decoding) fails the sync
+    /// instead of landing in the Secret. Unset is `Ignore`, as in ESO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_byte_policy: Option<NullBytePolicy>,
+}
+
+/// What to do with a value that holds NUL bytes: most often binary data
+/// landed in a text secret by mistake.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum NullBytePolicy {
+    /// Keep it as it is (binary data on purpose).
+    #[default]
+    Ignore,
+    /// Refuse it: the sync fails naming the reference, the Secret stays.
+    Fail,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -405,6 +420,9 @@ pub struct FindRef {
     pub decoding_strategy: DecodingStrategy,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_strategy: Option<ConversionStrategy>,
+    /// As on `remoteRef`, for every value found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null_byte_policy: Option<NullBytePolicy>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]

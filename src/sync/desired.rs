@@ -14,7 +14,7 @@ use super::rewrite::{convert_key, rewrite_keys};
 use super::templating::{TemplateSources, apply_template};
 use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
-use crate::api::{CreationPolicy, ExternalSecret, RemoteRef, is_valid_secret_key};
+use crate::api::{CreationPolicy, ExternalSecret, NullBytePolicy, RemoteRef, is_valid_secret_key};
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest};
 use crate::template::RenderLimits;
 
@@ -63,7 +63,12 @@ pub fn desired_secret(
             let value = fetch_value(fetched, extract, &field)?;
             let map = json_object_fields(&value, extract, &field)?
                 .into_iter()
-                .map(|(k, v)| Ok((k, decoded(v, extract, &field)?)))
+                .map(|(k, v)| {
+                    let v = decoded(v, extract, &field)?;
+                    let what = || format!("of key {k:?} of remote key {:?}", extract.key);
+                    refuse_null_bytes(&v, extract.null_byte_policy, &field, what)?;
+                    Ok((k, v))
+                })
                 .collect::<Result<_, SyncError>>()?;
             let map = rewrite_keys(map, &item.rewrite, &entry, &mut budget)?;
             for (key, value) in map {
@@ -94,6 +99,9 @@ pub fn desired_secret(
                         key: name.clone(),
                         strategy,
                     }
+                })?;
+                refuse_null_bytes(&value, find.null_byte_policy, &field, || {
+                    format!("of remote key {name:?}")
                 })?;
                 map.insert(name, value);
             }
@@ -135,7 +143,11 @@ pub fn desired_secret(
                 },
             })?;
         }
-        data.insert(item.secret_key.clone(), decoded(value, remote, &field)?);
+        let value = decoded(value, remote, &field)?;
+        refuse_null_bytes(&value, remote.null_byte_policy, &field, || {
+            format!("of remote key {:?}", remote.key)
+        })?;
+        data.insert(item.secret_key.clone(), value);
     }
 
     let rendered = match &spec.target.template {
@@ -271,6 +283,23 @@ fn decoded(value: SecretValue, remote: &RemoteRef, field: &str) -> Result<Secret
         key: remote.key.clone(),
         strategy,
     })
+}
+
+/// `nullBytePolicy: Fail`: a value holding a NUL byte fails the sync; the
+/// message names the value, never shows it.
+fn refuse_null_bytes(
+    value: &SecretValue,
+    policy: Option<NullBytePolicy>,
+    field: &str,
+    what: impl FnOnce() -> String,
+) -> Result<(), SyncError> {
+    if policy == Some(NullBytePolicy::Fail) && value.expose().contains(&0) {
+        return Err(SyncError::NullBytes {
+            field: field.into(),
+            what: what(),
+        });
+    }
+    Ok(())
 }
 
 /// `extract`: every field of a JSON object (at `property`, if set) as a key.

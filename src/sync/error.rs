@@ -64,6 +64,14 @@ pub enum SyncError {
     },
     #[error("{field}: key {from:?} becomes an empty key")]
     EmptyKey { field: String, from: String },
+    #[error(
+        "{field}: the value {what} holds NUL bytes and nullBytePolicy is Fail (store it PEM- or base64-encoded, or unset nullBytePolicy for binary data)"
+    )]
+    NullBytes {
+        field: String,
+        /// Which value: `of remote key "db"`, `of key "cert" of remote key "db"`.
+        what: String,
+    },
     #[error("the Secret {secret} would be refused by the API server: {errors}")]
     Refused { secret: String, errors: FieldErrors },
 }

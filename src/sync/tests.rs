@@ -18,6 +18,8 @@ data:
   - {key: app/prod/api-key, value: 'k1'}
   - {key: app/prod/db-pass, value: 'k2'}
   - {key: app/dev/api-key, value: 'k3'}
+  - {key: bin/blob, value: 'AGJpbmFyeQ=='}
+  - {key: bin/json, value: '{"cert":"AGNlcnQ=","name":"bmFtZQ=="}'}
 "#;
 
 fn provider() -> FakeProvider {
@@ -360,4 +362,62 @@ conditions:
     let open: crate::api::ClusterSecretStoreSpec =
         serde_yaml_ng::from_str("provider: {fake: {}}").unwrap();
     assert!(cluster_store_admits(&open, "anything", &none));
+}
+
+#[tokio::test]
+async fn null_byte_policy_fail_refuses_binary_values_naming_them() {
+    // `AGJpbmFyeQ==` decodes to a NUL byte, then `binary`.
+    let data = |policy: &str| {
+        external_secret(&format!(
+            "data:\n  - {{secretKey: blob, remoteRef: {{key: bin/blob, decodingStrategy: Base64{policy}}}}}"
+        ))
+    };
+    // Unset and Ignore keep the bytes, as ESO does.
+    for policy in ["", ", nullBytePolicy: Ignore"] {
+        let secret = sync(&data(policy)).await.unwrap();
+        assert_eq!(secret.data["blob"].expose(), b"\0binary");
+    }
+    let error = sync(&data(", nullBytePolicy: Fail"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.starts_with(
+            "spec.data[0].remoteRef: the value of remote key \"bin/blob\" holds NUL bytes"
+        ),
+        "{error}"
+    );
+    // Without decoding, the base64 text has none.
+    let text = external_secret(
+        "data:\n  - {secretKey: blob, remoteRef: {key: bin/blob, nullBytePolicy: Fail}}",
+    );
+    assert_eq!(
+        sync(&text).await.unwrap().data["blob"].expose(),
+        b"AGJpbmFyeQ=="
+    );
+
+    let extract = external_secret(
+        "dataFrom:\n  - extract: {key: bin/json, decodingStrategy: Base64, nullBytePolicy: Fail}",
+    );
+    let error = sync(&extract).await.unwrap_err().to_string();
+    assert!(
+        error.contains(
+            "spec.dataFrom[0].extract: the value of key \"cert\" of remote key \"bin/json\""
+        ),
+        "{error}"
+    );
+    let find = external_secret(
+        "dataFrom:\n  - find: {path: bin/, decodingStrategy: Auto, nullBytePolicy: Fail}",
+    );
+    let error = sync(&find).await.unwrap_err().to_string();
+    assert!(
+        error.contains("spec.dataFrom[0].find: the value of remote key \"bin/blob\""),
+        "{error}"
+    );
+    // Neither the value nor its encoding reaches the message.
+    for shown in [&error, &sync(&extract).await.unwrap_err().to_string()] {
+        for value in ["\0", "AGJpbmFyeQ", "AGNlcnQ", "\\u0000"] {
+            assert!(!shown.contains(value), "{shown}");
+        }
+    }
 }
