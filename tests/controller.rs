@@ -384,7 +384,7 @@ fn data(key: &str, remote: &str) -> Value {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn creation_policies_orphan_merge_and_none() {
+async fn creation_policies_orphan_merge_create_or_merge_and_none() {
     let mut scenario = Scenario::start("policies").await;
     scenario.run_controller(&[]);
     scenario
@@ -452,6 +452,60 @@ async fn creation_policies_orphan_merge_and_none() {
         "Merge writes only its own keys"
     );
     assert_eq!(merged.type_.as_deref(), Some("kubernetes.io/basic-auth"));
+
+    // CreateOrMerge (ESO v1): a missing Secret is created, owned by no one;
+    // an existing one keeps the keys others wrote.
+    scenario
+        .external_secret("create-or-merge", spec("CreateOrMerge", "made"))
+        .await;
+    let made = scenario
+        .secret_where("made", |s| text(s, "k") == "Po1icy-value")
+        .await;
+    assert!(
+        made.metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    let existing = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "existing"},
+        "stringData": {"username": "kept"}});
+    scenario
+        .secrets()
+        .patch(
+            "existing",
+            &PatchParams::apply("someone-else"),
+            &Patch::Apply(&existing),
+        )
+        .await
+        .unwrap();
+    scenario
+        .external_secret("merges-in", spec("CreateOrMerge", "existing"))
+        .await;
+    let merged = scenario
+        .secret_where("existing", |s| text(s, "k") == "Po1icy-value")
+        .await;
+    assert_eq!(
+        text(&merged, "username"),
+        "kept",
+        "CreateOrMerge keeps other keys"
+    );
+    assert!(
+        merged
+            .metadata
+            .owner_references
+            .unwrap_or_default()
+            .is_empty()
+    );
+    scenario
+        .api("ExternalSecret", "externalsecrets")
+        .delete("create-or-merge", &DeleteParams::background())
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        scenario.secrets().get_opt("made").await.unwrap().is_some(),
+        "CreateOrMerge leaves the Secret behind"
+    );
 
     // An immutable Secret is written once; new content is refused, not forced.
     let mut immutable = spec("Owner", "frozen");

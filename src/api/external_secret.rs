@@ -146,6 +146,10 @@ pub enum CreationPolicy {
     Merge,
     /// Do not write a Secret at all.
     None,
+    /// Create the Secret if it is missing (owned by no one, left behind when
+    /// the ExternalSecret goes); if it exists, write this ExternalSecret's
+    /// keys into it and keep the others (ESO v1's policy of that name).
+    CreateOrMerge,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
