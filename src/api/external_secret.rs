@@ -347,7 +347,7 @@ pub struct RemoteRef {
     pub version: Option<String>,
     #[serde(default)]
     pub decoding_strategy: DecodingStrategy,
-    /// Accepted for ESO manifests; only `Default` exists.
+    /// For `extract` without `rewrite`: how its field names become keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_strategy: Option<ConversionStrategy>,
     /// Accepted for ESO manifests; only `None` (values, not tags) exists.
@@ -384,9 +384,16 @@ pub enum DecodingStrategy {
     Auto,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+/// How `extract` and `find` turn remote names into Secret keys (when no
+/// `rewrite` is given), for characters a key may not hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum ConversionStrategy {
+    /// Each becomes `_`: `app/db` -> `app_db`.
+    #[default]
     Default,
+    /// Each becomes `_U<hex code point>_`: `app/db` -> `app_U002f_db`, so
+    /// names that differ only there stay apart.
+    Unicode,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -14,7 +14,10 @@ use super::rewrite::{convert_key, rewrite_keys};
 use super::templating::{TemplateSources, apply_template};
 use super::{CONTENT_HASH_ANNOTATION, MANAGED_LABEL, SyncError, check, hash};
 use crate::SecretValue;
-use crate::api::{CreationPolicy, ExternalSecret, NullBytePolicy, RemoteRef, is_valid_secret_key};
+use crate::api::{
+    ConversionStrategy, CreationPolicy, ExternalSecret, NullBytePolicy, RemoteRef,
+    is_valid_secret_key,
+};
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest};
 use crate::template::RenderLimits;
 
@@ -70,6 +73,11 @@ pub fn desired_secret(
                     Ok((k, v))
                 })
                 .collect::<Result<_, SyncError>>()?;
+            if item.rewrite.is_empty() {
+                // As ESO: field names become keys by `conversionStrategy`.
+                insert_converted(&mut data, map, extract.conversion_strategy, &field, "")?;
+                continue;
+            }
             let map = rewrite_keys(map, &item.rewrite, &entry, &mut budget)?;
             for (key, value) in map {
                 if !is_valid_secret_key(&key) {
@@ -105,23 +113,14 @@ pub fn desired_secret(
                 })?;
                 map.insert(name, value);
             }
-            // As ESO: names that differ only in characters a key may not hold
-            // (`app/db`, `app_db`) would become one key; that is an error.
-            let mut origin: BTreeMap<String, String> = BTreeMap::new();
-            for (name, value) in rewrite_keys(map, &item.rewrite, &entry, &mut budget)? {
-                let key = convert_key(&name);
-                if let Some(first) = origin.get(&key) {
-                    return Err(SyncError::KeyCollision {
-                        field,
-                        first: shown(first),
-                        second: shown(&name),
-                        key: shown(&key),
-                        hint: " (rename one with rewrite)",
-                    });
-                }
-                origin.insert(key.clone(), name);
-                data.insert(key, value);
-            }
+            let map = rewrite_keys(map, &item.rewrite, &entry, &mut budget)?;
+            insert_converted(
+                &mut data,
+                map,
+                find.conversion_strategy,
+                &field,
+                " (rename one with rewrite)",
+            )?;
         }
     }
 
@@ -283,6 +282,41 @@ fn decoded(value: SecretValue, remote: &RemoteRef, field: &str) -> Result<Secret
         key: remote.key.clone(),
         strategy,
     })
+}
+
+/// Inserts `map` under keys converted by `strategy`. As ESO: names that
+/// differ only in characters a key may not hold (`app/db`, `app_db`) would
+/// become one key; that is an error (`hint` says how to avoid it).
+fn insert_converted(
+    data: &mut BTreeMap<String, SecretValue>,
+    map: BTreeMap<String, SecretValue>,
+    strategy: Option<ConversionStrategy>,
+    field: &str,
+    hint: &'static str,
+) -> Result<(), SyncError> {
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for (name, value) in map {
+        let key = convert_key(&name, strategy);
+        // Empty, `.` or `..`: no conversion makes those keys.
+        if !is_valid_secret_key(&key) {
+            return Err(SyncError::InvalidKey {
+                field: field.into(),
+                key: shown(&key),
+            });
+        }
+        if let Some(first) = origin.get(&key) {
+            return Err(SyncError::KeyCollision {
+                field: field.into(),
+                first: shown(first),
+                second: shown(&name),
+                key: shown(&key),
+                hint,
+            });
+        }
+        origin.insert(key.clone(), name);
+        data.insert(key, value);
+    }
+    Ok(())
 }
 
 /// `nullBytePolicy: Fail`: a value holding a NUL byte fails the sync; the

@@ -7,7 +7,7 @@ use regex::Regex;
 use super::SyncError;
 use super::admission::shown;
 use crate::SecretValue;
-use crate::api::Rewrite;
+use crate::api::{ConversionStrategy, Rewrite};
 use crate::template::{Budget, Context, Template};
 
 /// Applies `rewrites` to every key of `map`. `field` is the `dataFrom[i]` path.
@@ -83,18 +83,22 @@ fn rename_all(
     Ok(out)
 }
 
-/// ESO's `Default` conversion of remote names found by `find`: every character a
-/// Secret key may not hold becomes `_` (`app/db` -> `app_db`).
-pub(crate) fn convert_key(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// ESO's conversion of remote names (`find`) and JSON field names
+/// (`extract`) into Secret keys: every character a key may not hold becomes
+/// `_` (`Default`: `app/db` -> `app_db`) or `_U<code point in hex, at least
+/// four digits>_` (`Unicode`: `app/db` -> `app_U002f_db`).
+pub(crate) fn convert_key(key: &str, strategy: Option<ConversionStrategy>) -> String {
+    let mut out = String::with_capacity(key.len());
+    for c in key.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_') {
+            out.push(c);
+        } else if strategy == Some(ConversionStrategy::Unicode) {
+            out.push_str(&format!("_U{:04x}_", u32::from(c)));
+        } else {
+            out.push('_');
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -197,7 +201,13 @@ mod tests {
 
     #[test]
     fn conversion_replaces_invalid_characters() {
-        assert_eq!(convert_key("app/db password"), "app_db_password");
-        assert_eq!(convert_key("ok-key.v_1"), "ok-key.v_1");
+        assert_eq!(convert_key("app/db password", None), "app_db_password");
+        assert_eq!(convert_key("ok-key.v_1", None), "ok-key.v_1");
+        let unicode = Some(ConversionStrategy::Unicode);
+        assert_eq!(
+            convert_key("app/db password", unicode),
+            "app_U002f_db_U0020_password"
+        );
+        assert_eq!(convert_key("clé🔑", unicode), "cl_U00e9__U1f511_");
     }
 }

@@ -20,6 +20,8 @@ data:
   - {key: app/dev/api-key, value: 'k3'}
   - {key: bin/blob, value: 'AGJpbmFyeQ=='}
   - {key: bin/json, value: '{"cert":"AGNlcnQ=","name":"bmFtZQ=="}'}
+  - {key: names, value: '{"app/db":"1","tls.crt":"2","a b":"3"}'}
+  - {key: clash, value: '{"app/db":"1","app_db":"2"}'}
 "#;
 
 fn provider() -> FakeProvider {
@@ -420,4 +422,47 @@ async fn null_byte_policy_fail_refuses_binary_values_naming_them() {
             assert!(!shown.contains(value), "{shown}");
         }
     }
+}
+
+#[tokio::test]
+async fn conversion_strategy_turns_names_into_keys_as_eso() {
+    let keys = |secret: &DesiredSecret| secret.data.keys().cloned().collect::<Vec<_>>();
+    // extract without rewrite: Default (also when unset) and Unicode.
+    for (strategy, expected) in [
+        ("", ["a_b", "app_db", "tls.crt"]),
+        (
+            ", conversionStrategy: Default",
+            ["a_b", "app_db", "tls.crt"],
+        ),
+        (
+            ", conversionStrategy: Unicode",
+            ["a_U0020_b", "app_U002f_db", "tls.crt"],
+        ),
+    ] {
+        let es = external_secret(&format!("dataFrom:\n  - extract: {{key: names{strategy}}}"));
+        assert_eq!(keys(&sync(&es).await.unwrap()), expected, "{strategy}");
+    }
+    // Two names that become one key are an error; Unicode keeps them apart.
+    let clash = external_secret("dataFrom:\n  - extract: {key: clash}");
+    let error = sync(&clash).await.unwrap_err().to_string();
+    assert!(
+        error.contains("both become Secret key \"app_db\""),
+        "{error}"
+    );
+    let apart =
+        external_secret("dataFrom:\n  - extract: {key: clash, conversionStrategy: Unicode}");
+    assert_eq!(
+        keys(&sync(&apart).await.unwrap()),
+        ["app_U002f_db", "app_db"]
+    );
+    // find: the remote names.
+    let find =
+        external_secret("dataFrom:\n  - find: {path: app/prod/, conversionStrategy: Unicode}");
+    assert_eq!(
+        keys(&sync(&find).await.unwrap()),
+        [
+            "app_U002f_prod_U002f_api-key",
+            "app_U002f_prod_U002f_db-pass"
+        ]
+    );
 }
