@@ -27,6 +27,7 @@ fn fast_retries(max_attempts: u32) -> RetrySettings {
         max_attempts,
         initial_backoff: Duration::from_millis(5),
         max_backoff: Duration::from_millis(50),
+        fixed_delay: false,
     }
 }
 
@@ -747,6 +748,64 @@ aws:
         .find(|r| r.call == "secretsmanager.BatchGetSecretValue")
         .unwrap();
     assert!(signing_key(fetch).starts_with("ASIA"));
+}
+
+/// ESO's store `retrySettings`: `maxRetries` attempts in all, `retryInterval`
+/// apart; the controller's own settings where a store gives none.
+#[tokio::test]
+async fn a_stores_retry_settings_decide_its_attempts() {
+    let aws = Aws::start().await;
+    aws.secret("db", r#"{"password":"retried-value"}"#).await;
+    let es = external_secret("data: [{secretKey: p, remoteRef: {key: db, property: password}}]");
+    let store_spec = |retry: &str| {
+        let yaml = format!(
+            "apiVersion: secretsync.io/v1\nkind: SecretStore\nmetadata: {{name: aws, namespace: team}}\nspec:\n  provider: {{{SECRETS_MANAGER}}}\n{retry}"
+        );
+        let store: secretsync::api::SecretStore =
+            serde_yaml_ng::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        store.spec
+    };
+    for (retry, attempts) in [
+        ("  retrySettings: {maxRetries: 2, retryInterval: 20ms}", 2),
+        ("  retrySettings: {retryInterval: 10ms}", 3),
+        ("", 4),
+    ] {
+        let spec = store_spec(retry);
+        spec.validate(Some("team")).unwrap();
+        // Every request fails.
+        let proxy = FaultProxy::start(&aws.moto.endpoint, Fault::ServerError, 1, 1).await;
+        let providers =
+            providers_at(&proxy.endpoint, Arc::new(NoKubernetes), fast_retries(4)).await;
+        let started = std::time::Instant::now();
+        sync(&providers, &spec.provider_to_build(), &es)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            proxy.seen.load(std::sync::atomic::Ordering::SeqCst),
+            attempts,
+            "{retry:?}"
+        );
+        if retry.contains("20ms") {
+            assert!(
+                started.elapsed() >= Duration::from_millis(20),
+                "one wait of the interval"
+            );
+        }
+    }
+    let refused = store_spec("  retrySettings: {maxRetries: 0}")
+        .validate(Some("team"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains("spec.retrySettings.maxRetries: 0 is not 1 to 20"),
+        "{refused}"
+    );
+    let bad_interval = serde_yaml_ng::from_str::<secretsync::api::SecretStore>(
+        "apiVersion: secretsync.io/v1\nkind: SecretStore\nmetadata: {name: aws}\nspec:\n  provider: {fake: {data: []}}\n  retrySettings: {retryInterval: soon}",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(bad_interval.contains("soon"), "{bad_interval}");
 }
 
 #[tokio::test]

@@ -399,6 +399,7 @@ fn store_for(
             auth: auth.cloned(),
         }),
         fake: None,
+        retry: None,
     };
     (identity, spec)
 }

@@ -8,7 +8,7 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Condition, FieldErrors};
+use super::{Condition, FieldErrors, GoDuration};
 
 /// A store usable by ExternalSecrets of its own namespace only.
 // Each `printcolumn(...)` repeats `name`/`type_`/`json_path`, which clippy takes
@@ -47,6 +47,9 @@ pub struct SecretStoreSpec {
     /// How often the store's credentials are re-checked, in seconds (ESO's meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<u32>,
+    /// How the store's AWS calls are retried (ESO's `retrySettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_settings: Option<StoreRetrySettings>,
 }
 
 /// A store usable from many namespaces, limited by `conditions`.
@@ -85,6 +88,9 @@ pub struct ClusterSecretStoreSpec {
     /// How often the store's credentials are re-checked, in seconds (ESO's meaning).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refresh_interval: Option<u32>,
+    /// How the store's AWS calls are retried (ESO's `retrySettings`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_settings: Option<StoreRetrySettings>,
     /// Which namespaces may use this store. Empty: every namespace. Otherwise a
     /// namespace qualifies when any selector, name or regex of any entry matches.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,6 +126,42 @@ pub struct StoreProvider {
     pub aws: Option<AwsProvider>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fake: Option<FakeProvider>,
+    /// The store's `spec.retrySettings`, carried along so that a provider is
+    /// built (and rebuilt when they change) with them. Not part of
+    /// `spec.provider` as written: see [`SecretStoreSpec::provider_to_build`].
+    #[serde(skip)]
+    pub retry: Option<StoreRetrySettings>,
+}
+
+/// ESO's store `retrySettings`: how the store's AWS calls are retried.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StoreRetrySettings {
+    /// Attempts in all, the first included, as ESO counts them (its AWS
+    /// provider's `AddWithMaxAttempts`); 3 when unset. 1 to 20.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_retries: Option<i32>,
+    /// A fixed wait between attempts (`500ms`, `2s`); unset: the SDK's
+    /// exponential backoff with jitter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_interval: Option<GoDuration>,
+}
+
+/// Most attempts a store may ask for: beyond it a refresh waits on one
+/// failing store for minutes.
+pub const MAX_ATTEMPTS: i32 = 20;
+
+impl StoreRetrySettings {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(n) = self.max_retries
+            && !(1..=MAX_ATTEMPTS).contains(&n)
+        {
+            errors.push(
+                "spec.retrySettings.maxRetries",
+                format!("{n} is not 1 to {MAX_ATTEMPTS} (attempts in all, the first included)"),
+            );
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -377,12 +419,45 @@ impl FakeProvider {
     }
 }
 
+impl SecretStoreSpec {
+    /// The provider and the retry settings: every field error at once.
+    pub fn validate(&self, namespace: Option<&str>) -> Result<(), FieldErrors> {
+        let mut errors = match self.provider.validate(namespace) {
+            Ok(()) => FieldErrors::default(),
+            Err(errors) => errors,
+        };
+        if let Some(retry) = &self.retry_settings {
+            retry.validate(&mut errors);
+        }
+        errors.into_result()
+    }
+
+    /// What a provider is built from: `spec.provider` with `spec.retrySettings`.
+    pub fn provider_to_build(&self) -> StoreProvider {
+        StoreProvider {
+            retry: self.retry_settings.clone(),
+            ..self.provider.clone()
+        }
+    }
+}
+
 impl ClusterSecretStoreSpec {
+    /// What a provider is built from: `spec.provider` with `spec.retrySettings`.
+    pub fn provider_to_build(&self) -> StoreProvider {
+        StoreProvider {
+            retry: self.retry_settings.clone(),
+            ..self.provider.clone()
+        }
+    }
+
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = match self.provider.validate(None) {
             Ok(()) => FieldErrors::default(),
             Err(errors) => errors,
         };
+        if let Some(retry) = &self.retry_settings {
+            retry.validate(&mut errors);
+        }
         for (i, condition) in self.conditions.iter().enumerate() {
             if let Some(selector) = &condition.namespace_selector {
                 super::validate_label_selector(

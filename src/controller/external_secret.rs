@@ -599,10 +599,9 @@ fn resolve_store(
             let spec = store
                 .spec()
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
-            spec.provider
-                .validate(Some(&namespace))
+            spec.validate(Some(&namespace))
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
-            spec.provider
+            spec.provider_to_build()
         }
         StoreKind::ClusterSecretStore => {
             let described = format!("ClusterSecretStore {}", reference.name);
@@ -626,7 +625,7 @@ fn resolve_store(
                     reference.name
                 )));
             }
-            spec.provider
+            spec.provider_to_build()
         }
     };
     Ok((identity, provider))

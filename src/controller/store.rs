@@ -50,9 +50,8 @@ pub async fn reconcile_namespaced(
     let namespace = store.namespace().unwrap_or_default();
     let identity = identity_of_namespaced(flavor, &store);
     let spec = store.spec().and_then(|spec| {
-        spec.provider
-            .validate(Some(&namespace))
-            .map(|()| spec.provider)
+        spec.validate(Some(&namespace))
+            .map(|()| spec.provider_to_build())
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, spec, &ctx).await;
@@ -78,7 +77,7 @@ pub async fn reconcile_cluster(
     let identity = identity_of_cluster(flavor, &store);
     let spec = store.spec().and_then(|spec| {
         spec.validate()
-            .map(|()| spec.provider)
+            .map(|()| spec.provider_to_build())
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, spec, &ctx).await;

@@ -103,7 +103,7 @@ impl Providers {
                         identity.namespace.as_deref(),
                         base,
                         self.context.kube.clone(),
-                        &self.context.retry,
+                        &self.context.retry.for_store(spec.retry.as_ref()),
                         self.calls.clone(),
                         self.context.batch_permission.clone().unwrap_or_default(),
                     )

@@ -240,14 +240,13 @@ impl Stores {
             let valid = store
                 .object
                 .spec
-                .provider
                 .validate(Some(&namespace))
                 .map_err(|e| e.to_string());
             stores.add(
                 identity,
                 &store.source,
                 valid,
-                &store.object.spec.provider,
+                &store.object.spec.provider_to_build(),
                 errors,
             );
         }
@@ -264,7 +263,7 @@ impl Stores {
                 identity,
                 &store.source,
                 valid,
-                &store.object.spec.provider,
+                &store.object.spec.provider_to_build(),
                 errors,
             );
         }

@@ -29,7 +29,7 @@ use super::{
     ApiFailure, CallCounts, Checked, FetchResults, FindQuery, Markers, Provider, ProviderError,
     RemoteRequest,
 };
-use crate::api::{AwsProvider as AwsSpec, AwsService};
+use crate::api::{AwsProvider as AwsSpec, AwsService, MAX_ATTEMPTS, StoreRetrySettings};
 use parameter_store::ParameterStore;
 use secrets_manager::SecretsManager;
 
@@ -43,6 +43,9 @@ pub struct RetrySettings {
     pub max_attempts: u32,
     pub initial_backoff: Duration,
     pub max_backoff: Duration,
+    /// Wait exactly `initial_backoff` between attempts (ESO's
+    /// `retryInterval`), without growth or jitter.
+    pub fixed_delay: bool,
 }
 
 impl Default for RetrySettings {
@@ -51,6 +54,7 @@ impl Default for RetrySettings {
             max_attempts: 5,
             initial_backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(20),
+            fixed_delay: false,
         }
     }
 }
@@ -61,6 +65,27 @@ impl RetrySettings {
             .with_max_attempts(self.max_attempts)
             .with_initial_backoff(self.initial_backoff)
             .with_max_backoff(self.max_backoff)
+            .with_use_static_exponential_base(self.fixed_delay)
+    }
+
+    /// These settings as a store's `retrySettings` change them: attempts in
+    /// all (3 when unset, as ESO), and a fixed wait when an interval is given.
+    pub fn for_store(&self, store: Option<&StoreRetrySettings>) -> RetrySettings {
+        let Some(store) = store else {
+            return self.clone();
+        };
+        let attempts = store.max_retries.unwrap_or(3).clamp(1, MAX_ATTEMPTS);
+        let mut settings = RetrySettings {
+            max_attempts: u32::try_from(attempts).unwrap_or(1),
+            ..self.clone()
+        };
+        if let Some(interval) = store.retry_interval.filter(|i| !i.is_zero()) {
+            // initial * 2^0 capped at max: exactly the interval, every time.
+            settings.initial_backoff = interval.to_std();
+            settings.max_backoff = interval.to_std();
+            settings.fixed_delay = true;
+        }
+        settings
     }
 }
 
