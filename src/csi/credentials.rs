@@ -132,6 +132,7 @@ impl PodCredentials {
         });
         Ok(providers)
     }
+
     async fn role_of(&self, pod: &PodIdentity, account: &str) -> Result<String, CredentialsError> {
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube.clone(), &pod.namespace);
         let found = accounts
