@@ -1044,7 +1044,9 @@ async fn a_hundred_external_secrets_over_ten_aws_secrets_cost_one_batch() {
         .await;
 
     let metrics = scenario.metrics();
-    // Names exactly as the README documents them, line by line.
+    // Names exactly as the README documents them, line by line; ESO's only
+    // with --eso-compat.
+    assert!(!metrics.contains("externalsecret_"), "{metrics}");
     let lines: Vec<&str> = metrics.lines().collect();
     for exact in [
         "# TYPE secretsync_provider_api_calls counter",
@@ -1532,6 +1534,40 @@ spec:
         status.is_some(),
         "the ESO object's status says SecretSynced"
     );
+
+    // ESO's metrics, under ESO's names and labels, beside our own.
+    let ready_metrics = eventually(WAIT, || async {
+        let text = scenario.metrics();
+        text.contains("externalsecret_status_condition{condition=\"Ready\"")
+            .then_some(text)
+    })
+    .await
+    .expect("ESO's metrics are exported");
+    let lines: Vec<&str> = ready_metrics.lines().collect();
+    for exact in [
+        "# TYPE externalsecret_sync_calls counter".to_string(),
+        "# TYPE externalsecret_sync_calls_error gauge".to_string(),
+        "# TYPE externalsecret_status_condition gauge".to_string(),
+        "# TYPE externalsecret_reconcile_duration gauge".to_string(),
+        "# TYPE externalsecret_provider_api_calls_count gauge".to_string(),
+        format!("externalsecret_status_condition{{condition=\"Ready\",name=\"app-db\",namespace=\"{namespace}\",status=\"True\"}} 1"),
+        format!("externalsecret_status_condition{{condition=\"Ready\",name=\"app-db\",namespace=\"{namespace}\",status=\"False\"}} 0"),
+        format!("externalsecret_sync_calls_error{{name=\"app-db\",namespace=\"{namespace}\"}} 0"),
+        "externalsecret_provider_api_calls_count{call=\"BatchGetSecretValue\",provider=\"AWS/SecretsManager\",status=\"success\"} 1".to_string(),
+        format!("clustersecretstore_status_condition{{condition=\"Ready\",name=\"{store_name}\",namespace=\"\",status=\"True\"}} 1"),
+    ] {
+        assert!(lines.contains(&exact.as_str()), "no line {exact:?}:\n{ready_metrics}");
+    }
+    let syncs =
+        format!("externalsecret_sync_calls_total{{name=\"app-db\",namespace=\"{namespace}\"}} ");
+    assert!(
+        lines
+            .iter()
+            .filter_map(|l| l.strip_prefix(&syncs))
+            .any(|n| n.parse::<f64>().is_ok_and(|n| n >= 1.0)),
+        "{ready_metrics}"
+    );
+    assert_eq!(ready_metrics.matches("# EOF").count(), 1, "one exposition");
 
     // ESO's force-sync annotation, as runbooks set it, brings a rotation in
     // at once (the refresh interval is an hour) and stays off the Secret.

@@ -101,6 +101,10 @@ pub fn observe(
             ctx.forget_status(&key);
             ctx.forget_invalid(&key);
             ctx.reset_backoff(&key);
+            ctx.metrics.external_secret_deleted(
+                object.metadata.namespace.as_deref().unwrap_or_default(),
+                object.metadata.name.as_deref().unwrap_or_default(),
+            );
             None
         }
         watcher::Event::Init | watcher::Event::InitDone => None,
@@ -187,7 +191,14 @@ pub async fn reconcile(
         )),
         Err(message) => Err(Failure::new("InvalidSpec", message)),
     };
-    ctx.metrics.observe_reconcile(started.elapsed());
+    let took = started.elapsed();
+    ctx.metrics.observe_reconcile(took);
+    let (namespace, name) = (
+        object.metadata.namespace.as_deref().unwrap_or_default(),
+        object.metadata.name.as_deref().unwrap_or_default(),
+    );
+    ctx.metrics
+        .external_secret_reconciled(namespace, name, outcome.is_ok(), took);
     let mut status = ctx
         .last_status(&key, &ObjectRef::from_obj_with(object.as_ref(), flavor))
         .or_else(|| object.status())

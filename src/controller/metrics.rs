@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use kube::runtime::reflector::Store;
 
+use super::eso_metrics::EsoMetrics;
 use crate::provider::CallCounts;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,6 +60,8 @@ pub struct Metrics {
     store_ready: Family<StoreLabels, Gauge>,
     store_fallback: Family<FallbackLabels, Gauge>,
     workload_restarts: Family<KindLabel, Counter>,
+    /// ESO's names too, with `--eso-compat`.
+    eso: Option<EsoMetrics>,
 }
 
 #[derive(Debug)]
@@ -86,7 +89,9 @@ impl prometheus_client::collector::Collector for ProviderCalls {
 }
 
 impl Metrics {
-    pub fn new(calls: Arc<CallCounts>) -> Self {
+    /// Our metrics; with `eso`, ESO's beside them.
+    pub fn new(calls: Arc<CallCounts>, eso: bool) -> Self {
+        let eso = eso.then(|| EsoMetrics::new(calls.clone()));
         let mut registry = Registry::with_prefix("secretsync");
         let syncs = Family::<Outcome, Counter>::default();
         registry.register(
@@ -145,6 +150,7 @@ impl Metrics {
             store_ready,
             store_fallback,
             workload_restarts,
+            eso,
         }
     }
 
@@ -175,7 +181,19 @@ impl Metrics {
         let _ = self.managed.set(stores);
     }
 
-    pub fn set_store_ready(&self, kind: &str, namespace: &str, name: &str, ready: bool) {
+    /// `name` is the store's identity (ESO's stores carry their group);
+    /// `object_name` the object's own, as ESO's metrics name it.
+    pub fn set_store_ready(
+        &self,
+        kind: &str,
+        namespace: &str,
+        name: &str,
+        object_name: &str,
+        ready: bool,
+    ) {
+        if let Some(eso) = &self.eso {
+            eso.store_ready(kind == "ClusterSecretStore", namespace, object_name, ready);
+        }
         let labels = StoreLabels {
             kind: kind.into(),
             namespace: namespace.into(),
@@ -206,6 +224,26 @@ impl Metrics {
         }
     }
 
+    /// One ExternalSecret reconciled, for ESO's per-object series.
+    pub fn external_secret_reconciled(
+        &self,
+        namespace: &str,
+        name: &str,
+        ready: bool,
+        took: Duration,
+    ) {
+        if let Some(eso) = &self.eso {
+            eso.reconciled(namespace, name, ready, took);
+        }
+    }
+
+    /// An ExternalSecret gone: its per-object series go too.
+    pub fn external_secret_deleted(&self, namespace: &str, name: &str) {
+        if let Some(eso) = &self.eso {
+            eso.forget(namespace, name);
+        }
+    }
+
     /// `secretsync_workload_restarts_total{kind}`: one workload restarted.
     pub fn workload_restarted(&self, kind: &str) {
         self.workload_restarts
@@ -223,6 +261,13 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry)
             .expect("metrics encode");
+        if let Some(eso) = &self.eso {
+            // One exposition: a single `# EOF`, at the end.
+            if text.ends_with("# EOF\n") {
+                text.truncate(text.len() - "# EOF\n".len());
+            }
+            eso.encode(&mut text).expect("metrics encode");
+        }
         text
     }
 }

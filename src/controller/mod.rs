@@ -10,6 +10,7 @@
 //! waiting for a reconcile held in a line of our own (`queue`) rather than in
 //! kube-runtime's scheduler, whose tables keep the size of the largest burst.
 
+mod eso_metrics;
 mod events;
 pub mod external_secret;
 mod kube_auth;
@@ -443,7 +444,7 @@ pub async fn run(
         retry: settings.retry.clone(),
         batch_permission: None,
     });
-    let metrics = Arc::new(Metrics::new(providers.call_counts()));
+    let metrics = Arc::new(Metrics::new(providers.call_counts(), settings.eso_compat));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn({
         let stop = stop.clone();

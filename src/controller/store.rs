@@ -54,7 +54,7 @@ pub async fn reconcile_namespaced(
             .map(|()| spec.provider_to_build())
             .map_err(|e| e.to_string())
     });
-    let outcome = check(&identity, spec, &ctx).await;
+    let outcome = check(&identity, &store.name_any(), spec, &ctx).await;
     let api: Api<DynamicObject> =
         Api::namespaced_with(ctx.client.clone(), &namespace, &flavor.secret_stores());
     let key = format!("store:{identity}");
@@ -80,7 +80,7 @@ pub async fn reconcile_cluster(
             .map(|()| spec.provider_to_build())
             .map_err(|e| e.to_string())
     });
-    let outcome = check(&identity, spec, &ctx).await;
+    let outcome = check(&identity, &store.name_any(), spec, &ctx).await;
     let resource: ApiResource = flavor.cluster_secret_stores();
     let api: Api<DynamicObject> = Api::all_with(ctx.client.clone(), &resource);
     let key = format!("store:{identity}");
@@ -103,8 +103,10 @@ struct Checked {
     batch_refused: Option<String>,
 }
 
+/// `name` is the store object's own (the identity's may carry its group).
 async fn check(
     identity: &StoreIdentity,
+    name: &str,
     spec: Result<StoreProvider, String>,
     ctx: &Context,
 ) -> Checked {
@@ -135,6 +137,7 @@ async fn check(
         identity.kind_name(),
         &namespace,
         &identity.name,
+        name,
         ready.is_ok(),
     );
     ctx.metrics.set_store_fallbacks(
