@@ -110,6 +110,27 @@ impl Scenario {
             })
     }
 
+    /// `secret` has no owner, and stays when the ExternalSecret `writer` goes.
+    async fn owned_by_no_one_and_left_behind(&self, secret: Secret, writer: &str) {
+        assert!(
+            secret
+                .metadata
+                .owner_references
+                .unwrap_or_default()
+                .is_empty()
+        );
+        self.api("ExternalSecret", "externalsecrets")
+            .delete(writer, &DeleteParams::background())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let name = secret.metadata.name.unwrap_or_default();
+        assert!(
+            self.secrets().get_opt(&name).await.unwrap().is_some(),
+            "{name} stays after ExternalSecret {writer} is deleted"
+        );
+    }
+
     /// The running controller's Prometheus exposition.
     fn metrics(&self) -> String {
         let health = &self
@@ -402,28 +423,9 @@ async fn creation_policies_orphan_merge_create_or_merge_and_none() {
     let secret = scenario
         .secret_where("orphan", |s| text(s, "k") == "Po1icy-value")
         .await;
-    assert!(
-        secret
-            .metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
     scenario
-        .api("ExternalSecret", "externalsecrets")
-        .delete("orphan", &DeleteParams::background())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        scenario
-            .secrets()
-            .get_opt("orphan")
-            .await
-            .unwrap()
-            .is_some(),
-        "Orphan leaves the Secret behind"
-    );
+        .owned_by_no_one_and_left_behind(secret, "orphan")
+        .await;
 
     scenario
         .external_secret("merge", spec("Merge", "shared"))
@@ -461,12 +463,9 @@ async fn creation_policies_orphan_merge_create_or_merge_and_none() {
     let made = scenario
         .secret_where("made", |s| text(s, "k") == "Po1icy-value")
         .await;
-    assert!(
-        made.metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
+    scenario
+        .owned_by_no_one_and_left_behind(made, "create-or-merge")
+        .await;
     let existing = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "existing"},
         "stringData": {"username": "kept"}});
     scenario
@@ -489,23 +488,9 @@ async fn creation_policies_orphan_merge_create_or_merge_and_none() {
         "kept",
         "CreateOrMerge keeps other keys"
     );
-    assert!(
-        merged
-            .metadata
-            .owner_references
-            .unwrap_or_default()
-            .is_empty()
-    );
     scenario
-        .api("ExternalSecret", "externalsecrets")
-        .delete("create-or-merge", &DeleteParams::background())
-        .await
-        .unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        scenario.secrets().get_opt("made").await.unwrap().is_some(),
-        "CreateOrMerge leaves the Secret behind"
-    );
+        .owned_by_no_one_and_left_behind(merged, "merges-in")
+        .await;
 
     // An immutable Secret is written once; new content is refused, not forced.
     let mut immutable = spec("Owner", "frozen");
