@@ -914,10 +914,15 @@ fn bench_client(url: &str) -> Result<kube::Client, String> {
     kube::Client::try_from(config).map_err(|e| format!("a kube client: {e}"))
 }
 
+/// secretsync's CRDs, and ESO's for a controller run with `--eso-compat`
+/// (without it, nothing reads them).
 async fn apply_crds(client: &kube::Client) -> Result<(), String> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let params = PatchParams::apply(BENCH_CLIENT).force();
-    for crd in secretsync::api::crds() {
+    let crds = secretsync::api::crds()
+        .into_iter()
+        .chain(secretsync::api::eso_compat_crds());
+    for crd in crds {
         let name = crd.metadata.name.clone().unwrap_or_default();
         api.patch(&name, &params, &Patch::Apply(&crd))
             .await
