@@ -103,30 +103,6 @@ pub enum ApiFailure {
     Rejected,
 }
 
-impl ProviderError {
-    /// Whether the same request may succeed later without anyone changing
-    /// anything: only AWS's passing troubles.
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Api {
-                failure: ApiFailure::Transient,
-                ..
-            }
-        )
-    }
-
-    pub fn is_denied(&self) -> bool {
-        matches!(
-            self,
-            ProviderError::Api {
-                failure: ApiFailure::Denied,
-                ..
-            }
-        )
-    }
-}
-
 /// A backend: where one store's values come from. Drivers reach it through
 /// [`Cached`], which keeps answers and asks [`Provider::still_current`] before
 /// fetching again.

@@ -327,10 +327,23 @@ pub(crate) fn failure_of<E: ProvideErrorMetadata + std::error::Error + 'static>(
     }
 }
 
-/// Whether AWS knew the caller and refused only the action: the credentials
-/// work, the policy does not allow this call (a store check that may not list).
-pub(crate) fn refused_action<E: ProvideErrorMetadata>(error: &SdkError<E, HttpResponse>) -> bool {
-    matches!(error.code(), Some("AccessDeniedException" | "AccessDenied"))
+/// A call the identity's policy may not allow (listing, batches), counted:
+/// its answer; `Ok(Err(why))` when AWS knew the caller and refused only the
+/// action (the credentials work, the policy lacks the action); `Err` for any
+/// other failure (unknown credentials included).
+pub(super) fn refusable<T, E: ProvideErrorMetadata + std::error::Error + 'static>(
+    calls: &CallCounts,
+    service: &'static str,
+    call: &'static str,
+    result: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<Result<T, String>, ProviderError> {
+    match result {
+        Err(e) if matches!(e.code(), Some("AccessDeniedException" | "AccessDenied")) => {
+            calls.record(service, call, "error");
+            Ok(Err(explain(&e)))
+        }
+        result => counted(calls, service, call, result).map(Ok),
+    }
 }
 
 /// [`failure_of`] for an answer AWS gave: its error code and HTTP status.

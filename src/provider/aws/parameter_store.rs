@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aws_sdk_ssm::Client;
 use aws_sdk_ssm::types::ParameterStringFilter;
 
-use super::{CONCURRENT_CALLS, at_most, counted, refused_action, stop_listing};
+use super::{CONCURRENT_CALLS, at_most, counted, refusable, stop_listing};
 use crate::SecretValue;
 use crate::provider::{
     CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
@@ -74,19 +74,14 @@ impl ParameterStore {
             .max_results(1)
             .send()
             .await;
-        match response {
-            Err(e) if refused_action(&e) => {
-                self.calls.record(SERVICE, "DescribeParameters", "error");
-                Ok(Checked {
-                    cannot_list: Some(format!(
-                        "DescribeParameters is denied to this store's identity, so every refresh fetches every value: {}",
-                        super::explain(&e)
-                    )),
-                })
-            }
-            response => counted(&self.calls, SERVICE, "DescribeParameters", response)
-                .map(|_| Checked::default()),
-        }
+        let listed = refusable(&self.calls, SERVICE, "DescribeParameters", response)?;
+        Ok(Checked {
+            cannot_list: listed.err().map(|why| {
+                format!(
+                    "DescribeParameters is denied to this store's identity, so every refresh fetches every value: {why}"
+                )
+            }),
+        })
     }
 
     /// Every request answered; values of the current version carry a marker

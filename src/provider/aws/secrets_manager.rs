@@ -12,8 +12,7 @@ use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
 
 use super::{
-    CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, refused_action,
-    stop_listing,
+    CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, refusable, stop_listing,
 };
 use crate::SecretValue;
 use crate::provider::{
@@ -87,19 +86,12 @@ impl SecretsManager {
     /// asked: its refreshes tell.)
     pub async fn check(&self) -> Result<Checked, ProviderError> {
         let listed = self.client.list_secrets().max_results(1).send().await;
-        let cannot_list = match listed {
-            Err(e) if refused_action(&e) => {
-                self.calls.record(SERVICE, "ListSecrets", "error");
-                Some(format!(
-                    "ListSecrets is denied to this store's identity, so every refresh fetches every value: {}",
-                    super::explain(&e)
-                ))
-            }
-            listed => {
-                counted(&self.calls, SERVICE, "ListSecrets", listed)?;
-                return Ok(Checked::default());
-            }
+        let Err(why) = refusable(&self.calls, SERVICE, "ListSecrets", listed)? else {
+            return Ok(Checked::default());
         };
+        let cannot_list = Some(format!(
+            "ListSecrets is denied to this store's identity, so every refresh fetches every value: {why}"
+        ));
         if self.batch.is_denied() {
             return Ok(Checked { cannot_list });
         }
@@ -111,21 +103,20 @@ impl SecretsManager {
             .secret_id_list(PERMISSION_PROBE)
             .send()
             .await;
-        match batch {
-            Err(e) if refused_action(&e) => {
-                self.calls.record(SERVICE, "BatchGetSecretValue", "error");
-                if self.batch.deny() {
-                    tracing::info!(
-                        "BatchGetSecretValue is denied to this identity: reading each secret with GetSecretValue"
-                    );
-                }
-            }
-            // Any other failure says nothing about the policy; a refresh will tell.
-            batch => {
-                let _ = counted(&self.calls, SERVICE, "BatchGetSecretValue", batch);
-            }
+        // Any other failure says nothing about the policy; a refresh will tell.
+        if let Ok(Err(_)) = refusable(&self.calls, SERVICE, "BatchGetSecretValue", batch) {
+            self.batch_was_refused();
         }
         Ok(Checked { cannot_list })
+    }
+
+    /// AWS refused BatchGetSecretValue to this identity: remembered, said once.
+    fn batch_was_refused(&self) {
+        if self.batch.deny() {
+            tracing::info!(
+                "BatchGetSecretValue is denied to this identity: reading each secret with GetSecretValue"
+            );
+        }
     }
 
     /// Why each secret is read with its own call, while it is.
@@ -287,25 +278,22 @@ impl SecretsManager {
         let mut refused: Vec<String> = Vec::new();
         for (chunk, answer) in at_most(CONCURRENT_CALLS, calls).await {
             match answer {
-                Ok(values) => out.extend(values),
-                Err(error) if error.is_denied() => refused.extend(chunk.iter().cloned()),
+                Ok(Some(values)) => out.extend(values),
+                Ok(None) => refused.extend(chunk.iter().cloned()),
                 Err(error) => out.extend(chunk.iter().map(|id| (id.clone(), Err(error.clone())))),
             }
         }
         if !refused.is_empty() {
-            if self.batch.deny() {
-                tracing::info!(
-                    "BatchGetSecretValue is denied to this identity: reading each secret with GetSecretValue"
-                );
-            }
+            self.batch_was_refused();
             out.extend(self.get_each(&refused).await);
         }
         out
     }
 
-    /// One BatchGetSecretValue; `Err` when the call itself failed (each
-    /// secret's own failure is in the map).
-    async fn batch_get_one(&self, chunk: &[String]) -> Result<Values, ProviderError> {
+    /// One BatchGetSecretValue; `None` when AWS refused the action to this
+    /// identity, `Err` when the call failed otherwise (each secret's own
+    /// failure is in the map).
+    async fn batch_get_one(&self, chunk: &[String]) -> Result<Option<Values>, ProviderError> {
         let mut out = BTreeMap::new();
         let response = self
             .client
@@ -313,7 +301,9 @@ impl SecretsManager {
             .set_secret_id_list(Some(chunk.to_vec()))
             .send()
             .await;
-        let response = counted(&self.calls, SERVICE, "BatchGetSecretValue", response)?;
+        let Ok(response) = refusable(&self.calls, SERVICE, "BatchGetSecretValue", response)? else {
+            return Ok(None);
+        };
         for entry in response.secret_values() {
             let value = entry_value(
                 entry.secret_string(),
@@ -352,7 +342,7 @@ impl SecretsManager {
             };
             out.insert(id.to_string(), Err(result));
         }
-        Ok(out)
+        Ok(Some(out))
     }
 
     /// Current values of `ids`, one GetSecretValue each, a few at once.
