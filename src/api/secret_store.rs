@@ -151,6 +151,16 @@ pub struct StoreRetrySettings {
 /// failing store for minutes.
 pub const MAX_ATTEMPTS: i32 = 20;
 
+impl StoreProvider {
+    /// This provider with a store's `spec.retrySettings` carried along.
+    fn with_retry(&self, retry: &Option<StoreRetrySettings>) -> StoreProvider {
+        StoreProvider {
+            retry: retry.clone(),
+            ..self.clone()
+        }
+    }
+}
+
 impl StoreRetrySettings {
     fn validate(&self, errors: &mut FieldErrors) {
         if let Some(n) = self.max_retries
@@ -434,20 +444,14 @@ impl SecretStoreSpec {
 
     /// What a provider is built from: `spec.provider` with `spec.retrySettings`.
     pub fn provider_to_build(&self) -> StoreProvider {
-        StoreProvider {
-            retry: self.retry_settings.clone(),
-            ..self.provider.clone()
-        }
+        self.provider.with_retry(&self.retry_settings)
     }
 }
 
 impl ClusterSecretStoreSpec {
     /// What a provider is built from: `spec.provider` with `spec.retrySettings`.
     pub fn provider_to_build(&self) -> StoreProvider {
-        StoreProvider {
-            retry: self.retry_settings.clone(),
-            ..self.provider.clone()
-        }
+        self.provider.with_retry(&self.retry_settings)
     }
 
     pub fn validate(&self) -> Result<(), FieldErrors> {
