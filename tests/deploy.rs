@@ -113,7 +113,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         "CSI provider is off by default"
     );
     assert!(kind(&defaults, "ServiceMonitor").is_empty());
-    assert_eq!(kind(&defaults, "CustomResourceDefinition").len(), 4);
+    assert_eq!(kind(&defaults, "CustomResourceDefinition").len(), 5);
     let account = kind(&defaults, "ServiceAccount")[0];
     assert!(account["metadata"]["annotations"].is_null());
 
@@ -168,7 +168,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
     );
     assert_eq!(kind(&all, "ServiceMonitor").len(), 1);
     assert_eq!(kind(&all, "PrometheusRule").len(), 1);
-    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 7);
+    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 9);
 
     // One replica only without leader election; two without is refused.
     let error = Command::new(&helm)
@@ -550,14 +550,27 @@ fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Gran
         groups.push("external-secrets.io");
     }
     for group in &groups {
-        let kinds = ["externalsecrets", "secretstores", "clustersecretstores"];
+        let kinds = [
+            "externalsecrets",
+            "secretstores",
+            "clustersecretstores",
+            "clusterexternalsecrets",
+        ];
         out.extend(grants(group, &kinds, &["get", "list", "watch"]));
         let status = [
             "externalsecrets/status",
             "secretstores/status",
             "clustersecretstores/status",
+            "clusterexternalsecrets/status",
         ];
         out.extend(grants(group, &status, &["patch"]));
+        // ClusterExternalSecrets: their finalizer; the ExternalSecrets they write.
+        out.extend(grants(group, &["clusterexternalsecrets"], &["patch"]));
+        out.extend(grants(
+            group,
+            &["externalsecrets"],
+            &["create", "patch", "delete"],
+        ));
     }
     out.extend(grants(
         "secretsync.io",
@@ -574,7 +587,7 @@ fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Gran
         &["secrets"],
         &["get", "list", "watch", "create", "patch", "delete"],
     ));
-    out.extend(grants("", &["namespaces"], &["list", "watch"]));
+    out.extend(grants("", &["namespaces"], &["list", "watch", "patch"]));
     out.extend(grants("events.k8s.io", &["events"], &["create", "patch"]));
     out.extend(grants(
         "coordination.k8s.io",
@@ -646,6 +659,8 @@ fn rbac_grants_what_each_feature_needs_and_nothing_else() {
         let cluster_scoped = [
             "clustersecretstores",
             "clustersecretstores/status",
+            "clusterexternalsecrets",
+            "clusterexternalsecrets/status",
             "namespaces",
         ]
         .contains(&resource.as_str())
@@ -683,7 +698,7 @@ async fn every_request_the_controller_makes_is_granted() {
     let eso = dir.path().join("eso.yaml");
     std::fs::write(
         &eso,
-        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: eso, namespace: demo}\nspec:\n  provider:\n    fake:\n      data: [{key: k, value: v}]\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: eso, namespace: demo}\nspec:\n  secretStoreRef: {name: eso}\n  data: [{secretKey: k, remoteRef: {key: k}}]\n",
+        "apiVersion: external-secrets.io/v1\nkind: SecretStore\nmetadata: {name: eso, namespace: demo}\nspec:\n  provider:\n    fake:\n      data: [{key: k, value: v}]\n---\napiVersion: external-secrets.io/v1\nkind: ExternalSecret\nmetadata: {name: eso, namespace: demo}\nspec:\n  secretStoreRef: {name: eso}\n  data: [{secretKey: k, remoteRef: {key: k}}]\n---\napiVersion: external-secrets.io/v1\nkind: ClusterExternalSecret\nmetadata: {name: eso-everywhere}\nspec:\n  namespaces: [demo]\n  externalSecretName: eso-copy\n  externalSecretSpec:\n    secretStoreRef: {name: eso}\n    data: [{secretKey: k, remoteRef: {key: k}}]\n",
     )
     .unwrap();
     kubectl(&kubeconfig, &["apply", "-f", eso.to_str().unwrap()]).await;
@@ -739,7 +754,13 @@ async fn every_request_the_controller_makes_is_granted() {
     let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> =
         kube::Api::namespaced(client, "demo");
     let synced = support::cluster::eventually(Duration::from_secs(120), || async {
-        let names = ["database-credentials", "app-config", "eso", "sealed"];
+        let names = [
+            "database-credentials",
+            "app-config",
+            "eso",
+            "eso-copy",
+            "sealed",
+        ];
         for name in names {
             secrets.get_opt(name).await.ok()??;
         }

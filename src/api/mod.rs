@@ -2,6 +2,7 @@
 //! ESO manifest over is a change of `apiVersion` only; `crds/` is generated from
 //! these types by `secretsync crdgen`.
 
+mod cluster_external_secret;
 mod condition;
 mod duration;
 mod external_secret;
@@ -9,6 +10,7 @@ mod sealed_secret;
 mod secret_store;
 mod validation;
 
+pub use cluster_external_secret::*;
 pub use condition::Condition;
 pub use duration::{DURATION_PATTERN, DurationError, GoDuration};
 pub use external_secret::*;
@@ -32,6 +34,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ExternalSecret::crd(),
         SecretStore::crd(),
         ClusterSecretStore::crd(),
+        ClusterExternalSecret::crd(),
         SealedSecret::crd(),
     ]
 }
@@ -48,6 +51,7 @@ pub fn eso_compat_crds() -> Vec<CustomResourceDefinition> {
         ExternalSecret::crd(),
         SecretStore::crd(),
         ClusterSecretStore::crd(),
+        ClusterExternalSecret::crd(),
     ]
     .into_iter()
     .map(|mut crd| {

@@ -51,6 +51,8 @@ pub struct EsoMetrics {
     reconcile_duration: Family<Object, Gauge<f64, AtomicU64>>,
     secret_store_condition: Family<Condition, Gauge>,
     cluster_secret_store_condition: Family<Condition, Gauge>,
+    cluster_external_secret_condition: Family<Condition, Gauge>,
+    cluster_external_secret_duration: Family<Object, Gauge<f64, AtomicU64>>,
 }
 
 /// ESO's `externalsecret_provider_api_calls_count`, from the providers' own
@@ -124,6 +126,18 @@ impl EsoMetrics {
             "The status condition of a specific Cluster Secret Store",
             cluster_secret_store_condition.clone(),
         );
+        let cluster_external_secret_condition = Family::<Condition, Gauge>::default();
+        registry.register(
+            "clusterexternalsecret_status_condition",
+            "The status condition of a specific Cluster External Secret",
+            cluster_external_secret_condition.clone(),
+        );
+        let cluster_external_secret_duration = Family::<Object, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "clusterexternalsecret_reconcile_duration",
+            "The duration time to reconcile the Cluster External Secret",
+            cluster_external_secret_duration.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
@@ -133,6 +147,8 @@ impl EsoMetrics {
             reconcile_duration,
             secret_store_condition,
             cluster_secret_store_condition,
+            cluster_external_secret_condition,
+            cluster_external_secret_duration,
         }
     }
 
@@ -178,6 +194,30 @@ impl EsoMetrics {
             &self.secret_store_condition
         };
         set_ready(family, namespace, name, ready);
+    }
+
+    /// A ClusterExternalSecret reconciled: its Ready condition and how long
+    /// it took (nanoseconds), with `namespace=""` as ESO labels them.
+    pub fn cluster_external_secret_reconciled(&self, name: &str, ready: bool, took: Duration) {
+        set_ready(&self.cluster_external_secret_condition, "", name, ready);
+        self.cluster_external_secret_duration
+            .get_or_create(&Object {
+                name: name.into(),
+                namespace: String::new(),
+            })
+            .set(took.as_nanos() as f64);
+    }
+
+    /// A ClusterExternalSecret deleted: its series go.
+    pub fn cluster_external_secret_forget(&self, name: &str) {
+        for status in ["True", "False"] {
+            self.cluster_external_secret_condition
+                .remove(&condition("", name, "Ready", status));
+        }
+        self.cluster_external_secret_duration.remove(&Object {
+            name: name.into(),
+            namespace: String::new(),
+        });
     }
 
     /// Appends the exposition of these metrics.

@@ -244,6 +244,19 @@ impl Metrics {
         }
     }
 
+    /// One ClusterExternalSecret reconciled (ESO's series only).
+    pub fn cluster_external_secret_reconciled(&self, name: &str, ready: bool, took: Duration) {
+        if let Some(eso) = &self.eso {
+            eso.cluster_external_secret_reconciled(name, ready, took);
+        }
+    }
+
+    pub fn cluster_external_secret_deleted(&self, name: &str) {
+        if let Some(eso) = &self.eso {
+            eso.cluster_external_secret_forget(name);
+        }
+    }
+
     /// `secretsync_workload_restarts_total{kind}`: one workload restarted.
     pub fn workload_restarted(&self, kind: &str) {
         self.workload_restarts

@@ -10,6 +10,7 @@
 //! waiting for a reconcile held in a line of our own (`queue`) rather than in
 //! kube-runtime's scheduler, whose tables keep the size of the largest burst.
 
+pub mod cluster_external_secret;
 mod eso_metrics;
 mod events;
 pub mod external_secret;
@@ -72,6 +73,8 @@ pub enum Error {
     },
     #[error("the reconcile panicked")]
     Panicked,
+    #[error("cleaning up: {0}")]
+    Cleanup(String),
 }
 
 /// Lease-based leader election.
@@ -154,6 +157,12 @@ pub struct Context {
     /// blocking threads from this pool.
     pub template_limits: crate::template::RenderLimits,
     pub render_pool: crate::template::RenderPool,
+    /// Kubernetes API requests in flight at once.
+    pub api_concurrency: usize,
+    /// `--namespaces`: the only namespaces watched; empty: all.
+    watched_namespaces: Vec<String>,
+    /// What ClusterExternalSecrets' reconciles wrote.
+    children: Mutex<cluster_external_secret::WrittenChildren>,
 }
 
 /// What this process last wrote to an ExternalSecret's status: fingerprints
@@ -328,6 +337,58 @@ impl Context {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(key);
+    }
+
+    /// Whether objects of `namespace` are watched (and so may be written).
+    fn watches_namespace(&self, namespace: &str) -> bool {
+        self.watched_namespaces.is_empty() || self.watched_namespaces.iter().any(|n| n == namespace)
+    }
+
+    fn children(&self) -> std::sync::MutexGuard<'_, cluster_external_secret::WrittenChildren> {
+        self.children.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What this process wrote for the ClusterExternalSecret `key`, by namespace.
+    fn children_written(&self, key: &str) -> Vec<(String, cluster_external_secret::Written)> {
+        self.children()
+            .get(key)
+            .map(|by_namespace| {
+                by_namespace
+                    .iter()
+                    .map(|(n, w)| (n.clone(), w.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn child_written(
+        &self,
+        key: &str,
+        namespace: &str,
+    ) -> Option<cluster_external_secret::Written> {
+        self.children().get(key)?.get(namespace).cloned()
+    }
+
+    fn remember_child(
+        &self,
+        key: &str,
+        namespace: &str,
+        written: cluster_external_secret::Written,
+    ) {
+        self.children()
+            .entry(key.to_string())
+            .or_default()
+            .insert(namespace.to_string(), written);
+    }
+
+    fn forget_child(&self, key: &str, namespace: &str) {
+        if let Some(by_namespace) = self.children().get_mut(key) {
+            by_namespace.remove(namespace);
+        }
+    }
+
+    fn forget_children(&self, key: &str) {
+        self.children().remove(key);
     }
 
     pub(crate) async fn publish(
@@ -533,6 +594,9 @@ pub async fn run(
         statuses: Mutex::default(),
         template_limits: settings.template_limits,
         render_pool: crate::template::RenderPool::for_this_machine(),
+        api_concurrency: settings.api_concurrency.max(1),
+        watched_namespaces: settings.namespaces.clone(),
+        children: Mutex::default(),
     });
     // Watches run as long as the process; controllers until shutdown, when
     // they stop taking work and finish what runs.

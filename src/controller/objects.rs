@@ -18,8 +18,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{
-    ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec, ExternalSecretStatus, SealedSecret,
-    SealedSecretSpec, SealedSecretStatus, SecretStoreSpec, SecretStoreStatus,
+    ClusterExternalSecretSpec, ClusterExternalSecretStatus, ClusterSecretStoreSpec, ExternalSecret,
+    ExternalSecretSpec, ExternalSecretStatus, SealedSecret, SealedSecretSpec, SealedSecretStatus,
+    SecretStoreSpec, SecretStoreStatus,
 };
 
 /// An object as watched: its metadata always, its spec if it decodes.
@@ -83,6 +84,8 @@ impl<T: DeserializeOwned> Kept<T> {
 pub type WatchedExternalSecret = Watched<ExternalSecretSpec, ExternalSecretStatus>;
 pub type WatchedSecretStore = Watched<SecretStoreSpec, SecretStoreStatus>;
 pub type WatchedClusterSecretStore = Watched<ClusterSecretStoreSpec, SecretStoreStatus>;
+pub type WatchedClusterExternalSecret =
+    Watched<ClusterExternalSecretSpec, ClusterExternalSecretStatus>;
 pub type WatchedSealedSecret = Watched<SealedSecretSpec, SealedSecretStatus>;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
@@ -216,6 +219,11 @@ impl Kind for ClusterSecretStoreSpec {
     const PLURAL: &'static str = "clustersecretstores";
 }
 
+impl Kind for ClusterExternalSecretSpec {
+    const KIND: &'static str = "ClusterExternalSecret";
+    const PLURAL: &'static str = "clusterexternalsecrets";
+}
+
 impl Kind for SealedSecretSpec {
     const KIND: &'static str = "SealedSecret";
     const PLURAL: &'static str = "sealedsecrets";
@@ -334,6 +342,13 @@ impl Flavor {
 
     pub fn secret_stores(&self) -> ApiResource {
         self.resource(SecretStoreSpec::KIND, SecretStoreSpec::PLURAL)
+    }
+
+    pub fn cluster_external_secrets(&self) -> ApiResource {
+        self.resource(
+            ClusterExternalSecretSpec::KIND,
+            ClusterExternalSecretSpec::PLURAL,
+        )
     }
 
     pub fn cluster_secret_stores(&self) -> ApiResource {

@@ -25,13 +25,13 @@ use super::queue::Queue;
 
 use super::managed::ManagedSecret;
 use super::objects::{
-    Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSealedSecret,
-    WatchedSecretStore,
+    Flavor, SECRETSYNC, WatchedClusterExternalSecret, WatchedClusterSecretStore,
+    WatchedExternalSecret, WatchedSealedSecret, WatchedSecretStore,
 };
 use super::refresh::Refresher;
 use super::{
-    Context, Filled, StoreCaches, error_policy, external_secret, in_own_task, objects,
-    sealed_secret, store, writer_of,
+    Context, Filled, StoreCaches, cluster_external_secret, error_policy, external_secret,
+    in_own_task, objects, sealed_secret, store, writer_of,
 };
 use crate::sync::MANAGED_LABEL;
 
@@ -101,6 +101,12 @@ struct Scoped {
 struct Routes {
     external: Vec<(Flavor, Scope, Line)>,
     sealed: Vec<(Scope, UnboundedSender<ObjectRef<WatchedSealedSecret>>)>,
+    /// Per flavor: the ClusterExternalSecrets' controller, and their cache.
+    cluster_external: Vec<(
+        Flavor,
+        UnboundedSender<ObjectRef<WatchedClusterExternalSecret>>,
+        Store<WatchedClusterExternalSecret>,
+    )>,
 }
 
 impl Routes {
@@ -129,6 +135,22 @@ impl Routes {
         }
     }
 
+    /// Wakes every ClusterExternalSecret: a namespace changed.
+    fn every_cluster_external_secret(&self) {
+        for (_, tx, cache) in &self.cluster_external {
+            for object in cache.state() {
+                let _ = tx.send(ObjectRef::from_obj_with(object.as_ref(), object.flavor));
+            }
+        }
+    }
+
+    /// Wakes the ClusterExternalSecret of this flavor named `name`.
+    fn cluster_external_secret(&self, flavor: Flavor, name: &str) {
+        if let Some((_, tx, _)) = self.cluster_external.iter().find(|(f, _, _)| *f == flavor) {
+            let _ = tx.send(ObjectRef::new_with(name, flavor));
+        }
+    }
+
     /// Wakes whoever writes this Secret.
     fn writers_of(&self, secret: &ManagedSecret, flavors: &[Flavor]) {
         for flavor in flavors {
@@ -151,6 +173,11 @@ pub struct Plan {
     scoped: Vec<Scoped>,
     namespaces: reflector::store::Writer<PartialObjectMeta<Namespace>>,
     cluster_stores: Vec<(Flavor, reflector::store::Writer<WatchedClusterSecretStore>)>,
+    cluster_external: Vec<(
+        Flavor,
+        reflector::store::Writer<WatchedClusterExternalSecret>,
+        UnboundedReceiver<ObjectRef<WatchedClusterExternalSecret>>,
+    )>,
     routes: Routes,
     pub refresher: Arc<Refresher>,
     refresher_woken: UnboundedReceiver<Arc<str>>,
@@ -190,6 +217,17 @@ impl Plan {
             })
             .collect();
         let (refresher, refresher_woken) = Refresher::new(reconciles);
+        let cluster_external = flavors
+            .iter()
+            .map(|flavor| {
+                let writer = reflector::store::Writer::new(*flavor);
+                let (tx, woken) = unbounded_channel();
+                routes
+                    .cluster_external
+                    .push((*flavor, tx, writer.as_reader()));
+                (*flavor, writer, woken)
+            })
+            .collect();
         Plan {
             flavors: flavors.to_vec(),
             scoped,
@@ -198,6 +236,7 @@ impl Plan {
                 .iter()
                 .map(|f| (*f, reflector::store::Writer::new(*f)))
                 .collect(),
+            cluster_external,
             routes,
             refresher,
             refresher_woken,
@@ -273,14 +312,18 @@ impl Plan {
             scoped,
             namespaces,
             cluster_stores,
+            cluster_external,
             routes,
             refresher,
             mut refresher_woken,
             filled,
         } = self;
 
-        // Namespaces, metadata only: their labels select ClusterSecretStores.
-        watches.push(
+        // Namespaces, metadata only: their labels select ClusterSecretStores
+        // and ClusterExternalSecrets, and each change after the first list
+        // wakes every ClusterExternalSecret.
+        watches.push({
+            let routes = routes.clone();
             watcher(
                 Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
                 watcher::Config::default(),
@@ -289,9 +332,39 @@ impl Plan {
             .modify(|namespace| namespace.metadata.managed_fields = None)
             .inspect_ok(filled.marker())
             .reflect(namespaces)
-            .for_each(|_| futures::future::ready(()))
-            .boxed(),
-        );
+            .for_each(move |event| {
+                if let Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) = event {
+                    routes.every_cluster_external_secret();
+                }
+                futures::future::ready(())
+            })
+            .boxed()
+        });
+
+        for (flavor, writer, woken) in cluster_external {
+            let reader = writer.as_reader();
+            let stream = watcher(
+                Api::<WatchedClusterExternalSecret>::all_with(client.clone(), &flavor),
+                watcher::Config::default(),
+            )
+            .default_backoff()
+            .reflect(writer)
+            .applied_objects()
+            .predicate_filter(cluster_external_secret::wakes, Default::default());
+            controllers.push(
+                Controller::for_stream_with(stream, reader, flavor)
+                    .with_config(config.clone())
+                    .reconcile_on(stream_of(woken))
+                    .graceful_shutdown_on(stopped())
+                    .run(
+                        in_own_task(cluster_external_secret::reconcile),
+                        error_policy,
+                        ctx.clone(),
+                    )
+                    .for_each(|_| futures::future::ready(()))
+                    .boxed(),
+            );
+        }
 
         // The refresher wakes whoever falls due; who a cycle took along, or
         // the clock woke, is woken in its own flavor's and scope's controller.
@@ -370,6 +443,7 @@ impl Plan {
                     client,
                     ctx,
                     &refresher,
+                    &routes,
                     flavor,
                     &scope,
                     queue,
@@ -457,6 +531,7 @@ fn external_secrets(
     client: &kube::Client,
     ctx: &Arc<Context>,
     refresher: &Arc<Refresher>,
+    routes: &Routes,
     flavor: Flavor,
     scope: &Scope,
     queue: Line,
@@ -476,11 +551,19 @@ fn external_secrets(
     .for_each({
         let ctx = ctx.clone();
         let queue = queue.clone();
+        let routes = routes.clone();
         move |event| {
-            if let Ok(event) = event
-                && let Some(asked) = external_secret::observe(&ctx, flavor, &event)
-            {
-                queue.push(asked);
+            if let Ok(event) = event {
+                // A ClusterExternalSecret's child deleted (or seen first after
+                // a restart): its writer checks it.
+                if let watcher::Event::Delete(child) | watcher::Event::InitApply(child) = &event
+                    && let Some(writer) = cluster_external_secret::writer_of_child(child)
+                {
+                    routes.cluster_external_secret(flavor, &writer);
+                }
+                if let Some(asked) = external_secret::observe(&ctx, flavor, &event) {
+                    queue.push(asked);
+                }
             }
             futures::future::ready(())
         }

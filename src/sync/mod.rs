@@ -8,6 +8,7 @@
 
 pub mod admission;
 mod check;
+pub mod cluster_external_secret;
 mod decoding;
 mod desired;
 mod error;
