@@ -813,6 +813,103 @@ async fn refresh_and_deletion_policies() {
         .await;
 }
 
+/// ESO's `syncWindows`: a deny window that is open holds periodic refreshes
+/// back, an allow window that is open lets them through; neither holds back
+/// the first sync or a force-sync (ESO's annotation as much as ours).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_windows_gate_periodic_refreshes_only() {
+    let mut scenario = Scenario::start("windows").await;
+    scenario.run_controller(&[]);
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Window-v1")]),
+        )
+        .await;
+    // Every minute a window opens for an hour: always open.
+    let spec = |windows: Value| {
+        json!({"refreshInterval": "1s", "syncWindows": windows,
+        "secretStoreRef": {"name": "fake"}, "data": data("a", "a")})
+    };
+    let always = json!([{"schedule": "* * * * *", "duration": "1h"}]);
+    scenario
+        .external_secret("denied", spec(json!({"kind": "deny", "windows": always})))
+        .await;
+    scenario
+        .external_secret("allowed", spec(json!({"kind": "allow", "windows": always})))
+        .await;
+    scenario
+        .external_secret(
+            "closed",
+            spec(
+                json!({"kind": "allow", "windows": [{"schedule": "0 0 31 2 *", "duration": "1h"}]}),
+            ),
+        )
+        .await;
+    for name in ["denied", "allowed", "closed"] {
+        scenario
+            .secret_where(name, |s| text(s, "a") == "Window-v1")
+            .await;
+    }
+
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("a", "Window-v2")]),
+        )
+        .await;
+    scenario
+        .secret_where("allowed", |s| text(s, "a") == "Window-v2")
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for name in ["denied", "closed"] {
+        assert_eq!(
+            text(&scenario.secrets().get(name).await.unwrap(), "a"),
+            "Window-v1",
+            "{name}: its windows hold periodic refreshes back"
+        );
+    }
+    scenario.ready_reason("denied", "SecretSynced").await;
+
+    // A force-sync goes through, by either annotation.
+    scenario.force_sync("denied", "now").await;
+    scenario
+        .secret_where("denied", |s| text(s, "a") == "Window-v2")
+        .await;
+    scenario
+        .api("ExternalSecret", "externalsecrets")
+        .patch(
+            "closed",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"external-secrets.io/force-sync": "1"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    scenario
+        .secret_where("closed", |s| text(s, "a") == "Window-v2")
+        .await;
+
+    // A schedule that is not one is named by its field.
+    scenario
+        .external_secret(
+            "typo",
+            spec(json!({"kind": "deny", "windows": [{"schedule": "0 22 * *", "duration": "1h"}]})),
+        )
+        .await;
+    let status = scenario.ready_reason("typo", "InvalidSpec").await;
+    assert!(
+        status
+            .to_string()
+            .contains("spec.syncWindows.windows[0].schedule"),
+        "{status}"
+    );
+    scenario.finish(&["Window-v1", "Window-v2"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stores_decide_who_may_use_them() {
     let mut scenario = Scenario::start("access").await;

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::validation::{dns_subdomain_problem, secret_key_problem};
-use super::{Condition, FieldErrors, GoDuration};
+use super::{Condition, FieldErrors, GoDuration, SyncWindows};
 
 /// The pattern a `secretKey` must match: Kubernetes' rule for Secret keys
 /// (letters, digits, `-`, `_`, `.`; not `.`, `..` or starting with `..`).
@@ -64,6 +64,10 @@ pub struct ExternalSecretSpec {
     pub refresh_interval: GoDuration,
     #[serde(default)]
     pub refresh_policy: RefreshPolicy,
+    /// When periodic refreshes may happen (evaluated in UTC). First syncs,
+    /// spec changes and force-syncs are never held back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_windows: Option<SyncWindows>,
     pub secret_store_ref: SecretStoreRef,
     #[serde(default)]
     pub target: ExternalSecretTarget,
@@ -512,6 +516,11 @@ impl ExternalSecretSpec {
         self.target.validate(&mut errors);
         if self.data.is_empty() && self.data_from.is_empty() {
             errors.push("spec", "one of data or dataFrom is required");
+        }
+        if let Some(windows) = &self.sync_windows
+            && let Err(problems) = super::SyncWindowSchedule::compile(windows)
+        {
+            errors.0.extend(problems.0);
         }
         let mut seen = BTreeSet::new();
         for (i, item) in self.data.iter().enumerate() {

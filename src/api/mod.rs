@@ -8,6 +8,7 @@ mod duration;
 mod external_secret;
 mod sealed_secret;
 mod secret_store;
+mod sync_windows;
 mod validation;
 
 pub use cluster_external_secret::*;
@@ -16,6 +17,7 @@ pub use duration::{DURATION_PATTERN, DurationError, GoDuration};
 pub use external_secret::*;
 pub use sealed_secret::*;
 pub use secret_store::*;
+pub use sync_windows::{SyncWindow, SyncWindowKind, SyncWindowSchedule, SyncWindows};
 pub use validation::{
     FieldError, FieldErrors, MAX_LABEL_LEN, MAX_SUBDOMAIN_LEN, dns_label_problem,
     dns_subdomain_problem, from_json, is_valid_secret_key, label_value_problem,

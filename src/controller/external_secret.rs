@@ -153,6 +153,7 @@ fn observed(
                 )
             }),
         spec_source,
+        windowed: spec.sync_windows.is_some() && periodic_interval(spec).is_some(),
     }
 }
 
@@ -329,13 +330,18 @@ async fn sync_one(
     }
 
     let interval = periodic_interval(&es.spec);
-    let due = refreshed.at.is_none()
+    let asked = refreshed.at.is_none()
         || refreshed.failed
         || refreshed.spec != Some(spec_hash)
-        || !exists && refresh_policy == RefreshPolicy::CreatedOnce
-        || interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
+        || !exists && refresh_policy == RefreshPolicy::CreatedOnce;
+    let periodic = interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
+    let held_back = !asked && periodic && !within_sync_windows(ctx, key, &es.spec).await;
+    let due = asked || periodic && !held_back;
     let requests = sync::remote_requests(&es.spec);
-    let kept = if due {
+    // Held back by its sync windows, it takes no value that another
+    // ExternalSecret's refresh brought in either (unless its Secret needs
+    // repair, below).
+    let kept = if due || held_back {
         None
     } else {
         provider.cached(&requests, interval.unwrap_or(Duration::MAX))
@@ -526,6 +532,38 @@ fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
 /// refresh for when the next one falls due (a store's cycle may take it along
 /// a little earlier), so that needs no requeue here; one without comes back
 /// after its interval; one not refreshed on a schedule only on a change.
+/// Whether the sync windows let a periodic refresh happen now. When they
+/// hold it back, the refresher wakes the ExternalSecret again once they let
+/// it (or in a day, when they never do). Cron search is CPU work, so off
+/// the async threads.
+async fn within_sync_windows(ctx: &Context, key: &str, spec: &ExternalSecretSpec) -> bool {
+    let Some(windows) = &spec.sync_windows else {
+        return true;
+    };
+    let Ok(schedule) = crate::api::SyncWindowSchedule::compile(windows) else {
+        // validate() has turned it away already.
+        return true;
+    };
+    let now = jiff::Timestamp::now();
+    let next = tokio::task::spawn_blocking(move || schedule.next_allowed(now))
+        .await
+        .ok()
+        .flatten();
+    if next == Some(now) {
+        return true;
+    }
+    let wait = next
+        .and_then(|next| next.duration_since(now).try_into().ok())
+        .unwrap_or(SYNC_WINDOW_RECHECK)
+        .min(SYNC_WINDOW_RECHECK);
+    tracing::debug!(external_secret = %key, wait_secs = wait.as_secs(), "periodic refresh held back by syncWindows");
+    ctx.refresher.defer(key, Instant::now() + wait);
+    false
+}
+
+/// The longest the refresher waits before it asks the sync windows again.
+const SYNC_WINDOW_RECHECK: Duration = Duration::from_secs(24 * 3600);
+
 fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
     match (interval, refreshed) {
         (Some(_), Some(_)) | (None, _) => Action::await_change(),

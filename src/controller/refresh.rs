@@ -73,6 +73,8 @@ pub struct Observed {
     /// What `spec_hash` was computed from, fingerprinted (see
     /// [`Refresher::known_spec_hash`]).
     pub spec_source: u64,
+    /// Its periodic refreshes follow `syncWindows`.
+    pub windowed: bool,
 }
 
 /// Kept for each of thousands of ExternalSecrets, so only what cycles need,
@@ -94,6 +96,11 @@ struct Member {
     /// The clock has woken it for its refresh due now; not again until it
     /// has refreshed.
     woken: bool,
+    /// Its periodic refreshes follow `syncWindows`: the reconcile woken
+    /// decides, and a cycle never takes it along unasked.
+    windowed: bool,
+    /// Its sync windows hold its refresh back until then.
+    deferred: Option<Instant>,
 }
 
 impl Member {
@@ -102,12 +109,16 @@ impl Member {
         if self.failed || self.woken {
             return None;
         }
-        self.last_refresh?.checked_add(self.interval?)
+        let due = self.last_refresh?.checked_add(self.interval?)?;
+        Some(self.deferred.map_or(due, |deferred| deferred.max(due)))
     }
 
     /// Whether a cycle starting `now` takes this one along unasked.
     fn pulled_in(&self, now: Instant) -> bool {
         if self.failed {
+            return false;
+        }
+        if self.windowed && self.last_refresh.is_some() {
             return false;
         }
         match (self.last_refresh, self.interval) {
@@ -286,6 +297,7 @@ impl Refresher {
         let store = inner.store(observed.store);
         let requests = inner.requests(observed.requests);
         let previous = inner.members.remove(&**key);
+        let previous_deferred = previous.as_ref().and_then(|m| m.deferred);
         let asks = previous
             .as_ref()
             .is_none_or(|member| member.spec_hash != observed.spec_hash);
@@ -327,6 +339,8 @@ impl Refresher {
             refreshed_spec,
             failed,
             woken,
+            windowed: observed.windowed,
+            deferred: previous_deferred.filter(|_| observed.windowed),
         });
         let sooner = inner.clock_looks_at(member.due());
         inner.members.insert(key.clone(), member);
@@ -426,6 +440,15 @@ impl Refresher {
         self.update(key, |m| {
             m.refreshed_spec = Some(spec);
             m.failed = false;
+        });
+    }
+
+    /// Its sync windows hold its periodic refresh back: the clock wakes it
+    /// again at `until`.
+    pub fn defer(&self, key: &str, until: Instant) {
+        self.update(key, |m| {
+            m.deferred = Some(until);
+            m.woken = false;
         });
     }
 
@@ -551,6 +574,7 @@ impl Refresher {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
                         member.woken = false;
+                        member.deferred = None;
                         member.refreshed_spec = Some(member.spec_hash);
                         if let Some(due) = member.due() {
                             next = Some(next.map_or(due, |n| n.min(due)));
@@ -643,6 +667,7 @@ mod tests {
             refreshed_spec: None,
             spec_hash: SpecHash(1),
             spec_source: 1,
+            windowed: false,
         }
     }
 
@@ -774,6 +799,60 @@ mod tests {
             .await;
         assert!(woken.try_recv().is_err());
         assert_eq!(refresher.refreshed("b"), Refreshed::default(), "forgotten");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_member_held_back_by_its_sync_windows_waits_and_is_never_taken_along() {
+        let (refresher, mut woken) = Refresher::new(100);
+        tokio::spawn(refresher.clone().run_clock());
+        refresher.observe(&key("a"), observed("a", Some(60)));
+        refresher.observe(&key("b"), observed("b", Some(60)));
+        let windowed = |name| Observed {
+            windowed: true,
+            ..observed(name, Some(60))
+        };
+        refresher.observe(&key("w"), windowed("w"));
+        refresher
+            .refresh(
+                &store(),
+                "a",
+                observed("a", None).requests,
+                provider(),
+                admit_all(),
+            )
+            .await;
+        let mut first = vec![next(&mut woken).await, next(&mut woken).await];
+        first.sort();
+        assert_eq!(first, ["b", "w"], "a first sync takes everyone along");
+
+        // 55 s on, a refreshes early: b, due in 5 s, comes along; w not.
+        tokio::time::advance(Duration::from_secs(55)).await;
+        refresher
+            .refresh(
+                &store(),
+                "a",
+                observed("a", None).requests,
+                provider(),
+                admit_all(),
+            )
+            .await;
+        assert_eq!(next(&mut woken).await, "b");
+        assert!(woken.try_recv().is_err());
+        // w falls due on its own; held back for ten minutes, it is woken
+        // then and not before (a, on its minute, meanwhile).
+        assert_eq!(next(&mut woken).await, "w");
+        let held_at = Instant::now();
+        refresher.defer("w", held_at + Duration::from_secs(600));
+        loop {
+            let who = next(&mut woken).await;
+            if who == "w" {
+                break;
+            }
+            refresher
+                .refresh(&store(), &who, BTreeSet::new(), provider(), admit_all())
+                .await;
+        }
+        assert!(held_at.elapsed() >= Duration::from_secs(600));
     }
 
     /// The next one woken, failing (not hanging) when nobody is.
