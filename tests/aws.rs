@@ -406,6 +406,111 @@ dataFrom:
     assert!(providers.calls().total("secretsmanager", "ListSecrets") >= 3);
 }
 
+/// `metadataPolicy: Fetch` reads tags instead of values: Secrets Manager's
+/// from one ListSecrets for many secrets (or DescribeSecret per distinct
+/// secret where listing is not allowed), SSM's with ListTagsForResource per
+/// distinct parameter; never one call per reference.
+#[tokio::test]
+async fn metadata_policy_fetch_reads_tags_batched() {
+    let aws = Aws::start().await;
+    for (name, owner) in [("apps/db", "team-a"), ("apps/api", "team-b")] {
+        aws.sm
+            .create_secret()
+            .name(name)
+            .secret_string("Tag-test-secret-value")
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("owner")
+                    .value(owner)
+                    .build(),
+            )
+            .tags(
+                aws_sdk_secretsmanager::types::Tag::builder()
+                    .key("tier")
+                    .value("gold")
+                    .build(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let es = external_secret(
+        r#"
+data:
+  - {secretKey: db-owner, remoteRef: {key: apps/db, metadataPolicy: Fetch, property: owner}}
+  - {secretKey: db-owner-again, remoteRef: {key: apps/db, metadataPolicy: Fetch, property: owner}}
+  - {secretKey: api-tags, remoteRef: {key: apps/api, metadataPolicy: Fetch}}
+  - {secretKey: db-value, remoteRef: {key: apps/db}}
+dataFrom:
+  - extract: {key: apps/api, metadataPolicy: Fetch}
+    rewrite: [{regexp: {source: "^", target: "api-tag-"}}]
+"#,
+    );
+    let secret = sync(&providers, &store(SECRETS_MANAGER), &es)
+        .await
+        .unwrap();
+    assert_eq!(text(&secret, "db-owner"), "team-a");
+    assert_eq!(text(&secret, "db-owner-again"), "team-a");
+    assert_eq!(
+        text(&secret, "api-tags"),
+        r#"{"owner":"team-b","tier":"gold"}"#
+    );
+    assert_eq!(text(&secret, "api-tag-tier"), "gold");
+    assert_eq!(text(&secret, "db-value"), "Tag-test-secret-value");
+    let calls = providers.calls();
+    assert_eq!(calls.total("secretsmanager", "ListSecrets"), 1);
+    assert_eq!(calls.total("secretsmanager", "DescribeSecret"), 0);
+
+    // A secret that does not exist is named.
+    let missing = external_secret(
+        "data: [{secretKey: x, remoteRef: {key: apps/none, metadataPolicy: Fetch}}]",
+    );
+    let error = sync(&providers, &store(SECRETS_MANAGER), &missing)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("apps/none"), "{error}");
+
+    // SSM: one ListTagsForResource per distinct parameter.
+    aws.parameter(
+        "/apps/db/url",
+        "Tag-test-param",
+        aws_sdk_ssm::types::ParameterType::SecureString,
+    )
+    .await;
+    aws.ssm
+        .add_tags_to_resource()
+        .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+        .resource_id("/apps/db/url")
+        .tags(
+            aws_sdk_ssm::types::Tag::builder()
+                .key("owner")
+                .value("team-c")
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let es = external_secret(
+        r#"
+data:
+  - {secretKey: owner, remoteRef: {key: /apps/db/url, metadataPolicy: Fetch, property: owner}}
+  - {secretKey: tags, remoteRef: {key: /apps/db/url, metadataPolicy: Fetch}}
+  - {secretKey: url, remoteRef: {key: /apps/db/url}}
+"#,
+    );
+    let secret = sync(&providers, &store(PARAMETER_STORE), &es)
+        .await
+        .unwrap();
+    assert_eq!(text(&secret, "owner"), "team-c");
+    assert_eq!(text(&secret, "tags"), r#"{"owner":"team-c"}"#);
+    assert_eq!(text(&secret, "url"), "Tag-test-param");
+    assert_eq!(providers.calls().total("ssm", "ListTagsForResource"), 1);
+}
+
 #[tokio::test]
 async fn find_parameters_by_path_across_pages_name_and_tags() {
     use aws_sdk_ssm::types::{ParameterType, Tag};

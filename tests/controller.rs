@@ -1201,6 +1201,17 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
     let admin = support::moto::sdk_config(&moto.endpoint).await;
     let sm = aws_sdk_secretsmanager::Client::new(&admin);
     create_passwords(&sm, "eso/s", "Eso-pw-", 4).await;
+    sm.tag_resource()
+        .secret_id("eso/s0")
+        .tags(
+            aws_sdk_secretsmanager::types::Tag::builder()
+                .key("owner")
+                .value("team-eso")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
     let ssm = aws_sdk_ssm::Client::new(&admin);
     for i in 0..3 {
         ssm.put_parameter()
@@ -1243,6 +1254,15 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
             "data": [{"secretKey": "value", "remoteRef": {"key": format!("/eso/p{}", i % 3)}}]});
         scenario.external_secret(&format!("ssm-{i}"), spec).await;
     }
+    // Tags (metadataPolicy: Fetch): ESO's policy has no ListSecrets, so
+    // DescribeSecret, as ESO reads them.
+    scenario
+        .external_secret(
+            "sm-tags",
+            json!({"secretStoreRef": {"name": "sm"}, "refreshInterval": "1h",
+                "data": [{"secretKey": "owner", "remoteRef": {"key": "eso/s0", "metadataPolicy": "Fetch", "property": "owner"}}]}),
+        )
+        .await;
     let token = scenario.cluster.kubeconfig.with_file_name("irsa-token");
     std::fs::write(
         &token,
@@ -1266,6 +1286,9 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
             .secret_where(&format!("ssm-{i}"), |s| text(s, "value") == expected)
             .await;
     }
+    scenario
+        .secret_where("sm-tags", |s| text(s, "owner") == "team-eso")
+        .await;
     let recorded = moto.stop_recording();
     // Each distinct secret read once, no batch after the store check found
     // it refused; parameters in one GetParameters.

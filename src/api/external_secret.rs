@@ -354,7 +354,8 @@ pub struct RemoteRef {
     /// For `extract` without `rewrite`: how its field names become keys.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversion_strategy: Option<ConversionStrategy>,
-    /// Accepted for ESO manifests; only `None` (values, not tags) exists.
+    /// `Fetch`: the secret's (or parameter's) tags instead of its value, as
+    /// a JSON object; `property` picks one tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata_policy: Option<MetadataPolicy>,
     /// `Fail`: a value holding a NUL byte (after decoding) fails the sync
@@ -402,7 +403,10 @@ pub enum ConversionStrategy {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub enum MetadataPolicy {
+    /// The value.
     None,
+    /// The tags.
+    Fetch,
 }
 
 /// One `dataFrom` entry: exactly one of `extract` or `find`, then `rewrite`s.

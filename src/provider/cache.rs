@@ -281,7 +281,7 @@ mod tests {
                     RemoteRequest::Value { key, .. } => values
                         .get(key)
                         .is_some_and(|(_, v)| &v.to_string() == *marker),
-                    RemoteRequest::Find(_) => false,
+                    RemoteRequest::Find(_) | RemoteRequest::Tags { .. } => false,
                 })
                 .map(|(request, _)| request.clone())
                 .collect())

@@ -102,6 +102,12 @@ impl Provider for FakeProvider {
                         ("GetValue", self.get_value(key, version.as_deref()))
                     }
                     RemoteRequest::Find(query) => ("Find", self.find(query)),
+                    RemoteRequest::Tags { .. } => (
+                        "GetTags",
+                        Err(ProviderError::Unsupported(
+                            "metadataPolicy Fetch: the fake provider keeps no tags".into(),
+                        )),
+                    ),
                 };
                 let outcome = if result.is_ok() { "success" } else { "error" };
                 self.calls.record(SERVICE, call, outcome);

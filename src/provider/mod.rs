@@ -32,6 +32,9 @@ pub enum RemoteRequest {
     },
     /// Every remote secret matching a query.
     Find(FindQuery),
+    /// A remote secret's tags (`metadataPolicy: Fetch`), answered as one
+    /// JSON object of tag keys to values.
+    Tags { key: String },
 }
 
 /// `dataFrom[].find`: every part that is set must match.

@@ -3,7 +3,8 @@
 use std::collections::BTreeSet;
 
 use crate::api::{
-    ExternalSecretData, ExternalSecretDataFrom, ExternalSecretSpec, FindRef, RemoteRef,
+    ExternalSecretData, ExternalSecretDataFrom, ExternalSecretSpec, FindRef, MetadataPolicy,
+    RemoteRef,
 };
 use crate::provider::{FindQuery, RemoteRequest};
 
@@ -31,6 +32,11 @@ pub fn data_from_request(item: &ExternalSecretDataFrom) -> Option<RemoteRequest>
 }
 
 pub(crate) fn value_request(remote: &RemoteRef) -> RemoteRequest {
+    if remote.metadata_policy == Some(MetadataPolicy::Fetch) {
+        return RemoteRequest::Tags {
+            key: remote.key.clone(),
+        };
+    }
     RemoteRequest::Value {
         key: remote.key.clone(),
         version: remote.version.clone(),

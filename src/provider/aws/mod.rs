@@ -153,8 +153,16 @@ impl AwsProvider {
                 },
                 ..query.clone()
             }),
+            RemoteRequest::Tags { key } => RemoteRequest::Tags {
+                key: format!("{}{key}", self.prefix),
+            },
         }
     }
+}
+
+/// Tags as `metadataPolicy: Fetch` answers them: one JSON object.
+pub(super) fn tags_value(tags: &BTreeMap<String, String>) -> crate::SecretValue {
+    crate::SecretValue::from(serde_json::to_string(tags).unwrap_or_default())
 }
 
 #[async_trait]

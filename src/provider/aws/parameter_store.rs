@@ -90,6 +90,7 @@ impl ParameterStore {
         let mut results = FetchResults::new();
         let mut markers = Markers::new();
         let mut values = Vec::new();
+        let mut tagged = Vec::new();
         for request in requests {
             match request {
                 RemoteRequest::Value { key, version } => {
@@ -98,8 +99,41 @@ impl ParameterStore {
                 RemoteRequest::Find(query) => {
                     results.insert(request.clone(), self.find(query).await.map(Fetched::Found));
                 }
+                RemoteRequest::Tags { key } => tagged.push((request, key.as_str())),
             }
         }
+        // SSM has no call that lists many parameters' tags: one
+        // ListTagsForResource per distinct parameter, a few at once.
+        let calls = tagged.into_iter().map(|(request, name)| async move {
+            let response = self
+                .client
+                .list_tags_for_resource()
+                .resource_type(aws_sdk_ssm::types::ResourceTypeForTagging::Parameter)
+                .resource_id(name)
+                .send()
+                .await;
+            let answer = match response {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_invalid_resource_id()) =>
+                {
+                    self.calls.record(SERVICE, "ListTagsForResource", "error");
+                    Err(ProviderError::NotFound { key: name.into() })
+                }
+                response => {
+                    counted(&self.calls, SERVICE, "ListTagsForResource", response).map(|listed| {
+                        let tags: BTreeMap<String, String> = listed
+                            .tag_list()
+                            .iter()
+                            .map(|t| (t.key().to_string(), t.value().to_string()))
+                            .collect();
+                        Fetched::Value(super::tags_value(&tags))
+                    })
+                }
+            };
+            (request.clone(), answer)
+        });
+        results.extend(at_most(CONCURRENT_CALLS, calls.collect()).await);
         let wanted: Vec<(&str, Option<&str>)> = values
             .iter()
             .map(|(_, name, version)| (*name, *version))

@@ -133,6 +133,7 @@ impl SecretsManager {
         let mut markers = Markers::new();
         let mut current = Vec::new();
         let mut pinned = Vec::new();
+        let mut tagged = Vec::new();
         for request in requests {
             match request {
                 RemoteRequest::Value { key, version } => match version.as_deref() {
@@ -142,6 +143,20 @@ impl SecretsManager {
                 RemoteRequest::Find(query) => {
                     results.insert(request.clone(), self.find(query).await.map(Fetched::Found));
                 }
+                RemoteRequest::Tags { key } => tagged.push((request, key.as_str())),
+            }
+        }
+        if !tagged.is_empty() {
+            let keys: Vec<&str> = tagged.iter().map(|(_, key)| *key).collect();
+            let mut tags = self.tags(&keys).await;
+            for (request, key) in tagged {
+                let answer = tags
+                    .remove(key)
+                    .unwrap_or_else(|| Err(ProviderError::NotFound { key: key.into() }));
+                results.insert(
+                    request.clone(),
+                    answer.map(|tags| Fetched::Value(super::tags_value(&tags))),
+                );
             }
         }
         let mut calls = Vec::new();
@@ -395,6 +410,100 @@ impl SecretsManager {
         }
     }
 
+    /// The tags of each secret (`metadataPolicy: Fetch`): named ones from
+    /// ListSecrets (a page holds 100, filtered by up to ten name prefixes),
+    /// so a fleet's tags cost a call or two, not one per secret. An identity
+    /// without ListSecrets (ESO's policy), ARNs, and names the prefixes
+    /// cannot cover are asked with DescribeSecret, once per distinct secret.
+    async fn tags(
+        &self,
+        keys: &[&str],
+    ) -> BTreeMap<String, Result<BTreeMap<String, String>, ProviderError>> {
+        let mut answers = BTreeMap::new();
+        let (arns, names): (Vec<&str>, Vec<&str>) =
+            keys.iter().partition(|k| k.starts_with("arn:"));
+        let mut each: Vec<&str> = arns;
+        match name_prefixes(&names, FILTER_VALUES) {
+            Some(prefixes) if !names.is_empty() => {
+                match self.list_tags(&names, prefixes).await {
+                    Ok(Ok(listed)) => {
+                        for name in &names {
+                            answers.insert(
+                                name.to_string(),
+                                listed
+                                    .get(*name)
+                                    .cloned()
+                                    .ok_or_else(|| ProviderError::NotFound {
+                                        key: name.to_string(),
+                                    }),
+                            );
+                        }
+                    }
+                    // ListSecrets refused: ask each secret instead.
+                    Ok(Err(_)) => each.extend(&names),
+                    Err(e) => {
+                        for name in &names {
+                            answers.insert(name.to_string(), Err(e.clone()));
+                        }
+                    }
+                }
+            }
+            _ => each.extend(&names),
+        }
+        let calls = each.into_iter().map(|id| async move {
+            let response = self.client.describe_secret().secret_id(id).send().await;
+            let tags = match response {
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|e| e.is_resource_not_found_exception()) =>
+                {
+                    self.calls.record(SERVICE, "DescribeSecret", "error");
+                    Err(ProviderError::NotFound {
+                        key: id.to_string(),
+                    })
+                }
+                response => counted(&self.calls, SERVICE, "DescribeSecret", response)
+                    .map(|secret| tag_map(secret.tags())),
+            };
+            (id.to_string(), tags)
+        });
+        answers.extend(at_most(CONCURRENT_CALLS, calls.collect()).await);
+        answers
+    }
+
+    /// Tags of the secrets named, from ListSecrets; the inner `Err` when the
+    /// identity may not list.
+    async fn list_tags(
+        &self,
+        names: &[&str],
+        prefixes: Vec<String>,
+    ) -> Result<Result<BTreeMap<String, BTreeMap<String, String>>, String>, ProviderError> {
+        let filter = Filter::builder()
+            .key(FilterNameStringType::Name)
+            .set_values(Some(prefixes))
+            .build();
+        let mut pages = self
+            .client
+            .list_secrets()
+            .filters(filter)
+            .into_paginator()
+            .page_size(100)
+            .send();
+        let mut listed = BTreeMap::new();
+        while let Some(page) = pages.next().await {
+            let page = match refusable(&self.calls, SERVICE, "ListSecrets", page)? {
+                Ok(page) => page,
+                Err(why) => return Ok(Err(why)),
+            };
+            for secret in page.secret_list() {
+                if let Some(name) = secret.name().filter(|n| names.contains(n)) {
+                    listed.insert(name.to_string(), tag_map(secret.tags()));
+                }
+            }
+        }
+        Ok(Ok(listed))
+    }
+
     async fn exists(&self, id: &str) -> bool {
         let response = self.client.describe_secret().secret_id(id).send().await;
         counted(&self.calls, SERVICE, "DescribeSecret", response).is_ok()
@@ -475,6 +584,17 @@ impl SecretsManager {
         }
         Ok(found)
     }
+}
+
+fn tag_map(tags: &[aws_sdk_secretsmanager::types::Tag]) -> BTreeMap<String, String> {
+    tags.iter()
+        .filter_map(|t| {
+            Some((
+                t.key()?.to_string(),
+                t.value().unwrap_or_default().to_string(),
+            ))
+        })
+        .collect()
 }
 
 /// ARN and version id: a secret deleted and recreated under the same name has
