@@ -933,3 +933,209 @@ async fn dashboard_and_alerts_read_exported_metrics() {
         assert!(read.contains(metric), "no panel reads {metric}");
     }
 }
+
+/// Moving from ESO (README, "Moving from ESO"): ESO's chart installs its CRDs
+/// as templates, so uninstalling the release deletes them, every
+/// ExternalSecret, and through owner references every Secret ESO wrote.
+/// With the CRDs kept first (the README's step 1), the uninstall leaves them,
+/// and secretsync with `--eso-compat` takes over the very same Secrets. A
+/// stand-in chart plays ESO's (ESO's CRD under a Helm release; its own
+/// text is not copied here), installed with the real helm against the test
+/// bed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moving_from_eso_in_the_readmes_order_keeps_every_secret_eso_wrote() {
+    let Some(helm) = helm("moving_from_eso_in_the_readmes_order_keeps_every_secret_eso_wrote")
+    else {
+        return;
+    };
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DynamicObject, Patch, PatchParams, PostParams};
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig);
+    let kubeconfig_arg = kubeconfig.to_str().unwrap().to_string();
+
+    // The stand-in chart: ESO's CRDs as templates, with annotations from
+    // its values.
+    let chart = dir.path().join("eso");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: external-secrets\nversion: 0.0.1\n",
+    )
+    .unwrap();
+    std::fs::write(chart.join("values.yaml"), "crds:\n  annotations: {}\n").unwrap();
+    for name in [
+        "externalsecrets",
+        "secretstores",
+        "clustersecretstores",
+        "clusterexternalsecrets",
+    ] {
+        let text = std::fs::read_to_string(
+            root().join(format!("crds/compat/{name}.external-secrets.io.yaml")),
+        )
+        .unwrap();
+        let mut crd: Value = serde_yaml_ng::from_str(&text).unwrap();
+        crd["metadata"]["annotations"] = json!("ANNOTATIONS");
+        let template = serde_json::to_string(&crd)
+            .unwrap()
+            .replace("\"ANNOTATIONS\"", "{{ toJson .Values.crds.annotations }}");
+        std::fs::write(chart.join(format!("templates/{name}.yaml")), template).unwrap();
+    }
+    let helm_in = |args: &[&str]| {
+        let mut all = vec!["--kubeconfig", kubeconfig_arg.as_str()];
+        all.extend_from_slice(args);
+        run(&helm, &all)
+    };
+    let chart_arg = chart.to_str().unwrap().to_string();
+    kubectl(&kubeconfig, &["create", "namespace", "external-secrets"]).await;
+    kubectl(&kubeconfig, &["create", "namespace", "team"]).await;
+
+    // What ESO left in a namespace: a store, an ExternalSecret, and the
+    // Secret it owns.
+    let client = server.client();
+    let resource = |kind: &str, plural: &str| {
+        kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("external-secrets.io", "v1", kind),
+            plural,
+        )
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "team");
+    let es_api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        "team",
+        &resource("ExternalSecret", "externalsecrets"),
+    );
+    let eso_wrote = |uid: &str| -> Secret {
+        serde_json::from_value(json!({
+            "metadata": {"name": "db", "namespace": "team",
+                "labels": {"reconcile.external-secrets.io/managed": "true"},
+                "ownerReferences": [{"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                    "name": "db", "uid": uid, "controller": true, "blockOwnerDeletion": true}]},
+            "data": {"password": "RXNvLW1vdmUtcHc="},
+        }))
+        .unwrap()
+    };
+    let leave_esos_objects = || async {
+        let params = PatchParams::apply("external-secrets").force();
+        Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            "team",
+            &resource("SecretStore", "secretstores"),
+        )
+        .patch(
+            "fake",
+            &params,
+            &Patch::Apply(
+                json!({"apiVersion": "external-secrets.io/v1", "kind": "SecretStore",
+                "metadata": {"name": "fake"},
+                "spec": {"provider": {"fake": {"data": [{"key": "db", "value": "Eso-move-pw"}]}}}}),
+            ),
+        )
+        .await
+        .unwrap();
+        let es = es_api
+            .patch(
+                "db",
+                &params,
+                &Patch::Apply(
+                    json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+                    "metadata": {"name": "db"},
+                    "spec": {"secretStoreRef": {"name": "fake"}, "refreshInterval": "1h",
+                        "data": [{"secretKey": "password", "remoteRef": {"key": "db"}}]}}),
+                ),
+            )
+            .await
+            .unwrap();
+        let uid = es.metadata.uid.unwrap();
+        secrets
+            .create(&PostParams::default(), &eso_wrote(&uid))
+            .await
+            .unwrap()
+            .metadata
+            .uid
+            .unwrap()
+    };
+
+    // The wrong order first: a plain uninstall takes the Secret with it.
+    helm_in(&[
+        "install",
+        "external-secrets",
+        &chart_arg,
+        "-n",
+        "external-secrets",
+    ]);
+    leave_esos_objects().await;
+    helm_in(&["uninstall", "external-secrets", "-n", "external-secrets"]);
+    assert!(
+        secrets.get_opt("db").await.unwrap().is_none(),
+        "a plain uninstall deletes the Secrets ESO owned: this is what the README's order prevents"
+    );
+
+    // The README's order: keep the CRDs, uninstall, install secretsync.
+    helm_in(&[
+        "install",
+        "external-secrets",
+        &chart_arg,
+        "-n",
+        "external-secrets",
+    ]);
+    let secret_uid = leave_esos_objects().await;
+    helm_in(&[
+        "upgrade",
+        "external-secrets",
+        &chart_arg,
+        "-n",
+        "external-secrets",
+        "--reuse-values",
+        "--set-json",
+        r#"crds.annotations={"helm.sh/resource-policy":"keep"}"#,
+    ]);
+    let kept = kubectl(
+        &kubeconfig,
+        &[
+            "get",
+            "crd",
+            "externalsecrets.external-secrets.io",
+            "-o",
+            r"jsonpath={.metadata.annotations.helm\.sh/resource-policy}",
+        ],
+    )
+    .await;
+    assert_eq!(kept, "keep");
+    helm_in(&["uninstall", "external-secrets", "-n", "external-secrets"]);
+    assert!(es_api.get_opt("db").await.unwrap().is_some());
+    assert_eq!(
+        secrets.get("db").await.unwrap().metadata.uid.as_deref(),
+        Some(secret_uid.as_str())
+    );
+
+    // secretsync's chart with `crds.esoCompat: false` brings its own CRDs.
+    kubectl(&kubeconfig, &["apply", "-f", "crds/"]).await;
+    let mut controller = support::controller::RunningController::start(
+        &kubeconfig,
+        &["--no-leader-election", "--eso-compat"],
+        &[],
+    );
+    let taken_over = support::cluster::eventually(Duration::from_secs(30), || async {
+        let secret = secrets.get("db").await.ok()?;
+        let managed = secret
+            .metadata
+            .labels
+            .as_ref()?
+            .get("secretsync.io/managed")
+            .is_some_and(|v| v == "true");
+        managed.then_some(secret)
+    })
+    .await
+    .unwrap_or_else(|| panic!("never taken over:\n{}", controller.log_text()));
+    assert_eq!(
+        taken_over.metadata.uid.as_deref(),
+        Some(secret_uid.as_str()),
+        "the same Secret, never deleted"
+    );
+    assert_eq!(taken_over.data.unwrap()["password"].0, b"Eso-move-pw");
+    assert!(controller.terminate().success());
+    controller.assert_never_logged(&["Eso-move-pw"]);
+}

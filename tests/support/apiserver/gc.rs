@@ -117,7 +117,6 @@ impl State {
         let gone = Arc::new(gone);
         self.record_change(&resource, &key.2, "DELETED", gone.clone(), None);
         if resource.kind == "CustomResourceDefinition" {
-            self.registry.set_crd(&object, false);
             let (group, plural) = (
                 object["spec"]["group"]
                     .as_str()
@@ -134,9 +133,15 @@ impl State {
                 .filter(|k| k.0 == group && k.1 == plural)
                 .cloned()
                 .collect();
+            // Its objects go as if deleted one by one (watchers see them go,
+            // and the garbage collector takes what they own); simplified:
+            // their finalizers are not waited for.
             for instance in instances {
-                self.objects.remove(&instance);
+                if self.objects.contains_key(&instance) {
+                    self.remove(&instance)?;
+                }
             }
+            self.registry.set_crd(&object, false);
         }
         if resource.kind == "Namespace" && resource.group.is_empty() {
             let contents: Vec<Key> = self
