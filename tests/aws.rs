@@ -99,6 +99,7 @@ fn identity() -> StoreIdentity {
         kind: StoreKind::SecretStore,
         namespace: Some("team".into()),
         name: "aws".into(),
+        tenant: None,
     }
 }
 

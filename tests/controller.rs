@@ -1394,6 +1394,120 @@ async fn a_role_with_esos_iam_policy_keeps_syncing() {
     scenario.finish(&values).await;
 }
 
+/// ESO's `sessionTagsPolicy`: a ClusterSecretStore's role is assumed with
+/// `esoNamespace` (the ExternalSecret's namespace), `esoStoreName` and
+/// `esoStoreKind` (plus `customSessionTags` under `Custom`), so IAM policies
+/// can tell tenants apart: each namespace gets its own session, and two
+/// namespaces never share a batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_tags_policy_gives_each_namespace_its_own_tagged_session() {
+    use support::moto::{Moto, count};
+    let moto = Moto::start();
+    let admin = support::moto::sdk_config(&moto.endpoint).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&admin);
+    create_passwords(&sm, "tenant/s", "Tenant-pw-", 1).await;
+
+    let mut scenario = Scenario::start("tags").await;
+    let first = scenario.cluster.namespace.clone();
+    let second = format!("{}-b", first.chars().take(55).collect::<String>());
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> =
+        Api::all(scenario.cluster.client.clone());
+    namespaces
+        .create(
+            &Default::default(),
+            &serde_json::from_value(json!({"metadata": {"name": second}})).unwrap(),
+        )
+        .await
+        .unwrap();
+    let store = format!("{first}-tagged");
+    Api::<DynamicObject>::all_with(
+        scenario.cluster.client.clone(),
+        &resource("ClusterSecretStore", "clustersecretstores"),
+    )
+    .patch(
+        &store,
+        &PatchParams::apply("scenario").force(),
+        &Patch::Apply(
+            json!({"apiVersion": "secretsync.io/v1", "kind": "ClusterSecretStore",
+            "metadata": {"name": store},
+            "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1",
+                "role": "arn:aws:iam::123456789012:role/tenant-reader",
+                "sessionTags": [{"key": "replaced", "value": "by-the-policy"}],
+                "sessionTagsPolicy": "Custom",
+                "customSessionTags": {"team": "platform"}}}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let spec = json!({"secretStoreRef": {"name": store, "kind": "ClusterSecretStore"},
+        "refreshInterval": "1h",
+        "data": [{"secretKey": "password", "remoteRef": {"key": "tenant/s0", "property": "password"}}]});
+    for namespace in [&first, &second] {
+        Api::<DynamicObject>::namespaced_with(
+            scenario.cluster.client.clone(),
+            namespace,
+            &resource("ExternalSecret", "externalsecrets"),
+        )
+        .patch(
+            "db",
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(
+                json!({"apiVersion": "secretsync.io/v1", "kind": "ExternalSecret",
+                "metadata": {"name": "db"}, "spec": spec}),
+            ),
+        )
+        .await
+        .unwrap();
+    }
+    moto.start_recording();
+    scenario.run_controller(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDSCENARIO"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ]);
+    for namespace in [&first, &second] {
+        let secrets: Api<Secret> = Api::namespaced(scenario.cluster.client.clone(), namespace);
+        let synced = eventually(WAIT, || async {
+            let secret = secrets.get_opt("db").await.ok()??;
+            (text(&secret, "password") == "Tenant-pw-0").then_some(())
+        })
+        .await;
+        assert!(synced.is_some(), "{namespace}: {}", scenario.logs());
+    }
+    let recorded = moto.stop_recording();
+    let assumed: Vec<&String> = recorded
+        .iter()
+        .filter(|r| r.call == "sts.AssumeRole")
+        .map(|r| &r.body)
+        .collect();
+    // Tags are sent in key order; the store check's session serves no namespace.
+    let tags_for = |namespace: &str| {
+        format!(
+            "Tags.member.1.Key=esoNamespace&Tags.member.1.Value={namespace}&Tags.member.2.Key=esoStoreKind&Tags.member.2.Value=ClusterSecretStore&Tags.member.3.Key=esoStoreName&Tags.member.3.Value={store}&Tags.member.4.Key=team&Tags.member.4.Value=platform"
+        )
+    };
+    for namespace in [first.as_str(), second.as_str()] {
+        assert!(
+            assumed
+                .iter()
+                .any(|body| body.contains(&tags_for(namespace))),
+            "no session for {namespace}: {assumed:#?}"
+        );
+    }
+    assert!(assumed.iter().all(|body| !body.contains("replaced")));
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue")
+            + count(&recorded, "secretsmanager.GetSecretValue"),
+        2,
+        "one fetch per namespace: their sessions differ"
+    );
+    let _ = namespaces
+        .delete(&second, &DeleteParams::background())
+        .await;
+    scenario.finish(&["Tenant-pw-0"]).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_standby_instance_takes_over_when_the_leader_stops() {
     let scenario = Scenario::start("leader").await;

@@ -386,6 +386,7 @@ fn store_for(
         kind: StoreKind::ClusterSecretStore,
         namespace: None,
         name: format!("{}-{region}", service_name(service)),
+        tenant: None,
     };
     let spec = StoreProvider {
         aws: Some(AwsProvider {
@@ -395,6 +396,10 @@ fn store_for(
             additional_roles: Vec::new(),
             external_id: None,
             session_tags: Vec::new(),
+            session_tags_policy: None,
+            custom_session_tags: Default::default(),
+            transitive_tag_keys: Vec::new(),
+            secrets_manager: None,
             prefix: None,
             auth: auth.cloned(),
         }),

@@ -153,6 +153,18 @@ pub const MAX_ATTEMPTS: i32 = 20;
 
 impl StoreProvider {
     /// This provider with a store's `spec.retrySettings` carried along.
+    /// As it serves `namespace` for the store `store_name` of `store_kind`:
+    /// see [`AwsProvider::serving`].
+    pub fn serving(&self, namespace: &str, store_name: &str, store_kind: &str) -> StoreProvider {
+        StoreProvider {
+            aws: self
+                .aws
+                .as_ref()
+                .map(|aws| aws.serving(namespace, store_name, store_kind)),
+            ..self.clone()
+        }
+    }
+
     fn with_retry(&self, retry: &Option<StoreRetrySettings>) -> StoreProvider {
         StoreProvider {
             retry: retry.clone(),
@@ -200,11 +212,47 @@ pub struct AwsProvider {
     pub external_id: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub session_tags: Vec<AwsTag>,
+    /// `Simple`: the role is assumed with ESO's session tags `esoNamespace`
+    /// (the ExternalSecret's namespace), `esoStoreName` and `esoStoreKind`,
+    /// in place of `sessionTags`; `Custom`: those plus `customSessionTags`.
+    /// A ClusterSecretStore then has credentials per namespace it serves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_tags_policy: Option<SessionTagsPolicy>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub custom_session_tags: BTreeMap<String, String>,
+    /// ESO's transitive session tag keys: recognised, not supported (the
+    /// store is not Ready, naming this field).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub transitive_tag_keys: Vec<String>,
+    /// ESO's deletion settings for secrets it pushes: accepted, and checked
+    /// as ESO does; they take effect with PushSecret, which is not served yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secrets_manager: Option<SecretsManagerSettings>,
     /// Prepended to every remote key this store reads.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth: Option<AwsAuth>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum SessionTagsPolicy {
+    #[default]
+    None,
+    Simple,
+    Custom,
+}
+
+/// The session tags ESO adds under `sessionTagsPolicy: Simple` and `Custom`.
+pub const ESO_SESSION_TAG_KEYS: [&str; 3] = ["esoNamespace", "esoStoreName", "esoStoreKind"];
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretsManagerSettings {
+    #[serde(default)]
+    pub force_delete_without_recovery: bool,
+    #[serde(default)]
+    pub recovery_window_in_days: i64,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -330,6 +378,47 @@ impl StoreProvider {
 }
 
 impl AwsProvider {
+    /// Whether its session tags name the namespace served
+    /// (`sessionTagsPolicy: Simple` or `Custom`).
+    pub fn tags_name_the_namespace(&self) -> bool {
+        matches!(
+            self.session_tags_policy,
+            Some(SessionTagsPolicy::Simple | SessionTagsPolicy::Custom)
+        )
+    }
+
+    /// This provider as it serves `namespace` for the store `store_name` of
+    /// `store_kind`: under `sessionTagsPolicy` `Simple` or `Custom`, its
+    /// session tags are ESO's (plus `customSessionTags` for `Custom`, empty
+    /// ones left out) in place of `sessionTags`, as ESO sets them.
+    pub fn serving(&self, namespace: &str, store_name: &str, store_kind: &str) -> AwsProvider {
+        let mut tags = BTreeMap::new();
+        match self.session_tags_policy {
+            None | Some(SessionTagsPolicy::None) => return self.clone(),
+            Some(SessionTagsPolicy::Simple) => {}
+            Some(SessionTagsPolicy::Custom) => {
+                for (key, value) in &self.custom_session_tags {
+                    if !key.is_empty() && !value.is_empty() {
+                        tags.insert(key.clone(), value.clone());
+                    }
+                }
+            }
+        }
+        for (key, value) in ESO_SESSION_TAG_KEYS
+            .into_iter()
+            .zip([namespace, store_name, store_kind])
+        {
+            tags.insert(key.to_string(), value.to_string());
+        }
+        AwsProvider {
+            session_tags: tags
+                .into_iter()
+                .map(|(key, value)| AwsTag { key, value })
+                .collect(),
+            ..self.clone()
+        }
+    }
+
     fn validate(&self, namespace: Option<&str>, errors: &mut FieldErrors) {
         let base = "spec.provider.aws";
         if self.region.trim().is_empty() {
@@ -352,6 +441,34 @@ impl AwsProvider {
         for (i, tag) in self.session_tags.iter().enumerate() {
             if tag.key.is_empty() {
                 errors.push(format!("{base}.sessionTags[{i}].key"), "must not be empty");
+            }
+        }
+        for key in self.custom_session_tags.keys() {
+            if ESO_SESSION_TAG_KEYS.contains(&key.as_str()) {
+                errors.push(
+                    format!("{base}.customSessionTags"),
+                    format!("{key:?} is added by sessionTagsPolicy itself: customSessionTags cannot hold esoNamespace, esoStoreName or esoStoreKind"),
+                );
+            }
+        }
+        if !self.transitive_tag_keys.is_empty() {
+            errors.push(
+                format!("{base}.transitiveTagKeys"),
+                "transitive session tags are not supported by secretsync",
+            );
+        }
+        if let Some(settings) = &self.secrets_manager {
+            let window = settings.recovery_window_in_days;
+            if settings.force_delete_without_recovery && window != 0 {
+                errors.push(
+                    format!("{base}.secretsManager"),
+                    "forceDeleteWithoutRecovery and recoveryWindowInDays cannot be combined",
+                );
+            } else if window != 0 && !(7..=30).contains(&window) {
+                errors.push(
+                    format!("{base}.secretsManager.recoveryWindowInDays"),
+                    "must be between 7 and 30 (days)",
+                );
             }
         }
         let Some(auth) = &self.auth else { return };

@@ -133,7 +133,7 @@ fn observed(
     let status = status.as_ref();
     let spec_source = object.spec_source();
     Observed {
-        store: store_identity(flavor, &namespace, spec),
+        store: store_identity(ctx, flavor, &namespace, spec),
         requests: sync::remote_requests(spec),
         interval: periodic_interval(spec),
         refreshed_at: status
@@ -157,12 +157,31 @@ fn observed(
     }
 }
 
-fn store_identity(flavor: Flavor, namespace: &str, spec: &ExternalSecretSpec) -> StoreIdentity {
+/// The store an ExternalSecret of `namespace` reads through. A
+/// ClusterSecretStore whose session tags name the namespace served
+/// (`sessionTagsPolicy`) is a store of its own for each namespace.
+fn store_identity(
+    ctx: &Context,
+    flavor: Flavor,
+    namespace: &str,
+    spec: &ExternalSecretSpec,
+) -> StoreIdentity {
     let reference = &spec.secret_store_ref;
+    let cluster = reference.kind == StoreKind::ClusterSecretStore;
+    let per_namespace = cluster
+        && ctx.stores_of(flavor).is_some_and(|caches| {
+            caches
+                .cluster_secret_stores
+                .get(&ObjectRef::new_with(&reference.name, flavor))
+                .and_then(|store| store.spec().ok())
+                .and_then(|store| store.provider.aws)
+                .is_some_and(|aws| aws.tags_name_the_namespace())
+        });
     StoreIdentity {
         kind: reference.kind,
-        namespace: (reference.kind == StoreKind::SecretStore).then(|| namespace.to_string()),
+        namespace: (!cluster).then(|| namespace.to_string()),
         name: flavor.store_name(&reference.name),
+        tenant: per_namespace.then(|| namespace.to_string()),
     }
 }
 
@@ -633,7 +652,7 @@ fn resolve_store(
     let caches = ctx
         .stores_of(flavor)
         .ok_or_else(|| not_ready(format!("stores of {} are not watched", flavor.group())))?;
-    let identity = store_identity(flavor, &namespace, &es.spec);
+    let identity = store_identity(ctx, flavor, &namespace, &es.spec);
     let provider = match reference.kind {
         StoreKind::SecretStore => {
             let described = format!("SecretStore {namespace}/{}", reference.name);
@@ -651,6 +670,7 @@ fn resolve_store(
             spec.validate(Some(&namespace))
                 .map_err(|e| not_ready(format!("{described}: {e}")))?;
             spec.provider_to_build()
+                .serving(&namespace, &reference.name, "SecretStore")
         }
         StoreKind::ClusterSecretStore => {
             let described = format!("ClusterSecretStore {}", reference.name);
@@ -675,6 +695,7 @@ fn resolve_store(
                 )));
             }
             spec.provider_to_build()
+                .serving(&namespace, &reference.name, "ClusterSecretStore")
         }
     };
     Ok((identity, provider))

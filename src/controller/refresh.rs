@@ -403,7 +403,12 @@ impl Refresher {
         self.lock()
             .members
             .iter()
-            .filter(|(_, m)| *m.store == *store)
+            // A store serving namespaces apart (tenants) wakes them all.
+            .filter(|(_, m)| {
+                m.store.kind == store.kind
+                    && m.store.namespace == store.namespace
+                    && m.store.name == store.name
+            })
             .map(|(key, _)| key.clone())
             .collect()
     }
@@ -639,6 +644,7 @@ mod tests {
             kind: StoreKind::SecretStore,
             namespace: Some("team".into()),
             name: "fake".into(),
+            tenant: None,
         }
     }
 

@@ -31,6 +31,7 @@ pub fn identity_of_namespaced(flavor: Flavor, store: &WatchedSecretStore) -> Sto
         kind: StoreKind::SecretStore,
         namespace: Some(store.namespace().unwrap_or_default()),
         name: flavor.store_name(&store.name_any()),
+        tenant: None,
     }
 }
 
@@ -39,6 +40,7 @@ pub fn identity_of_cluster(flavor: Flavor, store: &WatchedClusterSecretStore) ->
         kind: StoreKind::ClusterSecretStore,
         namespace: None,
         name: flavor.store_name(&store.name_any()),
+        tenant: None,
     }
 }
 
@@ -51,7 +53,10 @@ pub async fn reconcile_namespaced(
     let identity = identity_of_namespaced(flavor, &store);
     let spec = store.spec().and_then(|spec| {
         spec.validate(Some(&namespace))
-            .map(|()| spec.provider_to_build())
+            .map(|()| {
+                spec.provider_to_build()
+                    .serving(&namespace, &store.name_any(), "SecretStore")
+            })
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, &store.name_any(), spec, &ctx).await;
@@ -75,9 +80,13 @@ pub async fn reconcile_cluster(
 ) -> Result<Action, Error> {
     let flavor = store.flavor;
     let identity = identity_of_cluster(flavor, &store);
+    // As ESO checks a ClusterSecretStore: serving no namespace.
     let spec = store.spec().and_then(|spec| {
         spec.validate()
-            .map(|()| spec.provider_to_build())
+            .map(|()| {
+                spec.provider_to_build()
+                    .serving("", &store.name_any(), "ClusterSecretStore")
+            })
             .map_err(|e| e.to_string())
     });
     let outcome = check(&identity, &store.name_any(), spec, &ctx).await;

@@ -160,6 +160,10 @@ pub struct StoreIdentity {
     /// A SecretStore's namespace; `None` for a ClusterSecretStore.
     pub namespace: Option<String>,
     pub name: String,
+    /// The namespace a ClusterSecretStore serves here, when its session tags
+    /// name it (`sessionTagsPolicy`): each such namespace gets credentials,
+    /// a provider and batches of its own. `None` otherwise.
+    pub tenant: Option<String>,
 }
 
 impl StoreIdentity {
@@ -174,8 +178,12 @@ impl StoreIdentity {
 impl std::fmt::Display for StoreIdentity {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.namespace {
-            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind_name(), self.name),
-            None => write!(f, "{} {}", self.kind_name(), self.name),
+            Some(namespace) => write!(f, "{} {namespace}/{}", self.kind_name(), self.name)?,
+            None => write!(f, "{} {}", self.kind_name(), self.name)?,
+        }
+        match &self.tenant {
+            Some(tenant) => write!(f, " (serving namespace {tenant})"),
+            None => Ok(()),
         }
     }
 }

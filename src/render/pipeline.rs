@@ -236,6 +236,7 @@ impl Stores {
                 kind: StoreKind::SecretStore,
                 namespace: Some(namespace.clone()),
                 name: store.object.metadata.name.clone().unwrap_or_default(),
+                tenant: None,
             };
             let valid = store
                 .object
@@ -256,6 +257,7 @@ impl Stores {
                 kind: StoreKind::ClusterSecretStore,
                 namespace: None,
                 name: name.clone(),
+                tenant: None,
             };
             let valid = store.object.spec.validate().map_err(|e| e.to_string());
             stores.cluster_specs.insert(name, store.object.spec.clone());
@@ -308,6 +310,7 @@ impl Stores {
             kind: reference.kind,
             namespace: (reference.kind == StoreKind::SecretStore).then(|| namespace.clone()),
             name: reference.name.clone(),
+            tenant: None,
         };
         if let Some(why) = self.invalid.get(&id) {
             return Err(format!("spec.secretStoreRef: {why}"));
