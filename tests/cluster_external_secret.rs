@@ -531,3 +531,53 @@ async fn esos_cluster_external_secrets_keep_working_and_clean_up_after_eso() {
     );
     bed.finish().await;
 }
+
+/// A new `externalSecretName`: the ExternalSecrets under the old name go,
+/// and ones under the new name take their place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_external_secret_name_replaces_the_old_ones() {
+    let mut bed = Bed::start("ces-rename", false).await;
+    let store = format!("{}-store", bed.cluster.namespace);
+    bed.store(&store).await;
+    let namespace = bed
+        .create_namespace("a", json!({"ces-rename": "yes"}))
+        .await;
+    let name = format!("{}-db", bed.cluster.namespace);
+    let ces = bed.cluster_external_secrets();
+    let manifest = |child: &str| {
+        json!({"metadata": {"name": name}, "spec": {
+            "refreshTime": REFRESH_TIME,
+            "externalSecretName": child,
+            "namespaceSelectors": [{"matchLabels": {"ces-rename": "yes"}}],
+            "externalSecretSpec": external_secret_spec(&store),
+        }})
+    };
+    bed.apply(&ces, "ClusterExternalSecret", manifest("old-name"))
+        .await;
+    bed.secret_synced(&namespace, "db-credentials").await;
+    assert!(
+        bed.external_secrets(&namespace)
+            .get_opt("old-name")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    bed.apply(&ces, "ClusterExternalSecret", manifest("new-name"))
+        .await;
+    bed.status_where(&name, |s| s["externalSecretName"] == "new-name")
+        .await;
+    assert!(
+        gone(&bed.external_secrets(&namespace), "old-name", WAIT).await,
+        "{}",
+        bed.controller.log_text()
+    );
+    assert!(
+        bed.external_secrets(&namespace)
+            .get_opt("new-name")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    bed.secret_synced(&namespace, "db-credentials").await;
+    bed.finish().await;
+}
