@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -144,7 +144,7 @@ pub async fn reconcile(
                 .find_map(|store| {
                     store.get(&ObjectRef::new_with(&child_name, flavor).within(namespace))
                 })
-                .map(|es| Existing::of(&es, flavor, &name));
+                .map(|es| Existing::of(&es.metadata, flavor, &name));
             write_child(
                 &ctx,
                 &key,
@@ -268,20 +268,21 @@ fn picked_here(ctx: &Context, spec: &ClusterExternalSecretSpec) -> BTreeSet<Stri
     )
 }
 
-/// An ExternalSecret in the cache.
+/// An ExternalSecret found where one is to be written.
 struct Existing {
     uid: String,
     generation: Option<i64>,
+    /// Controlled by the ClusterExternalSecret writing.
     ours: bool,
 }
 
 impl Existing {
-    fn of(es: &WatchedExternalSecret, flavor: Flavor, writer: &str) -> Existing {
+    fn of(metadata: &ObjectMeta, flavor: Flavor, writer: &str) -> Existing {
         Existing {
-            uid: es.metadata.uid.clone().unwrap_or_default(),
-            generation: es.metadata.generation,
+            uid: metadata.uid.clone().unwrap_or_default(),
+            generation: metadata.generation,
             ours: is_written_by(
-                es.metadata.owner_references.as_deref().unwrap_or_default(),
+                metadata.owner_references.as_deref().unwrap_or_default(),
                 flavor.group(),
                 writer,
             ),
@@ -346,17 +347,10 @@ async fn write_child(
                     Err(kube::Error::Api(e)) if e.code == 409 => {
                         // One appeared since the cache was read: whose is it?
                         let found = api.get(name).await.map_err(|e| e.to_string())?;
-                        Existing {
-                            uid: found.metadata.uid.clone().unwrap_or_default(),
-                            generation: found.metadata.generation,
-                            ours: is_written_by(
-                                found.metadata.owner_references.as_deref().unwrap_or_default(),
-                                flavor.group(),
-                                desired["metadata"]["ownerReferences"][0]["name"]
-                                    .as_str()
-                                    .unwrap_or_default(),
-                            ),
-                        }
+                        let writer = desired["metadata"]["ownerReferences"][0]["name"]
+                            .as_str()
+                            .unwrap_or_default();
+                        Existing::of(&found.metadata, flavor, writer)
                     }
                     Err(e) => return Err(e.to_string()),
                 }
