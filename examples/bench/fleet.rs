@@ -46,6 +46,18 @@ pub struct RemoteKey {
     index: usize,
 }
 
+impl RemoteKey {
+    /// A key of the bench's own beside the fleet's; `index` makes its values
+    /// (see [`value_of`]) differ from every other key's.
+    pub fn new(service: Service, name: String, index: usize) -> RemoteKey {
+        RemoteKey {
+            service,
+            name,
+            index,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct Ref {
     pub secret_key: String,

@@ -13,6 +13,11 @@
 //!   natural schedule, nothing changed.
 //! - `steady-changed`: every value changes at the start of the window; the
 //!   natural schedule must bring every Secret up to date.
+//! - `cluster-external-secret` (not run unless asked for): one
+//!   ClusterExternalSecret picks `--ces-namespaces` new namespaces by label
+//!   and reads 3 new remote keys; until every namespace holds its Secret and
+//!   the object's status lists every namespace; then it is deleted and every
+//!   ExternalSecret it wrote must go (see `ces.rs`).
 //!
 //! A phase is done when every Secret holds what moto holds (checked value by
 //! value) and every ExternalSecret's `status.refreshTime` is at or after the
@@ -21,6 +26,7 @@
 //! and a fresh read of moto.
 
 pub mod aws;
+pub mod ces;
 pub mod fleet;
 pub mod measure;
 pub mod report;
@@ -42,9 +48,9 @@ use serde_json::json;
 use crate::support::apiserver::FakeApiServer;
 use crate::support::moto::{Moto, Recorded};
 use aws::Aws;
-use fleet::{Fleet, FleetSize, RemoteKey, StoreKind};
+use fleet::{ExternalSecretPlan, Fleet, FleetSize, RemoteKey, StoreKind};
 use measure::{BENCH_CLIENT, ProcessSample};
-use report::{PhaseReport, tenths};
+use report::{CesFigures, PhaseReport, tenths};
 use tracker::{Data, Id, Tracker};
 
 /// The access key the controller signs with; the bench signs with the test bed's.
@@ -65,6 +71,8 @@ pub enum Phase {
     UnchangedForced,
     SteadyUnchanged,
     SteadyChanged,
+    /// One ClusterExternalSecret over `--ces-namespaces` namespaces, then its deletion.
+    ClusterExternalSecret,
 }
 
 /// Sizes, timings and how to run the controller.
@@ -93,7 +101,8 @@ pub struct Options {
     /// The ExternalSecrets' refreshInterval (whole seconds: 60s, 5m, 1h).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Phases after first-sync, comma-separated.
+    /// Phases after first-sync, comma-separated (cluster-external-secret
+    /// only when listed).
     #[arg(
         long,
         value_enum,
@@ -101,6 +110,10 @@ pub struct Options {
         default_value = "changed-forced,unchanged-forced,steady-unchanged,steady-changed"
     )]
     pub phases: Vec<Phase>,
+    /// cluster-external-secret: the namespaces its ClusterExternalSecret picks
+    /// (created for the phase, apart from the fleet's).
+    #[arg(long, default_value_t = 1000)]
+    pub ces_namespaces: usize,
     /// After the phases: run this long more, every value changing once per
     /// interval, sampling the controller's memory (e.g. 1h).
     #[arg(long, value_parser = parse_duration)]
@@ -166,6 +179,8 @@ struct Bench {
     /// When every Secret was first seen right in this phase.
     secrets_right_at: Option<Instant>,
     reports: Vec<PhaseReport>,
+    /// cluster-external-secret phases run so far (each gets new remote keys).
+    ces_runs: u32,
 }
 
 /// What a phase measures from its start.
@@ -182,6 +197,16 @@ struct Start {
     regressions: u64,
 }
 
+/// What a phase checks instead of the fleet: these ExternalSecrets' Secrets
+/// against these keys at this version.
+struct Check {
+    plans: Vec<ExternalSecretPlan>,
+    keys: Vec<RemoteKey>,
+    version: u32,
+    /// What the phase checked itself at the end, if anything (false: see notes).
+    also_verified: bool,
+}
+
 /// How a phase went, before it is reported.
 #[derive(Default)]
 struct Outcome {
@@ -193,6 +218,11 @@ struct Outcome {
     calls: Vec<Recorded>,
     calls_after_window: u64,
     notes: Vec<String>,
+    /// Checked at the end instead of the fleet (default: the fleet).
+    check: Option<Check>,
+    /// ESO's model for the phase (default: one refresh of the fleet).
+    eso_model: Option<fleet::EsoModel>,
+    ces: Option<CesFigures>,
 }
 
 /// Runs the phases; prints each as it ends and returns them all.
@@ -200,6 +230,9 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     raise_open_file_limit();
     if options.interval.as_secs() == 0 || options.interval.subsec_nanos() != 0 {
         return Err("--interval must be a whole number of seconds, at least 1s".into());
+    }
+    if options.phases.contains(&Phase::ClusterExternalSecret) && options.ces_namespaces == 0 {
+        return Err("--ces-namespaces must be at least 1".into());
     }
     let fleet = Fleet::new(FleetSize {
         es: options.es,
@@ -260,6 +293,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         round: 0,
         secrets_right_at: None,
         reports: Vec::new(),
+        ces_runs: 0,
     };
     let result = bench.run_phases().await;
     let stopped = bench.stop_controller();
@@ -281,6 +315,7 @@ impl Bench {
                 Phase::UnchangedForced => self.forced(false).await?,
                 Phase::SteadyUnchanged => self.steady(false).await?,
                 Phase::SteadyChanged => self.steady(true).await?,
+                Phase::ClusterExternalSecret => self.cluster_external_secret().await?,
             }
         }
         if let Some(duration) = self.options.soak {
@@ -315,17 +350,16 @@ impl Bench {
 
     /// Every ExternalSecret's expected Secret data at the current version.
     fn expect_current(&mut self) -> Result<BTreeMap<RemoteKey, String>, String> {
-        self.secrets_right_at = None;
         let values = aws::values_at(&self.fleet.remote_keys, self.version);
-        let mut expected: HashMap<Id, Data> = HashMap::new();
-        for es in &self.fleet.external_secrets {
-            expected.insert(
-                (es.namespace.clone(), es.name.clone()),
-                fleet::expected_data(es, &values)?,
-            );
-        }
-        self.tracker.expect(expected);
+        let expected = expected_of(&self.fleet.external_secrets, &values)?;
+        self.expect(expected);
         Ok(values)
+    }
+
+    /// From now on the tracker checks these Secrets (and only these).
+    fn expect(&mut self, expected: HashMap<Id, Data>) {
+        self.secrets_right_at = None;
+        self.tracker.expect(expected);
     }
 
     fn all_done(&mut self, since: jiff::Timestamp) -> bool {
@@ -652,25 +686,35 @@ impl Bench {
 
     /// Lists every managed Secret and reads moto afresh: how many Secrets hold
     /// exactly what moto holds, and whether moto holds what the bench wrote.
-    async fn verify(&self, notes: &mut Vec<String>) -> Result<(usize, bool), String> {
-        let written = aws::values_at(&self.fleet.remote_keys, self.version);
-        let held = self.aws.read_all(&self.fleet.remote_keys).await?;
+    /// The fleet's, or those of `check`.
+    async fn verify(
+        &self,
+        check: Option<&Check>,
+        notes: &mut Vec<String>,
+    ) -> Result<(usize, bool), String> {
+        let (plans, keys, version) = match check {
+            Some(check) => (&check.plans, &check.keys, check.version),
+            None => (
+                &self.fleet.external_secrets,
+                &self.fleet.remote_keys,
+                self.version,
+            ),
+        };
+        let written = aws::values_at(keys, version);
+        let held = self.aws.read_all(keys).await?;
         let moto_agrees = held == written;
         if !moto_agrees {
             notes.push("moto does not hold what the bench wrote".into());
         }
         let live = tracker::list_secrets(&self.client).await?;
         let mut right = 0;
-        for es in &self.fleet.external_secrets {
+        for es in plans {
             let expected = fleet::expected_data(es, &held)?;
             if live.get(&(es.namespace.clone(), es.name.clone())) == Some(&expected) {
                 right += 1;
             }
         }
-        Ok((
-            right,
-            moto_agrees && right == self.fleet.external_secrets.len(),
-        ))
+        Ok((right, moto_agrees && right == plans.len()))
     }
 
     async fn report(
@@ -678,8 +722,21 @@ impl Bench {
         phase: Phase,
         title: &str,
         start: Start,
-        mut outcome: Outcome,
+        outcome: Outcome,
     ) -> Result<(), String> {
+        let report = self.measure(phase, title, start, outcome).await?;
+        self.publish(report);
+        Ok(())
+    }
+
+    /// The phase's figures as of now, checked against a fresh list and moto.
+    async fn measure(
+        &mut self,
+        phase: Phase,
+        title: &str,
+        start: Start,
+        mut outcome: Outcome,
+    ) -> Result<PhaseReport, String> {
         let end = Instant::now();
         let end_wall = jiff::Timestamp::now();
         let pid = self.controller.as_ref().map(Child::id);
@@ -687,13 +744,20 @@ impl Bench {
         let moto = measure::sample(self.moto.pid()).unwrap_or_default();
         let bench = measure::sample(std::process::id()).unwrap_or_default();
         let stats = self.server.stats().snapshot();
-        let (verified_right, verified) = self.verify(&mut outcome.notes).await?;
+        let (verified_right, mut verified) = self
+            .verify(outcome.check.as_ref(), &mut outcome.notes)
+            .await?;
+        if let Some(check) = &outcome.check {
+            verified &= check.also_verified;
+        }
         let (right, total) = self.tracker.right();
         if outcome.done.is_none() {
-            outcome.notes.push(format!(
-                "not every Secret was right in time; still wrong: {:?}",
-                self.tracker.some_wrong(5)
-            ));
+            let wrong = self.tracker.some_wrong(5);
+            outcome.notes.push(if wrong.is_empty() {
+                "not done in time (every Secret was right by the end of the phase)".to_string()
+            } else {
+                format!("not every Secret was right in time; still wrong: {wrong:?}")
+            });
         }
         if verified_right != right {
             outcome.notes.push(format!(
@@ -756,7 +820,7 @@ impl Bench {
                 &measure::controller_call_times(&outcome.calls, start.wall),
                 length,
             ),
-            eso_model: self.fleet.eso_model(),
+            eso_model: outcome.eso_model.unwrap_or_else(|| self.fleet.eso_model()),
             refreshes: self.tracker.refreshes_between(start.wall, refresh_end),
             refresh_time_regressions: self.tracker.regressions() - start.regressions,
             refreshes_by_tenth: tenths(
@@ -774,13 +838,18 @@ impl Bench {
             steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
             phase_seconds: end.duration_since(start.at).as_secs_f64(),
             notes: outcome.notes,
+            ces: outcome.ces,
         };
+        Ok(report)
+    }
+
+    /// Prints a phase's figures and keeps them.
+    fn publish(&mut self, report: PhaseReport) {
         if !self.options.json_only {
             println!("{}", report.table());
         }
         println!("{}", report.json());
         self.reports.push(report);
-        Ok(())
     }
 
     /// The soak: every value changes once per interval; memory sampled throughout.
@@ -890,6 +959,22 @@ impl Bench {
         }
         Ok(())
     }
+}
+
+/// What each ExternalSecret's Secret must hold given the remote values.
+fn expected_of(
+    plans: &[ExternalSecretPlan],
+    values: &BTreeMap<RemoteKey, String>,
+) -> Result<HashMap<Id, Data>, String> {
+    plans
+        .iter()
+        .map(|es| {
+            Ok((
+                (es.namespace.clone(), es.name.clone()),
+                fleet::expected_data(es, values)?,
+            ))
+        })
+        .collect()
 }
 
 /// Sleeps into the next whole second, so that `refreshTime` (whole seconds)

@@ -11,7 +11,8 @@ use super::tracker::Refreshes;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PhaseReport {
-    /// first-sync, changed-forced, unchanged-forced, steady-unchanged, steady-changed.
+    /// first-sync, changed-forced, unchanged-forced, steady-unchanged,
+    /// steady-changed, cluster-external-secret.
     pub phase: String,
     pub title: String,
     /// The controller measured: the last commit touching src/, Cargo.toml, Cargo.lock.
@@ -64,6 +65,54 @@ pub struct PhaseReport {
     pub steal_percent: f64,
     pub phase_seconds: f64,
     pub notes: Vec<String>,
+    /// cluster-external-secret only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ces: Option<CesFigures>,
+}
+
+/// The cluster-external-secret phase's own figures. Its Secrets (one per
+/// namespace) are the phase's `secrets_*`; `seconds_to_all_right` counts from
+/// applying the ClusterExternalSecret until every Secret was right, every
+/// ExternalSecret it wrote had refreshed and its status listed every namespace.
+#[derive(Clone, Debug, Serialize)]
+pub struct CesFigures {
+    /// Namespaces it picks (by label), created for the phase.
+    pub namespaces: usize,
+    /// Distinct remote keys its ExternalSecret spec reads (new to the controller).
+    pub keys: usize,
+    /// Creating the namespaces and keys before the phase (not measured).
+    pub setup_seconds: f64,
+    /// From applying it until its status listed every namespace as
+    /// provisioned, none failed, Ready True.
+    pub seconds_to_status: Option<f64>,
+    /// The target for `seconds_to_all_right`, and whether it held.
+    pub target_seconds: f64,
+    pub target_met: bool,
+    /// Of the phase's AWS calls, those whose request names one of its keys
+    /// (the rest are the fleet's own refreshes falling in the phase).
+    pub aws_calls_naming_keys: BTreeMap<String, u64>,
+    pub deletion: Option<CesDeletion>,
+}
+
+/// Deleting the ClusterExternalSecret after the phase's figures were taken.
+#[derive(Clone, Debug, Serialize)]
+pub struct CesDeletion {
+    /// From the delete until the object and every ExternalSecret it wrote
+    /// were gone; `None` if not within `--timeout`.
+    pub seconds_to_gone: Option<f64>,
+    /// Its ExternalSecrets (by their label) before the delete, and left after.
+    pub external_secrets_before: usize,
+    pub external_secrets_left: usize,
+    /// Their Secrets left after (the garbage collector follows the owners).
+    pub secrets_left: usize,
+    /// The first few of them.
+    pub secrets_left_first: Vec<String>,
+    /// The controller's API requests from the delete until all were gone.
+    pub api: ApiLoad,
+    /// CPU seconds meanwhile: the controller's, and the bench's with its
+    /// fake API server (which runs the garbage collector).
+    pub controller_cpu_seconds: f64,
+    pub bench_cpu_seconds: f64,
 }
 
 pub fn mib(kib: u64) -> f64 {
@@ -131,7 +180,11 @@ impl PhaseReport {
             "   {:<44} {:>8}    {:<38} {:>8}",
             "AWS calls (controller, moto's recording)",
             "",
-            "ESO model (one refresh of the fleet)",
+            if self.ces.is_some() {
+                "ESO model (first sync of its ESs)"
+            } else {
+                "ESO model (one refresh of the fleet)"
+            },
             ""
         );
         let measured: Vec<(&String, &u64)> = self.aws_calls.iter().collect();
@@ -226,6 +279,63 @@ impl PhaseReport {
             self.load_average,
             self.steal_percent
         );
+        if let Some(ces) = &self.ces {
+            let _ = writeln!(
+                out,
+                "   ClusterExternalSecret over {} namespaces ({} new keys): every namespace's Secret right and the status listing all {} after {to_right} (target < {:.0} s: {}); status complete after {}; setup {:.2} s (not measured)",
+                ces.namespaces,
+                ces.keys,
+                ces.namespaces,
+                ces.target_seconds,
+                if ces.target_met { "met" } else { "NOT met" },
+                seconds(ces.seconds_to_status),
+                ces.setup_seconds
+            );
+            let named: Vec<String> = ces
+                .aws_calls_naming_keys
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
+            let _ = writeln!(
+                out,
+                "     AWS calls naming its keys: {} (any others above: the fleet's own refreshes)",
+                if named.is_empty() {
+                    "none".to_string()
+                } else {
+                    named.join(", ")
+                }
+            );
+            match &ces.deletion {
+                Some(d) => {
+                    let _ = writeln!(
+                        out,
+                        "     deleted: {} of its {} ExternalSecrets left after {}; {} of their Secrets left{}; meanwhile controller CPU {:.2} s, bench + fake API server CPU {:.2} s, controller {} API requests",
+                        d.external_secrets_left,
+                        d.external_secrets_before,
+                        seconds(d.seconds_to_gone),
+                        d.secrets_left,
+                        if d.secrets_left_first.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (first: {})", d.secrets_left_first.join(", "))
+                        },
+                        d.controller_cpu_seconds,
+                        d.bench_cpu_seconds,
+                        d.api.total
+                    );
+                    let mut requests: Vec<(&String, &u64)> = d.api.requests.iter().collect();
+                    requests.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+                    let listed: Vec<String> =
+                        requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                    for chunk in listed.chunks(4) {
+                        let _ = writeln!(out, "       {}", chunk.join(", "));
+                    }
+                }
+                None => {
+                    let _ = writeln!(out, "     deletion not measured");
+                }
+            }
+        }
         for note in &self.notes {
             let _ = writeln!(out, "   note: {note}");
         }
