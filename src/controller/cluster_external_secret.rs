@@ -185,8 +185,8 @@ pub async fn reconcile(
                 .or_insert(written.uid);
         }
     }
-    for ((namespace, child), uid) in unwanted {
-        match delete_child(&ctx, flavor, &namespace, &child, &uid).await {
+    for (namespace, outcome) in delete_children(&ctx, flavor, unwanted).await {
+        match outcome {
             Ok(()) => ctx.forget_child(&key, &namespace),
             Err(reason) => {
                 failed.insert(namespace, reason);
@@ -399,6 +399,23 @@ fn fingerprint(value: &serde_json::Value) -> u64 {
     KEYS.hash_one(&text)
 }
 
+/// Deletes each child ((namespace, name) -> uid), as many at once as the
+/// API allows; the outcome by namespace.
+async fn delete_children(
+    ctx: &Context,
+    flavor: Flavor,
+    children: BTreeMap<(String, String), String>,
+) -> Vec<(String, Result<(), String>)> {
+    futures::stream::iter(children)
+        .map(|((namespace, child), uid)| async move {
+            let outcome = delete_child(ctx, flavor, &namespace, &child, &uid).await;
+            (namespace, outcome)
+        })
+        .buffer_unordered(ctx.api_concurrency)
+        .collect()
+        .await
+}
+
 /// Deletes the child with this uid (never one that replaced it).
 async fn delete_child(
     ctx: &Context,
@@ -443,12 +460,11 @@ async fn clean_up(object: &WatchedClusterExternalSecret, ctx: &Context) -> Resul
             .entry((namespace, child_name.clone()))
             .or_insert(written.uid);
     }
-    let mut failures = Vec::new();
-    for ((namespace, child), uid) in children {
-        if let Err(reason) = delete_child(ctx, flavor, &namespace, &child, &uid).await {
-            failures.push(format!("{namespace}: {reason}"));
-        }
-    }
+    let failures: Vec<String> = delete_children(ctx, flavor, children)
+        .await
+        .into_iter()
+        .filter_map(|(namespace, outcome)| Some(format!("{namespace}: {}", outcome.err()?)))
+        .collect();
     clear_eso_namespace_finalizers(ctx, &name, |_| true).await;
     if failures.is_empty() {
         Ok(())
@@ -615,7 +631,8 @@ async fn write_status(
 }
 
 /// A hasher input for the predicate: what changes should wake a reconcile
-/// (spec, deletion, force-sync annotations), and not status writes.
+/// (spec, deletion, force-sync annotations), and not its own writes (status,
+/// finalizer).
 pub fn wakes(object: &WatchedClusterExternalSecret) -> Option<u64> {
     use crate::sync::{ESO_FORCE_SYNC_ANNOTATION, FORCE_SYNC_ANNOTATION};
     let (_, annotations) = object.labels_and_annotations();
@@ -629,12 +646,6 @@ pub fn wakes(object: &WatchedClusterExternalSecret) -> Option<u64> {
         .hash(&mut hasher);
     annotations.get(FORCE_SYNC_ANNOTATION).hash(&mut hasher);
     annotations.get(ESO_FORCE_SYNC_ANNOTATION).hash(&mut hasher);
-    object
-        .metadata
-        .finalizers
-        .as_ref()
-        .map(|f| f.len())
-        .hash(&mut hasher);
     Some(std::hash::Hasher::finish(&hasher))
 }
 
