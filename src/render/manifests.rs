@@ -426,6 +426,12 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Class>, String> {
         "ClusterSecretStore" => Some(Class::ClusterSecretStore),
         _ => None,
     };
+    if kind == "ClusterExternalSecret" && (group == GROUP || group == ESO_GROUP) {
+        return Err(
+            "a ClusterExternalSecret is served by `secretsync controller` only: render has no cluster whose namespaces it could pick (render the ExternalSecret it would write instead)"
+                .into(),
+        );
+    }
     match group {
         GROUP => {
             if version != "v1" {
