@@ -247,6 +247,9 @@ pub async fn reconcile(
             ctx.metrics.count_sync(true);
             Ok(synced.action)
         }
+        // Deleted while woken (its Secret's garbage collection wakes it
+        // before the watch shows the deletion): nothing to write anywhere.
+        Err(failure) if failure.reason == GONE => Ok(Action::await_change()),
         Err(failure) => {
             ctx.refresher.failed(&key);
             ctx.metrics.count_sync(false);
@@ -289,6 +292,9 @@ pub async fn reconcile(
     }
 }
 
+/// The reason of a sync that found its ExternalSecret deleted.
+const GONE: &str = "Gone";
+
 /// One sync: what goes into the status and when to come back, or why it failed.
 async fn sync_one(
     es: &ExternalSecret,
@@ -319,6 +325,28 @@ async fn sync_one(
         live = Some(read_secret(&secrets, &namespace, &target_name).await?);
     }
     let exists = cached.is_some() || live.as_ref().is_some_and(Option::is_some);
+    if !exists
+        && policy == CreationPolicy::Owner
+        && es.status.as_ref().is_some_and(|s| s.refresh_time.is_some())
+    {
+        // Its Secret went after a sync: the garbage collector's doing when
+        // the ExternalSecret itself was deleted, which the cache may not show
+        // yet. One GET tells, before the Secret is written back.
+        let api: Api<DynamicObject> =
+            Api::namespaced_with(ctx.client.clone(), &namespace, &flavor.external_secrets());
+        let here = api.get_metadata_opt(&es.name_any()).await.map_err(|e| {
+            Failure::new(
+                "SecretSyncedError",
+                format!("reading the ExternalSecret: {}", kube_error(&e)),
+            )
+        })?;
+        let same = here.is_some_and(|found| {
+            found.metadata.uid == es.metadata.uid && found.metadata.deletion_timestamp.is_none()
+        });
+        if !same {
+            return Err(Failure::new(GONE, "the ExternalSecret is gone".to_string()));
+        }
+    }
     let refreshed = ctx.refresher.refreshed(key);
     let spec_hash = refreshed
         .current_spec
