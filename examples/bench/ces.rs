@@ -102,17 +102,7 @@ impl CesPlan {
     }
 
     pub fn manifest(&self) -> Value {
-        let data: Vec<Value> = self.children[0]
-            .refs
-            .iter()
-            .map(|r| {
-                let mut remote = json!({"key": r.remote.name});
-                if let Some(property) = r.property {
-                    remote["property"] = json!(property);
-                }
-                json!({"secretKey": r.secret_key, "remoteRef": remote})
-            })
-            .collect();
+        let data = fleet::data_of(&self.children[0].refs);
         json!({
             "apiVersion": "secretsync.io/v1",
             "kind": "ClusterExternalSecret",

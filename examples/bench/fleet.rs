@@ -65,6 +65,19 @@ pub struct Ref {
     pub property: Option<&'static str>,
 }
 
+/// An ExternalSecret's `data`, one entry per ref.
+pub fn data_of(refs: &[Ref]) -> Vec<Value> {
+    refs.iter()
+        .map(|r| {
+            let mut remote = json!({"key": r.remote.name});
+            if let Some(property) = r.property {
+                remote["property"] = json!(property);
+            }
+            json!({"secretKey": r.secret_key, "remoteRef": remote})
+        })
+        .collect()
+}
+
 #[derive(Clone, Debug)]
 pub struct ExternalSecretPlan {
     pub namespace: String,
@@ -270,17 +283,7 @@ impl Fleet {
             StoreKind::Cluster => "ClusterSecretStore",
             StoreKind::Namespaced => "SecretStore",
         };
-        let data: Vec<Value> = es
-            .refs
-            .iter()
-            .map(|r| {
-                let mut remote = json!({"key": r.remote.name});
-                if let Some(property) = r.property {
-                    remote["property"] = json!(property);
-                }
-                json!({"secretKey": r.secret_key, "remoteRef": remote})
-            })
-            .collect();
+        let data = data_of(&es.refs);
         json!({
             "apiVersion": "secretsync.io/v1",
             "kind": "ExternalSecret",
