@@ -22,3 +22,28 @@ pub struct Condition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<Time>,
 }
+
+impl Condition {
+    /// A condition of `type_` that follows `previous` (the same type's, if
+    /// any): its transition time is kept while its status stays, and is now
+    /// when the status changes.
+    pub fn following(
+        previous: Option<&Condition>,
+        type_: &str,
+        status: &str,
+        reason: &str,
+        message: Option<String>,
+    ) -> Condition {
+        let last_transition_time = match previous {
+            Some(p) if p.status == status => p.last_transition_time.clone(),
+            _ => Some(Time(jiff::Timestamp::now())),
+        };
+        Condition {
+            type_: type_.into(),
+            status: status.into(),
+            reason: Some(reason.into()),
+            message,
+            last_transition_time,
+        }
+    }
+}

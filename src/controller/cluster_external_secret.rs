@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
@@ -394,9 +394,7 @@ fn written(object: &DynamicObject, hash: u64) -> Written {
 fn fingerprint(value: &serde_json::Value) -> u64 {
     static KEYS: std::sync::LazyLock<std::hash::RandomState> =
         std::sync::LazyLock::new(std::hash::RandomState::new);
-    let mut text = String::new();
-    text.push_str(&value.to_string());
-    KEYS.hash_one(&text)
+    KEYS.hash_one(value.to_string())
 }
 
 /// Deletes each child ((namespace, name) -> uid), as many at once as the
@@ -584,19 +582,15 @@ fn ready(
     reason: &str,
     message: String,
 ) -> Condition {
-    let status = if holds { "True" } else { "False" };
     let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let transition = match previous {
-        Some(p) if p.status == status => p.last_transition_time.clone(),
-        _ => Some(Time(jiff::Timestamp::now())),
-    };
-    Condition {
-        type_: "Ready".into(),
-        status: status.into(),
-        reason: Some(reason.into()),
-        message: (!message.is_empty()).then_some(message),
-        last_transition_time: transition,
-    }
+    let status = if holds { "True" } else { "False" };
+    Condition::following(
+        previous,
+        "Ready",
+        status,
+        reason,
+        (!message.is_empty()).then_some(message),
+    )
 }
 
 /// Writes the status unless the object shows it already.

@@ -575,10 +575,6 @@ fn refreshed_at_instant(ctx: &Context, key: &str) -> Option<Instant> {
     ctx.refresher.refreshed(key).at
 }
 
-/// When to come back. The refresher's clock wakes an ExternalSecret it has a
-/// refresh for when the next one falls due (a store's cycle may take it along
-/// a little earlier), so that needs no requeue here; one without comes back
-/// after its interval; one not refreshed on a schedule only on a change.
 /// Whether the sync windows let a periodic refresh happen now. When they
 /// hold it back, the refresher wakes the ExternalSecret again once they let
 /// it (or in a day, when they never do). Cron search is CPU work, so off
@@ -611,6 +607,10 @@ async fn within_sync_windows(ctx: &Context, key: &str, spec: &ExternalSecretSpec
 /// The longest the refresher waits before it asks the sync windows again.
 const SYNC_WINDOW_RECHECK: Duration = Duration::from_secs(24 * 3600);
 
+/// When to come back. The refresher's clock wakes an ExternalSecret it has a
+/// refresh for when the next one falls due (a store's cycle may take it along
+/// a little earlier), so that needs no requeue here; one without comes back
+/// after its interval; one not refreshed on a schedule only on a change.
 fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
     match (interval, refreshed) {
         (Some(_), Some(_)) | (None, _) => Action::await_change(),

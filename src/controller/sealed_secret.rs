@@ -10,7 +10,7 @@ use std::sync::Arc;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Secret;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
@@ -275,18 +275,14 @@ async fn write_status_of(
     if same && current.and_then(|s| s.observed_generation) == metadata.generation {
         return Ok(());
     }
-    let transition = match previous {
-        Some(p) if p.status == value => p.last_transition_time.clone(),
-        _ => Some(Time(jiff::Timestamp::now())),
-    };
     let status = SealedSecretStatus {
-        conditions: vec![Condition {
-            type_: "Synced".into(),
-            status: value.into(),
-            reason: Some(reason.into()),
-            message: Some(message.into()),
-            last_transition_time: transition,
-        }],
+        conditions: vec![Condition::following(
+            previous,
+            "Synced",
+            value,
+            reason,
+            Some(message.into()),
+        )],
         observed_generation: metadata.generation,
     };
     Api::<SealedSecret>::namespaced(

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::core::ApiResource;
@@ -180,17 +179,7 @@ fn condition(
     message: String,
 ) -> Condition {
     let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == type_));
-    let transition = match previous {
-        Some(p) if p.status == value => p.last_transition_time.clone(),
-        _ => Some(Time(jiff::Timestamp::now())),
-    };
-    Condition {
-        type_: type_.into(),
-        status: value.into(),
-        reason: Some(reason.into()),
-        message: Some(message),
-        last_transition_time: transition,
-    }
+    Condition::following(previous, type_, value, reason, Some(message))
 }
 
 async fn write_status(
