@@ -14,6 +14,7 @@ pub mod controller;
 pub mod csi;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod generator;
 pub mod provider;
 pub mod render;
 pub mod sealed;

@@ -113,7 +113,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         "CSI provider is off by default"
     );
     assert!(kind(&defaults, "ServiceMonitor").is_empty());
-    assert_eq!(kind(&defaults, "CustomResourceDefinition").len(), 5);
+    assert_eq!(kind(&defaults, "CustomResourceDefinition").len(), 12);
     let account = kind(&defaults, "ServiceAccount")[0];
     assert!(account["metadata"]["annotations"].is_null());
 
@@ -168,7 +168,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
     );
     assert_eq!(kind(&all, "ServiceMonitor").len(), 1);
     assert_eq!(kind(&all, "PrometheusRule").len(), 1);
-    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 9);
+    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 23);
 
     // One replica only without leader election; two without is refused.
     let error = Command::new(&helm)
@@ -571,12 +571,44 @@ fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Gran
             &["externalsecrets"],
             &["create", "patch", "delete"],
         ));
+        // PushSecrets: watched, their finalizer and status written; written
+        // by ClusterPushSecrets, which are watched and have a status.
+        out.extend(grants(
+            group,
+            &["pushsecrets"],
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ));
+        out.extend(grants(
+            group,
+            &["clusterpushsecrets"],
+            &["get", "list", "watch"],
+        ));
+        out.extend(grants(
+            group,
+            &["pushsecrets/status", "clusterpushsecrets/status"],
+            &["patch"],
+        ));
     }
     out.extend(grants(
         "secretsync.io",
         &["sealedsecrets"],
         &["get", "list", "watch"],
     ));
+    // Generators: one GET of the generator an ExternalSecret names per refresh.
+    let mut generator_groups = vec!["generators.secretsync.io"];
+    if eso {
+        generator_groups.push("generators.external-secrets.io");
+    }
+    for group in generator_groups {
+        let kinds = [
+            "passwords",
+            "uuids",
+            "ecrauthorizationtokens",
+            "stssessiontokens",
+            "clustergenerators",
+        ];
+        out.extend(grants(group, &kinds, &["get"]));
+    }
     out.extend(grants(
         "secretsync.io",
         &["sealedsecrets/status"],
@@ -661,6 +693,9 @@ fn rbac_grants_what_each_feature_needs_and_nothing_else() {
             "clustersecretstores/status",
             "clusterexternalsecrets",
             "clusterexternalsecrets/status",
+            "clusterpushsecrets",
+            "clusterpushsecrets/status",
+            "clustergenerators",
             "namespaces",
         ]
         .contains(&resource.as_str())

@@ -18,6 +18,10 @@
 //!   and reads 3 new remote keys; until every namespace holds its Secret and
 //!   the object's status lists every namespace; then it is deleted and every
 //!   ExternalSecret it wrote must go (see `ces.rs`).
+//! - `push-secret` (not run unless asked for): `--push-secrets` PushSecrets
+//!   pushing one key of a source Secret each to Secrets Manager: their first
+//!   push, a forced refresh with nothing changed, then 10 source Secrets
+//!   changed (see `push.rs`).
 //!
 //! A phase is done when every Secret holds what moto holds (checked value by
 //! value) and every ExternalSecret's `status.refreshTime` is at or after the
@@ -29,6 +33,7 @@ pub mod aws;
 pub mod ces;
 pub mod fleet;
 pub mod measure;
+pub mod push;
 pub mod report;
 pub mod tracker;
 
@@ -73,6 +78,9 @@ pub enum Phase {
     SteadyChanged,
     /// One ClusterExternalSecret over `--ces-namespaces` namespaces, then its deletion.
     ClusterExternalSecret,
+    /// `--push-secrets` PushSecrets: first push, forced with nothing changed,
+    /// 10 source Secrets changed.
+    PushSecret,
 }
 
 /// Sizes, timings and how to run the controller.
@@ -102,7 +110,7 @@ pub struct Options {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Phases after first-sync, comma-separated (cluster-external-secret
-    /// only when listed).
+    /// and push-secret only when listed).
     #[arg(
         long,
         value_enum,
@@ -114,6 +122,14 @@ pub struct Options {
     /// (created for the phase, apart from the fleet's).
     #[arg(long, default_value_t = 1000)]
     pub ces_namespaces: usize,
+    /// push-secret: the PushSecrets (each with its own source Secret and
+    /// Secrets Manager key), created for the phase.
+    #[arg(long, default_value_t = 1000)]
+    pub push_secrets: usize,
+    /// push-secret: the namespaces they are spread over (round-robin), one
+    /// SecretStore each.
+    #[arg(long, default_value_t = 10)]
+    pub push_namespaces: usize,
     /// After the phases: run this long more, every value changing once per
     /// interval, sampling the controller's memory (e.g. 1h).
     #[arg(long, value_parser = parse_duration)]
@@ -234,6 +250,11 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     if options.phases.contains(&Phase::ClusterExternalSecret) && options.ces_namespaces == 0 {
         return Err("--ces-namespaces must be at least 1".into());
     }
+    if options.phases.contains(&Phase::PushSecret)
+        && (options.push_secrets == 0 || options.push_namespaces == 0)
+    {
+        return Err("--push-secrets and --push-namespaces must be at least 1".into());
+    }
     let fleet = Fleet::new(FleetSize {
         es: options.es,
         namespaces: options.namespaces,
@@ -316,6 +337,7 @@ impl Bench {
                 Phase::SteadyUnchanged => self.steady(false).await?,
                 Phase::SteadyChanged => self.steady(true).await?,
                 Phase::ClusterExternalSecret => self.cluster_external_secret().await?,
+                Phase::PushSecret => self.push_secret().await?,
             }
         }
         if let Some(duration) = self.options.soak {

@@ -93,7 +93,7 @@ fn refresh_time(object: &DynamicObject) -> Option<jiff::Timestamp> {
 }
 
 /// Every object, page by page.
-async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, String>
+pub async fn list_all<K>(api: &Api<K>, params: ListParams) -> Result<Vec<K>, String>
 where
     K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {

@@ -9,7 +9,9 @@ use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::validation::{dns_label_problem, dns_subdomain_problem, validate_label_selector};
+use super::validation::{
+    dns_subdomain_problem, nest_errors, validate_label_selector, validate_namespace_picking,
+};
 use super::{Condition, ExternalSecretSpec, FieldErrors, GoDuration};
 
 #[allow(clippy::duplicated_attributes)]
@@ -73,7 +75,7 @@ pub struct ExternalSecretMetadata {
 }
 
 impl ExternalSecretMetadata {
-    fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.annotations.is_empty() && self.labels.is_empty()
     }
 }
@@ -133,32 +135,12 @@ impl ClusterExternalSecretSpec {
                 format!("{name:?} is not a valid object name: it {problem}"),
             );
         }
-        for (i, namespace) in self.namespaces.iter().enumerate() {
-            if let Some(problem) = dns_label_problem(namespace) {
-                errors.push(
-                    format!("spec.namespaces[{i}]"),
-                    format!("{namespace:?} is not a namespace name: it {problem}"),
-                );
-            }
-        }
+        validate_namespace_picking(&self.namespaces, &self.namespace_selectors, &mut errors);
         if let Some(selector) = &self.namespace_selector {
             validate_label_selector(selector, "spec.namespaceSelector", &mut errors);
         }
-        for (i, selector) in self.namespace_selectors.iter().enumerate() {
-            validate_label_selector(
-                selector,
-                &format!("spec.namespaceSelectors[{i}]"),
-                &mut errors,
-            );
-        }
         if let Err(inner) = self.external_secret_spec.validate() {
-            for mut error in inner.0 {
-                error.field = match error.field.strip_prefix("spec") {
-                    Some(rest) => format!("spec.externalSecretSpec{rest}"),
-                    None => error.field,
-                };
-                errors.0.push(error);
-            }
+            nest_errors(inner, "externalSecretSpec", &mut errors);
         }
         errors.into_result()
     }

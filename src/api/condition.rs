@@ -46,4 +46,16 @@ impl Condition {
             last_transition_time,
         }
     }
+
+    /// The `Ready` condition following the one among `previous`: `True`
+    /// when `holds`; an empty message is left out.
+    pub fn ready(previous: &[Condition], holds: bool, reason: &str, message: String) -> Condition {
+        Condition::following(
+            previous.iter().find(|c| c.type_ == "Ready"),
+            "Ready",
+            if holds { "True" } else { "False" },
+            reason,
+            (!message.is_empty()).then_some(message),
+        )
+    }
 }

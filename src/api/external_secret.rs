@@ -68,6 +68,9 @@ pub struct ExternalSecretSpec {
     /// spec changes and force-syncs are never held back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sync_windows: Option<SyncWindows>,
+    /// The store `data` and `dataFrom` entries read; may be left out when
+    /// every entry is a `dataFrom[].sourceRef.generatorRef`.
+    #[serde(default)]
     pub secret_store_ref: SecretStoreRef,
     #[serde(default)]
     pub target: ExternalSecretTarget,
@@ -94,7 +97,7 @@ pub enum RefreshPolicy {
     CreatedOnce,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretStoreRef {
     pub name: String,
@@ -409,10 +412,15 @@ pub enum MetadataPolicy {
     Fetch,
 }
 
-/// One `dataFrom` entry: exactly one of `extract` or `find`, then `rewrite`s.
+/// One `dataFrom` entry: exactly one of `extract`, `find` or
+/// `sourceRef.generatorRef`, then `rewrite`s.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExternalSecretDataFrom {
+    /// ESO's `sourceRef`: only `generatorRef` is supported (values made by a
+    /// generator, each of its output keys a Secret key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ref: Option<SourceRef>,
     /// Every field of one JSON object value becomes a key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extract: Option<RemoteRef>,
@@ -422,6 +430,59 @@ pub struct ExternalSecretDataFrom {
     /// Applied in order to the keys `extract` or `find` produced.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rewrite: Vec<Rewrite>,
+}
+
+/// Where one `dataFrom` entry's values come from instead of the ExternalSecret's store.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SourceRef {
+    /// ESO's per-entry store: not supported (refused, naming this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_ref: Option<SecretStoreRef>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generator_ref: Option<GeneratorRef>,
+}
+
+/// A generator of the ExternalSecret's namespace, or a ClusterGenerator.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GeneratorRef {
+    /// `generators.secretsync.io/v1alpha1` or ESO's
+    /// `generators.external-secrets.io/v1alpha1`; unset: the generator group
+    /// that goes with the ExternalSecret's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_version: Option<String>,
+    /// Password, UUID, ECRAuthorizationToken, STSSessionToken or ClusterGenerator.
+    pub kind: String,
+    pub name: String,
+}
+
+impl GeneratorRef {
+    fn validate(&self, field: &str, errors: &mut FieldErrors) {
+        if self.name.is_empty() {
+            errors.push(format!("{field}.name"), "must not be empty");
+        }
+        if !super::GENERATOR_KINDS.contains(&self.kind.as_str()) {
+            errors.push(
+                format!("{field}.kind"),
+                format!(
+                    "{:?} is not a generator kind secretsync runs ({})",
+                    self.kind,
+                    super::GENERATOR_KINDS.join(", ")
+                ),
+            );
+        }
+        if let Some(api_version) = &self.api_version {
+            let known = [super::GENERATOR_GROUP, super::ESO_GENERATOR_GROUP]
+                .map(|group| format!("{group}/{}", super::GENERATOR_VERSION));
+            if !known.contains(api_version) {
+                errors.push(
+                    format!("{field}.apiVersion"),
+                    format!("{api_version:?} is not one of {}", known.join(", ")),
+                );
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, JsonSchema)]
@@ -514,7 +575,7 @@ impl ExternalSecretSpec {
     /// the path of its field. Templates are checked by the sync core.
     pub fn validate(&self) -> Result<(), FieldErrors> {
         let mut errors = FieldErrors::default();
-        if self.secret_store_ref.name.is_empty() {
+        if self.secret_store_ref.name.is_empty() && self.reads_a_store() {
             errors.push("spec.secretStoreRef.name", "must not be empty");
         }
         self.target.validate(&mut errors);
@@ -547,6 +608,18 @@ impl ExternalSecretSpec {
             item.validate(&format!("spec.dataFrom[{i}]"), &mut errors);
         }
         errors.into_result()
+    }
+}
+
+impl ExternalSecretSpec {
+    /// Whether some entry reads the store (every entry but generators').
+    pub fn reads_a_store(&self) -> bool {
+        !self.data.is_empty() || self.data_from.iter().any(|d| d.generator_ref().is_none())
+    }
+
+    /// Whether some `dataFrom` entry is a generator's.
+    pub fn has_generators(&self) -> bool {
+        self.data_from.iter().any(|d| d.generator_ref().is_some())
     }
 }
 
@@ -614,11 +687,44 @@ impl RemoteRef {
 }
 
 impl ExternalSecretDataFrom {
+    /// The generator this entry's values come from, if any.
+    pub fn generator_ref(&self) -> Option<&GeneratorRef> {
+        self.source_ref.as_ref()?.generator_ref.as_ref()
+    }
+
     fn validate(&self, field: &str, errors: &mut FieldErrors) {
-        match (&self.extract, &self.find) {
-            (Some(extract), None) => extract.validate(&format!("{field}.extract"), errors),
-            (None, Some(find)) => find.validate(&format!("{field}.find"), errors),
-            _ => errors.push(field, "exactly one of extract or find is required"),
+        if let Some(source) = &self.source_ref {
+            let source_field = format!("{field}.sourceRef");
+            if source.store_ref.is_some() {
+                errors.push(
+                    format!("{source_field}.storeRef"),
+                    "is not supported by secretsync: name the store in spec.secretStoreRef",
+                );
+            }
+            match &source.generator_ref {
+                Some(generator) => {
+                    if self.extract.is_some() || self.find.is_some() {
+                        errors.push(
+                            field,
+                            "sourceRef.generatorRef cannot be combined with extract or find",
+                        );
+                    }
+                    generator.validate(&format!("{source_field}.generatorRef"), errors);
+                }
+                None if source.store_ref.is_none() => {
+                    errors.push(source_field, "generatorRef is required")
+                }
+                None => {}
+            }
+        } else {
+            match (&self.extract, &self.find) {
+                (Some(extract), None) => extract.validate(&format!("{field}.extract"), errors),
+                (None, Some(find)) => find.validate(&format!("{field}.find"), errors),
+                _ => errors.push(
+                    field,
+                    "exactly one of extract or find is required (or sourceRef.generatorRef)",
+                ),
+            }
         }
         for (i, rewrite) in self.rewrite.iter().enumerate() {
             let field = format!("{field}.rewrite[{i}]");

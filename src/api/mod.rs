@@ -6,6 +6,9 @@ mod cluster_external_secret;
 mod condition;
 mod duration;
 mod external_secret;
+mod generator;
+mod push_metadata;
+mod push_secret;
 mod sealed_secret;
 mod secret_store;
 mod sync_windows;
@@ -15,6 +18,9 @@ pub use cluster_external_secret::*;
 pub use condition::Condition;
 pub use duration::{DURATION_PATTERN, DurationError, GoDuration};
 pub use external_secret::*;
+pub use generator::*;
+pub use push_metadata::*;
+pub use push_secret::*;
 pub use sealed_secret::*;
 pub use secret_store::*;
 pub use sync_windows::{SyncWindow, SyncWindowKind, SyncWindowSchedule, SyncWindows};
@@ -38,6 +44,13 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         ClusterSecretStore::crd(),
         ClusterExternalSecret::crd(),
         SealedSecret::crd(),
+        PushSecret::crd(),
+        ClusterPushSecret::crd(),
+        Password::crd(),
+        Uuid::crd(),
+        EcrAuthorizationToken::crd(),
+        StsSessionToken::crd(),
+        ClusterGenerator::crd(),
     ]
 }
 
@@ -71,6 +84,44 @@ pub fn eso_compat_crds() -> Vec<CustomResourceDefinition> {
                 v
             })
             .collect();
+        crd
+    })
+    .collect()
+}
+
+/// PushSecret and ClusterPushSecret in ESO's group, at `v1alpha1` as ESO
+/// serves them (`crds/compat/`).
+pub fn eso_compat_push_crds() -> Vec<CustomResourceDefinition> {
+    [PushSecret::crd(), ClusterPushSecret::crd()]
+        .into_iter()
+        .map(|mut crd| {
+            crd.spec.group = ESO_GROUP.to_string();
+            crd.metadata.name = Some(format!("{}.{ESO_GROUP}", crd.spec.names.plural));
+            crd.spec.names.categories = Some(vec!["external-secrets".into()]);
+            crd
+        })
+        .collect()
+}
+
+/// The generator CRDs in ESO's generator group (`generators.external-secrets.io`,
+/// `v1alpha1`, the version ESO serves them in), so ESO generator manifests
+/// apply unchanged (`crds/compat/`).
+pub fn eso_compat_generator_crds() -> Vec<CustomResourceDefinition> {
+    [
+        Password::crd(),
+        Uuid::crd(),
+        EcrAuthorizationToken::crd(),
+        StsSessionToken::crd(),
+        ClusterGenerator::crd(),
+    ]
+    .into_iter()
+    .map(|mut crd| {
+        crd.spec.group = ESO_GENERATOR_GROUP.to_string();
+        crd.metadata.name = Some(format!("{}.{ESO_GENERATOR_GROUP}", crd.spec.names.plural));
+        crd.spec.names.categories = Some(vec![
+            "external-secrets".into(),
+            "external-secrets-generators".into(),
+        ]);
         crd
     })
     .collect()

@@ -227,6 +227,39 @@ pub fn label_value_problem(value: &str) -> Option<&'static str> {
 /// Checks a label selector as the API server does (`LabelSelectorAsSelector`):
 /// `In`/`NotIn` need values, `Exists`/`DoesNotExist` take none, keys are
 /// qualified names and values label values. `field` is the selector's path.
+/// Namespaces picked by name (`spec.namespaces`) and by label selectors
+/// (`spec.namespaceSelectors`), as ClusterExternalSecret and
+/// ClusterPushSecret pick them: each checked.
+pub fn validate_namespace_picking(
+    namespaces: &[String],
+    selectors: &[LabelSelector],
+    errors: &mut FieldErrors,
+) {
+    for (i, namespace) in namespaces.iter().enumerate() {
+        if let Some(problem) = dns_label_problem(namespace) {
+            errors.push(
+                format!("spec.namespaces[{i}]"),
+                format!("{namespace:?} is not a namespace name: it {problem}"),
+            );
+        }
+    }
+    for (i, selector) in selectors.iter().enumerate() {
+        validate_label_selector(selector, &format!("spec.namespaceSelectors[{i}]"), errors);
+    }
+}
+
+/// The errors of a spec nested at `spec.<under>` (each `spec.x` becomes
+/// `spec.<under>.x`), added to `errors`.
+pub fn nest_errors(inner: FieldErrors, under: &str, errors: &mut FieldErrors) {
+    for mut error in inner.0 {
+        error.field = match error.field.strip_prefix("spec") {
+            Some(rest) => format!("spec.{under}{rest}"),
+            None => error.field,
+        };
+        errors.0.push(error);
+    }
+}
+
 pub fn validate_label_selector(selector: &LabelSelector, field: &str, errors: &mut FieldErrors) {
     for key in selector.match_labels.iter().flatten().map(|(k, _)| k) {
         if let Some(problem) = qualified_name_problem(key) {

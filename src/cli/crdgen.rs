@@ -27,7 +27,9 @@ pub fn run(args: Args) -> ExitCode {
             std::io::stdout().write_all(text.as_bytes())
         }
         Some(dir) => {
-            let compat = secretsync::api::eso_compat_crds();
+            let mut compat = secretsync::api::eso_compat_crds();
+            compat.extend(secretsync::api::eso_compat_push_crds());
+            compat.extend(secretsync::api::eso_compat_generator_crds());
             let files = crds
                 .iter()
                 .map(|crd| (dir.clone(), crd))

@@ -34,13 +34,12 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use super::objects::{self, ESO, Flavor, WatchedClusterExternalSecret, WatchedExternalSecret};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, FIELD_MANAGER, finalizers};
 use crate::api::{
-    ClusterExternalSecretSpec, ClusterExternalSecretStatus, Condition, DEFAULT_CLUSTER_REFRESH,
-    NamespaceFailure,
+    ClusterExternalSecretStatus, Condition, DEFAULT_CLUSTER_REFRESH, NamespaceFailure,
 };
 use crate::sync::cluster_external_secret::{
-    NAMESPACE_NAME_LABEL, NamespaceView, Writer, child_external_secret, is_written_by,
+    NAMESPACE_NAME_LABEL, NamespaceView, Picking, Writer, child_external_secret, is_written_by,
     picked_namespaces,
 };
 
@@ -119,7 +118,7 @@ pub async fn reconcile(
 
     add_finalizer(&api, &object).await?;
     let child_name = spec.external_secret_name(&name).to_string();
-    let picked = picked_here(&ctx, &spec);
+    let picked = picked_here(&ctx, &Picking::of(&spec));
     let children = children_of(&ctx, flavor, &name);
 
     let mut failed: BTreeMap<String, String> = BTreeMap::new();
@@ -238,7 +237,7 @@ pub async fn reconcile(
 }
 
 /// The namespaces picked among those this controller watches.
-fn picked_here(ctx: &Context, spec: &ClusterExternalSecretSpec) -> BTreeSet<String> {
+pub(super) fn picked_here(ctx: &Context, picking: &Picking) -> BTreeSet<String> {
     let namespaces = ctx.namespaces.state();
     let labelled: Vec<(String, BTreeMap<String, String>, bool)> = namespaces
         .iter()
@@ -257,7 +256,7 @@ fn picked_here(ctx: &Context, spec: &ClusterExternalSecretSpec) -> BTreeSet<Stri
         })
         .collect();
     picked_namespaces(
-        spec,
+        picking,
         labelled
             .iter()
             .map(|(name, labels, terminating)| NamespaceView {
@@ -284,6 +283,7 @@ impl Existing {
             ours: is_written_by(
                 metadata.owner_references.as_deref().unwrap_or_default(),
                 flavor.group(),
+                "ClusterExternalSecret",
                 writer,
             ),
         }
@@ -307,6 +307,7 @@ fn children_of(ctx: &Context, flavor: Flavor, writer: &str) -> Vec<Child> {
                 && is_written_by(
                     es.metadata.owner_references.as_deref().unwrap_or_default(),
                     flavor.group(),
+                    "ClusterExternalSecret",
                     writer,
                 )
         })
@@ -497,7 +498,7 @@ async fn clear_eso_namespace_finalizers(
         .collect();
     let api: Api<Namespace> = Api::all(ctx.client.clone());
     for namespace in holding {
-        let Some(patch) = removal_patch(&namespace.metadata, &[&finalizer]) else {
+        let Some(patch) = finalizers::removal_patch(&namespace.metadata, &[&finalizer]) else {
             continue;
         };
         let namespace = namespace.name_any();
@@ -510,69 +511,20 @@ async fn clear_eso_namespace_finalizers(
     }
 }
 
-/// A merge patch setting `finalizers` without those in `remove`, guarded by
-/// the resourceVersion the list was read at: a concurrent change makes it
-/// fail (409) rather than drop another's finalizer. `None`: none to remove.
-fn removal_patch(
-    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-    remove: &[&str],
-) -> Option<serde_json::Value> {
-    let finalizers = metadata.finalizers.as_deref().unwrap_or_default();
-    let kept: Vec<&String> = finalizers
-        .iter()
-        .filter(|f| !remove.contains(&f.as_str()))
-        .collect();
-    (kept.len() != finalizers.len()).then(|| {
-        json!({"metadata": {
-            "resourceVersion": metadata.resource_version,
-            "finalizers": kept,
-        }})
-    })
-}
-
 async fn add_finalizer(
     api: &Api<DynamicObject>,
     object: &WatchedClusterExternalSecret,
 ) -> Result<(), Error> {
-    let finalizer = finalizer_of(object.flavor);
-    let mut finalizers = object.metadata.finalizers.clone().unwrap_or_default();
-    if finalizers.iter().any(|f| f == finalizer) {
-        return Ok(());
-    }
-    finalizers.push(finalizer.to_string());
-    let patch = json!({"metadata": {
-        "resourceVersion": object.metadata.resource_version,
-        "finalizers": finalizers,
-    }});
-    api.patch(
-        &object.name_any(),
-        &PatchParams::default(),
-        &Patch::Merge(patch),
-    )
-    .await
-    .map_err(Error::Kube)?;
-    Ok(())
+    let patch = finalizers::addition_patch(&object.metadata, finalizer_of(object.flavor));
+    finalizers::apply(api, &object.name_any(), patch).await
 }
 
 async fn remove_finalizers(
     api: &Api<DynamicObject>,
     object: &WatchedClusterExternalSecret,
 ) -> Result<(), Error> {
-    let Some(patch) = removal_patch(&object.metadata, &[FINALIZER, ESO_FINALIZER]) else {
-        return Ok(());
-    };
-    match api
-        .patch(
-            &object.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
-        Err(e) => Err(Error::Kube(e)),
-    }
+    let patch = finalizers::removal_patch(&object.metadata, &[FINALIZER, ESO_FINALIZER]);
+    finalizers::apply(api, &object.name_any(), patch).await
 }
 
 /// The Ready condition; its transition time kept while its status holds.
@@ -582,14 +534,11 @@ fn ready(
     reason: &str,
     message: String,
 ) -> Condition {
-    let previous = current.and_then(|s| s.conditions.iter().find(|c| c.type_ == "Ready"));
-    let status = if holds { "True" } else { "False" };
-    Condition::following(
-        previous,
-        "Ready",
-        status,
+    Condition::ready(
+        current.map(|s| s.conditions.as_slice()).unwrap_or_default(),
+        holds,
         reason,
-        (!message.is_empty()).then_some(message),
+        message,
     )
 }
 
@@ -656,25 +605,4 @@ pub fn writer_of_child(es: &WatchedExternalSecret) -> Option<String> {
                 && owner.api_version.split('/').next() == Some(es.flavor.group())
         })
         .map(|owner| owner.name.clone())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_removal_patch_keeps_other_finalizers_and_guards_the_version() {
-        let metadata = k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
-            resource_version: Some("7".into()),
-            finalizers: Some(vec!["a".into(), ESO_FINALIZER.into(), "b".into()]),
-            ..Default::default()
-        };
-        let patch = removal_patch(&metadata, &[FINALIZER, ESO_FINALIZER]).unwrap();
-        assert_eq!(
-            patch,
-            json!({"metadata": {"resourceVersion": "7", "finalizers": ["a", "b"]}})
-        );
-        assert!(removal_patch(&metadata, &[FINALIZER]).is_none());
-        assert!(removal_patch(&Default::default(), &[FINALIZER]).is_none());
-    }
 }

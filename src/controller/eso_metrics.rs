@@ -53,6 +53,8 @@ pub struct EsoMetrics {
     cluster_secret_store_condition: Family<Condition, Gauge>,
     cluster_external_secret_condition: Family<Condition, Gauge>,
     cluster_external_secret_duration: Family<Object, Gauge<f64, AtomicU64>>,
+    push_secret_condition: Family<Condition, Gauge>,
+    push_secret_duration: Family<Object, Gauge<f64, AtomicU64>>,
 }
 
 /// ESO's `externalsecret_provider_api_calls_count`, from the providers' own
@@ -138,6 +140,18 @@ impl EsoMetrics {
             "The duration time to reconcile the Cluster External Secret",
             cluster_external_secret_duration.clone(),
         );
+        let push_secret_condition = Family::<Condition, Gauge>::default();
+        registry.register(
+            "pushsecret_status_condition",
+            "The status condition of a specific Push Secret",
+            push_secret_condition.clone(),
+        );
+        let push_secret_duration = Family::<Object, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "pushsecret_reconcile_duration",
+            "The duration time to reconcile the Push Secret",
+            push_secret_duration.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
@@ -149,6 +163,8 @@ impl EsoMetrics {
             cluster_secret_store_condition,
             cluster_external_secret_condition,
             cluster_external_secret_duration,
+            push_secret_condition,
+            push_secret_duration,
         }
     }
 
@@ -217,6 +233,30 @@ impl EsoMetrics {
         self.cluster_external_secret_duration.remove(&Object {
             name: name.into(),
             namespace: String::new(),
+        });
+    }
+
+    /// A PushSecret reconciled: its Ready condition and how long it took
+    /// (nanoseconds), as ESO's `pushsecret_*` series.
+    pub fn push_secret_reconciled(&self, namespace: &str, name: &str, ready: bool, took: Duration) {
+        set_ready(&self.push_secret_condition, namespace, name, ready);
+        self.push_secret_duration
+            .get_or_create(&Object {
+                name: name.into(),
+                namespace: namespace.into(),
+            })
+            .set(took.as_nanos() as f64);
+    }
+
+    /// A PushSecret deleted: its series go.
+    pub fn push_secret_forget(&self, namespace: &str, name: &str) {
+        for status in ["True", "False"] {
+            self.push_secret_condition
+                .remove(&condition(namespace, name, "Ready", status));
+        }
+        self.push_secret_duration.remove(&Object {
+            name: name.into(),
+            namespace: namespace.into(),
         });
     }
 

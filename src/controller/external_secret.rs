@@ -24,11 +24,11 @@ use sha2::{Digest, Sha256};
 
 use super::objects::{self, Flavor, WatchedExternalSecret};
 use super::refresh::{self, Admit, Observed, SpecHash};
-use super::{Context, Error, target};
+use super::{Context, Error, generated, target};
 use crate::SecretValue;
 use crate::api::{
     Condition, CreationPolicy, DeletionPolicy, ExternalSecret, ExternalSecretSpec,
-    ExternalSecretStatus, RefreshPolicy, StoreKind, StoreProvider,
+    ExternalSecretStatus, RefreshPolicy, SecretStoreRef, StoreKind, StoreProvider,
 };
 use crate::provider::{FetchResults, Fetched, ProviderError, RemoteRequest, StoreIdentity};
 use crate::sync::{self, SyncError, TemplateSources};
@@ -98,6 +98,7 @@ pub fn observe(
         watcher::Event::Delete(object) => {
             let key = objects::flavored_key(flavor, object);
             ctx.refresher.forget(&key);
+            ctx.generated.forget(&key);
             ctx.forget_status(&key);
             ctx.forget_invalid(&key);
             ctx.reset_backoff(&key);
@@ -166,7 +167,16 @@ fn store_identity(
     namespace: &str,
     spec: &ExternalSecretSpec,
 ) -> StoreIdentity {
-    let reference = &spec.secret_store_ref;
+    named_store_identity(ctx, flavor, namespace, &spec.secret_store_ref)
+}
+
+/// [`store_identity`] of a store reference.
+fn named_store_identity(
+    ctx: &Context,
+    flavor: Flavor,
+    namespace: &str,
+    reference: &SecretStoreRef,
+) -> StoreIdentity {
     let cluster = reference.kind == StoreKind::ClusterSecretStore;
     let per_namespace = cluster
         && ctx.stores_of(flavor).is_some_and(|caches| {
@@ -308,7 +318,19 @@ async fn sync_one(
     let target_name = es.target_name().to_string();
     let policy = es.spec.target.creation_policy;
     let refresh_policy = es.spec.refresh_policy;
-    let (identity, spec) = resolve_store(es, ctx, flavor)?;
+    let (identity, spec) = if es.spec.reads_a_store() {
+        resolve_store(es, ctx, flavor)?
+    } else {
+        // Generators only: refreshes still go by the refresher (its times are
+        // what says a refresh is due), through a store with nothing in it.
+        (
+            store_identity(ctx, flavor, &namespace, &es.spec),
+            StoreProvider {
+                fake: Some(Default::default()),
+                ..Default::default()
+            },
+        )
+    };
     let provider = ctx
         .providers
         .for_store(&identity, &spec)
@@ -383,7 +405,55 @@ async fn sync_one(
         || !exists && refresh_policy == RefreshPolicy::CreatedOnce;
     let periodic = interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
     let held_back = !asked && periodic && !within_sync_windows(ctx, key, &es.spec).await;
-    let due = asked || periodic && !held_back;
+    let mut due = asked || periodic && !held_back;
+    let generators = es.spec.has_generators();
+    let mut remembered = generators
+        .then(|| ctx.generated.get(key, spec_hash))
+        .flatten();
+    if generators && !due {
+        match &remembered {
+            Some(made) => {
+                // Values that expire are renewed before they do, whatever
+                // the interval; and a store cycle that took this one along
+                // (refreshed it without a reconcile) is its refresh too.
+                let renew = made.renew_at.is_some_and(|at| at <= Instant::now());
+                let pulled_in = matches!(
+                    (refreshed.at, made.refreshed_at),
+                    (Some(at), Some(made_in)) if at > made_in
+                );
+                due = renew || pulled_in;
+            }
+            // Nothing to keep: a new Secret gets new values.
+            None if !exists && policy != CreationPolicy::None => due = true,
+            None if generated::any_expires(es, ctx, flavor).await => due = true,
+            None => {
+                // After a restart: the Secret holds what was made.
+                let marker = generated::Remembered {
+                    spec: spec_hash,
+                    values: None,
+                    refreshed_at: refreshed.at,
+                    renew_at: None,
+                };
+                ctx.generated.remember(key, marker.clone());
+                remembered = Some(marker);
+            }
+        }
+    }
+    let renew_at = remembered.as_ref().and_then(|r| r.renew_at);
+    let kept_generated = remembered.and_then(|r| r.values);
+    if generators && !due && kept_generated.is_none() {
+        // Not due, and what the generators made lives only in the Secret:
+        // it is left as it is (rebuilding it would make new values).
+        return Ok(Synced {
+            reason: "SecretSynced",
+            message: "Secret is synced",
+            refreshed_at: None,
+            resource_version: None,
+            content_hash: None,
+            spec_hash,
+            action: next_refresh(interval, refreshed.at),
+        });
+    }
     let requests = sync::remote_requests(&es.spec);
     // Held back by its sync windows, it takes no value that another
     // ExternalSecret's refresh brought in either (unless its Secret needs
@@ -412,7 +482,12 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
-            action: next_refresh(interval, refreshed.at),
+            action: generated::with_renewal(
+                next_refresh(interval, refreshed.at),
+                interval,
+                refreshed.at,
+                renew_at,
+            ),
         });
     }
     let fetched = match kept {
@@ -425,6 +500,24 @@ async fn sync_one(
         }
     };
     let refreshed_at = ctx.refresher.refreshed(key).at_wall;
+    let (generated, renew_at) = if !generators {
+        (Arc::default(), None)
+    } else if due {
+        let (made, renew_at) = generated::generate_all(es, ctx, flavor).await?;
+        let made = Arc::new(made);
+        ctx.generated.remember(
+            key,
+            generated::Remembered {
+                spec: spec_hash,
+                values: Some(made.clone()),
+                refreshed_at: refreshed_at_instant(ctx, key),
+                renew_at,
+            },
+        );
+        (made, renew_at)
+    } else {
+        (kept_generated.unwrap_or_default(), renew_at)
+    };
 
     let sources = template_sources(es, ctx).await?;
     let (effective, gone) = apply_deletion_policy(es, &fetched);
@@ -466,12 +559,16 @@ async fn sync_one(
     let effective = effective.unwrap_or_else(|| es.clone());
     let limits = ctx.template_limits;
     let desired = if renders_in_place(&effective, &fetched) {
-        sync::desired_secret(&effective, &fetched, &sources, &limits)
+        sync::desired_secret_with_generated(&effective, &fetched, &generated, &sources, &limits)
     } else {
         // CPU work (templates, regular expressions), so on a blocking thread,
         // within limits.
         ctx.render_pool
-            .run(move || sync::desired_secret(&effective, &fetched, &sources, &limits))
+            .run(move || {
+                sync::desired_secret_with_generated(
+                    &effective, &fetched, &generated, &sources, &limits,
+                )
+            })
             .await
             .map_err(|e| Failure::new("SecretSyncedError", e.to_string()))?
     }
@@ -514,7 +611,12 @@ async fn sync_one(
         resource_version,
         content_hash: Some(desired.content_hash.clone()),
         spec_hash,
-        action: next_refresh(interval, refreshed_at_instant(ctx, key)),
+        action: generated::with_renewal(
+            next_refresh(interval, refreshed_at_instant(ctx, key)),
+            interval,
+            refreshed_at_instant(ctx, key),
+            renew_at,
+        ),
     })
 }
 
@@ -675,28 +777,47 @@ fn resolve_store(
     flavor: Flavor,
 ) -> Result<(StoreIdentity, StoreProvider), Failure> {
     let namespace = es.namespace().unwrap_or_default();
-    let reference = &es.spec.secret_store_ref;
-    let not_ready = |message: String| Failure::new("StoreNotReady", message);
+    resolve_named_store(
+        ctx,
+        flavor,
+        &namespace,
+        &es.spec.secret_store_ref,
+        "spec.secretStoreRef",
+        "an ExternalSecret",
+    )
+    .map_err(|message| Failure::new("StoreNotReady", message))
+}
+
+/// The store `reference` (at `field` of its spec) names for an object
+/// (`user`: "a" and its kind) of `namespace`, if that object may use it; or
+/// why not.
+pub(super) fn resolve_named_store(
+    ctx: &Context,
+    flavor: Flavor,
+    namespace: &str,
+    reference: &SecretStoreRef,
+    field: &str,
+    user: &str,
+) -> Result<(StoreIdentity, StoreProvider), String> {
+    let namespace = namespace.to_string();
     let caches = ctx
         .stores_of(flavor)
-        .ok_or_else(|| not_ready(format!("stores of {} are not watched", flavor.group())))?;
-    let identity = store_identity(ctx, flavor, &namespace, &es.spec);
+        .ok_or_else(|| format!("stores of {} are not watched", flavor.group()))?;
+    let identity = named_store_identity(ctx, flavor, &namespace, reference);
     let provider = match reference.kind {
         StoreKind::SecretStore => {
             let described = format!("SecretStore {namespace}/{}", reference.name);
             let store = caches
                 .secret_store(flavor, &namespace, &reference.name)
                 .ok_or_else(|| {
-                    not_ready(format!(
-                        "spec.secretStoreRef: SecretStore {:?} not found in namespace {namespace:?} (an ExternalSecret can only use a SecretStore of its own namespace)",
+                    format!(
+                        "{field}: SecretStore {:?} not found in namespace {namespace:?} ({user} can only use a SecretStore of its own namespace)",
                         reference.name
-                    ))
+                    )
                 })?;
-            let spec = store
-                .spec()
-                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            let spec = store.spec().map_err(|e| format!("{described}: {e}"))?;
             spec.validate(Some(&namespace))
-                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+                .map_err(|e| format!("{described}: {e}"))?;
             spec.provider_to_build()
                 .serving(&namespace, &reference.name, "SecretStore")
         }
@@ -706,21 +827,15 @@ fn resolve_store(
                 .cluster_secret_stores
                 .get(&ObjectRef::new_with(&reference.name, flavor))
                 .ok_or_else(|| {
-                    not_ready(format!(
-                        "spec.secretStoreRef: ClusterSecretStore {:?} not found",
-                        reference.name
-                    ))
+                    format!("{field}: ClusterSecretStore {:?} not found", reference.name)
                 })?;
-            let spec = store
-                .spec()
-                .map_err(|e| not_ready(format!("{described}: {e}")))?;
-            spec.validate()
-                .map_err(|e| not_ready(format!("{described}: {e}")))?;
+            let spec = store.spec().map_err(|e| format!("{described}: {e}"))?;
+            spec.validate().map_err(|e| format!("{described}: {e}"))?;
             if !sync::cluster_store_admits(&spec, &namespace, &ctx.namespace_labels(&namespace)) {
-                return Err(not_ready(format!(
-                    "spec.secretStoreRef: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
+                return Err(format!(
+                    "{field}: ClusterSecretStore {:?} does not admit namespace {namespace:?} (see its spec.conditions)",
                     reference.name
-                )));
+                ));
             }
             spec.provider_to_build()
                 .serving(&namespace, &reference.name, "ClusterSecretStore")

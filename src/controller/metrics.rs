@@ -257,6 +257,19 @@ impl Metrics {
         }
     }
 
+    /// One PushSecret reconciled (ESO's series only).
+    pub fn push_secret_reconciled(&self, namespace: &str, name: &str, ready: bool, took: Duration) {
+        if let Some(eso) = &self.eso {
+            eso.push_secret_reconciled(namespace, name, ready, took);
+        }
+    }
+
+    pub fn push_secret_deleted(&self, namespace: &str, name: &str) {
+        if let Some(eso) = &self.eso {
+            eso.push_secret_forget(namespace, name);
+        }
+    }
+
     /// `secretsync_workload_restarts_total{kind}`: one workload restarted.
     pub fn workload_restarted(&self, kind: &str) {
         self.workload_restarts

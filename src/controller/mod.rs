@@ -11,15 +11,19 @@
 //! kube-runtime's scheduler, whose tables keep the size of the largest burst.
 
 pub mod cluster_external_secret;
+pub mod cluster_push_secret;
 mod eso_metrics;
 mod events;
+mod finalizers;
 pub mod external_secret;
+mod generated;
 mod kube_auth;
 pub mod leader;
 mod managed;
 pub mod memory;
 mod metrics;
 pub mod objects;
+pub mod push_secret;
 mod queue;
 pub mod refresh;
 pub mod reload;
@@ -163,6 +167,10 @@ pub struct Context {
     watched_namespaces: Vec<String>,
     /// What ClusterExternalSecrets' reconciles wrote.
     children: Mutex<cluster_external_secret::WrittenChildren>,
+    /// What ExternalSecrets' generators made, kept between refreshes.
+    generated: generated::GeneratedMemory,
+    /// What PushSecrets' reconciles pushed, by remote key.
+    pushed: Mutex<push_secret::PushedKeys>,
 }
 
 /// What this process last wrote to an ExternalSecret's status: fingerprints
@@ -216,6 +224,75 @@ impl Context {
 
     fn stores_of(&self, flavor: Flavor) -> Option<&StoreCaches> {
         self.stores.get(flavor.group())
+    }
+
+    /// What this process last pushed to a remote key (see `push_secret`).
+    fn pushed(&self, memo: &str) -> Option<push_secret::Pushed> {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(memo)
+            .cloned()
+    }
+
+    fn remember_pushed(&self, memo: &str, version: &str, fingerprint: [u8; 32]) {
+        self.pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                memo.to_string(),
+                push_secret::Pushed::new(version, fingerprint),
+            );
+    }
+
+    /// Forgets every remote key one PushSecret (`key`) pushed.
+    fn forget_pushed(&self, key: &str) {
+        let prefix = format!("{key}\0");
+        self.pushed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|memo, _| !memo.starts_with(&prefix));
+    }
+
+    /// Names of the stores of `kind` a namespace's object may pick by
+    /// label: its namespace's SecretStores, or every ClusterSecretStore.
+    fn stores_matching(
+        &self,
+        flavor: Flavor,
+        namespace: &str,
+        kind: crate::api::StoreKind,
+        selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    ) -> Vec<String> {
+        use kube::core::{Selector, SelectorExt};
+        let Ok(selector) = Selector::try_from(selector.clone()) else {
+            return Vec::new();
+        };
+        let Some(caches) = self.stores_of(flavor) else {
+            return Vec::new();
+        };
+        let matches = |labels: Option<std::collections::BTreeMap<String, String>>| {
+            selector.matches(&labels.unwrap_or_default())
+        };
+        let mut names: Vec<String> = match kind {
+            crate::api::StoreKind::SecretStore => caches
+                .secret_stores
+                .iter()
+                .flat_map(|store| store.state())
+                .filter(|store| store.metadata.namespace.as_deref() == Some(namespace))
+                .filter(|store| matches(store.labels_and_annotations().0))
+                .filter_map(|store| store.metadata.name.clone())
+                .collect(),
+            crate::api::StoreKind::ClusterSecretStore => caches
+                .cluster_secret_stores
+                .state()
+                .into_iter()
+                .filter(|store| matches(store.labels_and_annotations().0))
+                .filter_map(|store| store.metadata.name.clone())
+                .collect(),
+        };
+        names.sort();
+        names.dedup();
+        names
     }
 
     /// A managed Secret's metadata, from the cache (no request).
@@ -491,6 +568,10 @@ pub async fn run(
     // The Lease is renewed on a client of its own, so renewals never queue
     // behind a burst of other requests.
     let lease_client = kube::Client::try_from(config.clone()).map_err(Error::Kube)?;
+    // Watches on a client of their own: each holds its request open for
+    // good, and under the concurrency limit below enough of them (two
+    // flavors, every kind) would take every slot and starve the reconciles.
+    let watch_client = kube::Client::try_from(config.clone()).map_err(Error::Kube)?;
     let client = kube::client::ClientBuilder::try_from(config)
         .map_err(Error::Kube)?
         .with_layer(&tower::limit::ConcurrencyLimitLayer::new(
@@ -597,11 +678,13 @@ pub async fn run(
         api_concurrency: settings.api_concurrency.max(1),
         watched_namespaces: settings.namespaces.clone(),
         children: Mutex::default(),
+        generated: generated::GeneratedMemory::default(),
+        pushed: Mutex::default(),
     });
     // Watches run as long as the process; controllers until shutdown, when
     // they stop taking work and finish what runs.
     let (watches, mut controllers) =
-        plan.start(&client, &ctx, controller_config, when_stopped.clone());
+        plan.start(&watch_client, &ctx, controller_config, when_stopped.clone());
 
     if let Some(reload) = settings.reload.clone() {
         // One restarter per scope; the cluster-wide rate is shared among them.

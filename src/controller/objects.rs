@@ -18,9 +18,10 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{
-    ClusterExternalSecretSpec, ClusterExternalSecretStatus, ClusterSecretStoreSpec, ExternalSecret,
-    ExternalSecretSpec, ExternalSecretStatus, SealedSecret, SealedSecretSpec, SealedSecretStatus,
-    SecretStoreSpec, SecretStoreStatus,
+    ClusterExternalSecretSpec, ClusterExternalSecretStatus, ClusterPushSecretSpec,
+    ClusterPushSecretStatus, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec,
+    ExternalSecretStatus, PushSecret, PushSecretSpec, PushSecretStatus, SealedSecret,
+    SealedSecretSpec, SealedSecretStatus, SecretStoreSpec, SecretStoreStatus,
 };
 
 /// An object as watched: its metadata always, its spec if it decodes.
@@ -87,6 +88,8 @@ pub type WatchedClusterSecretStore = Watched<ClusterSecretStoreSpec, SecretStore
 pub type WatchedClusterExternalSecret =
     Watched<ClusterExternalSecretSpec, ClusterExternalSecretStatus>;
 pub type WatchedSealedSecret = Watched<SealedSecretSpec, SealedSecretStatus>;
+pub type WatchedPushSecret = Watched<PushSecretSpec, PushSecretStatus>;
+pub type WatchedClusterPushSecret = Watched<ClusterPushSecretSpec, ClusterPushSecretStatus>;
 
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
@@ -202,6 +205,8 @@ fn in_spec(error: &str) -> String {
 pub trait Kind {
     const KIND: &'static str;
     const PLURAL: &'static str;
+    /// The version served, the same in both flavors' groups.
+    const VERSION: &'static str = "v1";
 }
 
 impl Kind for ExternalSecretSpec {
@@ -222,6 +227,18 @@ impl Kind for ClusterSecretStoreSpec {
 impl Kind for ClusterExternalSecretSpec {
     const KIND: &'static str = "ClusterExternalSecret";
     const PLURAL: &'static str = "clusterexternalsecrets";
+}
+
+impl Kind for PushSecretSpec {
+    const KIND: &'static str = "PushSecret";
+    const PLURAL: &'static str = "pushsecrets";
+    const VERSION: &'static str = crate::api::PUSH_VERSION;
+}
+
+impl Kind for ClusterPushSecretSpec {
+    const KIND: &'static str = "ClusterPushSecret";
+    const PLURAL: &'static str = "clusterpushsecrets";
+    const VERSION: &'static str = crate::api::PUSH_VERSION;
 }
 
 impl Kind for SealedSecretSpec {
@@ -247,12 +264,12 @@ where
         flavor.group().into()
     }
 
-    fn version(flavor: &Flavor) -> Cow<'_, str> {
-        flavor.version().into()
+    fn version(_: &Flavor) -> Cow<'_, str> {
+        S::VERSION.into()
     }
 
     fn api_version(flavor: &Flavor) -> Cow<'_, str> {
-        flavor.api_version().into()
+        format!("{}/{}", flavor.group(), S::VERSION).into()
     }
 
     fn plural(_: &Flavor) -> Cow<'_, str> {
@@ -272,6 +289,17 @@ impl WatchedExternalSecret {
     /// The typed ExternalSecret, when its spec decodes.
     pub fn typed(&self) -> Result<ExternalSecret, String> {
         Ok(ExternalSecret {
+            metadata: self.full_metadata(),
+            spec: self.spec()?,
+            status: self.status(),
+        })
+    }
+}
+
+impl WatchedPushSecret {
+    /// The typed PushSecret, when its spec decodes.
+    pub fn typed(&self) -> Result<PushSecret, String> {
+        Ok(PushSecret {
             metadata: self.full_metadata(),
             spec: self.spec()?,
             status: self.status(),
@@ -348,6 +376,24 @@ impl Flavor {
         self.resource(
             ClusterExternalSecretSpec::KIND,
             ClusterExternalSecretSpec::PLURAL,
+        )
+    }
+
+    pub fn push_secrets(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(self.group(), PushSecretSpec::VERSION, PushSecretSpec::KIND),
+            PushSecretSpec::PLURAL,
+        )
+    }
+
+    pub fn cluster_push_secrets(&self) -> ApiResource {
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(
+                self.group(),
+                ClusterPushSecretSpec::VERSION,
+                ClusterPushSecretSpec::KIND,
+            ),
+            ClusterPushSecretSpec::PLURAL,
         )
     }
 

@@ -25,13 +25,14 @@ use super::queue::Queue;
 
 use super::managed::ManagedSecret;
 use super::objects::{
-    Flavor, SECRETSYNC, WatchedClusterExternalSecret, WatchedClusterSecretStore,
-    WatchedExternalSecret, WatchedSealedSecret, WatchedSecretStore,
+    Flavor, SECRETSYNC, WatchedClusterExternalSecret, WatchedClusterPushSecret,
+    WatchedClusterSecretStore, WatchedExternalSecret, WatchedPushSecret, WatchedSealedSecret,
+    WatchedSecretStore,
 };
 use super::refresh::Refresher;
 use super::{
-    Context, Filled, StoreCaches, cluster_external_secret, error_policy, external_secret,
-    in_own_task, objects, sealed_secret, store, writer_of,
+    Context, Filled, StoreCaches, cluster_external_secret, cluster_push_secret, error_policy,
+    external_secret, in_own_task, objects, push_secret, sealed_secret, store, writer_of,
 };
 use crate::sync::MANAGED_LABEL;
 
@@ -366,6 +367,13 @@ impl Plan {
             );
         }
 
+        for flavor in &flavors {
+            controllers.push(until_stopped(
+                cluster_push_secrets(client, ctx, *flavor, config.clone(), stopped()),
+                stopped(),
+            ));
+        }
+
         // The refresher wakes whoever falls due; who a cycle took along, or
         // the clock woke, is woken in its own flavor's and scope's controller.
         watches.push(refresher.clone().run_clock().boxed());
@@ -479,9 +487,124 @@ impl Plan {
                     .for_each(|_| futures::future::ready(()))
                     .boxed(),
             );
+
+            for flavor in &flavors {
+                controllers.push(until_stopped(
+                    push_secrets(client, ctx, *flavor, &scope, config.clone(), stopped()),
+                    stopped(),
+                ));
+            }
         }
         (watches, controllers)
     }
+}
+
+/// How long a controller may take to finish its reconciles at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Ends `controller` at shutdown, after a grace, even if it never started:
+/// with `--eso-compat` on a cluster without ESO's PushSecret CRDs, that
+/// controller's cache is never filled, and kube-runtime's graceful shutdown
+/// waits for it forever.
+fn until_stopped(
+    controller: BoxFuture<'static, ()>,
+    stopped: impl Future<Output = ()> + Send + 'static,
+) -> BoxFuture<'static, ()> {
+    let stopped = Box::pin(async move {
+        stopped.await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    });
+    async move {
+        futures::future::select(controller, stopped).await;
+    }
+    .boxed()
+}
+
+/// The PushSecret controller of one flavor and scope. Besides its own kind
+/// (spec edits and deletions, not its status writes), it watches Secrets'
+/// metadata: a source Secret's change is pushed within seconds, not at the
+/// next interval.
+fn push_secrets(
+    client: &kube::Client,
+    ctx: &Arc<Context>,
+    flavor: Flavor,
+    scope: &Scope,
+    config: controller::Config,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let writer = reflector::store::Writer::new(flavor);
+    let reader = writer.as_reader();
+    let index = Arc::new(push_secret::SourceIndex::default());
+    let stream = watcher(
+        scope.dynamic::<WatchedPushSecret>(client, flavor),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .inspect_ok({
+        let index = index.clone();
+        move |event| index.apply(event)
+    })
+    .applied_objects()
+    .predicate_filter(push_secret::wakes, Default::default());
+    let sources = watcher(scope.secrets(client), watcher::Config::default())
+        .default_backoff()
+        .touched_objects()
+        .filter_map(|secret| futures::future::ready(secret.ok()))
+        .flat_map(move |secret| futures::stream::iter(index.readers_of(flavor, &secret)));
+    Controller::for_stream_with(stream, reader, flavor)
+        .with_config(config)
+        .reconcile_on(sources)
+        .graceful_shutdown_on(stopped)
+        .run(
+            in_own_task(push_secret::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+/// The ClusterPushSecret controller of one flavor: woken by its own spec
+/// changes and by every namespace change (a namespace labelled to match is
+/// served within seconds).
+fn cluster_push_secrets(
+    client: &kube::Client,
+    ctx: &Arc<Context>,
+    flavor: Flavor,
+    config: controller::Config,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let writer = reflector::store::Writer::new(flavor);
+    let reader = writer.as_reader();
+    let stream = watcher(
+        Api::<WatchedClusterPushSecret>::all_with(client.clone(), &flavor),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(cluster_push_secret::wakes, Default::default());
+    let cache = reader.clone();
+    let namespaces = watcher(
+        Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .touched_objects()
+    .filter_map(|namespace| futures::future::ready(namespace.ok()))
+    .flat_map(move |_| futures::stream::iter(cluster_push_secret::every(&cache)));
+    Controller::for_stream_with(stream, reader, flavor)
+        .with_config(config)
+        .reconcile_on(namespaces)
+        .graceful_shutdown_on(stopped)
+        .run(
+            in_own_task(cluster_push_secret::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
 }
 
 /// A store controller, whose watch also fills the cache the ExternalSecrets'

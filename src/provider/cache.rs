@@ -53,6 +53,12 @@ impl Cached {
         }
     }
 
+    /// The backend itself, for what is never cached: PushSecret's reads
+    /// and writes.
+    pub fn backend(&self) -> &dyn Provider {
+        self.backend.as_ref()
+    }
+
     /// Whether the backend answered a request (a value, a listing) within
     /// `window`: the store's credentials are then known to work.
     pub fn answered_within(&self, window: Duration) -> bool {

@@ -8,10 +8,12 @@ mod cache;
 pub mod fake;
 #[cfg(feature = "clients")]
 mod providers;
+mod push;
 
 pub use cache::Cached;
 #[cfg(feature = "clients")]
 pub use providers::{ProviderContext, Providers};
+pub use push::{PushWrite, ReadParts, RemoteSecret};
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
@@ -142,6 +144,33 @@ pub trait Provider: Send + Sync {
     /// (the identity may not make the batch call): for the store's status.
     fn batch_refused(&self) -> Option<String> {
         None
+    }
+
+    /// PushSecret: what `key` holds now, `None` when it does not exist.
+    async fn read_pushed(
+        &self,
+        _key: &str,
+        _parts: ReadParts,
+    ) -> Result<Option<RemoteSecret>, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "this store's provider cannot be pushed to".into(),
+        ))
+    }
+
+    /// PushSecret: writes one value (creating the remote secret when
+    /// `write.current` is `None`) and its tags; answers the new version.
+    async fn push(&self, _write: &PushWrite<'_>) -> Result<String, ProviderError> {
+        Err(ProviderError::Unsupported(
+            "this store's provider cannot be pushed to".into(),
+        ))
+    }
+
+    /// PushSecret `deletionPolicy: Delete`: deletes `key` (Secrets Manager:
+    /// with the store's recovery window). A key already gone is no error.
+    async fn delete_pushed(&self, _key: &str) -> Result<(), ProviderError> {
+        Err(ProviderError::Unsupported(
+            "this store's provider cannot be pushed to".into(),
+        ))
     }
 }
 

@@ -72,6 +72,24 @@ impl Providers {
         self.calls.clone()
     }
 
+    /// The base AWS config (endpoints, default credential chain), loaded on
+    /// first use (in `region` then); generators build their clients on it.
+    pub async fn aws_base(&self, region: &str) -> &SdkConfig {
+        self.aws_base
+            .get_or_init(|| async {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .region(aws_config::Region::new(region.to_string()))
+                    .load()
+                    .await
+            })
+            .await
+    }
+
+    /// The Kubernetes side of `auth.jwt` and `auth.secretRef`, for generators.
+    pub fn kubernetes_auth(&self) -> Arc<dyn aws::KubernetesAuth> {
+        self.context.kube.clone()
+    }
+
     /// The provider for a store, built on first use or when its spec changed.
     pub async fn for_store(
         &self,
@@ -88,15 +106,7 @@ impl Providers {
         let provider: Arc<dyn Provider> = match (&spec.aws, &spec.fake) {
             (None, Some(fake)) => Arc::new(fake::FakeProvider::new(fake, self.calls.clone())),
             (Some(aws), None) => {
-                let base = self
-                    .aws_base
-                    .get_or_init(|| async {
-                        aws_config::defaults(aws_config::BehaviorVersion::latest())
-                            .region(aws_config::Region::new(aws.region.clone()))
-                            .load()
-                            .await
-                    })
-                    .await;
+                let base = self.aws_base(&aws.region).await;
                 Arc::new(
                     aws::AwsProvider::connect(
                         aws,

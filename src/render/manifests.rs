@@ -432,6 +432,12 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Class>, String> {
                 .into(),
         );
     }
+    let push_kind = kind == "PushSecret" || kind == "ClusterPushSecret";
+    if push_kind && (group == GROUP || group == ESO_GROUP) {
+        return Err(format!(
+            "a {kind} writes to AWS: it is served by `secretsync controller` only (render reads, and never writes anywhere but its output)"
+        ));
+    }
     match group {
         GROUP => {
             if version != "v1" {
@@ -555,6 +561,10 @@ mod tests {
         );
         assert!(
             object("external-secrets.io/v1alpha1", "PushSecret")
+                .contains("served by `secretsync controller` only")
+        );
+        assert!(
+            object("external-secrets.io/v1beta1", "SecretSink")
                 .contains("is not supported by secretsync")
         );
         assert!(

@@ -139,6 +139,21 @@ async fn render_inputs(
             rendered.errors.push(fail(e.to_string()));
             continue;
         }
+        // Generated values must outlive one run (the Secret is their memory),
+        // which an offline render cannot give: refused, not made up anew.
+        if let Some(i) = es
+            .object
+            .spec
+            .data_from
+            .iter()
+            .position(|d| d.generator_ref().is_some())
+        {
+            let field = format!("spec.dataFrom[{i}].sourceRef.generatorRef");
+            rendered
+                .errors
+                .push(fail(sync::SyncError::NotGenerated { field }.to_string()));
+            continue;
+        }
         match stores.resolve(&es.object, &inputs) {
             Ok(id) => by_store.entry(id).or_default().push(es),
             Err(message) => rendered.errors.push(fail(message)),

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, OwnerReference};
 use kube::core::{Selector, SelectorExt};
 use serde_json::{Value, json};
 
@@ -23,24 +23,39 @@ pub struct NamespaceView<'a> {
     pub terminating: bool,
 }
 
-/// Whether the spec picks this namespace: by name, or by any selector
-/// (ORed, as ESO). A spec with neither picks none.
-pub fn picks(spec: &ClusterExternalSecretSpec, namespace: &NamespaceView) -> bool {
-    spec.namespaces.iter().any(|n| n == namespace.name)
-        || spec.selectors().any(|selector| {
-            Selector::try_from(selector.clone())
-                .is_ok_and(|selector| selector.matches(namespace.labels))
-        })
+/// Which namespaces a cluster-scoped writer (ClusterExternalSecret,
+/// ClusterPushSecret) picks: by name, or by any selector (ORed, as ESO).
+pub struct Picking<'a> {
+    pub names: &'a [String],
+    pub selectors: Vec<&'a LabelSelector>,
 }
 
-/// The namespaces to hold an ExternalSecret: picked and not terminating.
+impl<'a> Picking<'a> {
+    pub fn of(spec: &'a ClusterExternalSecretSpec) -> Self {
+        Picking {
+            names: &spec.namespaces,
+            selectors: spec.selectors().collect(),
+        }
+    }
+
+    /// Whether this namespace is picked. Neither names nor selectors pick none.
+    pub fn picks(&self, namespace: &NamespaceView) -> bool {
+        self.names.iter().any(|n| n == namespace.name)
+            || self.selectors.iter().any(|selector| {
+                Selector::try_from((*selector).clone())
+                    .is_ok_and(|selector| selector.matches(namespace.labels))
+            })
+    }
+}
+
+/// The namespaces to hold a child: picked and not terminating.
 pub fn picked_namespaces<'a>(
-    spec: &ClusterExternalSecretSpec,
+    picking: &Picking,
     namespaces: impl IntoIterator<Item = NamespaceView<'a>>,
 ) -> BTreeSet<String> {
     namespaces
         .into_iter()
-        .filter(|namespace| !namespace.terminating && picks(spec, namespace))
+        .filter(|namespace| !namespace.terminating && picking.picks(namespace))
         .map(|namespace| namespace.name.to_string())
         .collect()
 }
@@ -58,10 +73,10 @@ pub struct Writer<'a> {
 /// Whether `owners` name the ClusterExternalSecret `name` of `group` as
 /// controller (as ESO checks: by group, kind and name, so an ExternalSecret
 /// written by ESO before the switch is still recognised).
-pub fn is_written_by(owners: &[OwnerReference], group: &str, name: &str) -> bool {
+pub fn is_written_by(owners: &[OwnerReference], group: &str, kind: &str, name: &str) -> bool {
     owners.iter().any(|owner| {
         owner.controller == Some(true)
-            && owner.kind == "ClusterExternalSecret"
+            && owner.kind == kind
             && owner.name == name
             && owner.api_version.split('/').next() == Some(group)
     })
@@ -76,32 +91,56 @@ pub fn child_external_secret(
     writer: &Writer,
     namespace: &str,
 ) -> Value {
-    let metadata = &spec.external_secret_metadata;
-    let mut annotations = metadata.annotations.clone();
-    for key in [FORCE_SYNC_ANNOTATION, ESO_FORCE_SYNC_ANNOTATION] {
-        if let Some(value) = writer.annotations.get(key) {
-            annotations.insert(key.to_string(), value.clone());
+    let child = Child {
+        kind: "ExternalSecret",
+        writer_kind: "ClusterExternalSecret",
+        name: spec.external_secret_name(writer.name),
+        labels: &spec.external_secret_metadata.labels,
+        annotations: &spec.external_secret_metadata.annotations,
+    };
+    child.object(writer, namespace, json!(spec.external_secret_spec))
+}
+
+/// One object a cluster-scoped writer stamps into a namespace.
+pub struct Child<'a> {
+    pub kind: &'a str,
+    pub writer_kind: &'a str,
+    pub name: &'a str,
+    pub labels: &'a BTreeMap<String, String>,
+    pub annotations: &'a BTreeMap<String, String>,
+}
+
+impl Child<'_> {
+    /// The child in `namespace` with `spec`, its writer as controlling owner
+    /// (so the garbage collector removes it with the writer), and the
+    /// writer's force-sync annotations passed on.
+    pub fn object(&self, writer: &Writer, namespace: &str, spec: Value) -> Value {
+        let mut annotations = self.annotations.clone();
+        for key in [FORCE_SYNC_ANNOTATION, ESO_FORCE_SYNC_ANNOTATION] {
+            if let Some(value) = writer.annotations.get(key) {
+                annotations.insert(key.to_string(), value.clone());
+            }
         }
+        json!({
+            "apiVersion": writer.api_version,
+            "kind": self.kind,
+            "metadata": {
+                "name": self.name,
+                "namespace": namespace,
+                "labels": self.labels,
+                "annotations": annotations,
+                "ownerReferences": [{
+                    "apiVersion": writer.api_version,
+                    "kind": self.writer_kind,
+                    "name": writer.name,
+                    "uid": writer.uid,
+                    "controller": true,
+                    "blockOwnerDeletion": true,
+                }],
+            },
+            "spec": spec,
+        })
     }
-    json!({
-        "apiVersion": writer.api_version,
-        "kind": "ExternalSecret",
-        "metadata": {
-            "name": spec.external_secret_name(writer.name),
-            "namespace": namespace,
-            "labels": metadata.labels,
-            "annotations": annotations,
-            "ownerReferences": [{
-                "apiVersion": writer.api_version,
-                "kind": "ClusterExternalSecret",
-                "name": writer.name,
-                "uid": writer.uid,
-                "controller": true,
-                "blockOwnerDeletion": true,
-            }],
-        },
-        "spec": spec.external_secret_spec,
-    })
 }
 
 #[cfg(test)]
@@ -142,7 +181,7 @@ mod tests {
         let other = labels(&[("team", "c")]);
         let none = labels(&[]);
         let picked = picked_namespaces(
-            &spec,
+            &Picking::of(&spec),
             [
                 NamespaceView {
                     name: "billing",
@@ -186,7 +225,7 @@ mod tests {
             labels: &any,
             terminating: false,
         };
-        assert!(!picks(&spec, &view));
+        assert!(!Picking::of(&spec).picks(&view));
     }
 
     #[test]
@@ -214,8 +253,23 @@ mod tests {
         assert_eq!(child["spec"]["data"][0]["remoteRef"]["key"], "db");
         let owners: Vec<OwnerReference> =
             serde_json::from_value(child["metadata"]["ownerReferences"].clone()).unwrap();
-        assert!(is_written_by(&owners, "external-secrets.io", "db"));
-        assert!(!is_written_by(&owners, "secretsync.io", "db"));
-        assert!(!is_written_by(&owners, "external-secrets.io", "other"));
+        assert!(is_written_by(
+            &owners,
+            "external-secrets.io",
+            "ClusterExternalSecret",
+            "db"
+        ));
+        assert!(!is_written_by(
+            &owners,
+            "secretsync.io",
+            "ClusterExternalSecret",
+            "db"
+        ));
+        assert!(!is_written_by(
+            &owners,
+            "external-secrets.io",
+            "ClusterExternalSecret",
+            "other"
+        ));
     }
 }

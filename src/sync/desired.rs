@@ -43,13 +43,31 @@ const NOT_COPIED_ANNOTATIONS: &[&str] = &[
     super::ESO_FORCE_SYNC_ANNOTATION,
 ];
 
+/// What generators made for an ExternalSecret: by `dataFrom` index, each
+/// generator's output keys and values.
+pub type GeneratedData = BTreeMap<usize, BTreeMap<String, SecretValue>>;
+
 /// Builds the desired Secret from what the provider answered for
 /// [`remote_requests`](super::remote_requests) of this ExternalSecret. Its
 /// templates together stay within `limits`. CPU work: drivers run it off the
-/// async runtime.
+/// async runtime. An ExternalSecret with generators needs
+/// [`desired_secret_with_generated`].
 pub fn desired_secret(
     es: &ExternalSecret,
     fetched: &FetchResults,
+    sources: &TemplateSources,
+    limits: &RenderLimits,
+) -> Result<DesiredSecret, SyncError> {
+    desired_secret_with_generated(es, fetched, &GeneratedData::new(), sources, limits)
+}
+
+/// [`desired_secret`], with what the generators of its `dataFrom` entries
+/// made: their keys merge into the Secret as an `extract`'s do (rewrites and
+/// templates apply).
+pub fn desired_secret_with_generated(
+    es: &ExternalSecret,
+    fetched: &FetchResults,
+    generated: &GeneratedData,
     sources: &TemplateSources,
     limits: &RenderLimits,
 ) -> Result<DesiredSecret, SyncError> {
@@ -61,7 +79,22 @@ pub fn desired_secret(
 
     for (i, item) in spec.data_from.iter().enumerate() {
         let entry = format!("spec.dataFrom[{i}]");
-        if let Some(extract) = &item.extract {
+        if item.generator_ref().is_some() {
+            let field = format!("{entry}.sourceRef.generatorRef");
+            let map = generated
+                .get(&i)
+                .cloned()
+                .ok_or_else(|| SyncError::NotGenerated {
+                    field: field.clone(),
+                })?;
+            let map = rewrite_keys(map, &item.rewrite, &entry, &mut budget)?;
+            for (key, value) in map {
+                if !is_valid_secret_key(&key) {
+                    return Err(SyncError::InvalidKey { field, key });
+                }
+                data.insert(key, value);
+            }
+        } else if let Some(extract) = &item.extract {
             let field = format!("{entry}.extract");
             let value = fetch_value(fetched, extract, &field)?;
             let map = json_object_fields(&value, extract, &field)?

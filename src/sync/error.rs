@@ -72,6 +72,10 @@ pub enum SyncError {
         /// Which value: `of remote key "db"`, `of key "cert" of remote key "db"`.
         what: String,
     },
+    #[error(
+        "{field}: generators run only in the controller (render and the agent cannot run them)"
+    )]
+    NotGenerated { field: String },
     #[error("the Secret {secret} would be refused by the API server: {errors}")]
     Refused { secret: String, errors: FieldErrors },
 }

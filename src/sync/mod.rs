@@ -14,6 +14,7 @@ mod desired;
 mod error;
 mod hash;
 mod property;
+pub mod push_secret;
 mod requests;
 mod rewrite;
 mod store_access;
@@ -23,7 +24,7 @@ mod templating;
 mod tests;
 
 pub use check::check;
-pub use desired::{DesiredSecret, desired_secret};
+pub use desired::{DesiredSecret, GeneratedData, desired_secret, desired_secret_with_generated};
 pub use error::SyncError;
 pub use property::{PropertyError, json_property};
 pub use requests::{data_from_request, data_request, remote_requests};

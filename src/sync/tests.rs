@@ -466,3 +466,116 @@ async fn conversion_strategy_turns_names_into_keys_as_eso() {
         ]
     );
 }
+
+mod generators {
+    use super::*;
+    use crate::SecretValue;
+
+    fn generated(entries: &[(usize, &[(&str, &str)])]) -> GeneratedData {
+        entries
+            .iter()
+            .map(|(i, values)| {
+                let values = values
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), SecretValue::from(*v)))
+                    .collect();
+                (*i, values)
+            })
+            .collect()
+    }
+
+    async fn sync_generated(
+        es: &ExternalSecret,
+        made: &GeneratedData,
+    ) -> Result<DesiredSecret, SyncError> {
+        let fetched = provider().fetch_batch(&remote_requests(&es.spec)).await;
+        desired_secret_with_generated(
+            es,
+            &fetched,
+            made,
+            &TemplateSources::default(),
+            &Default::default(),
+        )
+    }
+
+    #[tokio::test]
+    async fn generated_keys_merge_with_store_data_and_rewrites_apply() {
+        let es = external_secret(
+            "data:\n- {secretKey: user, remoteRef: {key: db, property: user}}\ndataFrom:\n- sourceRef: {generatorRef: {kind: Password, name: pw}}\n  rewrite:\n  - regexp: {source: '^', target: 'db_'}\n- sourceRef: {generatorRef: {apiVersion: generators.external-secrets.io/v1alpha1, kind: UUID, name: id}}",
+        );
+        assert!(es.spec.reads_a_store() && es.spec.has_generators());
+        // Nothing made: refused, naming the entry.
+        let error = sync(&es).await.unwrap_err().to_string();
+        assert!(
+            error.contains("spec.dataFrom[0].sourceRef.generatorRef"),
+            "{error}"
+        );
+        let made = generated(&[(0, &[("password", "gen-pw-1")]), (1, &[("uuid", "u-1")])]);
+        let secret = sync_generated(&es, &made).await.unwrap();
+        assert_eq!(
+            text(&secret),
+            BTreeMap::from([
+                ("db_password", "gen-pw-1".to_string()),
+                ("user", "app".to_string()),
+                ("uuid", "u-1".to_string()),
+            ])
+        );
+    }
+
+    #[tokio::test]
+    async fn generators_alone_need_no_store_and_templates_see_their_keys() {
+        let manifest = "apiVersion: secretsync.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: team-a}\nspec:\n  dataFrom:\n  - sourceRef: {generatorRef: {kind: ECRAuthorizationToken, name: ecr}}\n  target:\n    template:\n      type: kubernetes.io/dockerconfigjson\n      data:\n        .dockerconfigjson: '{\"auths\":{\"{{ .proxy_endpoint }}\":{\"username\":\"{{ .username }}\",\"password\":\"{{ .password }}\"}}}'\n";
+        let es: ExternalSecret = serde_yaml_ng::from_str(manifest).unwrap();
+        assert!(!es.spec.reads_a_store());
+        let made = generated(&[(
+            0,
+            &[
+                ("username", "AWS"),
+                ("password", "tok"),
+                ("proxy_endpoint", "https://1.dkr.ecr"),
+            ],
+        )]);
+        let secret = sync_generated(&es, &made).await.unwrap();
+        assert_eq!(secret.type_, "kubernetes.io/dockerconfigjson");
+        assert_eq!(
+            text(&secret)[".dockerconfigjson"],
+            r#"{"auths":{"https://1.dkr.ecr":{"username":"AWS","password":"tok"}}}"#
+        );
+    }
+
+    #[test]
+    fn bad_generator_refs_are_refused_naming_the_field() {
+        let cases = [
+            (
+                "dataFrom:\n- sourceRef: {generatorRef: {kind: Vault, name: x}}",
+                "spec.dataFrom[0].sourceRef.generatorRef.kind",
+            ),
+            (
+                "dataFrom:\n- sourceRef: {generatorRef: {kind: UUID, name: ''}}",
+                "spec.dataFrom[0].sourceRef.generatorRef.name",
+            ),
+            (
+                "dataFrom:\n- sourceRef: {generatorRef: {apiVersion: x/v1, kind: UUID, name: a}}",
+                "spec.dataFrom[0].sourceRef.generatorRef.apiVersion",
+            ),
+            (
+                "dataFrom:\n- sourceRef: {storeRef: {name: other}}\n  extract: {key: db}",
+                "spec.dataFrom[0].sourceRef.storeRef",
+            ),
+            (
+                "dataFrom:\n- sourceRef: {generatorRef: {kind: UUID, name: a}}\n  extract: {key: db}",
+                "cannot be combined with extract or find",
+            ),
+        ];
+        for (spec, expected) in cases {
+            let es = external_secret(spec);
+            let error = check(&es).unwrap_err().to_string();
+            assert!(error.contains(expected), "{spec}: {error}");
+        }
+        // Without a store, only generator entries are allowed.
+        let manifest = "apiVersion: secretsync.io/v1\nkind: ExternalSecret\nmetadata: {name: app, namespace: team-a}\nspec:\n  data:\n  - {secretKey: a, remoteRef: {key: db}}\n";
+        let es: ExternalSecret = serde_yaml_ng::from_str(manifest).unwrap();
+        let error = check(&es).unwrap_err().to_string();
+        assert!(error.contains("spec.secretStoreRef.name"), "{error}");
+    }
+}

@@ -27,9 +27,12 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{
     ApiFailure, CallCounts, Checked, FetchResults, FindQuery, Markers, Provider, ProviderError,
-    RemoteRequest,
+    PushWrite, ReadParts, RemoteRequest, RemoteSecret,
 };
-use crate::api::{AwsProvider as AwsSpec, AwsService, MAX_ATTEMPTS, StoreRetrySettings};
+use crate::api::{
+    AwsProvider as AwsSpec, AwsService, MANAGED_BY_TAG, MANAGED_BY_US, MAX_ATTEMPTS,
+    SecretsManagerSettings, StoreRetrySettings,
+};
 use parameter_store::ParameterStore;
 use secrets_manager::SecretsManager;
 
@@ -94,6 +97,8 @@ impl RetrySettings {
 pub struct AwsProvider {
     backend: Backend,
     prefix: String,
+    /// How a pushed secret is deleted (Secrets Manager's recovery window).
+    deletion: SecretsManagerSettings,
 }
 
 enum Backend {
@@ -135,14 +140,20 @@ impl AwsProvider {
         Ok(Self {
             backend,
             prefix: spec.prefix.clone().unwrap_or_default(),
+            deletion: spec.secrets_manager.clone().unwrap_or_default(),
         })
+    }
+
+    /// A pushed key as AWS sees it: after the store's prefix, as reads do.
+    fn prefixed_key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
     }
 
     /// The request as AWS sees it: the store's prefix before keys and paths.
     fn prefixed(&self, request: &RemoteRequest) -> RemoteRequest {
         match request {
             RemoteRequest::Value { key, version } => RemoteRequest::Value {
-                key: format!("{}{key}", self.prefix),
+                key: self.prefixed_key(key),
                 version: version.clone(),
             },
             RemoteRequest::Find(query) => RemoteRequest::Find(FindQuery {
@@ -154,10 +165,29 @@ impl AwsProvider {
                 ..query.clone()
             }),
             RemoteRequest::Tags { key } => RemoteRequest::Tags {
-                key: format!("{}{key}", self.prefix),
+                key: self.prefixed_key(key),
             },
         }
     }
+}
+
+/// The description a pushed secret gets when its metadata gives none (ESO's
+/// text, naming us instead of ESO).
+pub(super) fn default_description() -> String {
+    format!("secret '{MANAGED_BY_TAG}:{MANAGED_BY_US}'")
+}
+
+/// The wanted tags that `current` lacks or holds with another value: the
+/// only ones a push of an existing secret writes. Tags are never removed:
+/// a tag someone else put on the remote secret is theirs to keep.
+pub(super) fn tags_to_add<'a>(
+    wanted: &'a BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+) -> Vec<(&'a String, &'a String)> {
+    wanted
+        .iter()
+        .filter(|(key, value)| current.get(*key) != Some(*value))
+        .collect()
 }
 
 /// Tags as `metadataPolicy: Fetch` answers them: one JSON object.
@@ -227,6 +257,38 @@ impl Provider for AwsProvider {
         match &self.backend {
             Backend::SecretsManager(backend) => backend.batch_refused(),
             Backend::ParameterStore(_) => None,
+        }
+    }
+
+    async fn read_pushed(
+        &self,
+        key: &str,
+        parts: ReadParts,
+    ) -> Result<Option<RemoteSecret>, ProviderError> {
+        let name = self.prefixed_key(key);
+        match &self.backend {
+            Backend::SecretsManager(backend) => backend.read_pushed(&name, parts).await,
+            Backend::ParameterStore(backend) => backend.read_pushed(&name, parts).await,
+        }
+    }
+
+    async fn push(&self, write: &PushWrite<'_>) -> Result<String, ProviderError> {
+        let name = self.prefixed_key(write.key);
+        let write = PushWrite {
+            key: &name,
+            ..write.clone()
+        };
+        match &self.backend {
+            Backend::SecretsManager(backend) => backend.push(&write).await,
+            Backend::ParameterStore(backend) => backend.push(&write).await,
+        }
+    }
+
+    async fn delete_pushed(&self, key: &str) -> Result<(), ProviderError> {
+        let name = self.prefixed_key(key);
+        match &self.backend {
+            Backend::SecretsManager(backend) => backend.delete_pushed(&name, &self.deletion).await,
+            Backend::ParameterStore(backend) => backend.delete_pushed(&name).await,
         }
     }
 }

@@ -3,17 +3,22 @@
 //! a number (`name:3`) or a label (`name:prod`). Change detection lists the
 //! names asked for with DescribeParameters (50 a call). `find` walks a path with GetParametersByPath, or
 //! lists names with DescribeParameters when it needs tags or only a regexp.
+//! PushSecret writes with PutParameter and AddTagsToResource.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use aws_sdk_ssm::Client;
-use aws_sdk_ssm::types::ParameterStringFilter;
+use aws_sdk_ssm::types::{
+    ParameterStringFilter, ParameterTier, ParameterType, ResourceTypeForTagging, Tag,
+};
 
 use super::{CONCURRENT_CALLS, at_most, counted, refusable, stop_listing};
 use crate::SecretValue;
+use crate::api::{ParameterStorePush, PushMetadata};
 use crate::provider::{
-    CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+    CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, PushWrite,
+    ReadParts, RemoteRequest, RemoteSecret,
 };
 
 pub const SERVICE: &str = "ssm";
@@ -446,4 +451,153 @@ impl ParameterStore {
         }
         Ok(names)
     }
+}
+
+/// PushSecret's reads and writes.
+impl ParameterStore {
+    /// GetParameter, decrypted (version and value come together), and
+    /// ListTagsForResource when tags are asked for. GetParameter does not
+    /// give the description; it is left out rather than paid for with
+    /// DescribeParameters.
+    pub async fn read_pushed(
+        &self,
+        name: &str,
+        parts: ReadParts,
+    ) -> Result<Option<RemoteSecret>, ProviderError> {
+        let response = self
+            .client
+            .get_parameter()
+            .name(name)
+            .with_decryption(true)
+            .send()
+            .await;
+        let output = match response {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                self.calls.record(SERVICE, "GetParameter", "error");
+                return Ok(None);
+            }
+            response => counted(&self.calls, SERVICE, "GetParameter", response)?,
+        };
+        let Some(parameter) = output.parameter() else {
+            return Ok(None);
+        };
+        let mut remote = RemoteSecret {
+            version: parameter.version().to_string(),
+            value: parameter.value().map(SecretValue::from),
+            ..RemoteSecret::default()
+        };
+        if parts.tags {
+            let response = self
+                .client
+                .list_tags_for_resource()
+                .resource_type(ResourceTypeForTagging::Parameter)
+                .resource_id(name)
+                .send()
+                .await;
+            let listed = counted(&self.calls, SERVICE, "ListTagsForResource", response)?;
+            remote.tags = listed
+                .tag_list()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+        }
+        Ok(Some(remote))
+    }
+
+    /// PutParameter: with the tags when it creates the parameter; over an
+    /// existing one (AWS refuses tags with `Overwrite`), then
+    /// AddTagsToResource for the wanted tags it lacks (none is ever
+    /// removed). The tier is sent only when the metadata names one, so an
+    /// overwrite never asks to downgrade an Advanced parameter. Answers the
+    /// new version number.
+    pub async fn push(&self, write: &PushWrite<'_>) -> Result<String, ProviderError> {
+        let name = write.key;
+        let metadata = match write.metadata {
+            PushMetadata::ParameterStore(metadata) => metadata,
+            _ => &ParameterStorePush::default(),
+        };
+        let value = write.value.expose_str().ok_or_else(|| {
+            ProviderError::Unsupported(format!(
+                "the value pushed to remote key {name:?} is not UTF-8 text: Parameter Store holds only text"
+            ))
+        })?;
+        let kind = metadata.secret_type.unwrap_or_default();
+        let key_id = metadata
+            .kms_key_id
+            .clone()
+            .filter(|_| kind == crate::api::ParameterType::SecureString);
+        let tier = metadata.tier.as_ref();
+        let policies = tier
+            .and_then(|t| t.policies.as_ref())
+            .map(|p| p.to_string());
+        let request = self
+            .client
+            .put_parameter()
+            .name(name)
+            .value(value)
+            .r#type(ParameterType::from(kind.as_str()))
+            .overwrite(write.current.is_some())
+            .description(
+                metadata
+                    .description
+                    .clone()
+                    .unwrap_or_else(super::default_description),
+            )
+            .set_key_id(key_id)
+            .set_tier(tier.map(|t| ParameterTier::from(t.tier.as_str())))
+            .set_policies(policies);
+        let request = match write.current {
+            None if !write.tags.is_empty() => request.set_tags(Some(tags(write.tags.iter())?)),
+            _ => request,
+        };
+        let response = request.send().await;
+        let written = counted(&self.calls, SERVICE, "PutParameter", response)?;
+        if let Some(current) = write.current {
+            let missing = super::tags_to_add(write.tags, &current.tags);
+            if !missing.is_empty() {
+                let response = self
+                    .client
+                    .add_tags_to_resource()
+                    .resource_type(ResourceTypeForTagging::Parameter)
+                    .resource_id(name)
+                    .set_tags(Some(tags(missing.into_iter())?))
+                    .send()
+                    .await;
+                counted(&self.calls, SERVICE, "AddTagsToResource", response)?;
+            }
+        }
+        Ok(written.version().to_string())
+    }
+
+    /// DeleteParameter; a parameter already gone is no error.
+    pub async fn delete_pushed(&self, name: &str) -> Result<(), ProviderError> {
+        let response = self.client.delete_parameter().name(name).send().await;
+        match response {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_parameter_not_found()) =>
+            {
+                self.calls.record(SERVICE, "DeleteParameter", "error");
+                Ok(())
+            }
+            response => counted(&self.calls, SERVICE, "DeleteParameter", response).map(|_| ()),
+        }
+    }
+}
+
+/// Tags as SSM takes them (key and value both required).
+fn tags<'a>(
+    tags: impl Iterator<Item = (&'a String, &'a String)>,
+) -> Result<Vec<Tag>, ProviderError> {
+    tags.map(|(key, value)| {
+        Tag::builder()
+            .key(key)
+            .value(value)
+            .build()
+            .map_err(|e| ProviderError::Unsupported(format!("tag {key:?}: {e}")))
+    })
+    .collect()
 }

@@ -1,7 +1,8 @@
 //! AWS Secrets Manager. Current values are fetched in batches of at most 20
 //! ids (BatchGetSecretValue, AWS's limit); values pinned to a stage or version
 //! id one by one (GetSecretValue); `find` lists names with ListSecrets, filters
-//! on the client, then fetches in batches.
+//! on the client, then fetches in batches. PushSecret writes with
+//! CreateSecret or PutSecretValue, then tags, description and resource policy.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -9,14 +10,17 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
-use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType};
+use aws_sdk_secretsmanager::primitives::Blob;
+use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, Tag};
 
 use super::{
     CONCURRENT_CALLS, answer_failure, api_error, at_most, counted, outcome, refusable, stop_listing,
 };
 use crate::SecretValue;
+use crate::api::{PushMetadata, SecretPushFormat, SecretsManagerPush, SecretsManagerSettings};
 use crate::provider::{
-    CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError, RemoteRequest,
+    ApiFailure, CallCounts, Checked, FetchResults, Fetched, FindQuery, Markers, ProviderError,
+    PushWrite, ReadParts, RemoteRequest, RemoteSecret,
 };
 
 pub const SERVICE: &str = "secretsmanager";
@@ -67,6 +71,11 @@ pub(super) struct SecretsManager {
     client: Client,
     calls: Arc<CallCounts>,
     batch: Arc<BatchPermission>,
+    /// Names that the last [`read_pushed`](Self::read_pushed) of each found
+    /// scheduled for deletion. A push hands back only what that read gave
+    /// (`current`), and PutSecretValue is where AWS would refuse such a
+    /// secret, so the push refuses it itself, with a clear error, first.
+    scheduled_for_deletion: Mutex<BTreeSet<String>>,
 }
 
 impl SecretsManager {
@@ -75,6 +84,7 @@ impl SecretsManager {
             client,
             calls,
             batch,
+            scheduled_for_deletion: Mutex::default(),
         }
     }
 
@@ -584,6 +594,248 @@ impl SecretsManager {
         }
         Ok(found)
     }
+}
+
+/// PushSecret's reads and writes.
+impl SecretsManager {
+    /// DescribeSecret (version, tags, description), and GetSecretValue of
+    /// that version when the value is asked for. A secret scheduled for
+    /// deletion is answered as existing (a push to it then fails; see
+    /// [`push`](Self::push)), without its value (AWS would refuse to read it).
+    pub async fn read_pushed(
+        &self,
+        name: &str,
+        parts: ReadParts,
+    ) -> Result<Option<RemoteSecret>, ProviderError> {
+        let response = self.client.describe_secret().secret_id(name).send().await;
+        let secret = match response {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                self.calls.record(SERVICE, "DescribeSecret", "error");
+                self.deletion_scheduled(name, false);
+                return Ok(None);
+            }
+            response => counted(&self.calls, SERVICE, "DescribeSecret", response)?,
+        };
+        let deleted = secret.deleted_date().is_some();
+        self.deletion_scheduled(name, deleted);
+        let version = secret
+            .version_ids_to_stages()
+            .and_then(|versions| {
+                versions
+                    .iter()
+                    .find(|(_, stages)| stages.iter().any(|s| s == CURRENT_STAGE))
+            })
+            .map(|(id, _)| id.clone())
+            .unwrap_or_default();
+        let mut remote = RemoteSecret {
+            version,
+            tags: tag_map(secret.tags()),
+            value: None,
+            description: secret.description().map(str::to_string),
+        };
+        if parts.value && !remote.version.is_empty() && !deleted {
+            let response = self
+                .client
+                .get_secret_value()
+                .secret_id(name)
+                .version_id(&remote.version)
+                .send()
+                .await;
+            let output = counted(&self.calls, SERVICE, "GetSecretValue", response)?;
+            remote.value = entry_value(
+                output.secret_string(),
+                output.secret_binary().map(|b| b.as_ref()),
+            );
+        }
+        Ok(Some(remote))
+    }
+
+    /// Creates the secret (CreateSecret with value, description, KMS key and
+    /// tags, then PutResourcePolicy) or, when it exists, writes a new version
+    /// (PutSecretValue), then adds the wanted tags it lacks (TagResource;
+    /// none is ever removed), sets the description if it differs
+    /// (UpdateSecret) and puts the resource policy. Answers the new VersionId.
+    pub async fn push(&self, write: &PushWrite<'_>) -> Result<String, ProviderError> {
+        let name = write.key;
+        let metadata = match write.metadata {
+            PushMetadata::SecretsManager(metadata) => metadata,
+            _ => &SecretsManagerPush::default(),
+        };
+        let as_string = metadata.secret_push_format == Some(SecretPushFormat::String);
+        let (string, binary) = if as_string {
+            let text = write.value.expose_str().ok_or_else(|| {
+                ProviderError::Unsupported(format!(
+                    "the value pushed to remote key {name:?} is not UTF-8 text, which secretPushFormat: string requires"
+                ))
+            })?;
+            (Some(text.to_string()), None)
+        } else {
+            (None, Some(Blob::new(write.value.expose().to_vec())))
+        };
+        let description = metadata
+            .description
+            .clone()
+            .unwrap_or_else(super::default_description);
+
+        let Some(current) = write.current else {
+            let response = self
+                .client
+                .create_secret()
+                .name(name)
+                .set_secret_string(string)
+                .set_secret_binary(binary)
+                .description(description)
+                .set_kms_key_id(metadata.kms_key_id.clone())
+                .set_tags((!write.tags.is_empty()).then(|| tags(write.tags.iter())))
+                .send()
+                .await;
+            let created = counted(&self.calls, SERVICE, "CreateSecret", response)?;
+            self.put_policy(name, write, metadata).await?;
+            return Ok(created.version_id().unwrap_or_default().to_string());
+        };
+
+        if self.is_scheduled_for_deletion(name) {
+            return Err(ProviderError::Api {
+                service: SERVICE,
+                call: "PutSecretValue",
+                message: format!(
+                    "remote secret {name:?} is scheduled for deletion: restore it (RestoreSecret) or wait until AWS deletes it"
+                ),
+                failure: ApiFailure::Rejected,
+            });
+        }
+        let response = self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .set_secret_string(string)
+            .set_secret_binary(binary)
+            .send()
+            .await;
+        let written = counted(&self.calls, SERVICE, "PutSecretValue", response)?;
+        let missing = super::tags_to_add(write.tags, &current.tags);
+        if !missing.is_empty() {
+            let response = self
+                .client
+                .tag_resource()
+                .secret_id(name)
+                .set_tags(Some(tags(missing.into_iter())))
+                .send()
+                .await;
+            counted(&self.calls, SERVICE, "TagResource", response)?;
+        }
+        if current.description.as_deref() != Some(description.as_str()) {
+            let response = self
+                .client
+                .update_secret()
+                .secret_id(name)
+                .description(description)
+                .send()
+                .await;
+            counted(&self.calls, SERVICE, "UpdateSecret", response)?;
+        }
+        self.put_policy(name, write, metadata).await?;
+        Ok(written.version_id().unwrap_or_default().to_string())
+    }
+
+    /// PutResourcePolicy, when the push carries a policy.
+    async fn put_policy(
+        &self,
+        name: &str,
+        write: &PushWrite<'_>,
+        metadata: &SecretsManagerPush,
+    ) -> Result<(), ProviderError> {
+        let Some(policy) = write.resource_policy else {
+            return Ok(());
+        };
+        let block_public = metadata
+            .resource_policy
+            .as_ref()
+            .and_then(|p| p.block_public_policy);
+        let response = self
+            .client
+            .put_resource_policy()
+            .secret_id(name)
+            .resource_policy(policy)
+            .set_block_public_policy(block_public)
+            .send()
+            .await;
+        counted(&self.calls, SERVICE, "PutResourcePolicy", response).map(|_| ())
+    }
+
+    /// DeleteSecret with the store's recovery window (or none, when it
+    /// forces deletion; AWS's 30 days when it says nothing). A secret
+    /// already gone, or already scheduled for deletion, is no error: AWS
+    /// refuses to schedule it twice, so a refusal is checked with
+    /// DescribeSecret.
+    pub async fn delete_pushed(
+        &self,
+        name: &str,
+        settings: &SecretsManagerSettings,
+    ) -> Result<(), ProviderError> {
+        let response = self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            .set_force_delete_without_recovery(
+                settings.force_delete_without_recovery.then_some(true),
+            )
+            .set_recovery_window_in_days(
+                (settings.recovery_window_in_days > 0).then_some(settings.recovery_window_in_days),
+            )
+            .send()
+            .await;
+        match response {
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_resource_not_found_exception()) =>
+            {
+                self.calls.record(SERVICE, "DeleteSecret", "error");
+                Ok(())
+            }
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|e| e.is_invalid_request_exception()) =>
+            {
+                self.calls.record(SERVICE, "DeleteSecret", "error");
+                let error = api_error(SERVICE, "DeleteSecret", &e);
+                let response = self.client.describe_secret().secret_id(name).send().await;
+                match counted(&self.calls, SERVICE, "DescribeSecret", response) {
+                    Ok(secret) if secret.deleted_date().is_some() => Ok(()),
+                    _ => Err(error),
+                }
+            }
+            response => counted(&self.calls, SERVICE, "DeleteSecret", response).map(|_| ()),
+        }
+    }
+
+    fn deletion_scheduled(&self, name: &str, scheduled: bool) {
+        let mut names = self
+            .scheduled_for_deletion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if scheduled {
+            names.insert(name.to_string());
+        } else {
+            names.remove(name);
+        }
+    }
+
+    fn is_scheduled_for_deletion(&self, name: &str) -> bool {
+        self.scheduled_for_deletion
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(name)
+    }
+}
+
+/// Tags as Secrets Manager takes them.
+fn tags<'a>(tags: impl Iterator<Item = (&'a String, &'a String)>) -> Vec<Tag> {
+    tags.map(|(key, value)| Tag::builder().key(key).value(value).build())
+        .collect()
 }
 
 fn tag_map(tags: &[aws_sdk_secretsmanager::types::Tag]) -> BTreeMap<String, String> {
