@@ -807,7 +807,11 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
     let mut password = json!({"apiVersion": "generators.secretsync.io/v1alpha1", "kind": "Password",
         "metadata": {"name": "db-password"}, "spec": {"length": 32, "symbols": 0}});
     generators
-        .patch("db-password", &PatchParams::apply("scenario").force(), &Patch::Apply(&password))
+        .patch(
+            "db-password",
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(&password),
+        )
         .await
         .unwrap();
     // (a) generator -> ExternalSecret -> Secret -> PushSecret -> Secrets Manager
@@ -844,24 +848,49 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
     bed.remote_becomes("/shared/db-password", &generated).await;
 
     // Another namespace reads it back through its own store.
-    let other = format!("{}-reader", bed.namespace().chars().take(50).collect::<String>());
+    let other = format!(
+        "{}-reader",
+        bed.namespace().chars().take(50).collect::<String>()
+    );
     let namespaces: Api<Namespace> = Api::all(client.clone());
     let object: Namespace = serde_json::from_value(json!({"metadata": {"name": other}})).unwrap();
-    namespaces.create(&PostParams::default(), &object).await.unwrap();
+    namespaces
+        .create(&PostParams::default(), &object)
+        .await
+        .unwrap();
     let resource = |kind: &str, plural: &str| {
-        ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("secretsync.io", "v1", kind), plural)
+        ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("secretsync.io", "v1", kind),
+            plural,
+        )
     };
-    let stores: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &other, &resource("SecretStore", "secretstores"));
-    bed.apply(&stores, "SecretStore", "v1", json!({"metadata": {"name": "aws"},
-        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}}}))
-        .await;
-    let readers: Api<DynamicObject> =
-        Api::namespaced_with(client.clone(), &other, &resource("ExternalSecret", "externalsecrets"));
-    bed.apply(&readers, "ExternalSecret", "v1", json!({"metadata": {"name": "db"}, "spec": {
-        "secretStoreRef": {"name": "aws"},
-        "data": [{"secretKey": "password", "remoteRef": {"key": "/shared/db-password"}}],
-    }}))
+    let stores: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &other,
+        &resource("SecretStore", "secretstores"),
+    );
+    bed.apply(
+        &stores,
+        "SecretStore",
+        "v1",
+        json!({"metadata": {"name": "aws"},
+        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}}}),
+    )
+    .await;
+    let readers: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &other,
+        &resource("ExternalSecret", "externalsecrets"),
+    );
+    bed.apply(
+        &readers,
+        "ExternalSecret",
+        "v1",
+        json!({"metadata": {"name": "db"}, "spec": {
+            "secretStoreRef": {"name": "aws"},
+            "data": [{"secretKey": "password", "remoteRef": {"key": "/shared/db-password"}}],
+        }}),
+    )
     .await;
     let theirs: Api<Secret> = Api::namespaced(client.clone(), &other);
     let read_back = eventually(WAIT, || async {
@@ -869,7 +898,11 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
         String::from_utf8(secret.data?.get("password")?.0.clone()).ok()
     })
     .await;
-    assert_eq!(read_back.as_deref(), Some(generated.as_str()), "the same password, read back");
+    assert_eq!(
+        read_back.as_deref(),
+        Some(generated.as_str()),
+        "the same password, read back"
+    );
 
     // A PushSecret may push a generator's value itself; IfNotExists keeps the
     // first one whatever later runs make.
@@ -883,7 +916,12 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
         }),
     )
     .await;
-    bed.ready("direct", "Synced", "Existing secrets in providers unchanged").await;
+    bed.ready(
+        "direct",
+        "Synced",
+        "Existing secrets in providers unchanged",
+    )
+    .await;
     let first = bed.sm_value("/gen/direct").await.expect("pushed");
     assert_eq!(first.len(), 32);
     bed.push_secrets()
@@ -895,10 +933,17 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(bed.sm_value("/gen/direct").await.as_deref(), Some(first.as_str()));
+    assert_eq!(
+        bed.sm_value("/gen/direct").await.as_deref(),
+        Some(first.as_str())
+    );
     password["spec"]["length"] = json!(0);
     generators
-        .patch("db-password", &PatchParams::apply("scenario").force(), &Patch::Apply(&password))
+        .patch(
+            "db-password",
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(&password),
+        )
         .await
         .unwrap();
     bed.push_secrets()
@@ -909,7 +954,8 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
         )
         .await
         .unwrap();
-    bed.ready("direct", "Errored", "spec.selector.generatorRef: Password").await;
+    bed.ready("direct", "Errored", "spec.selector.generatorRef: Password")
+        .await;
     let _ = namespaces.delete(&other, &DeleteParams::background()).await;
     bed.finish(&[&generated, &first]).await;
 }
