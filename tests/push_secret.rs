@@ -959,3 +959,158 @@ async fn a_generated_password_is_pushed_and_read_back_in_another_namespace() {
     let _ = namespaces.delete(&other, &DeleteParams::background()).await;
     bed.finish(&[&generated, &first]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stores_and_sources_picked_by_label_with_each_services_metadata() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let bed = Bed::start("push-selectors", false).await;
+    for (name, service) in [("sm", "SecretsManager"), ("ps", "ParameterStore")] {
+        bed.apply(
+            &bed.api("SecretStore", "secretstores", "v1"),
+            "SecretStore",
+            "v1",
+            json!({"metadata": {"name": name, "labels": {"push-to": "yes"}},
+                   "spec": {"provider": {"aws": {"service": service, "region": "eu-west-1"}}}}),
+        )
+        .await;
+    }
+    bed.store("not-picked", "SecretsManager", json!({})).await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "labelled", "labels": {"app": "api"}},
+        "stringData": {"token": PASSWORD},
+    }))
+    .unwrap();
+    bed.secrets()
+        .patch(
+            "labelled",
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(&secret),
+        )
+        .await
+        .unwrap();
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"secretsmanager:DeleteSecret","Resource":"*"}]}"#;
+    let map: ConfigMap = serde_json::from_value(json!({
+        "metadata": {"name": "policies"}, "data": {"policy.json": policy},
+    }))
+    .unwrap();
+    Api::<ConfigMap>::namespaced(bed.cluster.client.clone(), bed.namespace())
+        .patch(
+            "policies",
+            &PatchParams::apply("scenario").force(),
+            &Patch::Apply(&map),
+        )
+        .await
+        .unwrap();
+    let envelope = |spec: Value| json!({"apiVersion": "kubernetes.external-secrets.io/v1alpha1", "kind": "PushSecretMetadata", "spec": spec});
+    // Each store takes the entry whose metadata is of its service.
+    bed.push_secret(
+        "by-label-sm",
+        json!({
+            "secretStoreRefs": [{"labelSelector": {"matchLabels": {"push-to": "yes"}}}],
+            "selector": {"secret": {"selector": {"matchLabels": {"app": "api"}}}},
+            "data": [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "/labels/token"}}}],
+        }),
+    )
+    .await;
+    bed.push_secret(
+        "with-metadata",
+        json!({
+            "secretStoreRefs": [{"name": "sm"}],
+            "selector": {"secret": {"name": "labelled"}},
+            "data": [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "/meta/token"}},
+                      "metadata": envelope(json!({
+                          "secretPushFormat": "string", "description": "api token",
+                          "tags": {"team": "api"},
+                          "resourcePolicy": {"policySourceRef": {"kind": "ConfigMap", "name": "policies", "key": "policy.json"}},
+                      }))}],
+        }),
+    )
+    .await;
+    bed.push_secret(
+        "secure-parameter",
+        json!({
+            "secretStoreRefs": [{"name": "ps"}],
+            "selector": {"secret": {"name": "labelled"}},
+            "data": [{"match": {"secretKey": "token", "remoteRef": {"remoteKey": "/meta/token"}},
+                      "metadata": envelope(json!({"secretType": "SecureString", "tags": {"team": "api"}}))}],
+        }),
+    )
+    .await;
+    let status = bed.ready("by-label-sm", "Synced", "").await;
+    let stores: Vec<&String> = status["syncedPushSecrets"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        stores,
+        ["SecretStore/ps", "SecretStore/sm"],
+        "the two labelled stores only"
+    );
+    assert_eq!(
+        bed.sm_value("/labels/token").await.as_deref(),
+        Some(PASSWORD)
+    );
+    let parameter = bed
+        .ssm
+        .get_parameter()
+        .name("/labels/token")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        parameter.parameter().and_then(|p| p.value()),
+        Some(PASSWORD)
+    );
+
+    bed.ready("with-metadata", "Synced", "").await;
+    let described = bed
+        .sm
+        .describe_secret()
+        .secret_id("/meta/token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(described.description(), Some("api token"));
+    let tags = bed.sm_tags("/meta/token").await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("api"));
+    let value = bed
+        .sm
+        .get_secret_value()
+        .secret_id("/meta/token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        value.secret_string(),
+        Some(PASSWORD),
+        "secretPushFormat: string"
+    );
+    let put = bed
+        .sm
+        .get_resource_policy()
+        .secret_id("/meta/token")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        put.resource_policy()
+            .is_some_and(|p| p.contains("DeleteSecret")),
+        "the ConfigMap's policy"
+    );
+
+    bed.ready("secure-parameter", "Synced", "").await;
+    let parameter = bed
+        .ssm
+        .get_parameter()
+        .name("/meta/token")
+        .with_decryption(true)
+        .send()
+        .await
+        .unwrap();
+    let parameter = parameter.parameter().unwrap();
+    assert_eq!(parameter.r#type().map(|t| t.as_str()), Some("SecureString"));
+    assert_eq!(parameter.value(), Some(PASSWORD));
+    bed.finish(&[PASSWORD]).await;
+}
