@@ -416,6 +416,15 @@ fn is_list(kind: &str) -> bool {
     kind == "List" || (kind.ends_with("List") && kind.len() > "List".len())
 }
 
+/// The generator kinds the controller serves.
+const GENERATOR_KINDS: &[&str] = &[
+    "Password",
+    "UUID",
+    "ECRAuthorizationToken",
+    "STSSessionToken",
+    "ClusterGenerator",
+];
+
 /// The class of an object render reads, `None` for kinds it skips, or why a
 /// manifest that looks meant for secretsync cannot be read.
 fn classify(api_version: &str, kind: &str) -> Result<Option<Class>, String> {
@@ -465,6 +474,20 @@ fn classify(api_version: &str, kind: &str) -> Result<Option<Class>, String> {
                 did_you_mean(kind, STORE_AND_SECRET_KINDS)
             )),
         },
+        crate::api::GENERATOR_GROUP | crate::api::ESO_GENERATOR_GROUP => {
+            // Read by the controller when an ExternalSecret or PushSecret
+            // names them; render runs no generator (the ExternalSecret that
+            // names one says so), so the manifest itself is passed over.
+            if GENERATOR_KINDS.contains(&kind) {
+                Ok(None)
+            } else {
+                Err(format!(
+                    "generator kind {kind:?} is not served by secretsync (it serves {}){}",
+                    GENERATOR_KINDS.join(", "),
+                    did_you_mean(kind, GENERATOR_KINDS)
+                ))
+            }
+        }
         _ if group.ends_with(".external-secrets.io") => Err(format!(
             "{kind} ({api_version}) is not supported by secretsync"
         )),
@@ -566,6 +589,14 @@ mod tests {
         assert!(
             object("external-secrets.io/v1beta1", "SecretSink")
                 .contains("is not supported by secretsync")
+        );
+        assert!(
+            object("generators.external-secrets.io/v1alpha1", "Webhook")
+                .contains("generator kind \"Webhook\" is not served by secretsync")
+        );
+        assert!(
+            object("generators.external-secrets.io/v1alpha1", "Pasword")
+                .contains("did you mean \"Password\"?")
         );
         assert!(
             object("secretsync.io/v1", "ExternalSecrets")
