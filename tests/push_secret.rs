@@ -1114,3 +1114,54 @@ async fn stores_and_sources_picked_by_label_with_each_services_metadata() {
     assert_eq!(parameter.value(), Some(PASSWORD));
     bed.finish(&[PASSWORD]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_shapes_the_push_and_a_deleted_source_deletes_what_was_pushed() {
+    let bed = Bed::start("push-template", false).await;
+    bed.store(
+        "aws",
+        "SecretsManager",
+        json!({"secretsManager": {"forceDeleteWithoutRecovery": true}}),
+    )
+    .await;
+    bed.source("db-creds", &[("user", "app"), ("password", PASSWORD)])
+        .await;
+    bed.push_secret(
+        "url",
+        json!({
+            "deletionPolicy": "Delete",
+            "secretStoreRefs": [{"name": "aws"}],
+            "selector": {"secret": {"name": "db-creds"}},
+            "template": {"data": {"url": "postgres://{{ .user }}:{{ .password }}@db:5432/app"}},
+            "data": [{"match": {"secretKey": "url", "remoteRef": {"remoteKey": "/tpl/url"}}}],
+        }),
+    )
+    .await;
+    bed.ready("url", "Synced", "").await;
+    let url = format!("postgres://app:{PASSWORD}@db:5432/app");
+    assert_eq!(
+        bed.sm_value("/tpl/url").await.as_deref(),
+        Some(url.as_str())
+    );
+
+    // The source goes: what was pushed goes with it (deletionPolicy Delete).
+    bed.secrets()
+        .delete("db-creds", &DeleteParams::default())
+        .await
+        .unwrap();
+    let status = bed
+        .ready("url", "SourceDeleted", "provider secrets cleaned up")
+        .await;
+    assert!(
+        bed.sm_gone("/tpl/url").await,
+        "the pushed secret is deleted"
+    );
+    assert_eq!(status["conditions"][0]["status"], "False");
+    assert!(
+        status["syncedPushSecrets"]
+            .as_object()
+            .is_none_or(|m| m.is_empty()),
+        "nothing listed as pushed any more: {status}"
+    );
+    bed.finish(&[PASSWORD, &url]).await;
+}
