@@ -34,7 +34,7 @@ use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
 use super::objects::{self, ESO, Flavor, WatchedClusterExternalSecret, WatchedExternalSecret};
-use super::{Context, Error, FIELD_MANAGER, finalizers};
+use super::{Context, Error, FIELD_MANAGER, finalizers, status_body};
 use crate::api::{
     ClusterExternalSecretStatus, Condition, DEFAULT_CLUSTER_REFRESH, NamespaceFailure,
 };
@@ -551,18 +551,15 @@ async fn write_status(
     if object.status().as_ref() == Some(&status) {
         return Ok(());
     }
-    // A merge patch replaces lists whole, and null clears those now empty.
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Some(fields) = body.as_object_mut() {
-        for field in [
+    let body = status_body(
+        &status,
+        &[
             "failedNamespaces",
             "provisionedNamespaces",
             "conditions",
             "externalSecretName",
-        ] {
-            fields.entry(field).or_insert(serde_json::Value::Null);
-        }
-    }
+        ],
+    );
     api.patch_status(
         &object.name_any(),
         &PatchParams::default(),

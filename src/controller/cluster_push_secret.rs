@@ -20,7 +20,7 @@ use serde_json::json;
 
 use super::cluster_external_secret::picked_here;
 use super::objects::{Flavor, WatchedClusterPushSecret};
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, FIELD_MANAGER, status_body};
 use crate::api::{
     ClusterPushSecretStatus, Condition, DEFAULT_CLUSTER_REFRESH, NamespaceFailure, PushSecretSpec,
 };
@@ -311,18 +311,15 @@ async fn write_status(
     if object.status().as_ref() == Some(&status) {
         return Ok(());
     }
-    // A merge patch replaces lists whole, and null clears those now empty.
-    let mut body = serde_json::to_value(&status).unwrap_or_default();
-    if let Some(fields) = body.as_object_mut() {
-        for field in [
+    let body = status_body(
+        &status,
+        &[
             "failedNamespaces",
             "provisionedNamespaces",
             "conditions",
             "pushSecretName",
-        ] {
-            fields.entry(field).or_insert(serde_json::Value::Null);
-        }
-    }
+        ],
+    );
     match api
         .patch_status(
             &object.name_any(),

@@ -173,6 +173,21 @@ pub struct Context {
     pushed: Mutex<push_secret::PushedKeys>,
 }
 
+/// A status as a merge patch sends it: `cleared` are its fields that go as
+/// null when absent, since a merge patch keeps what it does not name (and
+/// replaces lists whole).
+fn status_body(status: &impl serde::Serialize, cleared: &[&str]) -> serde_json::Value {
+    let mut body = serde_json::to_value(status).unwrap_or_default();
+    if let Some(fields) = body.as_object_mut() {
+        for field in cleared {
+            fields
+                .entry(field.to_string())
+                .or_insert(serde_json::Value::Null);
+        }
+    }
+    body
+}
+
 /// What this process last wrote to an ExternalSecret's status: fingerprints
 /// of that status and of the one it replaced (a cached copy still showing
 /// that one lags behind the write), and the status itself as JSON text until

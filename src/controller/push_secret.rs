@@ -32,7 +32,7 @@ use serde_json::json;
 use super::external_secret::MAX_BACKOFF;
 use super::external_secret::{kube_error, resolve_named_store};
 use super::objects::{self, ESO, Flavor, WatchedPushSecret};
-use super::{Context, Error, finalizers};
+use super::{Context, Error, finalizers, status_body};
 use crate::SecretValue;
 use crate::api::{
     AwsService, Condition, DEFAULT_PUSH_REFRESH, ESO_GENERATOR_GROUP, GENERATOR_GROUP,
@@ -948,18 +948,18 @@ async fn write_status(
 /// A merge patch from `shown` to `status`: what went is set to null (a
 /// merge patch otherwise keeps map entries and fields it does not name).
 fn status_patch(shown: &PushSecretStatus, status: &PushSecretStatus) -> serde_json::Value {
-    let mut body = serde_json::to_value(status).unwrap_or_default();
+    let mut body = status_body(
+        status,
+        &[
+            "refreshTime",
+            "syncedResourceVersion",
+            "conditions",
+            "observedGeneration",
+        ],
+    );
     let Some(fields) = body.as_object_mut() else {
         return body;
     };
-    for field in [
-        "refreshTime",
-        "syncedResourceVersion",
-        "conditions",
-        "observedGeneration",
-    ] {
-        fields.entry(field).or_insert(serde_json::Value::Null);
-    }
     let synced = fields
         .entry("syncedPushSecrets")
         .or_insert_with(|| json!({}));
