@@ -2,6 +2,7 @@
 //! ESO manifest over is a change of `apiVersion` only; `crds/` is generated from
 //! these types by `secretsync crdgen`.
 
+mod bitnami_sealed_secret;
 mod cluster_external_secret;
 mod condition;
 mod duration;
@@ -14,6 +15,7 @@ mod secret_store;
 mod sync_windows;
 mod validation;
 
+pub use bitnami_sealed_secret::*;
 pub use cluster_external_secret::*;
 pub use condition::Condition;
 pub use duration::{DURATION_PATTERN, DurationError, GoDuration};

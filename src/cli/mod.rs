@@ -60,11 +60,16 @@ pub enum Command {
     /// Seal a Secret manifest (stdin or -f) into a SealedSecret, each value an age
     /// envelope to every recipient, bound to its namespace/name/key by --scope.
     Seal(sealing::SealArgs),
-    /// Decrypt a SealedSecret offline (recovery): prints the Secret.
+    /// Decrypt a SealedSecret offline (recovery): prints the Secret. With
+    /// --bitnami-key, Bitnami's SealedSecrets (as kubeseal --recovery-unseal).
     Unseal(sealing::UnsealArgs),
     /// Re-encrypt every value of a SealedSecret to a new set of recipients.
-    /// With the same recipients, nothing changes, byte for byte.
+    /// With the same recipients, nothing changes, byte for byte. With
+    /// --from-bitnami, turns Bitnami SealedSecrets into age SealedSecrets.
     Reseal(sealing::ResealArgs),
+    /// Sealing keys: `keys import-bitnami` brings the Bitnami Sealed Secrets
+    /// controller's keys over.
+    Keys(sealing::KeysArgs),
     /// Print the CustomResourceDefinitions (what crds/ holds).
     Crdgen(crdgen::Args),
     /// Write secrets as files in a pod (sidecar, or init container with
@@ -84,6 +89,7 @@ impl Command {
             Command::Seal(args) => report(sealing::seal(args)),
             Command::Unseal(args) => report(sealing::unseal(args)),
             Command::Reseal(args) => report(sealing::reseal(args)),
+            Command::Keys(args) => report(sealing::keys(args)),
             Command::Crdgen(args) => crdgen::run(args),
             Command::Agent(args) => agent::run(args).await,
             Command::CsiProvider(args) => csi_provider::run(args).await,

@@ -6,11 +6,14 @@ use std::path::{Path, PathBuf};
 
 use clap::ValueEnum;
 use secretsync::SecretValue;
+use secretsync::api::BitnamiSealedSecret;
 use secretsync::api::SealedScope;
 use secretsync::render::OutputFormat;
+use secretsync::sealed::bitnami;
 use secretsync::sealed::keys::BoxedIdentity;
 use secretsync::sealed::manifest::{self as sealing, SealTarget};
 use secretsync::sealed::{self, Binding};
+use secretsync::template::RenderLimits;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ScopeArg {
@@ -72,22 +75,40 @@ pub struct SealArgs {
 }
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("keys").required(true).args(["identities", "bitnami_keys"]))]
 pub struct UnsealArgs {
     #[arg(short = 'f', long = "filename")]
     file: Option<PathBuf>,
     /// An identity file: age (AGE-SECRET-KEY-1...) or SSH private key (repeatable).
-    #[arg(short = 'i', long = "identity", required = true)]
+    #[arg(short = 'i', long = "identity")]
     identities: Vec<PathBuf>,
+    /// Decrypt Bitnami SealedSecrets (`bitnami.com/v1alpha1`) instead, as
+    /// `kubeseal --recovery-unseal --recovery-private-key` does, with the old
+    /// controller's keys: what `kubectl get secret -n kube-system -l
+    /// sealedsecrets.bitnami.com/sealed-secrets-key -o yaml` exports, a Secret,
+    /// or PEM (repeatable). Prints the Secret of every Bitnami SealedSecret in
+    /// the input (values base64 in `data`).
+    #[arg(long = "bitnami-key", value_name = "KEYFILE")]
+    bitnami_keys: Vec<PathBuf>,
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
     output: OutputFormat,
 }
 
 #[derive(clap::Args)]
+#[command(group = clap::ArgGroup::new("keys").required(true).args(["identities", "from_bitnami"]))]
 pub struct ResealArgs {
     #[arg(short = 'f', long = "filename")]
     file: PathBuf,
-    #[arg(short = 'i', long = "identity", required = true)]
+    #[arg(short = 'i', long = "identity")]
     identities: Vec<PathBuf>,
+    /// Move off Bitnami Sealed Secrets: turn every `bitnami.com/v1alpha1`
+    /// SealedSecret of FILE into secretsync's age SealedSecret for the given
+    /// recipients, decrypting with the old controller's keys (the exported
+    /// List of Secrets, a Secret or PEM; repeatable). Other documents of FILE
+    /// are passed through unchanged. Nothing is written unless every value of
+    /// every document decrypts.
+    #[arg(long = "from-bitnami", value_name = "KEYFILE")]
+    from_bitnami: Vec<PathBuf>,
     #[arg(short = 'r', long = "recipient")]
     recipients: Vec<String>,
     #[arg(short = 'R', long = "recipients-file")]
@@ -268,6 +289,7 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
     let UnsealArgs {
         file,
         identities: identity_files,
+        bitnami_keys,
         output,
     } = args;
     let source = file
@@ -275,6 +297,9 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
         .map(|f| f.display().to_string())
         .unwrap_or_else(|| "stdin".into());
     let contents = text(read_input(file.as_deref())?, &source)?;
+    if !bitnami_keys.is_empty() {
+        return unseal_bitnami(&contents, &source, &bitnami_keys, output);
+    }
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
     let secret = sealing::unseal_all(&sealed, &identities(&identity_files)?).map_err(|e| e.0)?;
     write_stdout(&print(&secret, output))
@@ -284,6 +309,7 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
     let ResealArgs {
         file,
         identities: identity_files,
+        from_bitnami,
         recipients: recipients_given,
         recipients_files,
         in_place,
@@ -292,6 +318,15 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
     let file = file.as_path();
     let source = file.display().to_string();
     let contents = std::fs::read_to_string(file).map_err(|e| format!("{source}: {e}"))?;
+    if !from_bitnami.is_empty() {
+        let recipients = recipients(recipients_given, &recipients_files)?;
+        let text = reseal_bitnami(&contents, &source, &from_bitnami, recipients, output)?;
+        return if in_place {
+            std::fs::write(file, text).map_err(|e| format!("{source}: {e}"))
+        } else {
+            write_stdout(&text)
+        };
+    }
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
     let identities = identities(&identity_files)?;
     let recipients = recipients(recipients_given, &recipients_files)?;
@@ -324,4 +359,339 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
     } else {
         write_stdout(&text)
     }
+}
+
+// --- Bitnami Sealed Secrets ------------------------------------------------
+
+#[derive(clap::Args)]
+pub struct KeysArgs {
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(clap::Subcommand)]
+enum KeysCommand {
+    /// Bring the Bitnami Sealed Secrets controller's keys over, so that
+    /// secretsync (`controller --bitnami-compat`) decrypts the
+    /// `bitnami.com/v1alpha1` SealedSecrets already in Git.
+    ///
+    /// 1. Export the keys from the cluster the old controller runs in
+    ///    (every key: the first one and each renewed one):
+    ///    `kubectl get secret -n kube-system -l sealedsecrets.bitnami.com/sealed-secrets-key -o yaml > main.key`
+    ///
+    /// 2. Check them, and that they open your sealed manifests:
+    ///    `secretsync keys import-bitnami -f main.key --check apps/*/sealed-secret.yaml > /dev/null`
+    ///    (stderr shows each key: where it came from, its size, its
+    ///    certificate's validity and its fingerprint; then each document OK
+    ///    or the fields that do not decrypt).
+    ///
+    /// 3. Import them into secretsync's namespace:
+    ///    `secretsync keys import-bitnami -f main.key | kubectl apply -f -`
+    ///    (Secrets of type kubernetes.io/tls, same names, labelled
+    ///    `sealedsecrets.bitnami.com/sealed-secrets-key: active`; uid,
+    ///    resourceVersion, creationTimestamp, ownerReferences and
+    ///    managedFields left out).
+    ///
+    /// 4. Delete main.key (`shred -u main.key`): it holds private keys.
+    ///
+    /// PEM files (`kubeseal --recovery-private-key` style) work too; a key
+    /// that comes without a certificate gets a self-signed one. With
+    /// `--check`, nothing is printed on stdout unless every document
+    /// decrypts, so a failed check applies nothing; the exit code is 1.
+    ImportBitnami(ImportBitnamiArgs),
+}
+
+#[derive(clap::Args)]
+pub struct ImportBitnamiArgs {
+    /// What was exported from the old controller: the List of Secrets
+    /// (`kubectl get secret ... -o yaml`), a Secret, or PEM (repeatable).
+    #[arg(
+        short = 'f',
+        long = "filename",
+        required = true,
+        value_name = "EXPORTED_FILE"
+    )]
+    files: Vec<PathBuf>,
+    /// The namespace the Secrets are written for: secretsync's.
+    #[arg(long, default_value = "secretsync-system")]
+    namespace: String,
+    /// Bitnami SealedSecret files to try the keys on (repeatable).
+    #[arg(long = "check", value_name = "SEALED_FILE", num_args = 1..)]
+    check: Vec<PathBuf>,
+}
+
+pub fn keys(args: KeysArgs) -> Result<(), String> {
+    match args.command {
+        KeysCommand::ImportBitnami(args) => import_bitnami(args),
+    }
+}
+
+/// Every key of every file, and the files' names for messages.
+fn bitnami_ring(files: &[PathBuf]) -> Result<(bitnami::KeyRing, String), String> {
+    let mut keys = Vec::new();
+    for file in files {
+        let contents = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        keys.extend(
+            bitnami::parse_keys(&contents, &file.display().to_string())
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let names = files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    Ok((bitnami::KeyRing::new(keys), names))
+}
+
+/// The documents of a (multi-document) YAML text, each as written.
+fn documents(text: &str) -> Vec<String> {
+    let mut documents = vec![String::new()];
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if bare == "---" || bare.starts_with("--- ") {
+            documents.push(String::new());
+        } else {
+            documents.last_mut().expect("one at least").push_str(line);
+        }
+    }
+    documents
+        .into_iter()
+        .filter(|d| {
+            d.lines()
+                .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        })
+        .collect()
+}
+
+/// One document of an input: its place, and what it is.
+struct Document {
+    label: String,
+    text: String,
+    bitnami: Option<BitnamiSealedSecret>,
+}
+
+fn read_documents(contents: &str, source: &str) -> Result<Vec<Document>, String> {
+    documents(contents)
+        .into_iter()
+        .enumerate()
+        .map(|(i, text)| {
+            let place = format!("{source}, document {}", i + 1);
+            let value: serde_json::Value = serde_yaml_ng::from_str(&text)
+                .map_err(|e| format!("{place}: invalid YAML: {e}"))?;
+            let bitnami = if bitnami::is_bitnami_sealed_secret(&value) {
+                let name = format!(
+                    "{}/{}",
+                    value["metadata"]["namespace"].as_str().unwrap_or(""),
+                    value["metadata"]["name"].as_str().unwrap_or("")
+                );
+                let sealed: BitnamiSealedSecret = secretsync::api::from_json(value)
+                    .map_err(|e| format!("{place} (SealedSecret {name}): {e}"))?;
+                Some(sealed)
+            } else {
+                None
+            };
+            let label = match &bitnami {
+                Some(s) => format!(
+                    "{place} (SealedSecret {}/{})",
+                    s.metadata.namespace.as_deref().unwrap_or(""),
+                    s.metadata.name.as_deref().unwrap_or("")
+                ),
+                None => place,
+            };
+            Ok(Document {
+                label,
+                text,
+                bitnami,
+            })
+        })
+        .collect()
+}
+
+/// The failing fields of one document, one line each, with the key files.
+fn field_errors(label: &str, failure: &bitnami::UnsealFailure, key_files: &str) -> Vec<String> {
+    failure
+        .fields()
+        .iter()
+        .map(|(field, message)| format!("{label}: {field}: {message} [keys from {key_files}]"))
+        .collect()
+}
+
+fn print_all(objects: &[serde_json::Value], format: OutputFormat) -> String {
+    match format {
+        OutputFormat::Yaml => objects
+            .iter()
+            .map(|o| print(o, format))
+            .collect::<Vec<_>>()
+            .join("---\n"),
+        OutputFormat::Json if objects.len() == 1 => print(&objects[0], format),
+        OutputFormat::Json => print(
+            &serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects}),
+            format,
+        ),
+    }
+}
+
+fn unseal_bitnami(
+    contents: &str,
+    source: &str,
+    key_files: &[PathBuf],
+    output: OutputFormat,
+) -> Result<(), String> {
+    let (ring, key_names) = bitnami_ring(key_files)?;
+    let mut secrets = Vec::new();
+    let mut errors = Vec::new();
+    for document in read_documents(contents, source)? {
+        let Some(sealed) = &document.bitnami else {
+            eprintln!(
+                "{}: not a Bitnami SealedSecret (bitnami.com/v1alpha1): skipped",
+                document.label
+            );
+            continue;
+        };
+        match bitnami::unseal(sealed, &ring, &RenderLimits::default()) {
+            Ok(secret) => secrets.push(serde_json::to_value(&secret).expect("serializes")),
+            Err(failure) => errors.extend(field_errors(&document.label, &failure, &key_names)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    if secrets.is_empty() {
+        return Err(format!(
+            "{source}: no Bitnami SealedSecret (bitnami.com/v1alpha1) in it"
+        ));
+    }
+    let secrets: Vec<serde_json::Value> = secrets
+        .into_iter()
+        .map(|mut s| {
+            if let Some(object) = s.as_object_mut() {
+                object.insert("apiVersion".into(), "v1".into());
+                object.insert("kind".into(), "Secret".into());
+            }
+            s
+        })
+        .collect();
+    write_stdout(&print_all(&secrets, output))
+}
+
+fn reseal_bitnami(
+    contents: &str,
+    source: &str,
+    key_files: &[PathBuf],
+    recipients: Vec<String>,
+    output: OutputFormat,
+) -> Result<String, String> {
+    let (ring, key_names) = bitnami_ring(key_files)?;
+    let documents = read_documents(contents, source)?;
+    let mut converted = Vec::new();
+    let mut errors = Vec::new();
+    for document in &documents {
+        let Some(sealed) = &document.bitnami else {
+            converted.push(None);
+            continue;
+        };
+        match bitnami::to_age(sealed, &ring, recipients.clone()) {
+            Ok(result) => {
+                for warning in &result.warnings {
+                    eprintln!("warning: {}: {warning}", document.label);
+                }
+                converted.push(Some(result.sealed));
+            }
+            Err(bitnami::ConvertError::Unseal(failure)) => {
+                errors.extend(field_errors(&document.label, &failure, &key_names));
+                converted.push(None);
+            }
+            Err(bitnami::ConvertError::Seal(e)) => {
+                errors.push(format!("{}: {e}", document.label));
+                converted.push(None);
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors.join("\n"));
+    }
+    if documents.iter().all(|d| d.bitnami.is_none()) {
+        return Err(format!(
+            "{source}: no Bitnami SealedSecret (bitnami.com/v1alpha1) in it"
+        ));
+    }
+    Ok(match output {
+        OutputFormat::Yaml => documents
+            .iter()
+            .zip(&converted)
+            .map(|(document, sealed)| match sealed {
+                Some(sealed) => print(sealed, output),
+                None => document.text.clone(),
+            })
+            .collect::<Vec<_>>()
+            .join("---\n"),
+        OutputFormat::Json => {
+            let objects = documents
+                .iter()
+                .zip(&converted)
+                .map(|(document, sealed)| match sealed {
+                    Some(sealed) => serde_json::to_value(sealed).expect("serializes"),
+                    None => serde_yaml_ng::from_str(&document.text).expect("parsed before"),
+                })
+                .collect::<Vec<_>>();
+            print_all(&objects, output)
+        }
+    })
+}
+
+fn import_bitnami(args: ImportBitnamiArgs) -> Result<(), String> {
+    let (ring, key_names) = bitnami_ring(&args.files)?;
+    let mut manifests = Vec::new();
+    for key in ring.keys() {
+        let validity = match key.certificate_pem().map(bitnami::certificate_validity) {
+            Some(Some((from, to))) => format!("certificate valid {from} to {to}"),
+            Some(None) => "tls.crt is not a readable certificate".to_string(),
+            None => "no certificate (a self-signed one is made)".to_string(),
+        };
+        eprintln!(
+            "{}: RSA {} bits, {validity}, {}",
+            key.source,
+            key.bits(),
+            key.fingerprint()
+        );
+        let secret = bitnami::key_secret(key, &args.namespace).map_err(|e| e.to_string())?;
+        let mut value = serde_json::to_value(&secret).expect("serializes");
+        if let Some(object) = value.as_object_mut() {
+            object.insert("apiVersion".into(), "v1".into());
+            object.insert("kind".into(), "Secret".into());
+        }
+        manifests.push(value);
+    }
+    let mut failed = 0;
+    for file in &args.check {
+        let source = file.display().to_string();
+        let contents = std::fs::read_to_string(file).map_err(|e| format!("{source}: {e}"))?;
+        let documents = read_documents(&contents, &source)?;
+        if documents.iter().all(|d| d.bitnami.is_none()) {
+            eprintln!("{source}: FAILED: no Bitnami SealedSecret (bitnami.com/v1alpha1) in it");
+            failed += 1;
+        }
+        for document in documents {
+            let Some(sealed) = &document.bitnami else {
+                continue;
+            };
+            match bitnami::unseal(sealed, &ring, &RenderLimits::default()) {
+                Ok(_) => eprintln!("{}: OK", document.label),
+                Err(failure) => {
+                    failed += 1;
+                    for line in field_errors(&document.label, &failure, &key_names) {
+                        eprintln!("{line}");
+                    }
+                }
+            }
+        }
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} sealed {} did not decrypt with the keys of {key_names}: nothing printed",
+            if failed == 1 { "manifest" } else { "manifests" }
+        ));
+    }
+    write_stdout(&print_all(&manifests, OutputFormat::Yaml))
 }

@@ -2,6 +2,7 @@
 //! number of recipients (the cluster key, team members, an offline backup), and
 //! carries the scope it may be decrypted into, checked on decryption.
 
+pub mod bitnami;
 pub mod envelope;
 pub mod keys;
 pub mod manifest;

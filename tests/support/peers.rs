@@ -48,11 +48,35 @@ pub fn helm() -> Option<PathBuf> {
         .map(|_| helm)
 }
 
+/// node (the npm peers run on it): `SECRETSYNC_NODE`, else `node` on PATH.
+pub fn node() -> PathBuf {
+    std::env::var_os("SECRETSYNC_NODE")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("node"))
+}
+
+/// Where `scripts/test` installs the npm peers (`npm install --prefix
+/// .peers/node ...`): `SECRETSYNC_NODE_MODULES`, else the project's
+/// `.peers/node/node_modules`.
+pub fn node_modules() -> PathBuf {
+    std::env::var_os("SECRETSYNC_NODE_MODULES")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join(".peers")
+                .join("node")
+                .join("node_modules")
+        })
+}
+
 /// The message for a peer that is missing or would not start.
 pub fn missing(peer: &Path, error: impl std::fmt::Display) -> String {
     format!(
         "test peer {}: {error}. Run scripts/test, which installs the test peers \
-         into .venv/, or set SECRETSYNC_PYTHON / SECRETSYNC_KUBECTL / SECRETSYNC_HELM",
+         into .venv/, or set SECRETSYNC_PYTHON / SECRETSYNC_KUBECTL / SECRETSYNC_HELM / \
+         SECRETSYNC_NODE / SECRETSYNC_NODE_MODULES",
         peer.display()
     )
 }
