@@ -32,6 +32,16 @@ pub struct Args {
     /// keys hold the age/SSH identities SealedSecrets are decrypted with.
     #[arg(long, default_value = "secretsync-sealing-keys")]
     sealing_keys_secret: String,
+    /// Also serve Bitnami's bitnami.com/v1alpha1 SealedSecrets, decrypted with
+    /// the keys exported from Bitnami's controller (CRD in crds/compat/ if
+    /// Bitnami's own is not installed; README: "Moving from Sealed Secrets").
+    #[arg(long)]
+    bitnami_compat: bool,
+    /// With --bitnami-compat: the namespace of the key Secrets (labelled
+    /// sealedsecrets.bitnami.com/sealed-secrets-key=active). Default: the
+    /// controller's own (--lease-namespace).
+    #[arg(long, value_name = "NAMESPACE", value_parser = namespace, requires = "bitnami_compat")]
+    bitnami_keys_namespace: Option<String>,
     /// Kubernetes API requests in flight at once (reconciles in flight: twice
     /// that). A real API server's in-flight limit is 400 reads, 200 writes.
     #[arg(long, default_value_t = secretsync::controller::DEFAULT_API_CONCURRENCY)]
@@ -77,6 +87,11 @@ fn namespace(text: &str) -> Result<String, String> {
 
 pub async fn run(args: Args) -> ExitCode {
     let shutdown = super::shutdown_signal();
+    let bitnami_keys_namespace = args.bitnami_compat.then(|| {
+        args.bitnami_keys_namespace
+            .clone()
+            .unwrap_or_else(|| args.lease_namespace.clone())
+    });
     let sealing_keys = Some(SealingKeys {
         namespace: args.lease_namespace.clone(),
         name: args.sealing_keys_secret,
@@ -97,6 +112,7 @@ pub async fn run(args: Args) -> ExitCode {
         aws_base: None,
         eso_compat: args.eso_compat,
         sealing_keys,
+        bitnami_keys_namespace,
         api_concurrency: args.api_concurrency,
         namespaces: args.namespaces,
         template_limits: args.templates.limits(),

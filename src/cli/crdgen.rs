@@ -30,6 +30,7 @@ pub fn run(args: Args) -> ExitCode {
             let mut compat = secretsync::api::eso_compat_crds();
             compat.extend(secretsync::api::eso_compat_push_crds());
             compat.extend(secretsync::api::eso_compat_generator_crds());
+            compat.extend(secretsync::api::bitnami_compat_crds());
             let files = crds
                 .iter()
                 .map(|crd| (dir.clone(), crd))

@@ -14,6 +14,7 @@ use prometheus_client::registry::Registry;
 
 use kube::runtime::reflector::Store;
 
+use super::bitnami_metrics::BitnamiMetrics;
 use super::eso_metrics::EsoMetrics;
 use crate::provider::CallCounts;
 
@@ -60,8 +61,11 @@ pub struct Metrics {
     store_ready: Family<StoreLabels, Gauge>,
     store_fallback: Family<FallbackLabels, Gauge>,
     workload_restarts: Family<KindLabel, Counter>,
+    bitnami_unseals: Counter,
     /// ESO's names too, with `--eso-compat`.
     eso: Option<EsoMetrics>,
+    /// Bitnami's, with `--bitnami-compat` (set once, at start).
+    bitnami: std::sync::OnceLock<BitnamiMetrics>,
 }
 
 #[derive(Debug)]
@@ -139,6 +143,12 @@ impl Metrics {
             "Workloads restarted because a Secret or ConfigMap they use changed, by kind",
             workload_restarts.clone(),
         );
+        let bitnami_unseals = Counter::default();
+        registry.register(
+            "bitnami_unseals",
+            "Bitnami SealedSecrets decrypted (one RSA decryption a value at least): once per change, not per reconcile",
+            bitnami_unseals.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
@@ -150,7 +160,56 @@ impl Metrics {
             store_ready,
             store_fallback,
             workload_restarts,
+            bitnami_unseals,
             eso,
+            bitnami: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Serves Bitnami's `sealed_secrets_controller_*` series too.
+    pub fn with_bitnami(&self) {
+        let _ = self.bitnami.set(BitnamiMetrics::new());
+    }
+
+    pub fn bitnami_unseal_requested(&self) {
+        if let Some(bitnami) = self.bitnami.get() {
+            bitnami.unseal_requested();
+        }
+    }
+
+    /// One Bitnami SealedSecret decrypted (all its values).
+    pub fn bitnami_unsealed(&self) {
+        self.bitnami_unseals.inc();
+    }
+
+    pub fn bitnami_unseal_failed(&self, reason: &str, namespace: &str) {
+        if let Some(bitnami) = self.bitnami.get() {
+            bitnami.unseal_failed(reason, namespace);
+        }
+    }
+
+    /// A Bitnami SealedSecret's `Synced` condition, as its status now says.
+    pub fn bitnami_condition(&self, sealed: &crate::api::BitnamiSealedSecret, synced: bool) {
+        if let Some(bitnami) = self.bitnami.get() {
+            bitnami.synced(
+                sealed.metadata.namespace.as_deref().unwrap_or_default(),
+                sealed.metadata.name.as_deref().unwrap_or_default(),
+                bitnami_instance(&sealed.metadata),
+                synced,
+            );
+        }
+    }
+
+    pub fn bitnami_deleted(
+        &self,
+        metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) {
+        if let Some(bitnami) = self.bitnami.get() {
+            bitnami.forget(
+                metadata.namespace.as_deref().unwrap_or_default(),
+                metadata.name.as_deref().unwrap_or_default(),
+                bitnami_instance(metadata),
+            );
         }
     }
 
@@ -294,6 +353,21 @@ impl Metrics {
             }
             eso.encode(&mut text).expect("metrics encode");
         }
+        if let Some(bitnami) = self.bitnami.get() {
+            if text.ends_with("# EOF\n") {
+                text.truncate(text.len() - "# EOF\n".len());
+            }
+            bitnami.encode(&mut text).expect("metrics encode");
+        }
         text
     }
+}
+
+fn bitnami_instance(metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) -> &str {
+    metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("app.kubernetes.io/instance"))
+        .map(String::as_str)
+        .unwrap_or_default()
 }

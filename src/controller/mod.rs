@@ -10,6 +10,8 @@
 //! waiting for a reconcile held in a line of our own (`queue`) rather than in
 //! kube-runtime's scheduler, whose tables keep the size of the largest burst.
 
+mod bitnami_metrics;
+pub mod bitnami_sealed_secret;
 pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 mod eso_metrics;
@@ -102,6 +104,9 @@ pub struct Settings {
     pub eso_compat: bool,
     /// The Secret holding the identities SealedSecrets are decrypted with.
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// `--bitnami-compat`: serve Bitnami's SealedSecrets, with the keys of
+    /// this namespace.
+    pub bitnami_keys_namespace: Option<String>,
     /// Kubernetes API requests in flight at once (reconciles: twice that).
     pub api_concurrency: usize,
     /// Watch only these namespaces (cluster-scoped kinds everywhere); empty:
@@ -144,6 +149,8 @@ pub struct Context {
     events: events::Events,
     pub metrics: Arc<Metrics>,
     pub sealing_keys: Option<sealed_secret::SealingKeys>,
+    /// With `--bitnami-compat`: Bitnami's keys, and what was unsealed.
+    pub bitnami: Option<Arc<bitnami_sealed_secret::BitnamiState>>,
     /// Stores by flavor group.
     stores: HashMap<&'static str, StoreCaches>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
@@ -665,7 +672,19 @@ pub async fn run(
         .max(1);
     let controller_config = controller::Config::default().concurrency(reconciles);
     let scopes = watches::Scope::all(&settings.namespaces);
-    let plan = watches::Plan::new(&flavors, &scopes, usize::from(reconciles));
+    let bitnami = settings
+        .bitnami_keys_namespace
+        .clone()
+        .map(|namespace| Arc::new(bitnami_sealed_secret::BitnamiState::new(namespace)));
+    if bitnami.is_some() {
+        metrics.with_bitnami();
+    }
+    let plan = watches::Plan::new(
+        &flavors,
+        &scopes,
+        usize::from(reconciles),
+        bitnami.is_some(),
+    );
     metrics.track_managed_secrets(plan.managed_secrets());
     let ctx = Arc::new(Context {
         client: client.clone(),
@@ -680,6 +699,7 @@ pub async fn run(
         ),
         metrics: metrics.clone(),
         sealing_keys: settings.sealing_keys.clone(),
+        bitnami,
         stores: plan.store_caches(),
         namespaces: plan.namespaces(),
         managed_secrets: plan.managed_secrets(),

@@ -18,6 +18,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
 use crate::api::{
+    BitnamiSealedSecret, BitnamiSealedSecretSpec, BitnamiSealedSecretStatus,
     ClusterExternalSecretSpec, ClusterExternalSecretStatus, ClusterPushSecretSpec,
     ClusterPushSecretStatus, ClusterSecretStoreSpec, ExternalSecret, ExternalSecretSpec,
     ExternalSecretStatus, PushSecret, PushSecretSpec, PushSecretStatus, SealedSecret,
@@ -88,6 +89,8 @@ pub type WatchedClusterSecretStore = Watched<ClusterSecretStoreSpec, SecretStore
 pub type WatchedClusterExternalSecret =
     Watched<ClusterExternalSecretSpec, ClusterExternalSecretStatus>;
 pub type WatchedSealedSecret = Watched<SealedSecretSpec, SealedSecretStatus>;
+/// Bitnami's SealedSecret (`--bitnami-compat`); its flavor is always secretsync's.
+pub type WatchedBitnamiSealedSecret = Watched<BitnamiSealedSecretSpec, BitnamiSealedSecretStatus>;
 pub type WatchedPushSecret = Watched<PushSecretSpec, PushSecretStatus>;
 pub type WatchedClusterPushSecret = Watched<ClusterPushSecretSpec, ClusterPushSecretStatus>;
 
@@ -207,6 +210,8 @@ pub trait Kind {
     const PLURAL: &'static str;
     /// The version served, the same in both flavors' groups.
     const VERSION: &'static str = "v1";
+    /// A group of its own, whatever the flavor (Bitnami's SealedSecret).
+    const GROUP: Option<&'static str> = None;
 }
 
 impl Kind for ExternalSecretSpec {
@@ -246,6 +251,13 @@ impl Kind for SealedSecretSpec {
     const PLURAL: &'static str = "sealedsecrets";
 }
 
+impl Kind for BitnamiSealedSecretSpec {
+    const KIND: &'static str = "SealedSecret";
+    const PLURAL: &'static str = "sealedsecrets";
+    const VERSION: &'static str = crate::api::BITNAMI_VERSION;
+    const GROUP: Option<&'static str> = Some(crate::api::BITNAMI_GROUP);
+}
+
 /// The dynamic type is the flavor (two static strings): every cache key and
 /// every queued reconcile carries one, thousands of times over.
 impl<S, T> Resource for Watched<S, T>
@@ -261,7 +273,7 @@ where
     }
 
     fn group(flavor: &Flavor) -> Cow<'_, str> {
-        flavor.group().into()
+        S::GROUP.unwrap_or(flavor.group()).into()
     }
 
     fn version(_: &Flavor) -> Cow<'_, str> {
@@ -269,7 +281,7 @@ where
     }
 
     fn api_version(flavor: &Flavor) -> Cow<'_, str> {
-        format!("{}/{}", flavor.group(), S::VERSION).into()
+        format!("{}/{}", S::GROUP.unwrap_or(flavor.group()), S::VERSION).into()
     }
 
     fn plural(_: &Flavor) -> Cow<'_, str> {
@@ -300,6 +312,17 @@ impl WatchedPushSecret {
     /// The typed PushSecret, when its spec decodes.
     pub fn typed(&self) -> Result<PushSecret, String> {
         Ok(PushSecret {
+            metadata: self.full_metadata(),
+            spec: self.spec()?,
+            status: self.status(),
+        })
+    }
+}
+
+impl WatchedBitnamiSealedSecret {
+    /// The typed SealedSecret, when its spec decodes.
+    pub fn typed(&self) -> Result<BitnamiSealedSecret, String> {
+        Ok(BitnamiSealedSecret {
             metadata: self.full_metadata(),
             spec: self.spec()?,
             status: self.status(),

@@ -233,11 +233,55 @@ async fn write(
     {
         return Ok(None);
     }
+    if let Some(live) = existing
+        .as_ref()
+        .filter(|live| held_by_bitnami(live, &name))
+    {
+        // Moving a file from Bitnami's SealedSecret to ours (`reseal
+        // --from-bitnami`): the Secret is taken over, so that pruning the
+        // Bitnami object afterwards deletes nothing. A Secret has one
+        // controller, so Bitnami's reference goes first, guarded by the
+        // Secret's resourceVersion.
+        let kept: Vec<OwnerReference> = live
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .filter(|o| !is_bitnami_controller(o, &name))
+            .cloned()
+            .collect();
+        let handover = json!({"metadata": {
+            "resourceVersion": live.metadata.resource_version,
+            "ownerReferences": kept,
+        }});
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&handover))
+            .await
+            .map_err(Error::Kube)?;
+        tracing::info!(secret = %name, "took the Secret over from Bitnami's SealedSecret of the same name");
+    }
     let params = PatchParams::apply(FIELD_MANAGER).force();
     api.patch(&name, &params, &Patch::Apply(&secret))
         .await
         .map_err(Error::Kube)?;
     Ok(Some(existing.is_none()))
+}
+
+/// Whether Bitnami's SealedSecret of this name controls the Secret.
+fn held_by_bitnami(live: &Secret, name: &str) -> bool {
+    live.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| is_bitnami_controller(o, name))
+}
+
+fn is_bitnami_controller(owner: &OwnerReference, name: &str) -> bool {
+    owner.controller == Some(true)
+        && owner.kind == "SealedSecret"
+        && owner
+            .api_version
+            .starts_with(&format!("{}/", crate::api::BITNAMI_GROUP))
+        && owner.name == name
 }
 
 async fn write_status(

@@ -25,14 +25,15 @@ use super::queue::Queue;
 
 use super::managed::ManagedSecret;
 use super::objects::{
-    Flavor, SECRETSYNC, WatchedClusterExternalSecret, WatchedClusterPushSecret,
-    WatchedClusterSecretStore, WatchedExternalSecret, WatchedPushSecret, WatchedSealedSecret,
-    WatchedSecretStore,
+    Flavor, SECRETSYNC, WatchedBitnamiSealedSecret, WatchedClusterExternalSecret,
+    WatchedClusterPushSecret, WatchedClusterSecretStore, WatchedExternalSecret, WatchedPushSecret,
+    WatchedSealedSecret, WatchedSecretStore,
 };
 use super::refresh::Refresher;
 use super::{
-    Context, Filled, StoreCaches, cluster_external_secret, cluster_push_secret, error_policy,
-    external_secret, in_own_task, objects, push_secret, sealed_secret, store, writer_of,
+    Context, Filled, StoreCaches, bitnami_sealed_secret, cluster_external_secret,
+    cluster_push_secret, error_policy, external_secret, in_own_task, objects, push_secret,
+    sealed_secret, store, writer_of,
 };
 use crate::sync::MANAGED_LABEL;
 
@@ -95,6 +96,12 @@ struct Scoped {
         reflector::store::Writer<WatchedExternalSecret>,
     )>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
+    /// With `--bitnami-compat`: Bitnami's SealedSecrets' cache, and the
+    /// channel that wakes them when the keys change.
+    bitnami: Option<(
+        reflector::store::Writer<WatchedBitnamiSealedSecret>,
+        UnboundedReceiver<ObjectRef<WatchedBitnamiSealedSecret>>,
+    )>,
 }
 
 /// Where a reconcile trigger goes: the controller of its flavor and scope.
@@ -108,9 +115,21 @@ struct Routes {
         UnboundedSender<ObjectRef<WatchedClusterExternalSecret>>,
         Store<WatchedClusterExternalSecret>,
     )>,
+    /// Per scope: Bitnami's SealedSecrets' controller, and their cache.
+    bitnami: Vec<(
+        UnboundedSender<ObjectRef<WatchedBitnamiSealedSecret>>,
+        Store<WatchedBitnamiSealedSecret>,
+    )>,
 }
 
 impl Routes {
+    /// Wakes every Bitnami SealedSecret: the keys changed.
+    fn every_bitnami_sealed_secret(&self) {
+        for (tx, cache) in &self.bitnami {
+            bitnami_sealed_secret::wake_all(std::slice::from_ref(cache), tx);
+        }
+    }
+
     /// Puts the ExternalSecret of a [`objects::flavored_key`] in line.
     fn external_secret(&self, key: Arc<str>) {
         let Some((flavor, namespace, _)) = objects::parts_of_key(&key) else {
@@ -188,7 +207,7 @@ pub struct Plan {
 impl Plan {
     /// `reconciles`: how many reconciles each ExternalSecret controller runs
     /// at once.
-    pub fn new(flavors: &[Flavor], scopes: &[Scope], reconciles: usize) -> Plan {
+    pub fn new(flavors: &[Flavor], scopes: &[Scope], reconciles: usize, bitnami: bool) -> Plan {
         // A few more handed over than run, so none waits for the line.
         let slots = reconciles.saturating_mul(2);
         let mut routes = Routes::default();
@@ -205,6 +224,12 @@ impl Plan {
                 }
                 let (tx, sealed_woken) = unbounded_channel();
                 routes.sealed.push((scope.clone(), tx));
+                let bitnami = bitnami.then(|| {
+                    let writer = reflector::store::Writer::new(SECRETSYNC);
+                    let (tx, woken) = unbounded_channel();
+                    routes.bitnami.push((tx, writer.as_reader()));
+                    (writer, woken)
+                });
                 Scoped {
                     scope: scope.clone(),
                     managed: reflector::store::Writer::default(),
@@ -214,6 +239,7 @@ impl Plan {
                         .collect(),
                     woken,
                     sealed_woken,
+                    bitnami,
                 }
             })
             .collect();
@@ -406,6 +432,7 @@ impl Plan {
                 secret_stores,
                 woken,
                 sealed_woken,
+                bitnami,
             } = scoped;
 
             // Managed Secrets, metadata only, and of that only what is kept
@@ -494,6 +521,25 @@ impl Plan {
                     stopped(),
                 ));
             }
+
+            if let Some((writer, woken)) = bitnami {
+                controllers.push(until_stopped(
+                    bitnami_sealed_secrets(
+                        client,
+                        ctx,
+                        &scope,
+                        writer,
+                        woken,
+                        config.clone(),
+                        stopped(),
+                    ),
+                    stopped(),
+                ));
+            }
+        }
+
+        if let Some(state) = ctx.bitnami.clone() {
+            watches.push(bitnami_keys(client, state, routes.clone()));
         }
         (watches, controllers)
     }
@@ -518,6 +564,101 @@ fn until_stopped(
         futures::future::select(controller, stopped).await;
     }
     .boxed()
+}
+
+/// Bitnami's SealedSecrets of one scope (`--bitnami-compat`). Reconciled
+/// when the generation or the scope annotations change (not on status
+/// writes), or when the keys change.
+fn bitnami_sealed_secrets(
+    client: &kube::Client,
+    ctx: &Arc<Context>,
+    scope: &Scope,
+    writer: reflector::store::Writer<WatchedBitnamiSealedSecret>,
+    woken: UnboundedReceiver<ObjectRef<WatchedBitnamiSealedSecret>>,
+    config: controller::Config,
+    stopped: impl Future<Output = ()> + Send + Sync + 'static,
+) -> BoxFuture<'static, ()> {
+    let reader = writer.as_reader();
+    let gone = ctx.clone();
+    let stream = watcher(
+        scope.dynamic::<WatchedBitnamiSealedSecret>(client, SECRETSYNC),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .inspect_ok(move |event| {
+        if let watcher::Event::Delete(object) = event {
+            gone.metrics.bitnami_deleted(&object.full_metadata());
+            if let Some(state) = &gone.bitnami {
+                state.forget(&objects::key_of(object));
+            }
+        }
+    })
+    .reflect(writer)
+    .applied_objects()
+    .predicate_filter(bitnami_sealed_secret::wakes, Default::default());
+    // As Bitnami's controller does, a deleted Secret is made again: Secrets'
+    // metadata is watched (nothing kept), and a deletion wakes the
+    // SealedSecret that controlled it or that it was annotated `managed` for.
+    let deleted = watcher(scope.secrets(client), watcher::Config::default())
+        .default_backoff()
+        .filter_map(|event| {
+            futures::future::ready(match event {
+                Ok(watcher::Event::Delete(secret)) => {
+                    bitnami_sealed_secret::owner_of_deleted(&secret)
+                }
+                _ => None,
+            })
+        });
+    Controller::for_stream_with(stream, reader, SECRETSYNC)
+        .with_config(config)
+        .reconcile_on(futures::stream::select(stream_of(woken), deleted))
+        .graceful_shutdown_on(stopped)
+        .run(
+            in_own_task(bitnami_sealed_secret::reconcile),
+            error_policy,
+            ctx.clone(),
+        )
+        .for_each(|_| futures::future::ready(()))
+        .boxed()
+}
+
+/// Bitnami's sealing keys: the labelled Secrets of the keys namespace, read
+/// again on every change; a change after the first list wakes every
+/// Bitnami SealedSecret (one that failed may decrypt now).
+fn bitnami_keys(
+    client: &kube::Client,
+    state: Arc<bitnami_sealed_secret::BitnamiState>,
+    routes: Routes,
+) -> BoxFuture<'static, ()> {
+    let writer = reflector::store::Writer::<Secret>::default();
+    let reader = writer.as_reader();
+    let keys = Api::<Secret>::namespaced(client.clone(), &state.keys_namespace);
+    let selector = watcher::Config::default().labels(&bitnami_sealed_secret::keys_selector());
+    let mut first = true;
+    watcher(keys, selector)
+        .default_backoff()
+        .reflect(writer)
+        .for_each(move |event| {
+            let changed = matches!(
+                event,
+                Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_))
+            );
+            let (state, reader, routes) = (state.clone(), reader.clone(), routes.clone());
+            // The first list is what reconciles wait for; later changes wake.
+            let wake = changed && !first;
+            if changed {
+                first = false;
+            }
+            async move {
+                if changed {
+                    state.load_keys(reader.state()).await;
+                    if wake {
+                        routes.every_bitnami_sealed_secret();
+                    }
+                }
+            }
+        })
+        .boxed()
 }
 
 /// The PushSecret controller of one flavor and scope. Besides its own kind
