@@ -19,6 +19,8 @@ use support::peers;
 const CHART: &str = "deploy/helm/secretsync";
 const ALL_FEATURES: &str = "deploy/helm/secretsync/ci/all-features-values.yaml";
 const RELEASE: &str = "secretsync";
+/// Bitnami's SealedSecret CRD (crds/compat/), with `crds.bitnamiCompat`.
+const BITNAMI_CRD: &str = "sealedsecrets.bitnami.com";
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -108,6 +110,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         .collect();
     assert!(args.contains(&"--lease-name=secretsync"), "{args:?}");
     assert!(!args.contains(&"--no-leader-election"), "{args:?}");
+    assert!(!args.iter().any(|a| a.contains("bitnami")), "{args:?}");
     assert!(
         kind(&defaults, "DaemonSet").is_empty(),
         "CSI provider is off by default"
@@ -127,6 +130,8 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         .collect();
     for flag in [
         "--eso-compat",
+        "--bitnami-compat",
+        "--bitnami-keys-namespace=kube-system",
         "--namespaces=team-a,team-b",
         "--api-concurrency=16",
         "--template-timeout=2s",
@@ -168,7 +173,8 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
     );
     assert_eq!(kind(&all, "ServiceMonitor").len(), 1);
     assert_eq!(kind(&all, "PrometheusRule").len(), 1);
-    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 23);
+    // Ours, ESO's and Bitnami's SealedSecret CRD.
+    assert_eq!(kind(&all, "CustomResourceDefinition").len(), 24);
 
     // One replica only without leader election; two without is refused.
     let error = Command::new(&helm)
@@ -228,7 +234,15 @@ fn chart_crds_are_the_crds_directory() {
     let Some(helm) = helm("chart_crds_are_the_crds_directory (rendering)") else {
         return;
     };
-    let rendered = render(&helm, &["--set", "crds.esoCompat=true"]);
+    let rendered = render(
+        &helm,
+        &[
+            "--set",
+            "crds.esoCompat=true",
+            "--set",
+            "crds.bitnamiCompat=true",
+        ],
+    );
     let mut expected: Vec<Value> = yaml_files(&root().join("crds"))
         .values()
         .chain(yaml_files(&root().join("crds/compat")).values())
@@ -243,7 +257,31 @@ fn chart_crds_are_the_crds_directory() {
             crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
             "uninstalling must not delete the CRDs (and every object of their kinds)"
         );
+        // Ours, where Bitnami's would be: how an upgrade tells them apart.
+        assert_eq!(
+            crd["metadata"]["annotations"]["secretsync.io/compat"].as_str(),
+            (crd["metadata"]["name"] == BITNAMI_CRD).then_some("bitnami"),
+        );
     }
+    // Each compat value installs its own: ESO's without Bitnami's and back.
+    let names = |args: &[&str]| -> BTreeSet<String> {
+        kind(&render(&helm, args), "CustomResourceDefinition")
+            .into_iter()
+            .map(|c| c["metadata"]["name"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let ours = names(&[]);
+    let eso = names(&["--set", "crds.esoCompat=true"]);
+    let bitnami = names(&["--set", "crds.bitnamiCompat=true"]);
+    assert!(!eso.contains(BITNAMI_CRD));
+    assert!(
+        eso.iter()
+            .all(|n| ours.contains(n) || n.ends_with(".external-secrets.io"))
+    );
+    assert_eq!(
+        bitnami.difference(&ours).collect::<Vec<_>>(),
+        vec![BITNAMI_CRD]
+    );
     for crd in got.iter_mut() {
         crd["metadata"]
             .as_object_mut()
@@ -543,7 +581,7 @@ fn grants(group: &str, resources: &[&str], verbs: &[&str]) -> BTreeSet<Grant> {
 }
 
 /// What each feature needs, as the controller's code uses it.
-fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Grant> {
+fn expected(eso: bool, bitnami: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Grant> {
     let mut out = BTreeSet::new();
     let mut groups = vec!["secretsync.io"];
     if eso {
@@ -644,6 +682,18 @@ fn expected(eso: bool, jwt: bool, reload: bool, rollouts: bool) -> BTreeSet<Gran
     } else {
         out.extend(grants("", &["configmaps"], &["get"]));
     }
+    if bitnami {
+        // Bitnami's SealedSecrets: watched, their status merge-patched; their
+        // Secrets replaced as Bitnami's controller does. (The keys: list and
+        // watch of Secrets in the keys namespace, as above.)
+        out.extend(grants(
+            "bitnami.com",
+            &["sealedsecrets"],
+            &["get", "list", "watch"],
+        ));
+        out.extend(grants("bitnami.com", &["sealedsecrets/status"], &["patch"]));
+        out.extend(grants("", &["secrets"], &["update"]));
+    }
     if jwt {
         out.extend(grants("", &["serviceaccounts"], &["get"]));
         out.extend(grants("", &["serviceaccounts/token"], &["create"]));
@@ -656,16 +706,18 @@ fn rbac_grants_what_each_feature_needs_and_nothing_else() {
     let Some(helm) = helm("rbac_grants_what_each_feature_needs_and_nothing_else") else {
         return;
     };
-    for (eso, jwt, reload, rollouts) in [
-        (false, false, false, false),
-        (true, false, false, false),
-        (false, true, false, false),
-        (false, false, true, false),
-        (false, false, true, true),
-        (true, true, true, true),
+    for (eso, bitnami, jwt, reload, rollouts) in [
+        (false, false, false, false, false),
+        (true, false, false, false, false),
+        (false, true, false, false, false),
+        (false, false, true, false, false),
+        (false, false, false, true, false),
+        (false, false, false, true, true),
+        (true, true, true, true, true),
     ] {
         let sets = [
             format!("esoCompat.enabled={eso}"),
+            format!("bitnamiCompat.enabled={bitnami}"),
             format!("jwtAuth.enabled={jwt}"),
             format!("reload.enabled={reload}"),
             format!("reload.argoRollouts={rollouts}"),
@@ -678,16 +730,17 @@ fn rbac_grants_what_each_feature_needs_and_nothing_else() {
         let access = Access::of(&docs, RELEASE);
         assert_eq!(
             access.all(),
-            expected(eso, jwt, reload, rollouts),
-            "eso {eso}, jwt {jwt}, reload {reload}, rollouts {rollouts}"
+            expected(eso, bitnami, jwt, reload, rollouts),
+            "eso {eso}, bitnami {bitnami}, jwt {jwt}, reload {reload}, rollouts {rollouts}"
         );
     }
 
     // With namespaces listed, namespaced objects are granted there only; the
-    // sealing keys Secret and the Lease stay reachable in the release namespace.
+    // sealing keys Secret and the Lease stay reachable in the release
+    // namespace, and Bitnami's keys (list/watch by label) in theirs.
     let docs = render(&helm, &["-f", ALL_FEATURES]);
     let access = Access::of(&docs, RELEASE);
-    for ((group, resource, _), scope, names) in &access.grants {
+    for ((group, resource, verb), scope, names) in &access.grants {
         let cluster_scoped = [
             "clustersecretstores",
             "clustersecretstores/status",
@@ -706,6 +759,10 @@ fn rbac_grants_what_each_feature_needs_and_nothing_else() {
                 resource == "leases"
                     || (resource == "secrets" && names == &["secretsync-sealing-keys"]),
                 "{group}/{resource} in {ns}"
+            ),
+            Some(ns) if ns == "kube-system" => assert!(
+                resource == "secrets" && ["list", "watch"].contains(&verb.as_str()),
+                "{group}/{resource} {verb} in {ns}"
             ),
             Some(ns) => assert!(["team-a", "team-b"].contains(&ns.as_str()), "{ns}"),
         }
@@ -815,16 +872,7 @@ async fn every_request_the_controller_makes_is_granted() {
         requests.iter().any(|r| r.resource == "leases"),
         "{requests:?}"
     );
-    let denied: BTreeSet<String> = requests
-        .iter()
-        .filter(|r| !access.allows(r))
-        .map(|r| {
-            format!(
-                "{} {}/{} in {:?} ({:?})",
-                r.verb, r.group, r.resource, r.namespace, r.name
-            )
-        })
-        .collect();
+    let denied = denied(&requests, &access);
     assert!(denied.is_empty(), "not granted by the chart: {denied:#?}");
     // And the check can fail: without esoCompat the ESO requests are refused.
     let without = Access::of(&render(&helm, &[]), RELEASE);
@@ -833,6 +881,279 @@ async fn every_request_the_controller_makes_is_granted() {
             .iter()
             .any(|r| r.group == "external-secrets.io" && !without.allows(r))
     );
+    drop(controller);
+
+    bitnami_compat_requests_are_granted(&helm).await;
+}
+
+/// The requests a run makes that `access` does not grant.
+fn denied(requests: &[support::apiserver::Request], access: &Access) -> BTreeSet<String> {
+    requests
+        .iter()
+        .filter(|r| !access.allows(r))
+        .map(|r| {
+            format!(
+                "{} {}/{} in {:?} ({:?})",
+                r.verb, r.group, r.resource, r.namespace, r.name
+            )
+        })
+        .collect()
+}
+
+/// `--bitnami-compat` with `--namespaces demo` (the keys' namespace, the
+/// release's, left out of it): Bitnami's CRD, a key imported from Bitnami's
+/// controller, a SealedSecret that unseals (its Secret created, then
+/// replaced when it changes) and one that does not (a failed status).
+async fn bitnami_compat_requests_are_granted(helm: &Path) {
+    use base64::Engine as _;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::api::{Api, DynamicObject};
+    use rsa::pkcs1::EncodeRsaPrivateKey;
+    use secretsync::sealed::bitnami;
+
+    let server = FakeApiServer::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    server.write_kubeconfig(&kubeconfig);
+    let crd = format!("crds/compat/{BITNAMI_CRD}.yaml");
+    kubectl(&kubeconfig, &["apply", "-f", "crds/", "-f", &crd]).await;
+    for namespace in [RELEASE, "demo"] {
+        kubectl(&kubeconfig, &["create", "namespace", namespace]).await;
+    }
+
+    // The key as Bitnami's controller keeps it, in the release namespace.
+    let private = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
+    let pem = private.to_pkcs1_pem(rsa::pkcs1::LineEnding::LF).unwrap();
+    let key = bitnami::parse_keys(pem.as_bytes(), "test key")
+        .unwrap()
+        .remove(0);
+    let key_secret = bitnami::key_secret(&key, RELEASE).unwrap();
+    let keys_file = dir.path().join("key.json");
+    let mut key_json = serde_json::to_value(&key_secret).unwrap();
+    key_json["apiVersion"] = json!("v1");
+    key_json["kind"] = json!("Secret");
+    std::fs::write(&keys_file, key_json.to_string()).unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", keys_file.to_str().unwrap()]).await;
+
+    let seal = |plain: &str| {
+        let sealed = bitnami::encrypt(key.public_key(), plain.as_bytes(), b"demo/bitnami").unwrap();
+        base64::engine::general_purpose::STANDARD.encode(sealed)
+    };
+    let sealed_secrets = |password: &str| {
+        format!(
+            "apiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {{name: bitnami, namespace: demo}}\nspec:\n  encryptedData: {{password: {}}}\n---\napiVersion: bitnami.com/v1alpha1\nkind: SealedSecret\nmetadata: {{name: undecryptable, namespace: demo}}\nspec:\n  encryptedData: {{password: {}}}\n",
+            seal(password),
+            base64::engine::general_purpose::STANDARD.encode(b"not sealed to any key"),
+        )
+    };
+    let sealed_file = dir.path().join("bitnami.yaml");
+    std::fs::write(&sealed_file, sealed_secrets("Bitnami-pw-1")).unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", sealed_file.to_str().unwrap()]).await;
+
+    let mut controller = support::controller::RunningController::start(
+        &kubeconfig,
+        &[
+            "--bitnami-compat",
+            "--namespaces",
+            "demo",
+            "--lease-namespace",
+            RELEASE,
+            "--lease-name",
+            RELEASE,
+        ],
+        &[],
+    );
+    let client = server.client();
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "demo");
+    let password = |expected: &'static str| {
+        let secrets = secrets.clone();
+        async move {
+            let secret = secrets.get_opt("bitnami").await.ok()??;
+            (secret.data?.get("password")?.0 == expected.as_bytes()).then_some(())
+        }
+    };
+    let created =
+        support::cluster::eventually(Duration::from_secs(120), || password("Bitnami-pw-1")).await;
+    assert!(created.is_some(), "{}", controller.log_text());
+    // A new value: the Secret is replaced, as Bitnami's controller does.
+    std::fs::write(&sealed_file, sealed_secrets("Bitnami-pw-2")).unwrap();
+    kubectl(&kubeconfig, &["apply", "-f", sealed_file.to_str().unwrap()]).await;
+    let updated =
+        support::cluster::eventually(Duration::from_secs(60), || password("Bitnami-pw-2")).await;
+    assert!(updated.is_some(), "{}", controller.log_text());
+    let sealed_api: Api<DynamicObject> = Api::namespaced_with(
+        client,
+        "demo",
+        &kube::core::ApiResource::from_gvk_with_plural(
+            &kube::core::GroupVersionKind::gvk("bitnami.com", "v1alpha1", "SealedSecret"),
+            "sealedsecrets",
+        ),
+    );
+    let failed = support::cluster::eventually(Duration::from_secs(60), || async {
+        let object = sealed_api.get("undecryptable").await.ok()?;
+        let conditions = object.data["status"]["conditions"].as_array()?.clone();
+        (!conditions.is_empty()).then_some(conditions)
+    })
+    .await;
+    assert!(failed.is_some(), "{}", controller.log_text());
+    assert!(controller.terminate().success());
+    controller.assert_never_logged(&["Bitnami-pw-1", "Bitnami-pw-2"]);
+
+    let requests: Vec<_> = server
+        .requests()
+        .into_iter()
+        .filter(|r| r.agent != "kubectl")
+        .collect();
+    let made = |verb: &str, group: &str, resource: &str, namespace: &str| {
+        requests.iter().any(|r| {
+            r.verb == verb
+                && r.group == group
+                && r.resource == resource
+                && r.namespace.as_deref() == Some(namespace)
+        })
+    };
+    for (verb, group, resource, namespace) in [
+        ("list", "bitnami.com", "sealedsecrets", "demo"),
+        ("watch", "bitnami.com", "sealedsecrets", "demo"),
+        ("patch", "bitnami.com", "sealedsecrets/status", "demo"),
+        ("list", "", "secrets", RELEASE),
+        ("watch", "", "secrets", RELEASE),
+        ("create", "", "secrets", "demo"),
+        ("update", "", "secrets", "demo"),
+    ] {
+        assert!(
+            made(verb, group, resource, namespace),
+            "no {verb} {group}/{resource} in {namespace}: {requests:?}"
+        );
+    }
+    let docs = render(
+        helm,
+        &[
+            "--set",
+            "bitnamiCompat.enabled=true",
+            "--set",
+            "namespaces={demo}",
+        ],
+    );
+    let denied_requests = denied(&requests, &Access::of(&docs, RELEASE));
+    assert!(
+        denied_requests.is_empty(),
+        "not granted by the chart: {denied_requests:#?}"
+    );
+    // Without bitnamiCompat, Bitnami's objects, the keys and the replaces are refused.
+    let without = Access::of(&render(helm, &["--set", "namespaces={demo}"]), RELEASE);
+    for (verb, group, resource) in [
+        ("watch", "bitnami.com", "sealedsecrets"),
+        ("patch", "bitnami.com", "sealedsecrets/status"),
+        ("list", "", "secrets"),
+        ("update", "", "secrets"),
+    ] {
+        assert!(
+            requests.iter().any(|r| r.verb == verb
+                && r.group == group
+                && r.resource == resource
+                && !without.allows(r)),
+            "{verb} {group}/{resource} granted without bitnamiCompat"
+        );
+    }
+}
+
+/// `crds.bitnamiCompat` installs Bitnami's SealedSecret CRD only where the
+/// cluster has none (Helm's lookup): over Bitnami's own, the install would
+/// fail or take over the CRD every SealedSecret lives in. Ours is annotated,
+/// so an upgrade keeps it. Real helm against the test bed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bitnami_crd_is_installed_only_where_bitnamis_is_absent() {
+    let Some(helm) = helm("bitnami_crd_is_installed_only_where_bitnamis_is_absent") else {
+        return;
+    };
+    for bitnamis_own in [false, true] {
+        let server = FakeApiServer::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let kubeconfig = dir.path().join("kubeconfig");
+        server.write_kubeconfig(&kubeconfig);
+        let kubeconfig_arg = kubeconfig.to_str().unwrap().to_string();
+        if bitnamis_own {
+            // A stand-in for Bitnami's CRD, as its chart leaves it.
+            let text =
+                std::fs::read_to_string(root().join(format!("crds/compat/{BITNAMI_CRD}.yaml")))
+                    .unwrap();
+            let mut crd: Value = serde_yaml_ng::from_str(&text).unwrap();
+            crd["metadata"]["labels"] = json!({"app.kubernetes.io/name": "sealed-secrets"});
+            let file = dir.path().join("bitnami-crd.json");
+            std::fs::write(&file, crd.to_string()).unwrap();
+            kubectl(&kubeconfig, &["apply", "-f", file.to_str().unwrap()]).await;
+        }
+        let helm_in = |verb: &str| {
+            run(
+                &helm,
+                &[
+                    "--kubeconfig",
+                    &kubeconfig_arg,
+                    verb,
+                    RELEASE,
+                    CHART,
+                    "--namespace",
+                    RELEASE,
+                    "--create-namespace",
+                    "--set",
+                    "crds.bitnamiCompat=true",
+                    "--set",
+                    "bitnamiCompat.enabled=true",
+                ],
+            )
+        };
+        let in_release = || {
+            let manifest = run(
+                &helm,
+                &[
+                    "--kubeconfig",
+                    &kubeconfig_arg,
+                    "get",
+                    "manifest",
+                    RELEASE,
+                    "--namespace",
+                    RELEASE,
+                ],
+            );
+            kind(&documents(&manifest), "CustomResourceDefinition")
+                .iter()
+                .any(|c| c["metadata"]["name"] == BITNAMI_CRD)
+        };
+        let annotation = || async {
+            kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "crd",
+                    BITNAMI_CRD,
+                    "-o",
+                    r"jsonpath={.metadata.annotations.secretsync\.io/compat}",
+                ],
+            )
+            .await
+        };
+        helm_in("install");
+        assert_eq!(in_release(), !bitnamis_own, "Bitnami's own: {bitnamis_own}");
+        helm_in("upgrade");
+        assert_eq!(in_release(), !bitnamis_own, "Bitnami's own: {bitnamis_own}");
+        let expected = if bitnamis_own { "" } else { "bitnami" };
+        assert_eq!(annotation().await, expected);
+        if bitnamis_own {
+            let managed_by = kubectl(
+                &kubeconfig,
+                &[
+                    "get",
+                    "crd",
+                    BITNAMI_CRD,
+                    "-o",
+                    r"jsonpath={.metadata.labels}",
+                ],
+            )
+            .await;
+            assert!(!managed_by.contains("Helm"), "{managed_by}");
+        }
+    }
 }
 
 /// Metric names a PromQL expression reads: `secretsync_...` words.
