@@ -587,7 +587,7 @@ fn exported_keys_import_and_check() {
         assert_eq!(secret["apiVersion"], "v1");
         assert_eq!(secret["kind"], "Secret");
         assert_eq!(secret["type"], "kubernetes.io/tls");
-        assert_eq!(secret["metadata"]["namespace"], "secretsync-system");
+        assert_eq!(secret["metadata"]["namespace"], "secretsync");
         assert_eq!(secret["metadata"]["name"], original["metadata"]["name"]);
         assert_eq!(
             secret["metadata"]["labels"],

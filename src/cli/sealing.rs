@@ -413,7 +413,7 @@ pub struct ImportBitnamiArgs {
     )]
     files: Vec<PathBuf>,
     /// The namespace the Secrets are written for: secretsync's.
-    #[arg(long, default_value = "secretsync-system")]
+    #[arg(long, default_value = "secretsync")]
     namespace: String,
     /// Bitnami SealedSecret files to try the keys on (repeatable).
     #[arg(long = "check", value_name = "SEALED_FILE", num_args = 1..)]
