@@ -86,7 +86,18 @@ pub enum DecryptError {
     Tampered { key: String },
     #[error("the scope label is not UTF-8")]
     BadLabel,
+    #[error(
+        "not tried: this SealedSecret needed more than {MAX_KEY_TRIALS} RSA decryptions (values times keys tried); split it into several"
+    )]
+    TooMuchWork,
 }
+
+/// RSA decryptions one SealedSecret may cost (each about 15 ms at 4096 bits
+/// here): a value sealed to the key that worked last costs one, to another of
+/// K keys up to K. A bound in work, not time, so that a large SealedSecret
+/// never fails on a busy node only, while one tenant's object cannot hold a
+/// blocking thread for minutes.
+pub const MAX_KEY_TRIALS: usize = 1000;
 
 /// A SealedSecret that does not unseal: every failing field with why.
 #[derive(Debug, thiserror::Error)]
@@ -468,6 +479,16 @@ pub fn decrypt(
     ciphertext: &[u8],
     label: &[u8],
 ) -> Result<SecretValue, DecryptError> {
+    decrypt_within(ring, ciphertext, label, &mut { MAX_KEY_TRIALS })
+}
+
+/// [`decrypt`], each key tried taken from `trials_left`.
+fn decrypt_within(
+    ring: &KeyRing,
+    ciphertext: &[u8],
+    label: &[u8],
+    trials_left: &mut usize,
+) -> Result<SecretValue, DecryptError> {
     if ring.is_empty() {
         return Err(DecryptError::NoKeys);
     }
@@ -483,6 +504,9 @@ pub fn decrypt(
     let mut tampered = None;
     for index in ring.order() {
         let key = &ring.keys[index];
+        *trials_left = trials_left
+            .checked_sub(1)
+            .ok_or(DecryptError::TooMuchWork)?;
         let padding = oaep(label).map_err(|_| DecryptError::BadLabel)?;
         // Blinded, as Go's DecryptOAEP is (given a random source).
         let Ok(session_key) = key.private.decrypt_blinded(&mut rng, padding, rsa_part) else {
@@ -510,13 +534,18 @@ pub fn decrypt(
 }
 
 /// One base64 sealed value, decrypted.
-fn decrypt_base64(ring: &KeyRing, text: &str, label: &[u8]) -> Result<SecretValue, DecryptError> {
+fn decrypt_base64(
+    ring: &KeyRing,
+    text: &str,
+    label: &[u8],
+    trials_left: &mut usize,
+) -> Result<SecretValue, DecryptError> {
     // Go's StdEncoding skips line breaks; nothing else.
     let compact: String = text.chars().filter(|c| *c != '\n' && *c != '\r').collect();
     let bytes = STANDARD
         .decode(compact)
         .map_err(|_| DecryptError::NotBase64)?;
-    decrypt(ring, &bytes, label)
+    decrypt_within(ring, &bytes, label, trials_left)
 }
 
 /// What a SealedSecret's sealed fields hold, decrypted.
@@ -539,7 +568,7 @@ fn open(sealed: &BitnamiSealedSecret, ring: &KeyRing) -> Result<Opened, UnsealFa
         if !sealed.spec.encrypted_data.is_empty() {
             return Err(UnsealFailure::one("spec.data", BOTH_DATA_FIELDS));
         }
-        let plain = decrypt_base64(ring, data, &label)
+        let plain = decrypt_base64(ring, data, &label, &mut { MAX_KEY_TRIALS })
             .map_err(|e| UnsealFailure::one("spec.data", e.to_string()))?;
         let value: serde_json::Value = serde_json::from_slice(plain.expose())
             .or_else(|_| serde_yaml_ng::from_slice(plain.expose()))
@@ -560,8 +589,9 @@ fn open(sealed: &BitnamiSealedSecret, ring: &KeyRing) -> Result<Opened, UnsealFa
     }
     let mut values = BTreeMap::new();
     let mut fields = Vec::new();
+    let mut trials_left = MAX_KEY_TRIALS;
     for (key, text) in &sealed.spec.encrypted_data {
-        match decrypt_base64(ring, text, &label) {
+        match decrypt_base64(ring, text, &label, &mut trials_left) {
             Ok(value) => {
                 values.insert(key.clone(), value);
             }
@@ -969,6 +999,41 @@ mod tests {
             assert_eq!(owner.controller, Some(true));
             assert_eq!(owner.block_owner_deletion, None);
         }
+    }
+
+    #[test]
+    fn one_sealed_secret_costs_at_most_max_key_trials_decryptions() {
+        // Sealed to key 1: the first value tries key 0, then key 1, which the
+        // ring then tries first; so every value after costs one trial.
+        let ring = ring(&[0, 1]);
+        let one = seal(1, "pw", b"team-a/db");
+        let values = |n: usize| {
+            (0..n)
+                .map(|i| (format!("k{i:04}"), json!(one.clone())))
+                .collect::<serde_json::Map<_, _>>()
+        };
+        let fits = manifest(
+            "team-a",
+            None,
+            json!({"encryptedData": values(MAX_KEY_TRIALS / 2)}),
+        );
+        ring.last.store(0, Ordering::Relaxed);
+        assert!(unseal(&fits, &ring, &RenderLimits::default()).is_ok());
+        let too_many = manifest(
+            "team-a",
+            None,
+            json!({"encryptedData": values(MAX_KEY_TRIALS + 1)}),
+        );
+        let failure = unseal(&too_many, &ring, &RenderLimits::default()).unwrap_err();
+        assert_eq!(failure.fields().len(), 1, "{failure}");
+        assert_eq!(
+            failure.fields()[0].0,
+            format!("spec.encryptedData.k{:04}", MAX_KEY_TRIALS)
+        );
+        assert!(
+            failure.to_string().contains("split it into several"),
+            "{failure}"
+        );
     }
 
     #[test]
