@@ -6,6 +6,9 @@
 
 #[path = "support/peers.rs"]
 mod peers;
+#[path = "support/bitnami.rs"]
+#[allow(dead_code)] // the controller's scenarios use the rest
+mod sealers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -100,15 +103,6 @@ impl Keys {
     }
 }
 
-fn openssl(args: &[&str]) {
-    let output = run(Path::new("openssl"), args, None);
-    assert!(
-        output.status.success(),
-        "openssl {args:?}: {}",
-        text(&output.stderr)
-    );
-}
-
 /// Two 2048-bit keys as Bitnami's controller keeps them (an old one, PKCS#1
 /// as Bitnami writes it, and a renewed one, PKCS#8), their certificates and
 /// public keys, and `main.key`: both exported as `kubectl get secret -n
@@ -121,24 +115,9 @@ fn keys() -> &'static Keys {
         };
         let mut items = Vec::new();
         for (name, traditional, suffix) in [("old", true, "abcde"), ("new", false, "fghij")] {
-            let key = keys.arg(&format!("{name}.pem"));
-            let mut genrsa = vec!["genrsa", "-out", &key];
-            if traditional {
-                genrsa.push("-traditional");
-            }
-            genrsa.push("2048");
-            openssl(&genrsa);
-            let crt = keys.arg(&format!("{name}.crt"));
-            openssl(&[
-                "req", "-x509", "-new", "-key", &key, "-subj", "/O=sealed-secret/CN=sealed-secret",
-                "-days", "3650", "-out", &crt,
-            ]);
-            let public = keys.arg(&format!("{name}.pub.pem"));
-            openssl(&["x509", "-in", &crt, "-pubkey", "-noout", "-out", &public]);
-            let key_pem = std::fs::read(&key).unwrap();
-            assert!(
-                text(&key_pem).contains(if traditional { "BEGIN RSA PRIVATE KEY" } else { "BEGIN PRIVATE KEY" })
-            );
+            let made = sealers::key(keys.dir.path(), name, traditional);
+            let crt = made.cert_file.clone();
+            let key_pem = std::fs::read(&made.key_file).unwrap();
             items.push(json!({
                 "apiVersion": "v1",
                 "kind": "Secret",
@@ -169,7 +148,7 @@ fn keys() -> &'static Keys {
     })
 }
 
-/// A Bitnami SealedSecret made by kubesealpy (YAML).
+/// A Bitnami SealedSecret made by kubesealpy (YAML), labelled `app: shop`.
 fn kubesealpy(
     cert: &str,
     name: &str,
@@ -178,33 +157,14 @@ fn kubesealpy(
     key: &str,
     value: &str,
 ) -> String {
-    let python = peers::python();
-    let script = r#"
-import sys
-from kubesealpy import Sealer, SealingScope
-cert, name, namespace, scope, key, value = sys.argv[1:]
-sealer = Sealer.from_certificate_pem(open(cert, "rb").read())
-sealed = sealer.seal(name=name, namespace=namespace, data={key: value.encode()},
-                     scope=getattr(SealingScope, scope), labels={"app": "shop"})
-print(sealed.to_yaml())
-"#;
-    let output = run(
-        &python,
-        &["-c", script, cert, name, namespace, scope, key, value],
-        None,
-    );
-    assert!(
-        output.status.success(),
-        "{}",
-        peers::missing(
-            &python,
-            format!(
-                "kubesealpy failed (pip install kubesealpy==1.0.1): {}",
-                text(&output.stderr)
-            )
-        )
-    );
-    text(&output.stdout)
+    sealers::kubesealpy(
+        Path::new(cert),
+        name,
+        namespace,
+        scope,
+        &[(key, value)],
+        json!({"app": "shop"}),
+    )
 }
 
 /// The scope annotation kubesealpy writes for a scope.
@@ -299,9 +259,9 @@ fn assert_decrypts(sealed_file: &str, key_file: &str, name: &str, key: &str, val
 fn kubesealpy_values_of_every_scope_decrypt() {
     let keys = keys();
     for (scope, value) in [
-        ("STRICT", "kubesealpy-strict-pw"),
-        ("NAMESPACE_WIDE", "kubesealpy-ns-wide-pw"),
-        ("CLUSTER_WIDE", "kubesealpy-cluster-wide-pw"),
+        ("strict", "kubesealpy-strict-pw"),
+        ("namespace-wide", "kubesealpy-ns-wide-pw"),
+        ("cluster-wide", "kubesealpy-cluster-wide-pw"),
     ] {
         let sealed = kubesealpy(
             &keys.arg("new.crt"),
@@ -321,72 +281,7 @@ fn kubesealpy_values_of_every_scope_decrypt() {
 #[test]
 fn linode_namespace_wide_values_decrypt() {
     let keys = keys();
-    let node = peers::node();
-    let modules = peers::node_modules();
-    let package = modules.join("@linode").join("kubeseal-encrypt");
-    assert!(
-        package.is_dir(),
-        "{}",
-        peers::missing(
-            &package,
-            "not installed (npm install --prefix .peers/node @linode/kubeseal-encrypt@1.0.1)"
-        )
-    );
-    let version = run(&node, &["--version"], None);
-    let version = text(&version.stdout);
-    let major: u32 = version
-        .trim()
-        .trim_start_matches('v')
-        .split('.')
-        .next()
-        .and_then(|m| m.parse().ok())
-        .unwrap_or(0);
-    // The package encrypts with globalThis.crypto (Web Crypto): a global
-    // from Node 19 on; Node 18 (Debian 12's) has it behind a flag.
-    let mut args = Vec::new();
-    if major == 18 {
-        args.push("--experimental-global-webcrypto");
-    }
-    assert!(
-        major >= 18,
-        "{}",
-        peers::missing(
-            &node,
-            format!(
-                "@linode/kubeseal-encrypt needs Node >= 20 (18 with a flag); this is {version}"
-            )
-        )
-    );
-    let script = r#"
-const [modulePath, pemFile, namespace, value] = process.argv.slice(1);
-const { encryptSecretItem } = require(modulePath);
-const pem = require("fs").readFileSync(pemFile, "utf8");
-encryptSecretItem(pem, namespace, value).then((b64) => process.stdout.write(b64),
-  (e) => { console.error(String(e)); process.exit(1); });
-"#;
-    let package_arg = package.display().to_string();
-    let public = keys.arg("old.pub.pem");
-    args.extend([
-        "-e",
-        script,
-        &package_arg,
-        &public,
-        "team-b",
-        "linode-ns-wide-pw",
-    ]);
-    let output = run(&node, &args, None);
-    assert!(
-        output.status.success(),
-        "{}",
-        peers::missing(
-            &node,
-            format!(
-                "@linode/kubeseal-encrypt failed (it needs Node >= 20, or 18 with --experimental-global-webcrypto): {}",
-                text(&output.stderr)
-            )
-        )
-    );
-    let ciphertext = text(&output.stdout);
+    let ciphertext = sealers::linode(&keys.path("old.pub.pem"), "team-b", "linode-ns-wide-pw");
     let manifest = json!({
         "apiVersion": "bitnami.com/v1alpha1",
         "kind": "SealedSecret",
@@ -426,7 +321,7 @@ fn an_old_and_a_renewed_key_both_decrypt() {
         &keys.arg("old.crt"),
         "legacy",
         "team-a",
-        "STRICT",
+        "strict",
         "password",
         "old-key-pw",
     );
@@ -434,7 +329,7 @@ fn an_old_and_a_renewed_key_both_decrypt() {
         &keys.arg("new.crt"),
         "current",
         "team-a",
-        "STRICT",
+        "strict",
         "password",
         "renewed-key-pw",
     );
@@ -514,7 +409,7 @@ fn a_value_moved_to_another_namespace_or_altered_is_refused() {
         &keys.arg("new.crt"),
         "db",
         "team-a",
-        "STRICT",
+        "strict",
         "password",
         "kubesealpy-strict-pw",
     );
@@ -632,7 +527,7 @@ fn exported_keys_import_and_check() {
             &keys.arg("old.crt"),
             "db",
             "team-a",
-            "NAMESPACE_WIDE",
+            "namespace-wide",
             "password",
             "kubesealpy-ns-wide-pw",
         ),
@@ -654,7 +549,7 @@ fn exported_keys_import_and_check() {
             &keys.arg("new.crt"),
             "db",
             "team-a",
-            "STRICT",
+            "strict",
             "password",
             "kubesealpy-strict-pw",
         ),

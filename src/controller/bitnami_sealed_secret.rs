@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
@@ -230,14 +230,7 @@ pub async fn reconcile(
             let message = format!("invalid SealedSecret: {message}");
             tracing::warn!(sealed_secret = %key, %message, "invalid Bitnami SealedSecret");
             state.remember(key, None);
-            let regarding = ObjectReference {
-                api_version: Some(BitnamiSealedSecret::api_version(&()).into_owned()),
-                kind: Some(BitnamiSealedSecret::kind(&()).into_owned()),
-                name: object.metadata.name.clone(),
-                namespace: object.metadata.namespace.clone(),
-                uid: object.metadata.uid.clone(),
-                ..Default::default()
-            };
+            let regarding = object.object_ref(&object.flavor);
             ctx.publish(
                 &regarding,
                 EventType::Warning,

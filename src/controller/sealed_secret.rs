@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams};
@@ -44,14 +43,7 @@ pub async fn reconcile(
         Ok(sealed) => sealed,
         Err(message) => {
             tracing::warn!(sealed_secret = %key, %message, "invalid SealedSecret");
-            let regarding = ObjectReference {
-                api_version: Some(SealedSecret::api_version(&()).into_owned()),
-                kind: Some(SealedSecret::kind(&()).into_owned()),
-                name: object.metadata.name.clone(),
-                namespace: object.metadata.namespace.clone(),
-                uid: object.metadata.uid.clone(),
-                ..Default::default()
-            };
+            let regarding = object.object_ref(&object.flavor);
             ctx.publish(
                 &regarding,
                 EventType::Warning,

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses its own share of this
 
 pub mod apiserver;
+pub mod bitnami;
 pub mod cluster;
 pub mod controller;
 pub mod corpus;
