@@ -49,8 +49,10 @@ pub struct BitnamiState {
     ring: RwLock<Arc<KeyRing>>,
     /// Keys whose Secret did not parse: name -> why (no key material).
     unreadable: RwLock<Vec<String>>,
-    /// True once the keys' first list is in.
+    /// True once the keys' first list is in (or a reconcile gave up waiting).
     loaded: tokio::sync::watch::Sender<bool>,
+    /// A reconcile went on without the keys: their first list must wake all.
+    gave_up: std::sync::atomic::AtomicBool,
     /// Per SealedSecret (`namespace/name`): what its Secret was last made from.
     unsealed: Mutex<HashMap<String, Unsealed>>,
 }
@@ -70,6 +72,7 @@ impl BitnamiState {
             ring: RwLock::new(Arc::new(KeyRing::new(Vec::new()))),
             unreadable: RwLock::default(),
             loaded: tokio::sync::watch::Sender::new(false),
+            gave_up: std::sync::atomic::AtomicBool::new(false),
             unsealed: Mutex::default(),
         }
     }
@@ -118,9 +121,23 @@ impl BitnamiState {
         self.loaded.send_replace(true);
     }
 
+    /// Waits for the keys' first list; if it does not come (the keys'
+    /// namespace cannot be read), goes on without, and so do all after.
     async fn wait_for_keys(&self) {
         let mut loaded = self.loaded.subscribe();
-        let _ = tokio::time::timeout(KEYS_WAIT, loaded.wait_for(|l| *l)).await;
+        if tokio::time::timeout(KEYS_WAIT, loaded.wait_for(|l| *l))
+            .await
+            .is_err()
+        {
+            tracing::warn!(namespace = %self.keys_namespace, "the Bitnami keys could not be listed yet: going on without them");
+            self.gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.loaded.send_replace(true);
+        }
+    }
+
+    /// Whether a reconcile went on without the keys (and clears it).
+    pub fn gave_up_waiting(&self) -> bool {
+        self.gave_up.swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn already(&self, key: &str, wanted: &Unsealed) -> bool {

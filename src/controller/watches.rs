@@ -644,8 +644,9 @@ fn bitnami_keys(
                 Ok(watcher::Event::InitDone | watcher::Event::Apply(_) | watcher::Event::Delete(_))
             );
             let (state, reader, routes) = (state.clone(), reader.clone(), routes.clone());
-            // The first list is what reconciles wait for; later changes wake.
-            let wake = changed && !first;
+            // The first list is what reconciles wait for; later changes wake
+            // (the first too, if a reconcile could not wait for it).
+            let wake = changed && (!first || state.gave_up_waiting());
             if changed {
                 first = false;
             }
