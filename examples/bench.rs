@@ -4,6 +4,7 @@
 //!     cargo run --release --example bench -- --es 10000 --namespaces 1000 --interval 5m
 //!     cargo run --release --example bench -- --phases cluster-external-secret   # 1,000 namespaces
 //!     cargo run --release --example bench -- --phases push-secret --push-secrets 1000
+//!     cargo run --release --example bench -- --phases bitnami --bitnami-sealed-secrets 1000 --bitnami-key-bits 4096
 //!
 //! Builds the `secretsync` binary of the same profile first (unless
 //! `--controller PATH`), then runs it against the test bed: the fake API

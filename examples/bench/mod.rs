@@ -22,6 +22,12 @@
 //!   pushing one key of a source Secret each to Secrets Manager: their first
 //!   push, a forced refresh with nothing changed, then 10 source Secrets
 //!   changed (see `push.rs`).
+//! - `bitnami` (not run unless asked for): `--bitnami-sealed-secrets` Bitnami
+//!   SealedSecrets (`bitnami.com/v1alpha1`, the controller run with
+//!   `--bitnami-compat`, three `--bitnami-key-bits` keys imported before it
+//!   starts): their first unseal, a resync without a spec change (no
+//!   decryption), then 10 values changed; and one RSA-OAEP decryption alone
+//!   to set the figures in proportion (see `bitnami.rs`).
 //!
 //! A phase is done when every Secret holds what moto holds (checked value by
 //! value) and every ExternalSecret's `status.refreshTime` is at or after the
@@ -30,6 +36,7 @@
 //! and a fresh read of moto.
 
 pub mod aws;
+pub mod bitnami;
 pub mod ces;
 pub mod fleet;
 pub mod measure;
@@ -81,6 +88,9 @@ pub enum Phase {
     /// `--push-secrets` PushSecrets: first push, forced with nothing changed,
     /// 10 source Secrets changed.
     PushSecret,
+    /// `--bitnami-sealed-secrets` Bitnami SealedSecrets: first unseal, a
+    /// resync without a spec change, 10 values changed; one decryption alone.
+    Bitnami,
 }
 
 /// Sizes, timings and how to run the controller.
@@ -109,8 +119,8 @@ pub struct Options {
     /// The ExternalSecrets' refreshInterval (whole seconds: 60s, 5m, 1h).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Phases after first-sync, comma-separated (cluster-external-secret
-    /// and push-secret only when listed).
+    /// Phases after first-sync, comma-separated (cluster-external-secret,
+    /// push-secret and bitnami only when listed).
     #[arg(
         long,
         value_enum,
@@ -130,6 +140,17 @@ pub struct Options {
     /// SecretStore each.
     #[arg(long, default_value_t = 10)]
     pub push_namespaces: usize,
+    /// bitnami: the Bitnami SealedSecrets (one value each, strict scope),
+    /// created for the phase.
+    #[arg(long, default_value_t = 1000)]
+    pub bitnami_sealed_secrets: usize,
+    /// bitnami: the namespaces they are spread over (round-robin).
+    #[arg(long, default_value_t = 10)]
+    pub bitnami_namespaces: usize,
+    /// bitnami: the size of the three RSA sealing keys (the current one and
+    /// two older ones), made before the controller starts.
+    #[arg(long, default_value_t = 4096)]
+    pub bitnami_key_bits: usize,
     /// After the phases: run this long more, every value changing once per
     /// interval, sampling the controller's memory (e.g. 1h).
     #[arg(long, value_parser = parse_duration)]
@@ -197,6 +218,10 @@ struct Bench {
     reports: Vec<PhaseReport>,
     /// cluster-external-secret phases run so far (each gets new remote keys).
     ces_runs: u32,
+    /// The controller's health address (serves /metrics), once started.
+    health: Option<String>,
+    /// bitnami: the sealing keys, in place before the controller starts.
+    bitnami_keys: Option<bitnami::Keys>,
 }
 
 /// What a phase measures from its start.
@@ -255,6 +280,13 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     {
         return Err("--push-secrets and --push-namespaces must be at least 1".into());
     }
+    let with_bitnami = options.phases.contains(&Phase::Bitnami);
+    if with_bitnami && (options.bitnami_sealed_secrets == 0 || options.bitnami_namespaces == 0) {
+        return Err("--bitnami-sealed-secrets and --bitnami-namespaces must be at least 1".into());
+    }
+    if with_bitnami && options.bitnami_key_bits < 1024 {
+        return Err("--bitnami-key-bits must be at least 1024".into());
+    }
     let fleet = Fleet::new(FleetSize {
         es: options.es,
         namespaces: options.namespaces,
@@ -274,6 +306,14 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     let client = bench_client(&server.url)?;
     let aws = Aws::new(&moto.endpoint).await;
     apply_crds(&client).await?;
+    // Bitnami's keys are there before the controller starts, as they are
+    // when a cluster moves off Sealed Secrets.
+    let bitnami_keys = if with_bitnami {
+        bitnami::apply_crd(&client).await?;
+        Some(bitnami::setup_keys(&client, options).await?)
+    } else {
+        None
+    };
     aws.write_all(&fleet.remote_keys, 1).await?;
     create_fleet(&client, &fleet, options.concurrency).await?;
     let tracker = Tracker::start(client.clone());
@@ -315,6 +355,8 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         secrets_right_at: None,
         reports: Vec::new(),
         ces_runs: 0,
+        health: None,
+        bitnami_keys,
     };
     let result = bench.run_phases().await;
     let stopped = bench.stop_controller();
@@ -338,6 +380,7 @@ impl Bench {
                 Phase::SteadyChanged => self.steady(true).await?,
                 Phase::ClusterExternalSecret => self.cluster_external_secret().await?,
                 Phase::PushSecret => self.push_secret().await?,
+                Phase::Bitnami => self.bitnami().await?,
             }
         }
         if let Some(duration) = self.options.soak {
@@ -476,6 +519,11 @@ impl Bench {
             .arg("controller")
             .args(["--health-address", &health])
             .args(["--lease-namespace", "default", "--identity", "bench"])
+            .args(if self.options.phases.contains(&Phase::Bitnami) {
+                &bitnami::CONTROLLER_ARGS[..]
+            } else {
+                &[]
+            })
             .args(&self.options.controller_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -506,6 +554,7 @@ impl Bench {
             .spawn()
             .map_err(|e| format!("starting {}: {e}", self.controller_path.display()))?;
         self.controller = Some(child);
+        self.health = Some(health);
         Ok(())
     }
 

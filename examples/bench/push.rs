@@ -1013,35 +1013,13 @@ impl PushReport {
                 },
                 stage.aws_calls_by_tenth
             );
-            let c = &stage.controller;
-            let _ = writeln!(
-                out,
-                "     controller: VmRSS {:.1} MiB at end (anon {:.1}, file {:.1}), VmHWM {:.1} MiB ({}), CPU {:.2} s in the stage; {} threads, {} open fds",
-                mib(c.rss_kib),
-                mib(c.rss_anon_kib),
-                mib(c.rss_file_kib),
-                mib(c.hwm_kib),
-                if stage.peak_is_per_stage {
-                    "stage peak"
-                } else {
-                    "lifetime peak"
-                },
+            super::report::stage_controller_line(
+                &mut out,
+                &stage.controller,
+                stage.peak_is_per_stage,
                 stage.controller_cpu_seconds,
-                c.threads,
-                c.open_fds
             );
-            let a = &stage.api;
-            let mut requests: Vec<(&String, &u64)> = a.requests.iter().collect();
-            requests.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
-            let listed: Vec<String> = requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
-            let _ = writeln!(
-                out,
-                "     API server (controller): {} requests, peak {} connections, peak {} in flight",
-                a.total, a.peak_connections, a.peak_in_flight
-            );
-            for chunk in listed.chunks(4) {
-                let _ = writeln!(out, "       {}", chunk.join(", "));
-            }
+            super::report::stage_api_lines(&mut out, &stage.api);
             let _ = writeln!(
                 out,
                 "     elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), stage {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",

@@ -342,3 +342,43 @@ impl PhaseReport {
         out
     }
 }
+
+/// A stage's controller figures, one line (the push-secret and bitnami phases).
+pub fn stage_controller_line(
+    out: &mut String,
+    c: &ProcessSample,
+    peak_is_per_stage: bool,
+    cpu_seconds: f64,
+) {
+    let _ = writeln!(
+        out,
+        "     controller: VmRSS {:.1} MiB at end (anon {:.1}, file {:.1}), VmHWM {:.1} MiB ({}), CPU {:.2} s in the stage; {} threads, {} open fds",
+        mib(c.rss_kib),
+        mib(c.rss_anon_kib),
+        mib(c.rss_file_kib),
+        mib(c.hwm_kib),
+        if peak_is_per_stage {
+            "stage peak"
+        } else {
+            "lifetime peak"
+        },
+        cpu_seconds,
+        c.threads,
+        c.open_fds
+    );
+}
+
+/// A stage's API requests from the controller, most frequent first, four a line.
+pub fn stage_api_lines(out: &mut String, a: &ApiLoad) {
+    let mut requests: Vec<(&String, &u64)> = a.requests.iter().collect();
+    requests.sort_by(|x, y| y.1.cmp(x.1).then(x.0.cmp(y.0)));
+    let listed: Vec<String> = requests.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let _ = writeln!(
+        out,
+        "     API server (controller): {} requests, peak {} connections, peak {} in flight",
+        a.total, a.peak_connections, a.peak_in_flight
+    );
+    for chunk in listed.chunks(4) {
+        let _ = writeln!(out, "       {}", chunk.join(", "));
+    }
+}
