@@ -130,14 +130,16 @@ impl BitnamiState {
             .is_err()
         {
             tracing::warn!(namespace = %self.keys_namespace, "the Bitnami keys could not be listed yet: going on without them");
-            self.gave_up.store(true, std::sync::atomic::Ordering::Relaxed);
+            self.gave_up
+                .store(true, std::sync::atomic::Ordering::Relaxed);
             self.loaded.send_replace(true);
         }
     }
 
     /// Whether a reconcile went on without the keys (and clears it).
     pub fn gave_up_waiting(&self) -> bool {
-        self.gave_up.swap(false, std::sync::atomic::Ordering::Relaxed)
+        self.gave_up
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     fn already(&self, key: &str, wanted: &Unsealed) -> bool {
