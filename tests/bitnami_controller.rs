@@ -58,18 +58,9 @@ impl Bed {
     async fn prepare(scenario: &str, keys: &[(&str, &Key)], dir: tempfile::TempDir) -> Bed {
         let cluster = Cluster::start(scenario).await;
         cluster.apply_crds().await;
-        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-        let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-        for crd in secretsync::api::bitnami_compat_crds() {
-            let name = crd.metadata.name.clone().unwrap();
-            crds.patch(
-                &name,
-                &PatchParams::apply("scenario").force(),
-                &Patch::Apply(&crd),
-            )
-            .await
-            .unwrap();
-        }
+        cluster
+            .apply_these_crds(secretsync::api::bitnami_compat_crds())
+            .await;
         let bed_secrets: Api<Secret> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
         for (name, key) in keys {
             bed_secrets

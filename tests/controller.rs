@@ -1618,7 +1618,6 @@ async fn a_standby_instance_takes_over_when_the_leader_stops() {
 /// A manifest in the style of ESO's docs syncs without a single edit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn eso_manifests_sync_unchanged_with_eso_compat() {
-    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use support::moto::{Moto, count};
     let moto = Moto::start();
     let config = support::moto::sdk_config(&moto.endpoint).await;
@@ -1631,17 +1630,10 @@ async fn eso_manifests_sync_unchanged_with_eso_compat() {
         .unwrap();
 
     let mut scenario = Scenario::start("eso").await;
-    let crds: Api<CustomResourceDefinition> = Api::all(scenario.cluster.client.clone());
-    for crd in secretsync::api::eso_compat_crds() {
-        let name = crd.metadata.name.clone().unwrap();
-        crds.patch(
-            &name,
-            &PatchParams::apply("scenario").force(),
-            &Patch::Apply(&crd),
-        )
-        .await
-        .unwrap();
-    }
+    scenario
+        .cluster
+        .apply_these_crds(secretsync::api::eso_compat_crds())
+        .await;
     let namespace = scenario.cluster.namespace.clone();
     let account: k8s_openapi::api::core::v1::ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "external-secrets-sa",
         "annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/app-secrets-reader"}}})).unwrap();

@@ -35,21 +35,14 @@ impl Bed {
         cluster.apply_crds().await;
         let mut args = vec!["--lease-namespace".to_string(), cluster.namespace.clone()];
         let group = if eso {
-            use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-            let crds: Api<CustomResourceDefinition> = Api::all(cluster.client.clone());
-            let compat = secretsync::api::eso_compat_crds()
-                .into_iter()
-                .chain(secretsync::api::eso_compat_push_crds());
-            for crd in compat {
-                let name = crd.metadata.name.clone().unwrap();
-                crds.patch(
-                    &name,
-                    &PatchParams::apply("scenario").force(),
-                    &Patch::Apply(&crd),
+            cluster
+                .apply_these_crds(
+                    secretsync::api::eso_compat_crds()
+                        .into_iter()
+                        .chain(secretsync::api::eso_compat_push_crds())
+                        .collect(),
                 )
-                .await
-                .unwrap();
-            }
+                .await;
             args.push("--eso-compat".into());
             "external-secrets.io"
         } else {

@@ -100,16 +100,21 @@ impl Cluster {
 
     /// Installs secretsync's CRDs (server-side apply: harmless if present).
     pub async fn apply_crds(&self) {
+        self.apply_these_crds(secretsync::api::crds()).await;
+    }
+
+    /// Installs `crds` (server-side apply) and waits until they are served.
+    pub async fn apply_these_crds(&self, crds: Vec<CustomResourceDefinition>) {
         let api: Api<CustomResourceDefinition> = Api::all(self.client.clone());
         let params = PatchParams::apply("secretsync-e2e").force();
-        for crd in secretsync::api::crds() {
+        for crd in &crds {
             let name = crd.metadata.name.clone().unwrap();
-            api.patch(&name, &params, &Patch::Apply(&crd))
+            api.patch(&name, &params, &Patch::Apply(crd))
                 .await
                 .expect("apply a CRD");
         }
         // A real server needs a moment before the new resources are served.
-        for crd in secretsync::api::crds() {
+        for crd in &crds {
             let name = crd.metadata.name.clone().unwrap();
             eventually(Duration::from_secs(30), || {
                 let api = api.clone();
