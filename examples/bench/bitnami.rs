@@ -57,7 +57,7 @@ use secretsync::api::BitnamiScope;
 use secretsync::sealed::bitnami::{self, BitnamiKey, KeyRing};
 
 use super::fleet::FleetSize;
-use super::measure::{self, ApiLoad, ProcessSample};
+use super::measure;
 use super::report::mib;
 use super::{Bench, Options, PROGRESS, Start, align_to_second, tracker};
 
@@ -433,17 +433,8 @@ pub struct BitnamiStage {
     pub counters: Counters,
     pub unseals_expected: u64,
     pub unseals_as_expected: bool,
-    /// The controller at the end; `hwm_kib` is the stage's peak when
-    /// `peak_is_per_stage`, else the process's lifetime peak.
-    pub controller: ProcessSample,
-    pub peak_is_per_stage: bool,
-    pub controller_cpu_seconds: f64,
-    pub api: ApiLoad,
-    pub bench_cpu_seconds: f64,
-    pub bench_rss_kib: u64,
-    pub load_average: String,
-    pub steal_percent: f64,
-    pub stage_seconds: f64,
+    #[serde(flatten)]
+    pub cost: super::StageCost,
     pub notes: Vec<String>,
 }
 
@@ -840,11 +831,6 @@ impl Bench {
 
     /// The stage's figures as of now.
     fn bitnami_stage(&self, start: Start, outcome: StageOutcome) -> BitnamiStage {
-        let end = Instant::now();
-        let pid = self.controller.as_ref().map(std::process::Child::id);
-        let controller = pid.and_then(measure::sample).unwrap_or_default();
-        let bench = measure::sample(std::process::id()).unwrap_or_default();
-        let stats = self.server.stats().snapshot();
         let mut notes = outcome.notes;
         let as_expected = outcome.counters.unseals == outcome.unseals_expected;
         if !as_expected {
@@ -868,15 +854,7 @@ impl Bench {
             counters: outcome.counters,
             unseals_expected: outcome.unseals_expected,
             unseals_as_expected: as_expected,
-            controller,
-            peak_is_per_stage: start.peak_reset,
-            controller_cpu_seconds: controller.cpu_seconds() - start.controller.cpu_seconds(),
-            api: measure::api_load(&start.stats, &stats),
-            bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
-            bench_rss_kib: bench.rss_kib,
-            load_average: start.load.clone(),
-            steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
-            stage_seconds: end.duration_since(start.at).as_secs_f64(),
+            cost: self.stage_cost(&start),
             notes,
         }
     }
@@ -1192,8 +1170,9 @@ impl Bench {
                 .seconds_to_done
                 .filter(|_| wall > 0.0)
                 .map(|s| s / wall),
-            controller_cpu_in_decryptions: (cpu > 0.0).then(|| first.controller_cpu_seconds / cpu),
-            controller_cpu_per_sealed_secret: first.controller_cpu_seconds / total as f64,
+            controller_cpu_in_decryptions: (cpu > 0.0)
+                .then(|| first.cost.controller_cpu_seconds / cpu),
+            controller_cpu_per_sealed_secret: first.cost.controller_cpu_seconds / total as f64,
             cpus,
             floor_seconds: total as f64 * cpu / cpus as f64,
             one_key,
@@ -1229,7 +1208,7 @@ impl Bench {
             }),
             controller_peak_kib: stages
                 .iter()
-                .map(|s| s.controller.hwm_kib)
+                .map(|s| s.cost.controller.hwm_kib)
                 .max()
                 .unwrap_or(0),
             stages,
@@ -1332,21 +1311,16 @@ impl BitnamiReport {
                 },
                 stage.counters.unseal_requests
             );
-            super::report::stage_controller_line(
-                &mut out,
-                &stage.controller,
-                stage.peak_is_per_stage,
-                stage.controller_cpu_seconds,
-            );
-            super::report::stage_api_lines(&mut out, &stage.api);
+            super::report::stage_controller_line(&mut out, &stage.cost);
+            super::report::stage_api_lines(&mut out, &stage.cost.api);
             let _ = writeln!(
                 out,
                 "     elsewhere: bench + fake API server CPU {:.2} s (RSS {:.0} MiB), stage {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
-                stage.bench_cpu_seconds,
-                mib(stage.bench_rss_kib),
-                stage.stage_seconds,
-                stage.load_average,
-                stage.steal_percent
+                stage.cost.bench_cpu_seconds,
+                mib(stage.cost.bench_rss_kib),
+                stage.cost.stage_seconds,
+                stage.cost.load_average,
+                stage.cost.steal_percent
             );
             for note in &stage.notes {
                 let _ = writeln!(out, "     note: {note}");

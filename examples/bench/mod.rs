@@ -238,6 +238,49 @@ struct Start {
     regressions: u64,
 }
 
+/// What one stage of the push-secret or bitnami phase cost, beside its own
+/// figures: the controller's memory and CPU, its API requests, moto, the
+/// bench process and the machine's load.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct StageCost {
+    /// The controller at the end; `hwm_kib` is the stage's peak when
+    /// `peak_is_per_stage`, else the process's lifetime peak.
+    pub controller: ProcessSample,
+    pub peak_is_per_stage: bool,
+    pub controller_cpu_seconds: f64,
+    pub api: measure::ApiLoad,
+    pub moto_cpu_seconds: f64,
+    pub bench_cpu_seconds: f64,
+    pub bench_rss_kib: u64,
+    pub load_average: String,
+    pub steal_percent: f64,
+    pub stage_seconds: f64,
+}
+
+impl Bench {
+    /// What the stage begun at `start` has cost until now.
+    fn stage_cost(&self, start: &Start) -> StageCost {
+        let end = Instant::now();
+        let pid = self.controller.as_ref().map(std::process::Child::id);
+        let controller = pid.and_then(measure::sample).unwrap_or_default();
+        let moto = measure::sample(self.moto.pid()).unwrap_or_default();
+        let bench = measure::sample(std::process::id()).unwrap_or_default();
+        let stats = self.server.stats().snapshot();
+        StageCost {
+            controller,
+            peak_is_per_stage: start.peak_reset,
+            controller_cpu_seconds: controller.cpu_seconds() - start.controller.cpu_seconds(),
+            api: measure::api_load(&start.stats, &stats),
+            moto_cpu_seconds: moto.cpu_seconds() - start.moto.cpu_seconds(),
+            bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
+            bench_rss_kib: bench.rss_kib,
+            load_average: start.load.clone(),
+            steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
+            stage_seconds: end.duration_since(start.at).as_secs_f64(),
+        }
+    }
+}
+
 /// What a phase checks instead of the fleet: these ExternalSecrets' Secrets
 /// against these keys at this version.
 struct Check {

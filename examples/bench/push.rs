@@ -38,7 +38,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::fleet::{self, FleetSize};
-use super::measure::{self, ApiLoad, ProcessSample};
+use super::measure;
 use super::report::mib;
 use super::{Bench, FORCE_SYNC, PROGRESS, Start, align_to_second, aws, create, tracker};
 use crate::support::moto::{self, Recorded};
@@ -180,18 +180,8 @@ pub struct PushStage {
     /// `change` only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub latency: Option<Latency>,
-    /// The controller at the end; `hwm_kib` is the stage's peak when
-    /// `peak_is_per_stage`, else the process's lifetime peak.
-    pub controller: ProcessSample,
-    pub peak_is_per_stage: bool,
-    pub controller_cpu_seconds: f64,
-    pub api: ApiLoad,
-    pub moto_cpu_seconds: f64,
-    pub bench_cpu_seconds: f64,
-    pub bench_rss_kib: u64,
-    pub load_average: String,
-    pub steal_percent: f64,
-    pub stage_seconds: f64,
+    #[serde(flatten)]
+    pub cost: super::StageCost,
     pub notes: Vec<String>,
 }
 
@@ -486,19 +476,14 @@ impl Bench {
 
     /// The stage's figures as of now.
     fn push_stage(&self, start: Start, outcome: StageOutcome) -> PushStage {
-        let end = Instant::now();
-        let pid = self.controller.as_ref().map(std::process::Child::id);
-        let controller = pid.and_then(measure::sample).unwrap_or_default();
-        let moto_now = measure::sample(self.moto.pid()).unwrap_or_default();
-        let bench = measure::sample(std::process::id()).unwrap_or_default();
-        let stats = self.server.stats().snapshot();
+        let cost = self.stage_cost(&start);
         let (aws_calls, aws_calls_other) = split_calls(&outcome.calls);
         let (mine, _): (Vec<Recorded>, Vec<Recorded>) = outcome
             .calls
             .into_iter()
             .partition(|r| r.body.contains(PREFIX) && !aws::made_by_bench(r));
         let aws_calls_repeated = repeated(&mine);
-        let length = end.duration_since(start.at).as_secs_f64();
+        let length = cost.stage_seconds;
         let mut notes = outcome.notes;
         let mismatched: Vec<String> = outcome
             .expected
@@ -543,16 +528,7 @@ impl Bench {
                 length,
             ),
             latency: outcome.latency,
-            controller,
-            peak_is_per_stage: start.peak_reset,
-            controller_cpu_seconds: controller.cpu_seconds() - start.controller.cpu_seconds(),
-            api: measure::api_load(&start.stats, &stats),
-            moto_cpu_seconds: moto_now.cpu_seconds() - start.moto.cpu_seconds(),
-            bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
-            bench_rss_kib: bench.rss_kib,
-            load_average: start.load.clone(),
-            steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
-            stage_seconds: length,
+            cost,
             notes,
         }
     }
@@ -875,7 +851,7 @@ impl Bench {
             setup_seconds,
             controller_peak_kib: stages
                 .iter()
-                .map(|s| s.controller.hwm_kib)
+                .map(|s| s.cost.controller.hwm_kib)
                 .max()
                 .unwrap_or(0),
             stages,
@@ -1013,22 +989,17 @@ impl PushReport {
                 },
                 stage.aws_calls_by_tenth
             );
-            super::report::stage_controller_line(
-                &mut out,
-                &stage.controller,
-                stage.peak_is_per_stage,
-                stage.controller_cpu_seconds,
-            );
-            super::report::stage_api_lines(&mut out, &stage.api);
+            super::report::stage_controller_line(&mut out, &stage.cost);
+            super::report::stage_api_lines(&mut out, &stage.cost.api);
             let _ = writeln!(
                 out,
                 "     elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), stage {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
-                stage.moto_cpu_seconds,
-                stage.bench_cpu_seconds,
-                mib(stage.bench_rss_kib),
-                stage.stage_seconds,
-                stage.load_average,
-                stage.steal_percent
+                stage.cost.moto_cpu_seconds,
+                stage.cost.bench_cpu_seconds,
+                mib(stage.cost.bench_rss_kib),
+                stage.cost.stage_seconds,
+                stage.cost.load_average,
+                stage.cost.steal_percent
             );
             for note in &stage.notes {
                 let _ = writeln!(out, "     note: {note}");

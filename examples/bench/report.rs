@@ -344,12 +344,8 @@ impl PhaseReport {
 }
 
 /// A stage's controller figures, one line (the push-secret and bitnami phases).
-pub fn stage_controller_line(
-    out: &mut String,
-    c: &ProcessSample,
-    peak_is_per_stage: bool,
-    cpu_seconds: f64,
-) {
+pub fn stage_controller_line(out: &mut String, cost: &super::StageCost) {
+    let c = &cost.controller;
     let _ = writeln!(
         out,
         "     controller: VmRSS {:.1} MiB at end (anon {:.1}, file {:.1}), VmHWM {:.1} MiB ({}), CPU {:.2} s in the stage; {} threads, {} open fds",
@@ -357,12 +353,12 @@ pub fn stage_controller_line(
         mib(c.rss_anon_kib),
         mib(c.rss_file_kib),
         mib(c.hwm_kib),
-        if peak_is_per_stage {
+        if cost.peak_is_per_stage {
             "stage peak"
         } else {
             "lifetime peak"
         },
-        cpu_seconds,
+        cost.controller_cpu_seconds,
         c.threads,
         c.open_fds
     );
