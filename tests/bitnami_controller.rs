@@ -110,6 +110,14 @@ impl Bed {
         Api::namespaced(self.cluster.client.clone(), namespace)
     }
 
+    async fn create_secret(&self, namespace: &str, manifest: Value) {
+        let secret: Secret = serde_json::from_value(manifest).unwrap();
+        self.secrets(namespace)
+            .create(&PostParams::default(), &secret)
+            .await
+            .unwrap();
+    }
+
     /// `kubectl apply -f` of the manifest as a file, as a team applies it.
     fn kubectl_apply(&self, manifest: &Value) {
         let file = self.dir.path().join("sealed.yaml");
@@ -429,15 +437,12 @@ async fn bitnami_sealed_secrets_unseal_as_bitnamis_controller_did() {
     assert_eq!(bed.unseals(), before, "a resync decrypts nothing again");
 
     // Someone else's Secret is not taken, until it is annotated `managed`.
-    bed.secrets(&ns)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "taken"},
-                "stringData": {"password": "Hand-made-6"}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    bed.create_secret(
+        &ns,
+        json!({"metadata": {"name": "taken"},
+                "stringData": {"password": "Hand-made-6"}}),
+    )
+    .await;
     let mut taken = kubesealpy(
         &renewed.cert_file,
         "taken",
@@ -475,16 +480,13 @@ async fn bitnami_sealed_secrets_unseal_as_bitnamis_controller_did() {
     assert_eq!(adopted.metadata.owner_references.unwrap().len(), 1);
 
     // `patch`: the unsealed keys go on top of the Secret's own; `skip-set-owner-references`.
-    bed.secrets(&ns)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "patched",
+    bed.create_secret(
+        &ns,
+        json!({"metadata": {"name": "patched",
                 "annotations": {"sealedsecrets.bitnami.com/patch": "true"}},
-                "stringData": {"kept": "Own-key-8"}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+                "stringData": {"kept": "Own-key-8"}}),
+    )
+    .await;
     let mut patched = kubesealpy(
         &renewed.cert_file,
         "patched",
@@ -522,15 +524,12 @@ async fn bitnami_sealed_secrets_unseal_as_bitnamis_controller_did() {
     // pruning the Bitnami object deletes nothing.
     let identity = bed.dir.path().join("cluster.key");
     let recipient = support::controller::cli(&["keygen", "-o", identity.to_str().unwrap()], "");
-    bed.secrets(&ns)
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": "secretsync-sealing-keys"},
-                "stringData": {"cluster.key": std::fs::read_to_string(&identity).unwrap()}}))
-            .unwrap(),
-        )
-        .await
-        .unwrap();
+    bed.create_secret(
+        &ns,
+        json!({"metadata": {"name": "secretsync-sealing-keys"},
+                "stringData": {"cluster.key": std::fs::read_to_string(&identity).unwrap()}}),
+    )
+    .await;
     let bitnami_file = bed.dir.path().join("db.bitnami.yaml");
     std::fs::write(&bitnami_file, serde_yaml_ng::to_string(&db).unwrap()).unwrap();
     let old_key = bed.dir.path().join("old.pem");
