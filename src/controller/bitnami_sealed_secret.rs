@@ -187,9 +187,7 @@ pub fn wakes(object: &WatchedBitnamiSealedSecret) -> Option<u64> {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     object.metadata.generation.hash(&mut hasher);
-    let metadata = object.full_metadata();
-    metadata.labels.hash(&mut hasher);
-    metadata.annotations.hash(&mut hasher);
+    object.labels_and_annotations().hash(&mut hasher);
     Some(hasher.finish())
 }
 
@@ -200,12 +198,12 @@ pub fn owner_of_deleted(
 ) -> Option<ObjectRef<WatchedBitnamiSealedSecret>> {
     let name = secret.metadata.name.as_deref()?;
     let namespace = secret.metadata.namespace.as_deref()?;
-    let controlled = secret.metadata.owner_references.iter().flatten().any(|o| {
-        o.controller == Some(true)
-            && o.kind == "SealedSecret"
-            && o.api_version.starts_with("bitnami.com/")
-            && o.name == name
-    });
+    let controlled = secret
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| controls(o, name));
     let managed = secret
         .metadata
         .annotations
@@ -213,6 +211,16 @@ pub fn owner_of_deleted(
         .and_then(|a| a.get(BITNAMI_MANAGED))
         .is_some_and(|v| v == "true");
     (controlled || managed).then(|| ObjectRef::new_with(name, SECRETSYNC).within(namespace))
+}
+
+/// Whether `owner` is Bitnami's SealedSecret `name` as the Secret's controller.
+pub fn controls(owner: &OwnerReference, name: &str) -> bool {
+    owner.controller == Some(true)
+        && owner.kind == "SealedSecret"
+        && owner
+            .api_version
+            .starts_with(&format!("{}/", crate::api::BITNAMI_GROUP))
+        && owner.name == name
 }
 
 /// The label selector of the keys' Secrets.

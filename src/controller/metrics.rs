@@ -64,8 +64,8 @@ pub struct Metrics {
     bitnami_unseals: Counter,
     /// ESO's names too, with `--eso-compat`.
     eso: Option<EsoMetrics>,
-    /// Bitnami's, with `--bitnami-compat` (set once, at start).
-    bitnami: std::sync::OnceLock<BitnamiMetrics>,
+    /// Bitnami's names too, with `--bitnami-compat`.
+    bitnami: Option<BitnamiMetrics>,
 }
 
 #[derive(Debug)]
@@ -93,9 +93,10 @@ impl prometheus_client::collector::Collector for ProviderCalls {
 }
 
 impl Metrics {
-    /// Our metrics; with `eso`, ESO's beside them.
-    pub fn new(calls: Arc<CallCounts>, eso: bool) -> Self {
+    /// Our metrics; with `eso`, ESO's beside them; with `bitnami`, Bitnami's.
+    pub fn new(calls: Arc<CallCounts>, eso: bool, bitnami: bool) -> Self {
         let eso = eso.then(|| EsoMetrics::new(calls.clone()));
+        let bitnami = bitnami.then(BitnamiMetrics::new);
         let mut registry = Registry::with_prefix("secretsync");
         let syncs = Family::<Outcome, Counter>::default();
         registry.register(
@@ -162,17 +163,12 @@ impl Metrics {
             workload_restarts,
             bitnami_unseals,
             eso,
-            bitnami: std::sync::OnceLock::new(),
+            bitnami,
         }
     }
 
-    /// Serves Bitnami's `sealed_secrets_controller_*` series too.
-    pub fn with_bitnami(&self) {
-        let _ = self.bitnami.set(BitnamiMetrics::new());
-    }
-
     pub fn bitnami_unseal_requested(&self) {
-        if let Some(bitnami) = self.bitnami.get() {
+        if let Some(bitnami) = &self.bitnami {
             bitnami.unseal_requested();
         }
     }
@@ -183,14 +179,14 @@ impl Metrics {
     }
 
     pub fn bitnami_unseal_failed(&self, reason: &str, namespace: &str) {
-        if let Some(bitnami) = self.bitnami.get() {
+        if let Some(bitnami) = &self.bitnami {
             bitnami.unseal_failed(reason, namespace);
         }
     }
 
     /// A Bitnami SealedSecret's `Synced` condition, as its status now says.
     pub fn bitnami_condition(&self, sealed: &crate::api::BitnamiSealedSecret, synced: bool) {
-        if let Some(bitnami) = self.bitnami.get() {
+        if let Some(bitnami) = &self.bitnami {
             bitnami.synced(
                 sealed.metadata.namespace.as_deref().unwrap_or_default(),
                 sealed.metadata.name.as_deref().unwrap_or_default(),
@@ -204,7 +200,7 @@ impl Metrics {
         &self,
         metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
     ) {
-        if let Some(bitnami) = self.bitnami.get() {
+        if let Some(bitnami) = &self.bitnami {
             bitnami.forget(
                 metadata.namespace.as_deref().unwrap_or_default(),
                 metadata.name.as_deref().unwrap_or_default(),
@@ -353,7 +349,7 @@ impl Metrics {
             }
             eso.encode(&mut text).expect("metrics encode");
         }
-        if let Some(bitnami) = self.bitnami.get() {
+        if let Some(bitnami) = &self.bitnami {
             if text.ends_with("# EOF\n") {
                 text.truncate(text.len() - "# EOF\n".len());
             }

@@ -608,7 +608,11 @@ pub async fn run(
         retry: settings.retry.clone(),
         batch_permission: None,
     });
-    let metrics = Arc::new(Metrics::new(providers.call_counts(), settings.eso_compat));
+    let metrics = Arc::new(Metrics::new(
+        providers.call_counts(),
+        settings.eso_compat,
+        settings.bitnami_keys_namespace.is_some(),
+    ));
     let (stop, stopped) = tokio::sync::watch::channel(false);
     tokio::spawn({
         let stop = stop.clone();
@@ -676,9 +680,6 @@ pub async fn run(
         .bitnami_keys_namespace
         .clone()
         .map(|namespace| Arc::new(bitnami_sealed_secret::BitnamiState::new(namespace)));
-    if bitnami.is_some() {
-        metrics.with_bitnami();
-    }
     let plan = watches::Plan::new(
         &flavors,
         &scopes,

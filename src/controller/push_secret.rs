@@ -476,41 +476,15 @@ async fn resource_policy(
     let source = &policy.policy_source_ref;
     let field = "metadata.spec.resourcePolicy.policySourceRef";
     let text = match source.kind.as_str() {
-        "ConfigMap" => {
-            let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-            let map = api
-                .get_opt(&source.name)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{field}: reading ConfigMap {namespace}/{}: {}",
-                        source.name,
-                        kube_error(&e)
-                    )
-                })?
-                .ok_or_else(|| {
-                    format!("{field}: ConfigMap {namespace}/{} not found", source.name)
-                })?;
-            map.data.and_then(|mut d| d.remove(&source.key))
-        }
-        "Secret" => {
-            let api: Api<Secret> = Api::namespaced(ctx.client.clone(), namespace);
-            let secret = api
-                .get_opt(&source.name)
-                .await
-                .map_err(|e| {
-                    format!(
-                        "{field}: reading Secret {namespace}/{}: {}",
-                        source.name,
-                        kube_error(&e)
-                    )
-                })?
-                .ok_or_else(|| format!("{field}: Secret {namespace}/{} not found", source.name))?;
-            secret
-                .data
-                .and_then(|mut d| d.remove(&source.key))
-                .map(|b| String::from_utf8_lossy(&b.0).into_owned())
-        }
+        "ConfigMap" => read_named::<ConfigMap>(ctx, namespace, &source.name, field)
+            .await?
+            .data
+            .and_then(|mut d| d.remove(&source.key)),
+        "Secret" => read_named::<Secret>(ctx, namespace, &source.name, field)
+            .await?
+            .data
+            .and_then(|mut d| d.remove(&source.key))
+            .map(|b| String::from_utf8_lossy(&b.0).into_owned()),
         other => {
             return Err(format!(
                 "{field}.kind: {other:?} must be ConfigMap or Secret"
@@ -523,6 +497,27 @@ async fn resource_policy(
             source.kind, source.name, source.key
         )
     })
+}
+
+/// A ConfigMap or Secret of `namespace` that `field` names, or why not.
+async fn read_named<K>(ctx: &Context, namespace: &str, name: &str, field: &str) -> Result<K, String>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let kind = K::kind(&());
+    Api::<K>::namespaced(ctx.client.clone(), namespace)
+        .get_opt(name)
+        .await
+        .map_err(|e| {
+            format!(
+                "{field}: reading {kind} {namespace}/{name}: {}",
+                kube_error(&e)
+            )
+        })?
+        .ok_or_else(|| format!("{field}: {kind} {namespace}/{name} not found"))
 }
 
 /// The source Secret's values; `None` when it does not exist.

@@ -17,7 +17,7 @@ use kube::{Resource, ResourceExt};
 use serde_json::json;
 
 use super::objects::WatchedSealedSecret;
-use super::{Context, Error, FIELD_MANAGER};
+use super::{Context, Error, FIELD_MANAGER, bitnami_sealed_secret};
 use crate::api::{Condition, SealedSecret, SealedSecretStatus};
 use crate::sealed::{Binding, parse_identities, unseal};
 use crate::sync::MANAGED_LABEL;
@@ -239,7 +239,7 @@ async fn write(
             .owner_references
             .iter()
             .flatten()
-            .filter(|o| !is_bitnami_controller(o, &name))
+            .filter(|o| !bitnami_sealed_secret::controls(o, &name))
             .cloned()
             .collect();
         let handover = json!({"metadata": {
@@ -264,16 +264,7 @@ fn held_by_bitnami(live: &Secret, name: &str) -> bool {
         .owner_references
         .iter()
         .flatten()
-        .any(|o| is_bitnami_controller(o, name))
-}
-
-fn is_bitnami_controller(owner: &OwnerReference, name: &str) -> bool {
-    owner.controller == Some(true)
-        && owner.kind == "SealedSecret"
-        && owner
-            .api_version
-            .starts_with(&format!("{}/", crate::api::BITNAMI_GROUP))
-        && owner.name == name
+        .any(|o| bitnami_sealed_secret::controls(o, name))
 }
 
 async fn write_status(
