@@ -122,19 +122,25 @@ impl Bed {
     fn kubectl_apply(&self, manifest: &Value) {
         let file = self.dir.path().join("sealed.yaml");
         std::fs::write(&file, serde_yaml_ng::to_string(manifest).unwrap()).unwrap();
+        self.kubectl(&["apply", "-f", file.to_str().unwrap()]);
+    }
+
+    /// kubectl against the test bed: its stdout.
+    fn kubectl(&self, args: &[&str]) -> String {
         let kubectl = peers::kubectl();
         let output = Command::new(&kubectl)
             .arg("--kubeconfig")
             .arg(&self.cluster.kubeconfig)
-            .args(["apply", "-f"])
-            .arg(&file)
+            .args(["--request-timeout", "20s"])
+            .args(args)
             .output()
             .unwrap_or_else(|e| panic!("{}", peers::missing(&kubectl, e)));
         assert!(
             output.status.success(),
-            "kubectl apply: {}",
+            "kubectl {args:?}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+        String::from_utf8(output.stdout).unwrap()
     }
 
     async fn apply(&self, manifest: &Value) {
@@ -319,6 +325,15 @@ async fn bitnami_sealed_secrets_unseal_as_bitnamis_controller_did() {
         "the owner reference Bitnami's controller writes"
     );
     let synced = bed.synced(&ns, "db", "True").await;
+    // kubectl's table, with Bitnami's printer columns (STATUS, SYNCED); the
+    // list, since the test bed's table of one object has no printer columns
+    // (issue 32).
+    let table = bed.kubectl(&["get", "sealedsecrets.bitnami.com", "-n", &ns]);
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("db "))
+        .unwrap_or_default();
+    assert_eq!(row.split_whitespace().nth(1), Some("True"), "{table}");
     assert!(synced["lastUpdateTime"].is_string() && synced["lastTransitionTime"].is_string());
     assert_eq!(
         synced.get("message"),

@@ -283,7 +283,8 @@ fn age(timestamp: &Value) -> Value {
     Value::String(text)
 }
 
-/// The JSONPath printer columns use: `.a.b` and `.list[?(@.k=="v")].field`.
+/// The JSONPath printer columns use: `.a.b`, `.list[?(@.k=="v")].field` and
+/// `.list[0].field`; anything else shows nothing.
 fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     let mut node = object;
     let mut rest = path.trim_start_matches('.');
@@ -304,6 +305,12 @@ fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
                 .iter()
                 .find(|item| item.get(field).and_then(Value::as_str) == Some(value))?;
             rest = after;
+        } else if let Some(index) = rest.strip_prefix('[') {
+            let close = index.find(']')?;
+            node = node
+                .as_array()?
+                .get(index[..close].parse::<usize>().ok()?)?;
+            rest = &index[close + 1..];
         }
         rest = rest.trim_start_matches('.');
     }
