@@ -2314,3 +2314,249 @@ async fn the_controller_allocates_from_one_malloc_arena_unless_the_operator_says
     assert!(running.is_some(), "the second controller starts");
     scenario.finish(&["Arena-value-7"]).await;
 }
+
+/// Issue 30: throttling costs no more than it must. While every AWS call is
+/// throttled the ExternalSecrets say so in a stable sentence (no request id),
+/// each unchanged failure rewrites no status and publishes no Event, and
+/// change detection does not pause; after recovery an unchanged refresh lists
+/// instead of fetching every value; a failure repeated after a recovery
+/// counts on its Event's series; a denied listing shows in the store's status
+/// at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throttling_rewrites_nothing_and_pauses_nothing_but_a_denied_listing_shows_at_once() {
+    use support::fault_proxy::{Fault, FaultProxy, REQUEST_ID_PREFIX};
+    use support::moto::{Moto, count};
+    const N: usize = 6;
+    let moto = Moto::start();
+    let config = support::moto::sdk_config(&moto.endpoint).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    create_passwords(&sm, "thr/s", "Thr-pw-", 3).await;
+    // Passes everything until told otherwise.
+    let proxy = FaultProxy::start(&moto.endpoint, Fault::Throttling, 0, 1).await;
+    let mut scenario = Scenario::start("throttled").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            json!({"metadata": {"name": "aws"},
+                "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}},
+                    "retrySettings": {"maxRetries": 2, "retryInterval": "10ms"}}}),
+        )
+        .await;
+    let names: Vec<String> = (0..N).map(|i| format!("es-{i}")).collect();
+    for (i, name) in names.iter().enumerate() {
+        let spec = json!({"secretStoreRef": {"name": "aws"}, "refreshInterval": "1h",
+            "data": [{"secretKey": "password", "remoteRef": {"key": format!("thr/s{}", i % 3), "property": "password"}}]});
+        scenario.external_secret(name, spec).await;
+    }
+    scenario.run_controller(&[
+        ("AWS_ENDPOINT_URL", proxy.endpoint.as_str()),
+        ("AWS_REGION", "eu-west-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDSCENARIO"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+    ]);
+    for (i, name) in names.iter().enumerate() {
+        let expected = format!("Thr-pw-{}", i % 3);
+        scenario
+            .secret_where(name, |s| text(s, "password") == expected)
+            .await;
+    }
+    let stores = scenario.api("SecretStore", "secretstores");
+    condition(&stores, "aws", "Ready", "Valid", "", WAIT)
+        .await
+        .expect("the store is checked");
+
+    // Every call throttled; every value rotated; every ExternalSecret forced.
+    proxy.set(Some(Fault::Throttling), 1, 1);
+    for i in 0..3 {
+        sm.put_secret_value()
+            .secret_id(format!("thr/s{i}"))
+            .secret_string(format!(r#"{{"password":"Thr-rotated-{i}"}}"#))
+            .send()
+            .await
+            .unwrap();
+    }
+    for name in &names {
+        scenario.force_sync(name, "throttled").await;
+    }
+    let throttled = "secretsmanager BatchGetSecretValue failed: ThrottlingException: Rate exceeded";
+    for name in &names {
+        scenario.message(name, "SecretSyncedError", throttled).await;
+    }
+    let ess = scenario.api("ExternalSecret", "externalsecrets");
+    let ready_of = |object: &DynamicObject| {
+        object.data["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+            .unwrap_or_default()
+    };
+    let mut transitions = Vec::new();
+    for name in &names {
+        let ready = ready_of(&ess.get(name).await.unwrap());
+        let message = ready["message"].as_str().unwrap_or_default().to_string();
+        for noise in [
+            REQUEST_ID_PREFIX,
+            "aws_request_id",
+            "Unhandled",
+            "unhandled error",
+            "ErrorMetadata",
+            "Error {",
+            "extras",
+        ] {
+            assert!(!message.contains(noise), "{noise:?} in {message:?}");
+        }
+        transitions.push(ready["lastTransitionTime"].clone());
+    }
+    // Nothing blanked: the Secrets keep the last good values.
+    for (i, name) in names.iter().enumerate() {
+        let secret = scenario.secrets().get(name).await.unwrap();
+        assert_eq!(text(&secret, "password"), format!("Thr-pw-{}", i % 3));
+    }
+
+    // The same failure, again and again: nothing written.
+    let writes = |scenario: &Scenario| {
+        scenario.cluster.fake().map(|fake| {
+            let requests = fake.requests();
+            let by = |verb: &str, resource: &str| {
+                requests
+                    .iter()
+                    .filter(|r| r.agent == "secretsync" && r.verb == verb && r.resource == resource)
+                    .count()
+            };
+            (
+                by("patch", "externalsecrets/status"),
+                by("create", "events"),
+                by("patch", "events"),
+            )
+        })
+    };
+    let syncs = |scenario: &Scenario, outcome: &str| {
+        let series = format!("secretsync_syncs_total{{outcome=\"{outcome}\"}} ");
+        scenario
+            .metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse::<f64>().ok())
+            .unwrap_or(0.0) as usize
+    };
+    let before = writes(&scenario);
+    let failures = syncs(&scenario, "error");
+    let throttled_calls = proxy.failed.load(std::sync::atomic::Ordering::SeqCst);
+    let retried = eventually(WAIT, || async {
+        (syncs(&scenario, "error") >= failures + 2 * N).then_some(())
+    })
+    .await;
+    assert!(
+        retried.is_some(),
+        "every ExternalSecret tried again (backoff); log:\n{}",
+        scenario.logs()
+    );
+    assert!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst) > throttled_calls);
+    assert_eq!(
+        writes(&scenario),
+        before,
+        "(status writes, Events created, Events counted): an unchanged failure writes nothing"
+    );
+    for (name, transition) in names.iter().zip(&transitions) {
+        let ready = ready_of(&ess.get(name).await.unwrap());
+        assert_eq!(&ready["lastTransitionTime"], transition, "{name}");
+        assert_eq!(ready["status"], "False", "{name}");
+    }
+    // Throttling is not a missing permission: change detection goes on.
+    let store = stores.get("aws").await.unwrap();
+    let conditions = store.data["status"]["conditions"].as_array().unwrap();
+    assert!(
+        conditions.iter().all(|c| c["type"] != "ChangeDetection"),
+        "{conditions:?}"
+    );
+    assert!(
+        scenario.metrics().contains("reason=\"CannotList\"} 0"),
+        "secretsync_store_fallback says nothing paused"
+    );
+
+    // Recovery: everything converges.
+    proxy.set(None, 0, 1);
+    for (i, name) in names.iter().enumerate() {
+        let expected = format!("Thr-rotated-{}", i % 3);
+        scenario
+            .secret_where(name, |s| text(s, "password") == expected)
+            .await;
+        scenario.ready_reason(name, "SecretSynced").await;
+    }
+
+    // An unchanged forced refresh asks what changed instead of fetching.
+    let successes = syncs(&scenario, "success");
+    moto.start_recording();
+    for name in &names {
+        scenario.force_sync(name, "unchanged").await;
+    }
+    let refreshed = eventually(WAIT, || async {
+        (syncs(&scenario, "success") >= successes + N).then_some(())
+    })
+    .await;
+    assert!(refreshed.is_some(), "{}", scenario.logs());
+    let recorded = moto.stop_recording();
+    assert!(
+        count(&recorded, "secretsmanager.ListSecrets") >= 1,
+        "{recorded:?}"
+    );
+    assert_eq!(
+        count(&recorded, "secretsmanager.BatchGetSecretValue"),
+        0,
+        "nothing changed, nothing fetched: {recorded:?}"
+    );
+
+    // Throttled again after the recovery: the same Warning counts on the
+    // Event each ExternalSecret already has.
+    let before = writes(&scenario);
+    proxy.set(Some(Fault::Throttling), 1, 1);
+    for name in &names {
+        scenario.force_sync(name, "throttled-again").await;
+    }
+    for name in &names {
+        scenario.message(name, "SecretSyncedError", throttled).await;
+    }
+    if let Some((_, created, counted)) = before {
+        let counted_all = eventually(WAIT, || async {
+            let (_, _, now) = writes(&scenario)?;
+            (now >= counted + N).then_some(())
+        })
+        .await;
+        assert!(
+            counted_all.is_some(),
+            "{:?} -> {:?}",
+            before,
+            writes(&scenario)
+        );
+        let (_, created_now, _) = writes(&scenario).unwrap();
+        assert_eq!(created_now, created, "no new Event for a repeated failure");
+    }
+
+    // A denied listing pauses change detection, and the store says so at
+    // once. (Values fetched first: a failed answer is fetched again
+    // without asking.)
+    proxy.set(Some(Fault::Deny("secretsmanager.ListSecrets")), 1, 1);
+    for name in &names {
+        scenario.force_sync(name, "recovered").await;
+    }
+    for name in &names {
+        scenario.ready_reason(name, "SecretSynced").await;
+    }
+    scenario.force_sync("es-0", "denied").await;
+    let status = condition(
+        &stores,
+        "aws",
+        "ChangeDetection",
+        "CannotList",
+        "AccessDeniedException",
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|| panic!("the store never said so; log:\n{}", scenario.logs()));
+    let says = status.to_string();
+    assert!(!says.contains(REQUEST_ID_PREFIX), "{says}");
+
+    let mut values: Vec<String> = (0..3).map(|i| format!("Thr-pw-{i}")).collect();
+    values.extend((0..3).map(|i| format!("Thr-rotated-{i}")));
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    scenario.finish(&values).await;
+}

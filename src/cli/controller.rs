@@ -66,6 +66,31 @@ pub struct Args {
     /// cluster, sent one at a time in the order they fell due.
     #[arg(long, default_value_t = reload::DEFAULT_RATE, value_parser = parse_rate)]
     reload_rate: f64,
+    /// An SQS queue EventBridge feeds with Secrets Manager and Parameter
+    /// Store changes (README: "AWS change events"): the ExternalSecrets that
+    /// read a changed key refresh within seconds, the interval stays the
+    /// safety net. Read with the controller's own AWS identity; the region
+    /// is the URL's. Repeat (or separate with commas) for more queues.
+    #[arg(
+        long = "change-events-queue",
+        env = "SECRETSYNC_CHANGE_EVENTS_QUEUES",
+        value_delimiter = ',',
+        value_name = "URL",
+        value_parser = queue_url
+    )]
+    change_events_queues: Vec<String>,
+}
+
+/// An SQS queue URL (`https://sqs.REGION.amazonaws.com/ACCOUNT/NAME`).
+fn queue_url(text: &str) -> Result<String, String> {
+    match url::Url::parse(text) {
+        Ok(url) if matches!(url.scheme(), "https" | "http") && url.path().len() > 1 => {
+            Ok(text.to_string())
+        }
+        _ => Err(format!(
+            "{text:?} is not an SQS queue URL (https://sqs.REGION.amazonaws.com/ACCOUNT/NAME)"
+        )),
+    }
 }
 
 /// A rate between one an hour and a thousand a second.
@@ -120,6 +145,7 @@ pub async fn run(args: Args) -> ExitCode {
             debounce: args.reload_debounce,
             rate: args.reload_rate,
         }),
+        change_events_queues: args.change_events_queues,
     };
     let Some(config) = super::kube_config().await else {
         return ExitCode::FAILURE;

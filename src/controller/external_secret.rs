@@ -264,8 +264,11 @@ pub async fn reconcile(
             ctx.refresher.failed(&key);
             ctx.metrics.count_sync(false);
             tracing::warn!(external_secret = %key, reason = failure.reason, message = %failure.message, "sync failed");
+            // The same failure again (the status this process last wrote,
+            // or the object shows, says it already): no write, no Event.
+            let before = ready_condition(&status).cloned();
             set_ready(&mut status, "False", failure.reason, &failure.message);
-            let changed = object.status().as_ref() != Some(&status);
+            let changed = before.as_ref() != ready_condition(&status);
             write_status(&object, &ctx, flavor, &key, status).await?;
             if changed {
                 publish(
@@ -947,6 +950,10 @@ pub(super) fn kube_error(error: &kube::Error) -> String {
 /// compares equal to the one written.
 fn api_time(at: jiff::Timestamp) -> Time {
     Time(jiff::Timestamp::from_second(at.as_second()).unwrap_or(at))
+}
+
+fn ready_condition(status: &ExternalSecretStatus) -> Option<&Condition> {
+    status.conditions.iter().find(|c| c.type_ == "Ready")
 }
 
 fn set_ready(status: &mut ExternalSecretStatus, value: &str, reason: &str, message: &str) {

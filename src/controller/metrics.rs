@@ -18,6 +18,15 @@ use super::bitnami_metrics::BitnamiMetrics;
 use super::eso_metrics::EsoMetrics;
 use crate::provider::CallCounts;
 
+/// What a message of a change-event queue can turn out to be.
+pub const CHANGE_EVENT_OUTCOMES: [&str; 5] = [
+    "applied",
+    "unmatched",
+    "duplicate",
+    "unrelated",
+    "malformed",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Outcome {
     outcome: String,
@@ -62,6 +71,8 @@ pub struct Metrics {
     store_fallback: Family<FallbackLabels, Gauge>,
     workload_restarts: Family<KindLabel, Counter>,
     bitnami_unseals: Counter,
+    change_events: Family<Outcome, Counter>,
+    change_event_seconds: Histogram,
     /// ESO's names too, with `--eso-compat`.
     eso: Option<EsoMetrics>,
     /// Bitnami's names too, with `--bitnami-compat`.
@@ -150,6 +161,24 @@ impl Metrics {
             "Bitnami SealedSecrets decrypted (one RSA decryption a value at least): once per change, not per reconcile",
             bitnami_unseals.clone(),
         );
+        let change_events = Family::<Outcome, Counter>::default();
+        // Every outcome from zero, so a dashboard's rate() has a series to read.
+        for outcome in CHANGE_EVENT_OUTCOMES {
+            let _ = change_events.get_or_create(&Outcome {
+                outcome: outcome.to_string(),
+            });
+        }
+        registry.register(
+            "change_events",
+            "Messages read from AWS change-event queues, by outcome (applied: Secrets refreshed; unmatched: a key nobody reads; duplicate; unrelated: not a change this controller reads; malformed: not an event)",
+            change_events.clone(),
+        );
+        let change_event_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
+        registry.register(
+            "change_event_duration_seconds",
+            "From receiving change events until every Secret they concern is written",
+            change_event_seconds.clone(),
+        );
         registry.register_collector(Box::new(ProviderCalls(calls)));
         Self {
             registry,
@@ -162,9 +191,26 @@ impl Metrics {
             store_fallback,
             workload_restarts,
             bitnami_unseals,
+            change_events,
+            change_event_seconds,
             eso,
             bitnami,
         }
+    }
+
+    /// One message of a change-event queue, by what it turned out to be
+    /// (one of [`CHANGE_EVENT_OUTCOMES`]).
+    pub fn change_event(&self, outcome: &str) {
+        self.change_events
+            .get_or_create(&Outcome {
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Change events applied: from their receipt until their Secrets were written.
+    pub fn observe_change_events(&self, took: Duration) {
+        self.change_event_seconds.observe(took.as_secs_f64());
     }
 
     pub fn bitnami_unseal_requested(&self) {

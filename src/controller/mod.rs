@@ -12,6 +12,7 @@
 
 mod bitnami_metrics;
 pub mod bitnami_sealed_secret;
+pub mod change_events;
 pub mod cluster_external_secret;
 pub mod cluster_push_secret;
 mod eso_metrics;
@@ -116,6 +117,8 @@ pub struct Settings {
     pub template_limits: crate::template::RenderLimits,
     /// Restart opted-in workloads when their Secrets and ConfigMaps change.
     pub reload: Option<reload::Settings>,
+    /// SQS queues of AWS change events (`--change-events-queue`).
+    pub change_events_queues: Vec<String>,
 }
 
 /// What the ExternalSecret reconciles of one flavor read from: SecretStores
@@ -178,6 +181,8 @@ pub struct Context {
     generated: generated::GeneratedMemory,
     /// What PushSecrets' reconciles pushed, by remote key.
     pushed: Mutex<push_secret::PushedKeys>,
+    /// `--change-events-queue`: the queues, for the stores' conditions.
+    pub change_events: Option<Arc<change_events::ChangeEvents>>,
 }
 
 /// A status as a merge patch sends it: `cleared` are its fields that go as
@@ -687,6 +692,26 @@ pub async fn run(
         bitnami.is_some(),
     );
     metrics.track_managed_secrets(plan.managed_secrets());
+    // Change events are read with the controller's own identity, in the
+    // region of each queue (or the environment's).
+    let change_events_base = if settings.change_events_queues.is_empty() {
+        None
+    } else {
+        Some(match settings.aws_base.clone() {
+            Some(base) => base,
+            None => {
+                aws_config::defaults(aws_config::BehaviorVersion::latest())
+                    .load()
+                    .await
+            }
+        })
+    };
+    let change_events = change_events_base.as_ref().map(|base| {
+        Arc::new(change_events::ChangeEvents::new(
+            &settings.change_events_queues,
+            base.region().map(|r| r.as_ref()),
+        ))
+    });
     let ctx = Arc::new(Context {
         client: client.clone(),
         providers,
@@ -716,6 +741,7 @@ pub async fn run(
         children: Mutex::default(),
         generated: generated::GeneratedMemory::default(),
         pushed: Mutex::default(),
+        change_events: change_events.clone(),
     });
     // Watches run as long as the process; controllers until shutdown, when
     // they stop taking work and finish what runs.
@@ -750,6 +776,9 @@ pub async fn run(
         }
     }
 
+    if let Some(events) = change_events {
+        tokio::spawn(change_events::run(ctx.clone(), events, change_events_base));
+    }
     tokio::spawn(memory::trim_periodically());
     ready.store(true, Ordering::SeqCst);
     tokio::select! {

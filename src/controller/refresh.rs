@@ -27,10 +27,18 @@ use tokio::time::Instant;
 
 use crate::provider::{Cached, FetchResults, RemoteRequest, StoreIdentity};
 
-/// A cycle starts once no ExternalSecret has joined it for this long...
+/// A cycle starts once no ExternalSecret has joined it (or asked for a
+/// sync, as the watch shows) for this long...
 pub const GATHER_QUIET: Duration = Duration::from_millis(100);
-/// ...or once it has gathered this long, whichever is first.
+/// ...or once it has gathered this long, whichever is first...
 pub const GATHER_MAX: Duration = Duration::from_secs(2);
+/// ...or, when the store's previous cycle was cut short by that while syncs
+/// were still being asked for (a fleet-wide `force-sync` arriving over many
+/// seconds), this long: so such a burst costs two cycles, the first two
+/// seconds' worth and the rest, rather than one every two seconds.
+pub const BURST_MAX: Duration = Duration::from_secs(60);
+/// A cycle starting this soon after one was cut short continues its burst.
+const BURST_FOLLOWS: Duration = Duration::from_secs(10);
 /// How early (as a share of its interval) an ExternalSecret may join a cycle.
 pub const PULL_FORWARD: u32 = 10;
 
@@ -113,12 +121,23 @@ impl Member {
         Some(self.deferred.map_or(due, |deferred| deferred.max(due)))
     }
 
-    /// Whether a cycle starting `now` takes this one along unasked.
+    /// Whether a sync was asked for (new, or its spec, labels or
+    /// annotations changed) that no refresh has served yet.
+    fn asked(&self) -> bool {
+        self.last_refresh.is_none() || self.refreshed_spec != Some(self.spec_hash)
+    }
+
+    /// Whether a cycle starting `now` takes this one along: one whose sync
+    /// was asked for (its reconcile, queued, would start a cycle of its
+    /// own), or one due soon.
     fn pulled_in(&self, now: Instant) -> bool {
         if self.failed {
             return false;
         }
-        if self.windowed && self.last_refresh.is_some() {
+        if self.asked() {
+            return true;
+        }
+        if self.windowed {
             return false;
         }
         match (self.last_refresh, self.interval) {
@@ -146,8 +165,10 @@ type Waiter = (
 #[derive(Default)]
 struct Gathering {
     waiters: Vec<Waiter>,
+    /// Reconciles that joined, and syncs the watch showed asked for.
     joins: usize,
-    /// Every reconcile waited in a cycle at some point: start now.
+    /// Every reconcile waited in a cycle at some point: start now (unless
+    /// syncs are still being asked for: those are taken along unjoined).
     go: bool,
 }
 
@@ -173,12 +194,27 @@ struct Inner {
     members: HashMap<Arc<str>, Box<Member>>,
     /// Cycles gathering now.
     gathering: HashMap<StoreIdentity, Gathering>,
+    /// Stores whose last cycle stopped gathering at its limit while syncs
+    /// were still asked for, and when: the next may gather for longer.
+    cut_short: HashMap<StoreIdentity, Instant>,
+    /// When the watch last showed a sync asked for, by store (recent ones).
+    last_ask: HashMap<StoreIdentity, Instant>,
     /// One shared identity per store that has members.
     stores: HashSet<Arc<StoreIdentity>>,
     /// One shared copy of each request some member makes.
     requests: HashSet<Arc<RemoteRequest>>,
     /// When the clock looks next (`None`: nobody is due at all).
     clock_at: Option<Instant>,
+    /// Members whose next reconcile someone waits for (an AWS change
+    /// event, to delete its message once their Secrets are written): how
+    /// many wait, and how many reconciles of it have ended since.
+    awaiting: HashMap<Arc<str>, Awaited>,
+}
+
+#[derive(Default)]
+struct Awaited {
+    waiters: u32,
+    settled: u64,
 }
 
 impl Inner {
@@ -260,6 +296,8 @@ pub struct Refresher {
     all_waiting: tokio::sync::Notify,
     /// Tells the clock that someone falls due before it would look.
     clock: tokio::sync::Notify,
+    /// Tells whoever waits for members' reconciles that one ended.
+    settled: tokio::sync::Notify,
 }
 
 /// Decides, outside the lock, whether an ExternalSecret may be refreshed with
@@ -275,14 +313,18 @@ impl Refresher {
             inner: Mutex::new(Inner {
                 members: HashMap::new(),
                 gathering: HashMap::new(),
+                cut_short: HashMap::new(),
+                last_ask: HashMap::new(),
                 stores: HashSet::new(),
                 requests: HashSet::new(),
                 clock_at: None,
+                awaiting: HashMap::new(),
             }),
             wake,
             reconciles: reconciles.max(1),
             all_waiting: tokio::sync::Notify::new(),
             clock: tokio::sync::Notify::new(),
+            settled: tokio::sync::Notify::new(),
         });
         (refresher, woken)
     }
@@ -343,6 +385,22 @@ impl Refresher {
             deferred: previous_deferred.filter(|_| observed.windowed),
         });
         let sooner = inner.clock_looks_at(member.due());
+        if member.asked() && !member.failed {
+            // A cycle of the store takes it along: one gathering gathers on.
+            let now = Instant::now();
+            if let Some(gathering) = inner.gathering.get_mut(&*member.store) {
+                gathering.joins += 1;
+            }
+            match inner.last_ask.get_mut(&*member.store) {
+                Some(at) => *at = now,
+                None => {
+                    inner
+                        .last_ask
+                        .retain(|_, at| now.duration_since(*at) < BURST_FOLLOWS);
+                    inner.last_ask.insert((*member.store).clone(), now);
+                }
+            }
+        }
         inner.members.insert(key.clone(), member);
         drop(inner);
         if sooner {
@@ -396,6 +454,107 @@ impl Refresher {
         if let Some(member) = inner.members.remove(key) {
             inner.release_member(*member);
         }
+        self.settle(&mut inner, key);
+    }
+
+    /// Who in `store` (this very identity) reads what `reads` picks: those
+    /// requests, and the members' keys.
+    pub fn readers(
+        &self,
+        store: &StoreIdentity,
+        reads: impl Fn(&RemoteRequest) -> bool,
+    ) -> (BTreeSet<RemoteRequest>, Vec<Arc<str>>) {
+        let inner = self.lock();
+        let Some(shared) = inner.stores.get(store) else {
+            return Default::default();
+        };
+        // Each shared request is judged once, however many members share it.
+        let picked: HashSet<*const RemoteRequest> = inner
+            .requests
+            .iter()
+            .filter(|request| reads(request))
+            .map(Arc::as_ptr)
+            .collect();
+        let mut requests = BTreeSet::new();
+        let mut keys = Vec::new();
+        if picked.is_empty() {
+            return (requests, keys);
+        }
+        for (key, member) in &inner.members {
+            if !Arc::ptr_eq(shared, &member.store) {
+                continue;
+            }
+            let mut reader = false;
+            for request in member.requests.iter() {
+                if picked.contains(&Arc::as_ptr(request)) {
+                    reader = true;
+                    if !requests.contains(&**request) {
+                        requests.insert((**request).clone());
+                    }
+                }
+            }
+            if reader {
+                keys.push(key.clone());
+            }
+        }
+        (requests, keys)
+    }
+
+    /// Wakes these members (their reconciles then take what the provider
+    /// holds now), and waits until each has been reconciled once since, or
+    /// is gone, for at most `deadline`: whether all were.
+    pub async fn wake_and_wait(&self, keys: &[Arc<str>], deadline: Duration) -> bool {
+        let since: Vec<u64> = {
+            let mut inner = self.lock();
+            keys.iter()
+                .map(|key| {
+                    let awaited = inner.awaiting.entry(key.clone()).or_default();
+                    awaited.waiters += 1;
+                    awaited.settled
+                })
+                .collect()
+        };
+        for key in keys {
+            let _ = self.wake.send(key.clone());
+        }
+        let all_settled = tokio::time::timeout(deadline, async {
+            loop {
+                let settled = self.settled.notified();
+                tokio::pin!(settled);
+                settled.as_mut().enable();
+                let done = {
+                    let inner = self.lock();
+                    keys.iter().zip(&since).all(|(key, since)| {
+                        !inner.members.contains_key(key)
+                            || inner.awaiting.get(key).is_some_and(|a| a.settled > *since)
+                    })
+                };
+                if done {
+                    break;
+                }
+                settled.await;
+            }
+        })
+        .await
+        .is_ok();
+        let mut inner = self.lock();
+        for key in keys {
+            if let Some(awaited) = inner.awaiting.get_mut(key) {
+                awaited.waiters = awaited.waiters.saturating_sub(1);
+                if awaited.waiters == 0 {
+                    inner.awaiting.remove(key);
+                }
+            }
+        }
+        all_settled
+    }
+
+    /// A reconcile of `key` ended (or it is gone): whoever waits for it hears.
+    fn settle(&self, inner: &mut Inner, key: &str) {
+        if let Some(awaited) = inner.awaiting.get_mut(key) {
+            awaited.settled += 1;
+            self.settled.notify_waiters();
+        }
     }
 
     /// Who reads from a store (to wake them when it changes).
@@ -446,6 +605,7 @@ impl Refresher {
             m.refreshed_spec = Some(spec);
             m.failed = false;
         });
+        self.settle(&mut self.lock(), key);
     }
 
     /// Its sync windows hold its periodic refresh back: the clock wakes it
@@ -465,6 +625,7 @@ impl Refresher {
             m.last_refresh = None;
             m.last_refresh_wall = None;
         });
+        self.settle(&mut self.lock(), key);
     }
 
     /// Fetches what `requests` need as part of the store's next cycle, and
@@ -503,20 +664,40 @@ impl Refresher {
 
     async fn run_cycle(self: Arc<Self>, store: StoreIdentity, provider: Arc<Cached>, admit: Admit) {
         let started = Instant::now();
+        let limit = match self.lock().cut_short.remove(&store) {
+            Some(at) if at.elapsed() < BURST_FOLLOWS => BURST_MAX,
+            _ => GATHER_MAX,
+        };
         let mut seen = 0;
+        let mut cut_short = false;
         loop {
             let all_waiting = self.all_waiting.notified();
             tokio::pin!(all_waiting);
             all_waiting.as_mut().enable();
-            if self.lock().gathering.get(&store).is_some_and(|g| g.go) {
+            let (go, asking) = {
+                let inner = self.lock();
+                (
+                    inner.gathering.get(&store).is_some_and(|g| g.go),
+                    inner
+                        .last_ask
+                        .get(&store)
+                        .is_some_and(|at| at.elapsed() < GATHER_QUIET),
+                )
+            };
+            if go && !asking {
                 break;
             }
             tokio::select! {
                 _ = tokio::time::sleep(GATHER_QUIET) => {}
-                _ = all_waiting => break,
+                // Every reconcile waits: go, unless syncs are still asked for.
+                _ = all_waiting => continue,
             }
             let joins = self.lock().gathering.get(&store).map_or(0, |g| g.joins);
-            if joins == seen || started.elapsed() >= GATHER_MAX {
+            if joins == seen {
+                break;
+            }
+            if started.elapsed() >= limit {
+                cut_short = true;
                 break;
             }
             seen = joins;
@@ -528,6 +709,9 @@ impl Refresher {
                 .remove(&store)
                 .map(|g| g.waiters)
                 .unwrap_or_default();
+            if cut_short {
+                inner.cut_short.insert(store.clone(), Instant::now());
+            }
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
             // The cheap tests first: every cycle walks the whole table.
@@ -542,13 +726,13 @@ impl Refresher {
                         && member.pulled_in(now)
                         && !joined.contains(&**key)
                 })
-                .map(|(key, member)| (key.clone(), member.requests.clone()))
+                .map(|(key, member)| (key.clone(), member.requests.clone(), member.spec_hash))
                 .collect();
             (waiters, candidates)
         };
         let pulled: Vec<_> = candidates
             .into_iter()
-            .filter(|(key, _)| admit(key))
+            .filter(|(key, _, _)| admit(key))
             .collect();
         // One at a time: collecting would first copy every member's requests
         // (tens of thousands in a fleet-wide cycle) to sort them.
@@ -556,7 +740,7 @@ impl Refresher {
         let wanted = waiters
             .iter()
             .flat_map(|(_, requests, _)| requests.iter())
-            .chain(pulled.iter().flat_map(|(_, r)| r.iter().map(|r| &**r)));
+            .chain(pulled.iter().flat_map(|(_, r, _)| r.iter().map(|r| &**r)));
         for request in wanted {
             if !requests.contains(request) {
                 requests.insert(request.clone());
@@ -570,17 +754,19 @@ impl Refresher {
             let mut inner = self.lock();
             let mut next: Option<Instant> = None;
             {
+                // The spec each was refreshed with: a pulled one's as it was
+                // when the cycle took it (a spec changed since asks again).
                 let keys = waiters
                     .iter()
-                    .map(|(k, _, _)| k.as_str())
-                    .chain(pulled.iter().map(|(k, _)| &**k));
-                for key in keys {
+                    .map(|(k, _, _)| (k.as_str(), None))
+                    .chain(pulled.iter().map(|(k, _, spec)| (&**k, Some(*spec))));
+                for (key, spec) in keys {
                     if let Some(member) = inner.members.get_mut(key) {
                         member.last_refresh = Some(now);
                         member.last_refresh_wall = Some(wall);
                         member.woken = false;
                         member.deferred = None;
-                        member.refreshed_spec = Some(member.spec_hash);
+                        member.refreshed_spec = Some(spec.unwrap_or(member.spec_hash));
                         if let Some(due) = member.due() {
                             next = Some(next.map_or(due, |n| n.min(due)));
                         }
@@ -598,7 +784,7 @@ impl Refresher {
                 .collect();
             let _ = tx.send(answers);
         }
-        for (key, _) in pulled {
+        for (key, _, _) in pulled {
             let _ = self.wake.send(key);
         }
     }
@@ -952,6 +1138,123 @@ mod tests {
         let (a, b) = futures::join!(join("a"), join("b"));
         assert_eq!((a.len(), b.len()), (1, 1));
         assert!(started.elapsed() < GATHER_QUIET, "{:?}", started.elapsed());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_of_asked_syncs_costs_two_cycles_whatever_its_length() {
+        // One reconcile at a time: it waits in every cycle it joins.
+        let (refresher, mut woken) = Refresher::new(1);
+        let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
+            "data": [{"key": "a", "value": "1"}]
+        }))
+        .unwrap();
+        let fake = Arc::new(FakeProvider::new(&spec, Arc::default()));
+        let provider = Arc::new(Cached::new(fake.clone()));
+        let fetches = || fake.calls().total("fake", "FetchBatch");
+        for i in 0..100 {
+            refresher.observe(&key(&format!("es{i}")), observed("a", Some(3600)));
+        }
+        refresher
+            .refresh(
+                &store(),
+                "es0",
+                observed("a", None).requests,
+                provider.clone(),
+                admit_all(),
+            )
+            .await;
+        while woken.try_recv().is_ok() {}
+        assert_eq!(fetches(), 1, "everyone refreshed once");
+
+        // A force-sync reaches the watch one ExternalSecret every 50 ms for
+        // five seconds; each asks for a reconcile.
+        let (asked_tx, mut asked) = mpsc::unbounded_channel::<Arc<str>>();
+        let asking = {
+            let refresher = refresher.clone();
+            tokio::spawn(async move {
+                for i in 0..100u128 {
+                    let mut changed = observed("a", Some(3600));
+                    changed.spec_hash = SpecHash(1000 + i);
+                    let who = key(&format!("es{i}"));
+                    if refresher.observe(&who, changed) {
+                        let _ = asked_tx.send(who);
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            })
+        };
+        // The one reconcile slot: an asked ExternalSecret not yet served
+        // joins a cycle; one a cycle took along has nothing to fetch.
+        loop {
+            let who = tokio::select! {
+                Some(who) = asked.recv() => who,
+                Some(who) = woken.recv() => who,
+                // Nobody left to reconcile.
+                _ = tokio::time::sleep(Duration::from_secs(30)) => break,
+            };
+            let refreshed = refresher.refreshed(&who);
+            if refreshed.spec != refreshed.current_spec {
+                refresher
+                    .refresh(
+                        &store(),
+                        &who,
+                        observed("a", None).requests,
+                        provider.clone(),
+                        admit_all(),
+                    )
+                    .await;
+            }
+        }
+        assert!(asking.is_finished());
+        for i in 0..100 {
+            let refreshed = refresher.refreshed(&format!("es{i}"));
+            assert_eq!(refreshed.spec, refreshed.current_spec, "es{i} served");
+        }
+        // The first two seconds' worth, then the rest.
+        assert_eq!(fetches() - 1, 2, "cycles for one burst");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn readers_of_a_changed_key_are_woken_and_waited_for() {
+        let (refresher, mut woken) = Refresher::new(100);
+        refresher.observe(&key("a1"), observed("a", Some(3600)));
+        refresher.observe(&key("a2"), observed("a", Some(3600)));
+        refresher.observe(&key("b"), observed("b", Some(3600)));
+        let mut elsewhere = observed("a", Some(3600));
+        elsewhere.store.name = "other".into();
+        refresher.observe(&key("x"), elsewhere);
+        let is_a = |r: &RemoteRequest| matches!(r, RemoteRequest::Value { key, .. } if key == "a");
+        let (requests, mut keys) = refresher.readers(&store(), is_a);
+        keys.sort();
+        assert_eq!(keys, [key("a1"), key("a2")]);
+        assert_eq!(requests, observed("a", None).requests);
+        let nobody = refresher.readers(&store(), |_| false);
+        assert!(nobody.0.is_empty() && nobody.1.is_empty());
+
+        // Woken; done once each has been reconciled (or is gone).
+        let waiting = {
+            let refresher = refresher.clone();
+            let keys = keys.clone();
+            tokio::spawn(async move {
+                refresher
+                    .wake_and_wait(&keys, Duration::from_secs(60))
+                    .await
+            })
+        };
+        let mut first = vec![next(&mut woken).await, next(&mut woken).await];
+        first.sort();
+        assert_eq!(first, ["a1", "a2"]);
+        refresher.succeeded("a1", SpecHash(1));
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "a2 is not reconciled yet");
+        refresher.forget("a2");
+        assert!(waiting.await.unwrap());
+        assert!(refresher.lock().awaiting.is_empty());
+
+        // A reconcile that never ends: not done within the deadline.
+        let (_, keys) = refresher.readers(&store(), is_a);
+        assert!(!refresher.wake_and_wait(&keys, Duration::from_secs(5)).await);
+        assert!(refresher.lock().awaiting.is_empty());
     }
 
     #[tokio::test(start_paused = true)]

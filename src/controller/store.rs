@@ -4,9 +4,13 @@
 //! backoff; a ready one every hour, for free when its refreshes have shown its
 //! credentials working meanwhile (a fleet of stores costs no calls of its own).
 //! A store whose credentials may not list says so in a second condition,
-//! `ChangeDetection`: its refreshes then fetch every value; one that may not
-//! call BatchGetSecretValue in a third, `BatchReads`: it reads each secret
-//! with its own call. Both show in `secretsync_store_fallback` too.
+//! `ChangeDetection`: its refreshes then fetch every value (a refresh that
+//! finds the listing denied wakes the store's reconcile, so this shows at
+//! once, not at the next hourly check; throttling never pauses listing);
+//! one that may not call BatchGetSecretValue in a third, `BatchReads`: it
+//! reads each secret with its own call. Both show in `secretsync_store_fallback` too. With
+//! `--change-events-queue`, an AWS store of a queue's region shows a fourth,
+//! `ChangeEvents`: whether its changes arrive, or why they cannot.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +21,7 @@ use kube::core::ApiResource;
 use kube::runtime::controller::Action;
 use serde_json::json;
 
+use super::change_events::Subscription;
 use super::objects::{Flavor, WatchedClusterSecretStore, WatchedSecretStore};
 use super::{Context, Error};
 use crate::api::{Condition, SecretStoreStatus, StoreKind, StoreProvider};
@@ -109,6 +114,8 @@ struct Checked {
     ready: Result<(), (&'static str, String)>,
     change_detection: Option<String>,
     batch_refused: Option<String>,
+    /// `--change-events-queue`: what the queues of its region do.
+    change_events: Option<Subscription>,
 }
 
 /// `name` is the store object's own (the identity's may carry its group).
@@ -120,6 +127,13 @@ async fn check(
 ) -> Checked {
     let mut change_detection = None;
     let mut batch_refused = None;
+    let change_events = match (&spec, &ctx.change_events) {
+        (Ok(spec), Some(events)) => spec
+            .aws
+            .as_ref()
+            .and_then(|aws| events.for_region(&aws.region)),
+        _ => None,
+    };
     let ready = match spec {
         Err(message) => Err(("InvalidProviderConfig", message)),
         Ok(spec) => match ctx.providers.for_store(identity, &spec).await {
@@ -164,6 +178,7 @@ async fn check(
         ready,
         change_detection,
         batch_refused,
+        change_events,
     }
 }
 
@@ -224,6 +239,19 @@ async fn write_status(
             BATCH_DENIED,
             problem,
         ));
+    }
+    match checked.change_events {
+        Some(Subscription::Receiving(how)) => {
+            conditions.push(condition(current, "ChangeEvents", "True", "Receiving", how))
+        }
+        Some(Subscription::Unreadable(why)) => conditions.push(condition(
+            current,
+            "ChangeEvents",
+            "False",
+            "QueueUnreadable",
+            why,
+        )),
+        None => {}
     }
     let same = |a: &Condition, b: &Condition| {
         a.type_ == b.type_ && a.status == b.status && a.reason == b.reason && a.message == b.message

@@ -35,6 +35,7 @@ use super::{
     cluster_push_secret, error_policy, external_secret, in_own_task, objects, push_secret,
     sealed_secret, store, writer_of,
 };
+use crate::provider::StoreIdentity;
 use crate::sync::MANAGED_LABEL;
 
 /// Where namespaced objects are watched.
@@ -413,11 +414,17 @@ impl Plan {
             .boxed()
         });
 
+        // A store whose change detection pauses (its listing was just
+        // denied) is reconciled at once, so its status says so.
+        let mut paused = PausedStores::default();
         for (flavor, writer) in cluster_stores {
+            let (tx, woken) = unbounded_channel();
+            paused.cluster.push((flavor, tx));
             controllers.push(stores(
                 Api::all_with(client.clone(), &flavor),
                 flavor,
                 writer,
+                woken,
                 &filled,
                 store::reconcile_cluster,
                 ctx,
@@ -462,10 +469,13 @@ impl Plan {
             );
 
             for (flavor, writer) in secret_stores {
+                let (tx, woken) = unbounded_channel();
+                paused.namespaced.push((flavor, scope.clone(), tx));
                 controllers.push(stores(
                     scope.dynamic(client, flavor),
                     flavor,
                     writer,
+                    woken,
                     &filled,
                     store::reconcile_namespaced,
                     ctx,
@@ -541,7 +551,65 @@ impl Plan {
         if let Some(state) = ctx.bitnami.clone() {
             watches.push(bitnami_keys(client, state, routes.clone()));
         }
+        watches.push({
+            let mut pauses = ctx.providers.detection_pauses();
+            async move {
+                while let Some(identity) = pauses.recv().await {
+                    paused.wake(&identity);
+                }
+            }
+            .boxed()
+        });
         (watches, controllers)
+    }
+}
+
+/// The store controllers, to wake a store whose change detection paused.
+#[derive(Default)]
+struct PausedStores {
+    cluster: Vec<(
+        Flavor,
+        UnboundedSender<ObjectRef<WatchedClusterSecretStore>>,
+    )>,
+    namespaced: Vec<(
+        Flavor,
+        Scope,
+        UnboundedSender<ObjectRef<WatchedSecretStore>>,
+    )>,
+}
+
+impl PausedStores {
+    /// Wakes the store object(s) a provider's identity may stand for: its
+    /// name as each flavor spells it ([`Flavor::store_name`]); a name that
+    /// fits two flavors wakes both, which costs a reconcile and no call.
+    fn wake(&self, identity: &StoreIdentity) {
+        let name_in = |flavor: Flavor| -> Option<String> {
+            if flavor == SECRETSYNC {
+                Some(identity.name.clone())
+            } else {
+                let suffix = format!(".{}", flavor.group());
+                identity.name.strip_suffix(&suffix).map(str::to_string)
+            }
+        };
+        match &identity.namespace {
+            None => {
+                for (flavor, tx) in &self.cluster {
+                    if let Some(name) = name_in(*flavor) {
+                        let _ = tx.send(ObjectRef::new_with(&name, *flavor));
+                    }
+                }
+            }
+            Some(namespace) => {
+                for (flavor, scope, tx) in &self.namespaced {
+                    if !scope.holds(namespace) {
+                        continue;
+                    }
+                    if let Some(name) = name_in(*flavor) {
+                        let _ = tx.send(ObjectRef::new_with(&name, *flavor).within(namespace));
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -752,10 +820,12 @@ fn cluster_push_secrets(
 /// A store controller, whose watch also fills the cache the ExternalSecrets'
 /// lookups read. It reconciles on spec changes and on its own recheck timer,
 /// not on its own status writes.
+#[allow(clippy::too_many_arguments)]
 fn stores<K, R, F>(
     api: Api<K>,
     flavor: Flavor,
     writer: reflector::store::Writer<K>,
+    woken: UnboundedReceiver<ObjectRef<K>>,
     filled: &Filled,
     reconcile: R,
     ctx: &Arc<Context>,
@@ -779,7 +849,19 @@ where
         .reflect(writer)
         .applied_objects()
         .predicate_filter(predicates::generation, Default::default());
+    // A change-event queue that became readable or not: every store of its
+    // region says so, so all are looked at again.
+    let queues_changed = match &ctx.change_events {
+        Some(events) => futures::stream::unfold(events.changes(), |mut changes| async move {
+            changes.changed().await.ok()?;
+            Some(((), changes))
+        })
+        .boxed(),
+        None => futures::stream::pending().boxed(),
+    };
     Controller::for_stream_with(stream, reader, flavor)
+        .reconcile_all_on(queues_changed)
+        .reconcile_on(stream_of(woken))
         .graceful_shutdown_on(stopped)
         .run(in_own_task(reconcile), error_policy, ctx.clone())
         .for_each(|_| futures::future::ready(()))

@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{FetchResults, Fetched, Markers, Provider, ProviderError, RemoteRequest};
+use super::{ApiFailure, FetchResults, Fetched, Markers, Provider, ProviderError, RemoteRequest};
 
 /// Answers nobody asked for in this long are dropped (longer than a day, the
 /// longest refresh interval in common use), so deleted ExternalSecrets do not
@@ -17,7 +17,14 @@ pub const RETAIN_UNUSED: Duration = Duration::from_secs(25 * 3600);
 
 /// After the backend could not list (say, no `secretsmanager:ListSecrets`),
 /// refreshes fetch everything for this long before listing is tried again.
+/// Only a failure that stays (denied, refused as written) pauses: a passing
+/// one (throttling, a 5xx, a timeout) costs that one refresh a fetch of
+/// everything, and the next lists again.
 pub const DETECTION_PAUSE: Duration = Duration::from_secs(3600);
+
+/// Told when a store's change detection pauses, so its status can say so at
+/// once (the store's own reconcile runs hourly).
+pub type PauseNotice = Arc<dyn Fn() + Send + Sync>;
 
 struct Entry {
     result: Result<Fetched, ProviderError>,
@@ -41,6 +48,8 @@ pub struct Cached {
     paused: Mutex<Option<Paused>>,
     /// When the backend last answered anything: proof its credentials work.
     answered: Mutex<Option<Instant>>,
+    /// Called when change detection pauses (not while it stays paused).
+    on_pause: Option<PauseNotice>,
 }
 
 impl Cached {
@@ -50,7 +59,14 @@ impl Cached {
             answers: Mutex::default(),
             paused: Mutex::default(),
             answered: Mutex::default(),
+            on_pause: None,
         }
+    }
+
+    /// The same, calling `notice` whenever change detection pauses.
+    pub fn with_pause_notice(mut self, notice: PauseNotice) -> Self {
+        self.on_pause = Some(notice);
+        self
     }
 
     /// The backend itself, for what is never cached: PushSecret's reads
@@ -151,6 +167,45 @@ impl Cached {
             .collect()
     }
 
+    /// Fetches `requests` again without asking what changed (an AWS change
+    /// event said they did), batched by the backend, and keeps the answers.
+    /// An answer that failed in passing (throttling, a timeout) leaves the
+    /// one held in place; the requests it concerns are returned, to be asked
+    /// again later.
+    pub async fn fetch_changed(&self, requests: &BTreeSet<RemoteRequest>) -> Vec<RemoteRequest> {
+        let (fetched, markers) = self.backend.fetch_marked(requests).await;
+        if fetched.values().any(Result::is_ok) {
+            self.note_answer();
+        }
+        let now = Instant::now();
+        let mut answers = self.lock_answers();
+        let mut retry = Vec::new();
+        for (request, result) in fetched {
+            let passing = matches!(
+                &result,
+                Err(ProviderError::Api {
+                    failure: super::ApiFailure::Transient,
+                    ..
+                })
+            );
+            if passing {
+                retry.push(request);
+                continue;
+            }
+            let marker = markers.get(&request).cloned();
+            answers.insert(
+                request,
+                Entry {
+                    result,
+                    marker,
+                    confirmed: now,
+                    used: now,
+                },
+            );
+        }
+        retry
+    }
+
     /// Proves the store's credentials work and learns what the identity may
     /// not do: one that may not list has change detection paused at once,
     /// before a refresh tries it.
@@ -184,6 +239,17 @@ impl Cached {
         }
         match self.backend.still_current(known).await {
             Ok(current) => current,
+            // Throttled, a 5xx, a timeout: this refresh fetches what it
+            // holds; the next one lists again.
+            Err(
+                e @ ProviderError::Api {
+                    failure: ApiFailure::Transient,
+                    ..
+                },
+            ) => {
+                tracing::info!(error = %e, "could not ask what changed: fetching every value this once");
+                BTreeSet::new()
+            }
             Err(e) => {
                 self.pause_detection(format!(
                     "cannot ask what changed, so every refresh fetches every value: {e}"
@@ -194,11 +260,20 @@ impl Cached {
     }
 
     fn pause_detection(&self, reason: String) {
+        let now = Instant::now();
+        let was_paused = {
+            let mut paused = self.paused.lock().unwrap_or_else(|e| e.into_inner());
+            let was = paused.as_ref().is_some_and(|p| p.until > now);
+            *paused = Some(Paused {
+                reason: reason.clone(),
+                until: now + DETECTION_PAUSE,
+            });
+            was
+        };
         tracing::warn!(%reason, "change detection paused");
-        *self.paused.lock().unwrap_or_else(|e| e.into_inner()) = Some(Paused {
-            reason,
-            until: Instant::now() + DETECTION_PAUSE,
-        });
+        if !was_paused && let Some(notice) = &self.on_pause {
+            notice();
+        }
     }
 
     fn lock_answers(&self) -> std::sync::MutexGuard<'_, HashMap<RemoteRequest, Entry>> {
@@ -219,7 +294,10 @@ mod tests {
     struct Versioned {
         values: Mutex<HashMap<String, (String, u32)>>,
         fetches: AtomicUsize,
+        listings: AtomicUsize,
         listing_fails: bool,
+        /// `still_current` answers as AWS does when throttling.
+        throttled: std::sync::atomic::AtomicBool,
     }
 
     impl Versioned {
@@ -272,6 +350,15 @@ mod tests {
             &self,
             known: &Markers,
         ) -> Result<BTreeSet<RemoteRequest>, ProviderError> {
+            self.listings.fetch_add(1, Ordering::SeqCst);
+            if self.throttled.load(Ordering::SeqCst) {
+                return Err(ProviderError::Api {
+                    service: "test",
+                    call: "List",
+                    message: "ThrottlingException: Rate exceeded".into(),
+                    failure: crate::provider::ApiFailure::Transient,
+                });
+            }
             if self.listing_fails {
                 return Err(ProviderError::Api {
                     service: "test",
@@ -357,5 +444,66 @@ mod tests {
         backend.set("a", "a2", 2);
         assert_eq!(text(&cached.fetch_batch(&one).await, "a"), "a2");
         assert_eq!(backend.fetches.load(Ordering::SeqCst), 3);
+    }
+
+    fn counting_notice() -> (PauseNotice, Arc<AtomicUsize>) {
+        let told = Arc::new(AtomicUsize::new(0));
+        let counter = told.clone();
+        let notice: PauseNotice = Arc::new(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+        });
+        (notice, told)
+    }
+
+    #[tokio::test]
+    async fn a_throttled_listing_fetches_everything_once_and_pauses_nothing() {
+        let backend = Arc::new(Versioned::default());
+        backend.set("a", "a1", 1);
+        backend.set("b", "b1", 1);
+        let (notice, told) = counting_notice();
+        let cached = Cached::new(backend.clone()).with_pause_notice(notice);
+        let both: BTreeSet<_> = [request("a"), request("b")].into();
+        cached.fetch_batch(&both).await;
+        assert_eq!(backend.fetches.load(Ordering::SeqCst), 2);
+
+        backend.throttled.store(true, Ordering::SeqCst);
+        backend.set("b", "b2", 2);
+        let results = cached.fetch_batch(&both).await;
+        assert_eq!(text(&results, "b"), "b2");
+        assert_eq!(
+            backend.fetches.load(Ordering::SeqCst),
+            4,
+            "this refresh could not tell: both fetched"
+        );
+        assert_eq!(cached.change_detection_problem(), None);
+        assert_eq!(told.load(Ordering::SeqCst), 0);
+
+        // Throttling over: the next refresh lists again and fetches nothing.
+        backend.throttled.store(false, Ordering::SeqCst);
+        let listings = backend.listings.load(Ordering::SeqCst);
+        cached.fetch_batch(&both).await;
+        assert_eq!(backend.listings.load(Ordering::SeqCst), listings + 1);
+        assert_eq!(backend.fetches.load(Ordering::SeqCst), 4, "nothing changed");
+    }
+
+    #[tokio::test]
+    async fn a_denied_listing_pauses_detection_and_tells_the_store_once() {
+        let backend = Arc::new(Versioned {
+            listing_fails: true,
+            ..Default::default()
+        });
+        backend.set("a", "a1", 1);
+        let (notice, told) = counting_notice();
+        let cached = Cached::new(backend.clone()).with_pause_notice(notice);
+        let one: BTreeSet<_> = [request("a")].into();
+        cached.fetch_batch(&one).await;
+        assert_eq!(told.load(Ordering::SeqCst), 0, "nothing listed yet");
+        cached.fetch_batch(&one).await;
+        assert!(cached.change_detection_problem().is_some());
+        assert_eq!(told.load(Ordering::SeqCst), 1, "told as it paused");
+        let listings = backend.listings.load(Ordering::SeqCst);
+        cached.fetch_batch(&one).await;
+        assert_eq!(backend.listings.load(Ordering::SeqCst), listings, "paused");
+        assert_eq!(told.load(Ordering::SeqCst), 1, "told once");
     }
 }

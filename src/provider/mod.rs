@@ -12,7 +12,7 @@ mod push;
 
 pub use cache::Cached;
 #[cfg(feature = "clients")]
-pub use providers::{ProviderContext, Providers};
+pub use providers::{AwsStore, ProviderContext, Providers};
 pub use push::{PushWrite, ReadParts, RemoteSecret};
 
 use std::collections::{BTreeMap, BTreeSet};

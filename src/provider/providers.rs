@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use aws_config::SdkConfig;
 use tokio::sync::OnceCell;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 use super::{Cached, CallCounts, Provider, ProviderError, StoreIdentity, aws, fake};
 use crate::api::StoreProvider;
@@ -35,6 +36,15 @@ impl Default for ProviderContext {
     }
 }
 
+/// An AWS store as [`Providers::aws_stores`] lists it.
+pub struct AwsStore {
+    pub identity: StoreIdentity,
+    pub service: crate::api::AwsService,
+    pub region: String,
+    pub prefix: String,
+    pub provider: Arc<Cached>,
+}
+
 /// Each store's provider, with the spec it was built from.
 type ProviderCache = HashMap<StoreIdentity, (StoreProvider, Arc<Cached>)>;
 
@@ -49,7 +59,12 @@ pub struct Providers {
     /// Held while a provider is built, so two reconciles asking at once for
     /// a new store build it once (one client, one set of credentials).
     building: tokio::sync::Mutex<()>,
+    /// Where a store whose change detection pauses is named, once someone
+    /// listens ([`Providers::detection_pauses`]).
+    pauses: PauseListener,
 }
+
+type PauseListener = Arc<Mutex<Option<UnboundedSender<StoreIdentity>>>>;
 
 impl Providers {
     pub fn new(context: ProviderContext) -> Self {
@@ -59,7 +74,17 @@ impl Providers {
             calls: Arc::new(CallCounts::default()),
             cache: Mutex::new(HashMap::new()),
             building: tokio::sync::Mutex::new(()),
+            pauses: PauseListener::default(),
         }
+    }
+
+    /// The stores whose change detection pauses from now on (say, listing
+    /// was just denied), each as it pauses: the controller wakes their
+    /// reconcile, so their status says so at once. One listener at a time.
+    pub fn detection_pauses(&self) -> UnboundedReceiver<StoreIdentity> {
+        let (tx, rx) = unbounded_channel();
+        *self.pauses.lock().unwrap_or_else(|e| e.into_inner()) = Some(tx);
+        rx
     }
 
     /// Every provider API call made through these providers.
@@ -126,10 +151,33 @@ impl Providers {
                 ));
             }
         };
-        let provider = Arc::new(Cached::new(provider));
+        let (pauses, paused) = (self.pauses.clone(), identity.clone());
+        let provider = Arc::new(Cached::new(provider).with_pause_notice(Arc::new(move || {
+            if let Some(tx) = pauses.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                let _ = tx.send(paused.clone());
+            }
+        })));
         self.lock()
             .insert(identity.clone(), (spec.clone(), provider.clone()));
         Ok(provider)
+    }
+
+    /// Every AWS store built so far (those some ExternalSecret read from),
+    /// with what tells which of its keys an AWS change event concerns.
+    pub fn aws_stores(&self) -> Vec<AwsStore> {
+        self.lock()
+            .iter()
+            .filter_map(|(identity, (spec, provider))| {
+                let aws = spec.aws.as_ref()?;
+                Some(AwsStore {
+                    identity: identity.clone(),
+                    service: aws.service,
+                    region: aws.region.clone(),
+                    prefix: aws.prefix.clone().unwrap_or_default(),
+                    provider: provider.clone(),
+                })
+            })
+            .collect()
     }
 
     fn built(&self, identity: &StoreIdentity, spec: &StoreProvider) -> Option<Arc<Cached>> {

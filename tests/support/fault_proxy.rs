@@ -1,8 +1,10 @@
 //! An HTTP proxy between the AWS SDK and moto that fails a chosen share of
-//! requests with a throttling error or a 500, as AWS does under load.
+//! requests with a throttling error or a 500, as AWS does under load. Its
+//! answers carry a request id of their own, as AWS's do. What it does can be
+//! changed while it runs ([`FaultProxy::set`]).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
@@ -32,35 +34,61 @@ impl Fault {
     }
 }
 
+/// Which requests get which fault: of every `of`, `fail` (spread evenly).
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    fault: Option<Fault>,
+    fail: usize,
+    of: usize,
+}
+
+impl Plan {
+    /// The fault of the `n`th request: `fail` of every `of`, spread (30 of
+    /// 100 fail every third or fourth request, not 30 in a row); 1 of 2 is
+    /// every even one.
+    fn fault_of(&self, n: usize) -> Option<Fault> {
+        let of = self.of.max(1);
+        (n.wrapping_mul(self.fail) % of < self.fail.min(of))
+            .then_some(self.fault)
+            .flatten()
+    }
+}
+
 pub struct FaultProxy {
     pub endpoint: String,
     /// Requests that reached the proxy, failed or not.
     pub seen: Arc<AtomicUsize>,
     /// Requests answered with a fault.
     pub failed: Arc<AtomicUsize>,
+    plan: Arc<Mutex<Plan>>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl FaultProxy {
-    /// Forwards to `upstream` (host:port); of every `of` requests, the first
-    /// `fail` get `fault`.
+    /// Forwards to `upstream` (host:port); of every `of` requests, `fail`
+    /// get `fault` (the first `fail` when `fail` is 1).
     pub async fn start(upstream: &str, fault: Fault, fail: usize, of: usize) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let endpoint = format!("http://{}", listener.local_addr().unwrap());
         let upstream = upstream.trim_start_matches("http://").to_string();
         let seen = Arc::new(AtomicUsize::new(0));
         let failed = Arc::new(AtomicUsize::new(0));
-        let (seen_in, failed_in) = (seen.clone(), failed.clone());
+        let plan = Arc::new(Mutex::new(Plan {
+            fault: Some(fault),
+            fail,
+            of,
+        }));
+        let (seen_in, failed_in, plan_in) = (seen.clone(), failed.clone(), plan.clone());
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let n = seen_in.fetch_add(1, Ordering::SeqCst);
-                let fault = (n % of < fail).then_some(fault);
+                let fault = plan_in.lock().unwrap().fault_of(n);
                 if fault.is_some_and(|f| f.target().is_none()) {
                     failed_in.fetch_add(1, Ordering::SeqCst);
                 }
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let _ = serve(client, &upstream, fault).await;
+                    let _ = serve(client, &upstream, fault, n).await;
                 });
             }
         });
@@ -68,8 +96,20 @@ impl FaultProxy {
             endpoint,
             seen,
             failed,
+            plan,
             task,
         }
+    }
+
+    /// From the next request on: of every `of`, `fail` get `fault`; `None`
+    /// passes everything on.
+    pub fn set(&self, fault: Option<Fault>, fail: usize, of: usize) {
+        *self.plan.lock().unwrap() = Plan { fault, fail, of };
+    }
+
+    /// From the next request on, `percent` of requests are throttled.
+    pub fn throttle_percent(&self, percent: usize) {
+        self.set(Some(Fault::Throttling), percent.min(100), 100);
     }
 }
 
@@ -80,7 +120,12 @@ impl Drop for FaultProxy {
 }
 
 /// One request per connection: read it, then fail it or pass it on.
-async fn serve(client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::io::Result<()> {
+async fn serve(
+    client: TcpStream,
+    upstream: &str,
+    fault: Option<Fault>,
+    n: usize,
+) -> std::io::Result<()> {
     let mut client = BufReader::new(client);
     let mut head = Vec::new();
     let mut content_length = 0;
@@ -116,11 +161,12 @@ async fn serve(client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::
             400,
             "AccessDeniedException",
             "not authorized to perform this action (injected by the test proxy)",
+            n,
         ),
-        Some(Fault::Throttling) => canned(400, "ThrottlingException", "Rate exceeded"),
-        Some(Fault::ServerError) => canned(500, "InternalFailure", "injected by the test proxy"),
+        Some(Fault::Throttling) => canned(400, "ThrottlingException", "Rate exceeded", n),
+        Some(Fault::ServerError) => canned(500, "InternalFailure", "injected by the test proxy", n),
         Some(Fault::ServerErrorFor(_)) if targeted => {
-            canned(500, "InternalFailure", "injected by the test proxy")
+            canned(500, "InternalFailure", "injected by the test proxy", n)
         }
         Some(Fault::Deny(_) | Fault::ServerErrorFor(_)) | None => {
             let mut upstream = TcpStream::connect(upstream).await?;
@@ -135,7 +181,16 @@ async fn serve(client: TcpStream, upstream: &str, fault: Option<Fault>) -> std::
     client.shutdown().await
 }
 
-fn canned(status: u16, code: &str, message: &str) -> Vec<u8> {
+/// The request id every canned answer carries, as AWS's do: it must never
+/// reach a status, an Event or a log line's message.
+pub fn request_id(n: usize) -> String {
+    format!("fa017000-0000-4000-8000-{n:012}")
+}
+
+/// The part every [`request_id`] shares.
+pub const REQUEST_ID_PREFIX: &str = "fa017000-0000-4000-8000-";
+
+fn canned(status: u16, code: &str, message: &str, n: usize) -> Vec<u8> {
     let body = format!(r#"{{"__type":"{code}","message":"{message}"}}"#);
     let reason = if status == 400 {
         "Bad Request"
@@ -143,7 +198,8 @@ fn canned(status: u16, code: &str, message: &str) -> Vec<u8> {
         "Internal Server Error"
     };
     format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}\r\nx-amzn-RequestId: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        request_id(n),
         body.len()
     )
     .into_bytes()

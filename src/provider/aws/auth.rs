@@ -245,7 +245,7 @@ impl ServiceAccountCredentials {
             .map_err(|e| {
                 let message = format!(
                     "{account}: AssumeRoleWithWebIdentity for {role_arn}: {}",
-                    super::explain(&e)
+                    super::describe(&e)
                 );
                 // A refused token or trust policy stays refused: say so, so
                 // that callers do not retry what cannot pass.

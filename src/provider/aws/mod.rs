@@ -3,6 +3,7 @@
 //! (`AWS_ENDPOINT_URL`) or the base config, as the SDK reads them.
 
 pub mod auth;
+pub mod change_events;
 mod parameter_store;
 mod secrets_manager;
 
@@ -23,6 +24,7 @@ pub use secrets_manager::{
 use aws_credential_types::provider::error::CredentialsError;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::ErrorMetadata;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use super::{
@@ -338,8 +340,37 @@ pub(crate) fn api_error<E: ProvideErrorMetadata + std::error::Error + 'static>(
     ProviderError::Api {
         service,
         call,
-        message: explain(error),
+        message: describe(error),
         failure: failure_of(error),
+    }
+}
+
+/// A failed call as a stable sentence: for an answer AWS gave, its error
+/// code and message only (`ThrottlingException: Rate exceeded`), never the
+/// request id or the SDK's debug text, so the same failure reads the same at
+/// every attempt (a status that does not change is not written again);
+/// otherwise [`explain`].
+pub(crate) fn describe<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, HttpResponse>,
+) -> String {
+    match error {
+        SdkError::ServiceError(service) => answer_text(
+            service.err().code(),
+            service.err().message(),
+            service.raw().status().as_u16(),
+        ),
+        other => explain(other),
+    }
+}
+
+/// AWS's error code and message; the HTTP status when it gave neither
+/// (moto's IAM check answers 403 with a body the SDK cannot read).
+fn answer_text(code: Option<&str>, message: Option<&str>, status: u16) -> String {
+    match (code, message.filter(|m| !m.is_empty())) {
+        (Some(code), Some(message)) => format!("{code}: {message}"),
+        (Some(code), None) => code.to_string(),
+        (None, Some(message)) => format!("HTTP {status}: {message}"),
+        (None, None) => format!("HTTP {status} without an error code"),
     }
 }
 
@@ -410,7 +441,7 @@ pub(super) fn refusable<T, E: ProvideErrorMetadata + std::error::Error + 'static
     match result {
         Err(e) if matches!(e.code(), Some("AccessDeniedException" | "AccessDenied")) => {
             calls.record(service, call, "error");
-            Ok(Err(explain(&e)))
+            Ok(Err(describe(&e)))
         }
         result => counted(calls, service, call, result).map(Ok),
     }
@@ -434,11 +465,22 @@ pub(crate) fn explain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut next: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = next {
-        let text = cause.to_string();
+        next = cause.source();
+        let text = match cause.downcast_ref::<ErrorMetadata>() {
+            // An answer the SDK has no type for: its code and message, not
+            // its Display (a debug struct with the request id and extras).
+            Some(meta) => match (meta.code(), meta.message()) {
+                (Some(code), Some(message)) => format!("{code}: {message}"),
+                (Some(text), None) | (None, Some(text)) => text.to_string(),
+                (None, None) => continue,
+            },
+            // "unhandled error (Code)": the metadata that follows says it.
+            None if next.is_some_and(|n| n.is::<ErrorMetadata>()) => continue,
+            None => cause.to_string(),
+        };
         if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
             parts.push(text);
         }
-        next = cause.source();
     }
     let kind = match parts.first().map(String::as_str) {
         Some("dispatch failure") => Some("could not connect to AWS"),
@@ -496,5 +538,156 @@ mod tests {
         assert_eq!(failure_of(&timeout), ApiFailure::Transient);
         let unbuildable: Error = SdkError::construction_failure("bad input");
         assert_eq!(failure_of(&unbuildable), ApiFailure::Rejected);
+    }
+
+    /// What the SDK hands back for an answer: the operation's error with its
+    /// metadata (the request id among the extras, as the SDK puts it there).
+    fn answered<E>(error: E, status: u16) -> SdkError<E, HttpResponse> {
+        let status = aws_smithy_runtime_api::http::StatusCode::try_from(status).unwrap();
+        SdkError::service_error(
+            error,
+            HttpResponse::new(status, aws_smithy_types::body::SdkBody::empty()),
+        )
+    }
+
+    fn with_request_id(code: Option<&str>, message: Option<&str>) -> ErrorMetadata {
+        let mut meta = ErrorMetadata::builder().custom("aws_request_id", "4f1e-req-77a0");
+        if let Some(code) = code {
+            meta = meta.code(code);
+        }
+        if let Some(message) = message {
+            meta = meta.message(message);
+        }
+        meta.build()
+    }
+
+    fn assert_stable(text: &str) {
+        for noise in [
+            "4f1e-req-77a0",
+            "aws_request_id",
+            "request id",
+            "Unhandled",
+            "unhandled error",
+            "ErrorMetadata",
+            "Error {",
+            "extras",
+            "{",
+        ] {
+            assert!(!text.contains(noise), "{noise:?} in {text:?}");
+        }
+    }
+
+    #[test]
+    fn an_answer_reads_as_its_code_and_message_without_request_id_or_debug_text() {
+        use aws_sdk_secretsmanager::operation::list_secrets::ListSecretsError;
+        use aws_sdk_secretsmanager::types::error::InvalidRequestException;
+
+        // Not in the service's model: the SDK's "Unhandled" variant.
+        let throttled = answered(
+            ListSecretsError::generic(with_request_id(
+                Some("ThrottlingException"),
+                Some("Rate exceeded"),
+            )),
+            400,
+        );
+        assert_eq!(describe(&throttled), "ThrottlingException: Rate exceeded");
+        assert_eq!(explain(&throttled), "ThrottlingException: Rate exceeded");
+        let error = api_error("secretsmanager", "ListSecrets", &throttled);
+        assert_eq!(
+            error.to_string(),
+            "secretsmanager ListSecrets failed: ThrottlingException: Rate exceeded"
+        );
+        assert_stable(&error.to_string());
+        assert!(matches!(
+            error,
+            ProviderError::Api {
+                failure: ApiFailure::Transient,
+                ..
+            }
+        ));
+
+        // In the model: its own type, the request id in its metadata.
+        let modeled = answered(
+            ListSecretsError::InvalidRequestException(
+                InvalidRequestException::builder()
+                    .message("You can't perform this operation on the secret")
+                    .meta(with_request_id(
+                        Some("InvalidRequestException"),
+                        Some("You can't perform this operation on the secret"),
+                    ))
+                    .build(),
+            ),
+            400,
+        );
+        assert_eq!(
+            describe(&modeled),
+            "InvalidRequestException: You can't perform this operation on the secret"
+        );
+        assert_stable(&explain(&modeled));
+
+        // Neither code nor message (moto's IAM refusal): the status.
+        let bare = answered(ListSecretsError::generic(with_request_id(None, None)), 403);
+        assert_eq!(describe(&bare), "HTTP 403 without an error code");
+        assert_stable(&explain(&bare));
+        let message_only = answered(
+            ListSecretsError::generic(with_request_id(None, Some("slow down"))),
+            503,
+        );
+        assert_eq!(describe(&message_only), "HTTP 503: slow down");
+
+        // The same answer twice, with other request ids: the same text.
+        let again = answered(
+            ListSecretsError::generic(
+                ErrorMetadata::builder()
+                    .code("ThrottlingException")
+                    .message("Rate exceeded")
+                    .custom("aws_request_id", "another-id")
+                    .build(),
+            ),
+            400,
+        );
+        assert_eq!(describe(&again), describe(&throttled));
+    }
+
+    /// The whole way: a real client reads a throttling answer with a request
+    /// id header off the wire.
+    #[tokio::test]
+    async fn a_throttling_answer_off_the_wire_reads_without_its_request_id() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = vec![0; 64 * 1024];
+                let _ = socket.read(&mut request).await;
+                let body = r#"{"__type":"ThrottlingException","message":"Rate exceeded"}"#;
+                let answer = format!(
+                    "HTTP/1.1 400 Bad Request\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-RequestId: 4f1e-req-77a0\r\nx-amzn-ErrorType: ThrottlingException\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            }
+        });
+        let config = aws_sdk_secretsmanager::Config::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url(endpoint)
+            .region(aws_config::Region::new("eu-west-1"))
+            .credentials_provider(aws_credential_types::Credentials::new(
+                "AKIDTEST", "secret", None, None, "test",
+            ))
+            .retry_config(RetryConfig::disabled())
+            .build();
+        let client = aws_sdk_secretsmanager::Client::from_conf(config);
+        let error = client.list_secrets().send().await.unwrap_err();
+        use aws_sdk_secretsmanager::operation::RequestId;
+        assert_eq!(
+            error.as_service_error().and_then(|e| e.request_id()),
+            Some("4f1e-req-77a0"),
+            "the SDK read the request id"
+        );
+        assert_eq!(describe(&error), "ThrottlingException: Rate exceeded");
+        assert_eq!(explain(&error), "ThrottlingException: Rate exceeded");
+        assert_eq!(failure_of(&error), ApiFailure::Transient);
     }
 }
