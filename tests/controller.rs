@@ -2560,3 +2560,298 @@ async fn throttling_rewrites_nothing_and_pauses_nothing_but_a_denied_listing_sho
     let values: Vec<&str> = values.iter().map(String::as_str).collect();
     scenario.finish(&values).await;
 }
+
+/// An EventBridge event as it lands on an SQS queue: a Secrets Manager call
+/// through CloudTrail.
+fn secrets_manager_event(id: &str, call: &str, secret_id: &str) -> String {
+    json!({
+        "version": "0", "id": id, "detail-type": "AWS API Call via CloudTrail",
+        "source": "aws.secretsmanager", "account": "123456789012",
+        "time": "2026-12-06T10:00:00Z", "region": "us-east-1", "resources": [],
+        "detail": {
+            "eventVersion": "1.08", "eventSource": "secretsmanager.amazonaws.com",
+            "eventName": call, "awsRegion": "us-east-1",
+            "requestParameters": {"secretId": secret_id},
+            "responseElements": {"arn": format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{secret_id}-AbCdEf")},
+            "eventType": "AwsApiCall",
+        },
+    })
+    .to_string()
+}
+
+/// Parameter Store's own change event.
+fn parameter_event(id: &str, name: &str) -> String {
+    json!({
+        "version": "0", "id": id, "detail-type": "Parameter Store Change",
+        "source": "aws.ssm", "account": "123456789012", "time": "2026-12-06T10:00:00Z",
+        "region": "us-east-1",
+        "resources": [format!("arn:aws:ssm:us-east-1:123456789012:parameter{name}")],
+        "detail": {"operation": "Update", "name": name, "type": "SecureString", "description": ""},
+    })
+    .to_string()
+}
+
+/// A counter of the controller's /metrics, by its whole series text.
+fn counter(metrics: &str, series: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_change_events_refresh_just_the_readers_of_a_changed_key() {
+    use support::moto::{Moto, count};
+    let moto = Moto::start();
+    let config = support::moto::sdk_config(&moto.endpoint).await;
+    let config = config
+        .to_builder()
+        .region(aws_config::Region::new("us-east-1"))
+        .build();
+    let sm = aws_sdk_secretsmanager::Client::new(&config);
+    let ssm = aws_sdk_ssm::Client::new(&config);
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    create_passwords(&sm, "ev/s", "Ev-pw-", 2).await;
+    ssm.put_parameter()
+        .name("/ev/param")
+        .value("Ev-param-1")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .send()
+        .await
+        .unwrap();
+    let queue = sqs
+        .create_queue()
+        .queue_name("secretsync-changes")
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let send = |body: String| {
+        let sqs = sqs.clone();
+        let queue = queue.clone();
+        async move {
+            sqs.send_message()
+                .queue_url(queue)
+                .message_body(body)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+
+    let mut scenario = Scenario::start("change-events").await;
+    for (name, service) in [("sm", "SecretsManager"), ("ssm", "ParameterStore")] {
+        scenario
+            .apply(
+                "SecretStore",
+                "secretstores",
+                json!({"metadata": {"name": name},
+                    "spec": {"provider": {"aws": {"service": service, "region": "us-east-1"}}}}),
+            )
+            .await;
+    }
+    // An hour apart: only an event can bring a change in this test's time.
+    for (name, store, key, property) in [
+        ("db", "sm", "ev/s0", Some("password")),
+        ("other", "sm", "ev/s1", Some("password")),
+        ("param", "ssm", "/ev/param", None),
+    ] {
+        let mut remote = json!({"key": key});
+        if let Some(property) = property {
+            remote["property"] = json!(property);
+        }
+        scenario
+            .external_secret(
+                name,
+                json!({"secretStoreRef": {"name": store}, "refreshInterval": "1h",
+                    "data": [{"secretKey": "value", "remoteRef": remote}]}),
+            )
+            .await;
+    }
+    scenario.run_controller(&[
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDSCENARIO"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("SECRETSYNC_CHANGE_EVENTS_QUEUES", queue.as_str()),
+    ]);
+    scenario
+        .secret_where("db", |s| text(s, "value") == "Ev-pw-0")
+        .await;
+    let other = scenario
+        .secret_where("other", |s| text(s, "value") == "Ev-pw-1")
+        .await;
+    scenario
+        .secret_where("param", |s| text(s, "value") == "Ev-param-1")
+        .await;
+    let stores = scenario.api("SecretStore", "secretstores");
+    condition(&stores, "sm", "ChangeEvents", "Receiving", &queue, WAIT)
+        .await
+        .expect("the store says where its changes come from");
+
+    // A rotation, then its event: the one reader refreshes, with one fetch
+    // and no listing; the other Secret of the store is left alone.
+    moto.start_recording();
+    sm.put_secret_value()
+        .secret_id("ev/s0")
+        .secret_string(r#"{"password":"Ev-rotated-0"}"#)
+        .send()
+        .await
+        .unwrap();
+    send(secrets_manager_event("event-1", "PutSecretValue", "ev/s0")).await;
+    scenario
+        .secret_where("db", |s| text(s, "value") == "Ev-rotated-0")
+        .await;
+    ssm.put_parameter()
+        .name("/ev/param")
+        .value("Ev-param-2")
+        .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+        .overwrite(true)
+        .send()
+        .await
+        .unwrap();
+    send(parameter_event("event-2", "/ev/param")).await;
+    scenario
+        .secret_where("param", |s| text(s, "value") == "Ev-param-2")
+        .await;
+    // Each message is deleted once its Secrets are written.
+    let attributes = [
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+        aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+    ];
+    let emptied = eventually(WAIT, || {
+        let sqs = sqs.clone();
+        let queue = queue.clone();
+        let attributes = attributes.clone();
+        async move {
+            let answer = sqs
+                .get_queue_attributes()
+                .queue_url(queue)
+                .set_attribute_names(Some(attributes.to_vec()))
+                .send()
+                .await
+                .ok()?;
+            let left: u64 = answer
+                .attributes()?
+                .values()
+                .filter_map(|n| n.parse::<u64>().ok())
+                .sum();
+            (left == 0).then_some(())
+        }
+    })
+    .await;
+    assert!(emptied.is_some(), "every message deleted");
+    let recorded = moto.stop_recording();
+    let from_controller: Vec<_> = recorded
+        .into_iter()
+        .filter(|r| r.authorization.contains("AKIDSCENARIO"))
+        .collect();
+    let fetches = count(&from_controller, "secretsmanager.BatchGetSecretValue")
+        + count(&from_controller, "secretsmanager.GetSecretValue");
+    assert_eq!(fetches, 1, "one fetch for the rotated secret");
+    assert_eq!(count(&from_controller, "AmazonSSM.GetParameters"), 1);
+    for listing in ["secretsmanager.ListSecrets", "AmazonSSM.DescribeParameters"] {
+        assert_eq!(count(&from_controller, listing), 0, "{listing}");
+    }
+    assert!(count(&from_controller, "AmazonSQS.DeleteMessageBatch") >= 2);
+    let unchanged = scenario.secrets().get("other").await.unwrap();
+    assert_eq!(
+        unchanged.metadata.resource_version, other.metadata.resource_version,
+        "a Secret that reads no changed key is not written"
+    );
+
+    // A duplicate, a malformed message, an unrelated event and a change of
+    // a key nobody reads: counted, dropped, nothing breaks.
+    send(secrets_manager_event("event-1", "PutSecretValue", "ev/s0")).await;
+    send("{not an event".into()).await;
+    send(secrets_manager_event("event-3", "GetSecretValue", "ev/s1")).await;
+    send(secrets_manager_event(
+        "event-4",
+        "PutSecretValue",
+        "nobody/reads",
+    ))
+    .await;
+    let counted = eventually(WAIT, || async {
+        let metrics = scenario.metrics();
+        let all_counted = [
+            ("duplicate", 1.0),
+            ("malformed", 1.0),
+            ("unrelated", 1.0),
+            ("unmatched", 1.0),
+            ("applied", 2.0),
+        ]
+        .iter()
+        .all(|(outcome, at_least)| {
+            counter(
+                &metrics,
+                &format!("secretsync_change_events_total{{outcome=\"{outcome}\"}}"),
+            ) >= *at_least
+        });
+        all_counted.then_some(())
+    })
+    .await;
+    assert!(counted.is_some(), "{}", scenario.metrics());
+    // Still working after them.
+    sm.put_secret_value()
+        .secret_id("ev/s1")
+        .secret_string(r#"{"password":"Ev-rotated-1"}"#)
+        .send()
+        .await
+        .unwrap();
+    send(secrets_manager_event("event-5", "UpdateSecret", "ev/s1")).await;
+    scenario
+        .secret_where("other", |s| text(s, "value") == "Ev-rotated-1")
+        .await;
+
+    // A queue that cannot be read: the store says so once, and again when
+    // it can be read.
+    sqs.delete_queue()
+        .queue_url(queue.clone())
+        .send()
+        .await
+        .unwrap();
+    let unreadable = condition(
+        &stores,
+        "sm",
+        "ChangeEvents",
+        "QueueUnreadable",
+        &queue,
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|| {
+        panic!(
+            "the store says the queue cannot be read\n{}",
+            scenario.logs()
+        )
+    });
+    let message = unreadable.to_string();
+    assert!(message.contains("interval"), "{message}");
+    sqs.create_queue()
+        .queue_name("secretsync-changes")
+        .send()
+        .await
+        .unwrap();
+    condition(
+        &stores,
+        "sm",
+        "ChangeEvents",
+        "Receiving",
+        &queue,
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("readable again");
+
+    scenario
+        .finish(&[
+            "Ev-pw-0",
+            "Ev-pw-1",
+            "Ev-rotated-0",
+            "Ev-rotated-1",
+            "Ev-param-1",
+            "Ev-param-2",
+        ])
+        .await;
+}
