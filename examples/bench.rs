@@ -5,6 +5,8 @@
 //!     cargo run --release --example bench -- --phases cluster-external-secret   # 1,000 namespaces
 //!     cargo run --release --example bench -- --phases push-secret --push-secrets 1000
 //!     cargo run --release --example bench -- --phases bitnami --bitnami-sealed-secrets 1000 --bitnami-key-bits 4096
+//!     cargo run --release --example bench -- --interval 1h --phases change-events
+//!     cargo run --release --example bench -- --phases throttled           # 30%, then 90% for a minute
 //!
 //! Builds the `secretsync` binary of the same profile first (unless
 //! `--controller PATH`), then runs it against the test bed: the fake API
@@ -13,6 +15,9 @@
 
 #[path = "../tests/support/apiserver/mod.rs"]
 mod apiserver;
+#[path = "../tests/support/fault_proxy.rs"]
+#[allow(dead_code)]
+mod fault_proxy;
 #[path = "../tests/support/moto.rs"]
 #[allow(dead_code)]
 mod moto;
@@ -21,7 +26,7 @@ mod peers;
 
 /// The parts of the test bed the bench uses, where the tests have them.
 mod support {
-    pub(crate) use super::{apiserver, free_port, moto};
+    pub(crate) use super::{apiserver, fault_proxy, free_port, moto};
 }
 
 /// A port nothing listens on right now.

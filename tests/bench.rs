@@ -173,3 +173,75 @@ async fn the_bitnami_phase_runs_and_decrypts_once_per_change() {
         .expect("the benchmark's bitnami phase runs and checks out");
     assert_eq!(reports[0].phase, "first-sync");
 }
+
+/// The change-events phase keeps working: a few keys rotated, each followed
+/// by its EventBridge event on moto's SQS queue. The interval is an hour, so
+/// only the queue can bring the new values; the phase itself fails unless
+/// every Secret reading a rotated key holds its new value, every event was
+/// counted `applied`, the stray messages (duplicate, unmatched, unrelated,
+/// malformed) were counted as such, and every Secret matches moto at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_events_phase_brings_rotated_values_through_the_queue() {
+    let options = bench::Options::parse_from([
+        "bench",
+        "--es",
+        "10",
+        "--namespaces",
+        "2",
+        "--sm-secrets",
+        "4",
+        "--ssm-parameters",
+        "6",
+        "--interval",
+        "1h",
+        "--timeout",
+        "60s",
+        "--phases",
+        "change-events",
+        "--change-events-rotations",
+        "4",
+        "--change-events-spread",
+        "2s",
+        "--change-events-rest",
+        "0s",
+        "--json-only",
+    ]);
+    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+        .await
+        .expect("the benchmark's change-events phase runs and checks out");
+    assert_eq!(reports[0].phase, "first-sync");
+}
+
+/// The throttled phase keeps working: AWS through the test bed's throttling
+/// proxy, 30% of calls throttled during a forced round, 90% for a short
+/// storm, the recovery, then an unchanged forced round. The phase itself
+/// fails unless every stage gets every Secret right, the unchanged round
+/// after the recovery fetches no value (change detection did not pause), and
+/// a fresh list agrees with moto at the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_throttled_phase_converges_and_keeps_change_detection() {
+    let options = bench::Options::parse_from([
+        "bench",
+        "--es",
+        "5",
+        "--namespaces",
+        "1",
+        "--sm-secrets",
+        "2",
+        "--ssm-parameters",
+        "3",
+        "--interval",
+        "1h",
+        "--timeout",
+        "120s",
+        "--phases",
+        "throttled",
+        "--throttle-minute",
+        "1s",
+        "--json-only",
+    ]);
+    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+        .await
+        .expect("the benchmark's throttled phase runs and checks out");
+    assert_eq!(reports[0].phase, "first-sync");
+}

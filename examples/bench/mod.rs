@@ -29,6 +29,18 @@
 //!   decryption), then 10 values changed; and one RSA-OAEP decryption alone
 //!   to set the figures in proportion (see `bitnami.rs`).
 //!
+//! - `change-events` (not run unless asked for; last): the controller reads
+//!   an SQS queue made before it starts (`--change-events-queue`); at rest,
+//!   then `--change-events-rotations` keys rotated at random moments, each
+//!   followed by its EventBridge event sent by the bench, then stray
+//!   messages; seconds from each Put to its Secrets, calls per rotation and
+//!   per hour at rest (see `change_events.rs`).
+//!
+//! - `throttled` (not run unless asked for): the controller's AWS calls go
+//!   through a proxy that throttles a share of them: a forced round with 30%
+//!   throttled, a minute (`--throttle-minute`) with 90%, the recovery, and
+//!   the first unchanged cycle after it (see `throttled.rs`).
+//!
 //! A phase is done when every Secret holds what moto holds (checked value by
 //! value) and every ExternalSecret's `status.refreshTime` is at or after the
 //! phase's trigger; then the bench waits for the controller to go quiet
@@ -38,10 +50,12 @@
 pub mod aws;
 pub mod bitnami;
 pub mod ces;
+pub mod change_events;
 pub mod fleet;
 pub mod measure;
 pub mod push;
 pub mod report;
+pub mod throttled;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -91,6 +105,12 @@ pub enum Phase {
     /// `--bitnami-sealed-secrets` Bitnami SealedSecrets: first unseal, a
     /// resync without a spec change, 10 values changed; one decryption alone.
     Bitnami,
+    /// AWS change events through an SQS queue: at rest, rotations, stray
+    /// messages (must come last).
+    ChangeEvents,
+    /// AWS through a throttling proxy: 30% during a forced round, 90% for
+    /// `--throttle-minute`, the recovery, the first unchanged cycle after.
+    Throttled,
 }
 
 /// Sizes, timings and how to run the controller.
@@ -120,7 +140,7 @@ pub struct Options {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub interval: Duration,
     /// Phases after first-sync, comma-separated (cluster-external-secret,
-    /// push-secret and bitnami only when listed).
+    /// push-secret, bitnami, change-events and throttled only when listed).
     #[arg(
         long,
         value_enum,
@@ -151,6 +171,10 @@ pub struct Options {
     /// two older ones), made before the controller starts.
     #[arg(long, default_value_t = 4096)]
     pub bitnami_key_bits: usize,
+    #[command(flatten)]
+    pub change_events: change_events::Args,
+    #[command(flatten)]
+    pub throttled: throttled::ThrottledArgs,
     /// After the phases: run this long more, every value changing once per
     /// interval, sampling the controller's memory (e.g. 1h).
     #[arg(long, value_parser = parse_duration)]
@@ -222,6 +246,10 @@ struct Bench {
     health: Option<String>,
     /// bitnami: the sealing keys, in place before the controller starts.
     bitnami_keys: Option<bitnami::Keys>,
+    /// change-events: the queue's URL, made before the controller starts.
+    change_events_queue: Option<String>,
+    /// throttled: the proxy between the controller and moto.
+    proxy: Option<crate::support::fault_proxy::FaultProxy>,
 }
 
 /// What a phase measures from its start.
@@ -330,6 +358,8 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     if with_bitnami && options.bitnami_key_bits < 1024 {
         return Err("--bitnami-key-bits must be at least 1024".into());
     }
+    change_events::check_options(options)?;
+    throttled::check_options(options)?;
     let fleet = Fleet::new(FleetSize {
         es: options.es,
         namespaces: options.namespaces,
@@ -343,6 +373,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     let started = Instant::now();
     let moto = tokio::task::block_in_place(Moto::start);
     let server = FakeApiServer::start_with_history(options.watch_history).await;
+    let proxy = throttled::proxy(options, &moto.endpoint).await;
     let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
@@ -354,6 +385,11 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     let bitnami_keys = if with_bitnami {
         bitnami::apply_crd(&client).await?;
         Some(bitnami::setup_keys(&client, options).await?)
+    } else {
+        None
+    };
+    let change_events_queue = if options.phases.contains(&Phase::ChangeEvents) {
+        Some(change_events::create_queue(&moto.endpoint).await?)
     } else {
         None
     };
@@ -400,6 +436,8 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         ces_runs: 0,
         health: None,
         bitnami_keys,
+        change_events_queue,
+        proxy,
     };
     let result = bench.run_phases().await;
     let stopped = bench.stop_controller();
@@ -424,6 +462,8 @@ impl Bench {
                 Phase::ClusterExternalSecret => self.cluster_external_secret().await?,
                 Phase::PushSecret => self.push_secret().await?,
                 Phase::Bitnami => self.bitnami().await?,
+                Phase::ChangeEvents => self.change_events().await?,
+                Phase::Throttled => self.throttled().await?,
             }
         }
         if let Some(duration) = self.options.soak {
@@ -567,12 +607,20 @@ impl Bench {
             } else {
                 &[]
             })
+            .args(change_events::controller_args(
+                self.change_events_queue.as_deref(),
+            ))
             .args(&self.options.controller_args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("RUST_LOG", &self.options.controller_log_level)
-            .env("AWS_ENDPOINT_URL", &self.moto.endpoint)
+            .env(
+                "AWS_ENDPOINT_URL",
+                self.proxy
+                    .as_ref()
+                    .map_or(&self.moto.endpoint, |p| &p.endpoint),
+            )
             .env("AWS_REGION", fleet::REGION)
             .env("AWS_ACCESS_KEY_ID", CONTROLLER_KEY_ID)
             .env("AWS_SECRET_ACCESS_KEY", "bench-controller-secret")

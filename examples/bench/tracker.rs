@@ -305,6 +305,16 @@ impl Tracker {
         (state.right.len(), state.refreshes_seen)
     }
 
+    /// Whether the Secret `id`, as last seen, holds `value` under `key`.
+    pub fn holds(&self, id: &Id, key: &str, value: &[u8]) -> bool {
+        let state = self.state.lock().unwrap();
+        state
+            .live
+            .get(id)
+            .and_then(|data| data.get(key))
+            .is_some_and(|held| held.as_slice() == value)
+    }
+
     /// Secrets right / Secrets expected.
     pub fn right(&self) -> (usize, usize) {
         let state = self.state.lock().unwrap();

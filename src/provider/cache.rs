@@ -50,6 +50,11 @@ pub struct Cached {
     answered: Mutex<Option<Instant>>,
     /// Called when change detection pauses (not while it stays paused).
     on_pause: Option<PauseNotice>,
+    /// Held while a refresh fetches: a second cycle of the store that starts
+    /// meanwhile (a burst of forced syncs, a first sync whose list streams
+    /// in) asks what changed after the first's answers are kept, instead of
+    /// fetching everything again beside it.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Cached {
@@ -60,6 +65,7 @@ impl Cached {
             paused: Mutex::default(),
             answered: Mutex::default(),
             on_pause: None,
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -91,6 +97,7 @@ impl Cached {
     /// Current answers to every request: those the backend confirms unchanged
     /// come from memory, the others are fetched (batched by the backend).
     pub async fn fetch_batch(&self, requests: &BTreeSet<RemoteRequest>) -> FetchResults {
+        let _one_at_a_time = self.fetching.lock().await;
         let known: Markers = {
             let answers = self.lock_answers();
             requests
