@@ -111,6 +111,7 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
     assert!(args.contains(&"--lease-name=secretsync"), "{args:?}");
     assert!(!args.contains(&"--no-leader-election"), "{args:?}");
     assert!(!args.iter().any(|a| a.contains("bitnami")), "{args:?}");
+    assert!(!args.iter().any(|a| a.contains("change-events")), "{args:?}");
     assert!(
         kind(&defaults, "DaemonSet").is_empty(),
         "CSI provider is off by default"
@@ -140,6 +141,8 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
         "--reload-debounce=5s",
         "--reload-rate=2",
         "--log-format=json",
+        "--change-events-queue=https://sqs.eu-west-1.amazonaws.com/111122223333/secretsync-changes",
+        "--change-events-queue=https://sqs.us-east-1.amazonaws.com/111122223333/secretsync-changes",
     ] {
         assert!(args.contains(&flag), "{flag} missing: {args:?}");
     }
