@@ -753,11 +753,19 @@ impl Bench {
         let deadline = Instant::now() + self.options.timeout;
         let done = self.wait_done(since, deadline).await?;
         self.wait_quiet(Duration::from_secs(15)).await;
+        let calls = self.stop_recording();
+        if !change {
+            // After the fleet's: one ExternalSecret forced alone.
+            let seconds = self.force_one().await?;
+            notes.push(format!(
+                "afterwards one ExternalSecret forced alone: its status showed the refresh {seconds:.2} s after the annotation"
+            ));
+        }
         let outcome = Outcome {
             done,
             clock: Some(triggered),
             trigger_seconds,
-            calls: self.stop_recording(),
+            calls,
             notes,
             ..Default::default()
         };
@@ -773,6 +781,44 @@ impl Bench {
             )
         };
         self.report(phase, title, start, outcome).await
+    }
+
+    /// Forces the fleet's first ExternalSecret alone; the seconds until its
+    /// status shows the refresh (its `specHash` covers the annotation).
+    async fn force_one(&mut self) -> Result<f64, String> {
+        let es = &self.fleet.external_secrets[0];
+        let api: Api<DynamicObject> = Api::namespaced_with(
+            self.client.clone(),
+            &es.namespace,
+            &resource("ExternalSecret", "externalsecrets"),
+        );
+        let spec_hash = |object: &DynamicObject| object.data["status"]["specHash"].clone();
+        let read = || async {
+            api.get(&es.name)
+                .await
+                .map_err(|e| format!("reading {}/{}: {e}", es.namespace, es.name))
+        };
+        let before = spec_hash(&read().await?);
+        self.round += 1;
+        let patch =
+            json!({"metadata": {"annotations": {FORCE_SYNC: format!("bench-one-{}", self.round)}}});
+        let started = Instant::now();
+        api.patch(&es.name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .map_err(|e| format!("annotating {}/{}: {e}", es.namespace, es.name))?;
+        loop {
+            let now = spec_hash(&read().await?);
+            if !now.is_null() && now != before {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            if started.elapsed() > self.options.timeout {
+                return Err(format!(
+                    "{}/{} forced alone was not refreshed within {:?}",
+                    es.namespace, es.name, self.options.timeout
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// One interval (+10% jitter, +3 s) of the natural schedule.
