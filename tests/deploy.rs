@@ -111,7 +111,10 @@ fn chart_lints_and_renders_with_default_and_all_features_values() {
     assert!(args.contains(&"--lease-name=secretsync"), "{args:?}");
     assert!(!args.contains(&"--no-leader-election"), "{args:?}");
     assert!(!args.iter().any(|a| a.contains("bitnami")), "{args:?}");
-    assert!(!args.iter().any(|a| a.contains("change-events")), "{args:?}");
+    assert!(
+        !args.iter().any(|a| a.contains("change-events")),
+        "{args:?}"
+    );
     assert!(
         kind(&defaults, "DaemonSet").is_empty(),
         "CSI provider is off by default"
