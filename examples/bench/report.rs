@@ -344,6 +344,24 @@ impl PhaseReport {
 }
 
 /// A stage's controller figures, one line (the push-secret and bitnami phases).
+/// A stage's cost beyond the controller (moto, the bench, the machine),
+/// then its notes.
+pub fn stage_elsewhere_lines(out: &mut String, cost: &super::StageCost, notes: &[String]) {
+    let _ = writeln!(
+        out,
+        "     elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), stage {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
+        cost.moto_cpu_seconds,
+        cost.bench_cpu_seconds,
+        mib(cost.bench_rss_kib),
+        cost.stage_seconds,
+        cost.load_average,
+        cost.steal_percent
+    );
+    for note in notes {
+        let _ = writeln!(out, "     note: {note}");
+    }
+}
+
 pub fn stage_controller_line(out: &mut String, cost: &super::StageCost) {
     let c = &cost.controller;
     let _ = writeln!(

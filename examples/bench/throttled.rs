@@ -34,7 +34,6 @@ use serde::Serialize;
 
 use super::fleet::FleetSize;
 use super::measure::{self, ApiLoad};
-use super::report::mib;
 use super::{Bench, POLL, PROGRESS, StageCost, Start, align_to_second, annotate_all};
 use crate::support::fault_proxy::{Fault, FaultProxy};
 
@@ -457,19 +456,7 @@ impl ThrottledReport {
             );
             super::report::stage_controller_line(&mut out, &stage.cost);
             super::report::stage_api_lines(&mut out, &stage.cost.api);
-            let _ = writeln!(
-                out,
-                "     elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), stage {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
-                stage.cost.moto_cpu_seconds,
-                stage.cost.bench_cpu_seconds,
-                mib(stage.cost.bench_rss_kib),
-                stage.cost.stage_seconds,
-                stage.cost.load_average,
-                stage.cost.steal_percent
-            );
-            for note in &stage.notes {
-                let _ = writeln!(out, "     note: {note}");
-            }
+            super::report::stage_elsewhere_lines(&mut out, &stage.cost, &stage.notes);
         }
         let _ = writeln!(
             out,
