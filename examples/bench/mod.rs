@@ -42,6 +42,7 @@ pub mod fleet;
 pub mod measure;
 pub mod push;
 pub mod report;
+pub mod server;
 pub mod tracker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -222,6 +223,8 @@ struct Bench {
     health: Option<String>,
     /// bitnami: the sealing keys, in place before the controller starts.
     bitnami_keys: Option<bitnami::Keys>,
+    /// The fake API server's own runtime and threads.
+    _server_runtime: server::ServerRuntime,
 }
 
 /// What a phase measures from its start.
@@ -233,6 +236,8 @@ struct Start {
     peak_reset: bool,
     moto: ProcessSample,
     bench: ProcessSample,
+    /// The fake API server's threads' CPU seconds (of `bench`'s).
+    apiserver_cpu: f64,
     load: String,
     ticks: measure::CpuTicks,
     regressions: u64,
@@ -342,7 +347,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     let commit = commit();
     let started = Instant::now();
     let moto = tokio::task::block_in_place(Moto::start);
-    let server = FakeApiServer::start_with_history(options.watch_history).await;
+    let (server, server_runtime) = server::start(options.watch_history).await?;
     let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
@@ -400,6 +405,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         ces_runs: 0,
         health: None,
         bitnami_keys,
+        _server_runtime: server_runtime,
     };
     let result = bench.run_phases().await;
     let stopped = bench.stop_controller();
@@ -446,6 +452,7 @@ impl Bench {
             peak_reset,
             moto: measure::sample(self.moto.pid()).unwrap_or_default(),
             bench: measure::sample(std::process::id()).unwrap_or_default(),
+            apiserver_cpu: measure::threads_cpu_seconds(server::THREADS),
             load: measure::load_average(),
             ticks: measure::cpu_ticks(),
             regressions: self.tracker.regressions(),
@@ -947,6 +954,8 @@ impl Bench {
             api: measure::api_load(&start.stats, &stats),
             moto_cpu_seconds: moto.cpu_seconds() - start.moto.cpu_seconds(),
             bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
+            apiserver_cpu_seconds: measure::threads_cpu_seconds(server::THREADS)
+                - start.apiserver_cpu,
             bench_rss_kib: bench.rss_kib,
             load_average: start.load,
             steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),
