@@ -214,3 +214,36 @@ pub fn controller_work(stats: &Stats) -> u64 {
         .map(|(_, count)| count)
         .sum()
 }
+
+/// The CPU seconds so far of this process's threads whose name starts with
+/// `prefix` (`/proc/self/task/*`): the fake API server runs on threads of its
+/// own (see `server.rs`), so its share of the bench process is told apart.
+pub fn threads_cpu_seconds(prefix: &str) -> f64 {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    let per_second = clock_ticks_per_second();
+    let mut ticks = 0u64;
+    for task in tasks.flatten() {
+        let path = task.path();
+        let named = std::fs::read_to_string(path.join("comm"))
+            .is_ok_and(|comm| comm.trim_end().starts_with(prefix));
+        if !named {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
+            continue;
+        };
+        let Some((_, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ticks as f64 / per_second
+}

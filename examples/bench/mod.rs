@@ -55,6 +55,7 @@ pub mod fleet;
 pub mod measure;
 pub mod push;
 pub mod report;
+pub mod server;
 pub mod throttled;
 pub mod tracker;
 
@@ -250,6 +251,8 @@ struct Bench {
     change_events_queue: Option<String>,
     /// throttled: the proxy between the controller and moto.
     proxy: Option<crate::support::fault_proxy::FaultProxy>,
+    /// The fake API server's own runtime and threads.
+    _server_runtime: server::ServerRuntime,
 }
 
 /// What a phase measures from its start.
@@ -261,6 +264,8 @@ struct Start {
     peak_reset: bool,
     moto: ProcessSample,
     bench: ProcessSample,
+    /// The fake API server's threads' CPU seconds (of `bench`'s).
+    apiserver_cpu: f64,
     load: String,
     ticks: measure::CpuTicks,
     regressions: u64,
@@ -372,8 +377,8 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
     let commit = commit();
     let started = Instant::now();
     let moto = tokio::task::block_in_place(Moto::start);
-    let server = FakeApiServer::start_with_history(options.watch_history).await;
     let proxy = throttled::proxy(options, &moto.endpoint).await;
+    let (server, server_runtime) = server::start(options.watch_history).await?;
     let dir = tempfile::tempdir().map_err(|e| format!("a temporary directory: {e}"))?;
     let kubeconfig = dir.path().join("kubeconfig");
     server.write_kubeconfig(&kubeconfig);
@@ -438,6 +443,7 @@ pub async fn run(options: &Options, controller: &Path) -> Result<Vec<PhaseReport
         bitnami_keys,
         change_events_queue,
         proxy,
+        _server_runtime: server_runtime,
     };
     let result = bench.run_phases().await;
     let stopped = bench.stop_controller();
@@ -486,6 +492,7 @@ impl Bench {
             peak_reset,
             moto: measure::sample(self.moto.pid()).unwrap_or_default(),
             bench: measure::sample(std::process::id()).unwrap_or_default(),
+            apiserver_cpu: measure::threads_cpu_seconds(server::THREADS),
             load: measure::load_average(),
             ticks: measure::cpu_ticks(),
             regressions: self.tracker.regressions(),
@@ -1041,6 +1048,8 @@ impl Bench {
             api: measure::api_load(&start.stats, &stats),
             moto_cpu_seconds: moto.cpu_seconds() - start.moto.cpu_seconds(),
             bench_cpu_seconds: bench.cpu_seconds() - start.bench.cpu_seconds(),
+            apiserver_cpu_seconds: measure::threads_cpu_seconds(server::THREADS)
+                - start.apiserver_cpu,
             bench_rss_kib: bench.rss_kib,
             load_average: start.load,
             steal_percent: measure::steal_percent(start.ticks, measure::cpu_ticks()),

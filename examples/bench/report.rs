@@ -57,6 +57,8 @@ pub struct PhaseReport {
     /// included) CPU seconds in the phase, and the machine's load.
     pub moto_cpu_seconds: f64,
     pub bench_cpu_seconds: f64,
+    /// Of `bench_cpu_seconds`: the fake API server's threads'.
+    pub apiserver_cpu_seconds: f64,
     /// The bench process's RSS at the end (the fake API server's store lives there).
     pub bench_rss_kib: u64,
     pub load_average: String,
@@ -271,9 +273,12 @@ impl PhaseReport {
         }
         let _ = writeln!(
             out,
-            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (RSS {:.0} MiB), phase {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
+            "   elsewhere: moto CPU {:.2} s, bench + fake API server CPU {:.2} s (fake API server's threads {:.2} s, bench's own {:.2} s; RSS {:.0} MiB), phase {:.1} s, load average {}, CPU taken by the hypervisor {:.0}%",
             self.moto_cpu_seconds,
             self.bench_cpu_seconds,
+            self.apiserver_cpu_seconds,
+            // Per-thread and per-process times are counted in whole ticks.
+            (self.bench_cpu_seconds - self.apiserver_cpu_seconds).max(0.0),
             mib(self.bench_rss_kib),
             self.phase_seconds,
             self.load_average,

@@ -669,7 +669,22 @@ fn patch(
         };
     }
 
-    let mut object = Arc::unwrap_or_clone(existing?);
+    let merge = content_type.starts_with("application/merge-patch+json");
+    let mut object = if merge && subresource == Some("status") {
+        // Only the status is taken from a write to the status subresource
+        // (see `State::update`): the rest of the object is not copied for it
+        // (every status write of a fleet came here).
+        let existing = existing?;
+        let mut partial = serde_json::Map::new();
+        for field in ["apiVersion", "kind", "metadata", "status"] {
+            if let Some(value) = existing.get(field) {
+                partial.insert(field.to_string(), value.clone());
+            }
+        }
+        Value::Object(partial)
+    } else {
+        Arc::unwrap_or_clone(existing?)
+    };
     let expected_version = body["metadata"]["resourceVersion"]
         .as_str()
         .map(str::to_string);

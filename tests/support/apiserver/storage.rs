@@ -28,6 +28,18 @@ pub struct Change {
     pub previous: Option<Arc<Value>>,
 }
 
+/// A change as sent to the watches now: with the object's JSON as stored,
+/// and its metadata as a `PartialObjectMetadata`, each encoded once for every
+/// watch that sends it (every change goes to every watch of its kind: the
+/// controller's and the bench's). Dropped, encodings and all, once every
+/// watch has taken it; the history keeps only the change.
+#[derive(Debug)]
+pub struct Broadcast {
+    pub change: Arc<Change>,
+    pub encoded: std::sync::OnceLock<axum::body::Bytes>,
+    pub encoded_metadata: std::sync::OnceLock<axum::body::Bytes>,
+}
+
 /// An error as the real server reports it: an HTTP status and a `Status` body.
 #[derive(Debug)]
 pub struct ApiError {
@@ -90,7 +102,7 @@ pub struct State {
     history_limit: usize,
     /// Watches from a resourceVersion older than this get 410 Gone.
     pub compacted: u64,
-    pub changes: broadcast::Sender<Arc<Change>>,
+    pub changes: broadcast::Sender<Arc<Broadcast>>,
     next_uid: u64,
 }
 
@@ -259,7 +271,11 @@ impl State {
                 self.compacted = old.resource_version;
             }
         }
-        let _ = self.changes.send(change);
+        let _ = self.changes.send(Arc::new(Broadcast {
+            change,
+            encoded: Default::default(),
+            encoded_metadata: Default::default(),
+        }));
     }
 
     fn check_namespace(
@@ -550,7 +566,10 @@ impl State {
         // The status subresource changes status only; the object, all but status.
         let mut new = if options.subresource.as_deref() == Some("status") {
             let mut new = (*existing).clone();
-            new["status"] = object.get("status").cloned().unwrap_or(Value::Null);
+            new["status"] = object
+                .as_object_mut()
+                .and_then(|fields| fields.remove("status"))
+                .unwrap_or(Value::Null);
             if new["status"].is_null() {
                 new.as_object_mut().unwrap().remove("status");
             }

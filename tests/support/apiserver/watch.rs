@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, mpsc};
 
 use super::resources::{ResourceType, status};
 use super::selectors::{FieldSelector, LabelSelector};
-use super::storage::{Change, State};
+use super::storage::{Broadcast, Change, State};
 
 pub struct WatchRequest {
     pub resource: ResourceType,
@@ -39,7 +39,7 @@ impl WatchRequest {
 
     /// The event a watcher sees for a change, if any: a modification that
     /// moves an object into or out of the selector is an ADDED or DELETED.
-    fn event(&self, change: &Change) -> Option<Bytes> {
+    fn event(&self, change: &Change, sent: Option<&Broadcast>) -> Option<Bytes> {
         if change.resource != self.resource.storage_key()
             || self
                 .namespace
@@ -58,15 +58,34 @@ impl WatchRequest {
             ("DELETED", _, true) => "DELETED",
             _ => return None,
         };
-        Some(self.line(type_, &change.object))
+        Some(self.change_line(type_, change, sent))
     }
 
-    /// One event line. The stored object is serialised where it lies when it
-    /// is served as stored (a copy only for another apiVersion or the
-    /// metadata): every change goes to every watch, so this is the server's
-    /// busiest path.
-    fn line(&self, type_: &str, stored: &Arc<Value>) -> Bytes {
-        self.line_of(type_, &State::present(&self.resource, stored))
+    /// One event line for a change, from the encoding every watch shares
+    /// while the change is being sent (encoded here the first time a watch
+    /// needs it); a change read back from the history is encoded afresh.
+    fn change_line(&self, type_: &str, change: &Change, sent: Option<&Broadcast>) -> Bytes {
+        let Some(sent) = sent else {
+            return self.line_of(type_, &State::present(&self.resource, &change.object));
+        };
+        let encoded = if self.metadata_only {
+            sent.encoded_metadata
+                .get_or_init(|| encode(&super::PartialObjectMetadata::of(&change.object)))
+        } else {
+            let presented = State::present(&self.resource, &change.object);
+            if !Arc::ptr_eq(&presented, &change.object) {
+                // Served under another version: this watch's own copy.
+                return self.line_of(type_, &presented);
+            }
+            sent.encoded.get_or_init(|| encode(&*change.object))
+        };
+        let mut text = Vec::with_capacity(encoded.len() + 32);
+        text.extend_from_slice(b"{\"type\":\"");
+        text.extend_from_slice(type_.as_bytes());
+        text.extend_from_slice(b"\",\"object\":");
+        text.extend_from_slice(encoded);
+        text.extend_from_slice(b"}\n");
+        Bytes::from(text)
     }
 
     /// One event line for an object already as served.
@@ -93,6 +112,31 @@ fn line(value: &impl serde::Serialize) -> Bytes {
     let mut text = serde_json::to_vec(value).expect("events serialize");
     text.push(b'\n');
     Bytes::from(text)
+}
+
+fn encode(value: &impl serde::Serialize) -> Bytes {
+    Bytes::from(serde_json::to_vec(value).expect("objects serialize"))
+}
+
+/// Events are sent in chunks of up to this many bytes: whatever is ready
+/// goes in one write (one event per write made the server's and the
+/// clients' system calls most of a busy watch's cost).
+const CHUNK: usize = 64 * 1024;
+
+/// `lines` joined into chunks of about [`CHUNK`] bytes.
+fn chunks(lines: Vec<Bytes>) -> Vec<Bytes> {
+    let mut out = Vec::new();
+    let mut chunk = Vec::new();
+    for line in lines {
+        if !chunk.is_empty() && chunk.len() + line.len() > CHUNK {
+            out.push(Bytes::from(std::mem::take(&mut chunk)));
+        }
+        chunk.extend_from_slice(&line);
+    }
+    if !chunk.is_empty() {
+        out.push(Bytes::from(chunk));
+    }
+    out
 }
 
 fn bookmark(resource: &ResourceType, resource_version: u64, initial_end: bool) -> Value {
@@ -126,7 +170,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
             }
             Some(rv) => {
                 for change in state.history_since(rv) {
-                    if let Some(event) = request.event(&change) {
+                    if let Some(event) = request.event(&change, None) {
                         backlog.push(event);
                     }
                 }
@@ -152,8 +196,8 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
     };
     let state = state.clone();
     tokio::spawn(async move {
-        for event in backlog {
-            if tx.send(event).await.is_err() {
+        for chunk in chunks(backlog) {
+            if tx.send(chunk).await.is_err() {
                 return;
             }
         }
@@ -164,11 +208,27 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
         loop {
             tokio::select! {
                 change = changes.recv() => match change {
-                    Ok(change) => {
-                        last_version = change.resource_version;
-                        if let Some(event) = request.event(&change)
-                            && tx.send(event).await.is_err()
-                        {
+                    Ok(sent) => {
+                        last_version = sent.change.resource_version;
+                        let mut chunk = Vec::new();
+                        if let Some(event) = request.event(&sent.change, Some(&sent)) {
+                            chunk.extend_from_slice(&event);
+                        }
+                        // And whatever else is ready, in the same write.
+                        while chunk.len() < CHUNK {
+                            match changes.try_recv() {
+                                Ok(sent) => {
+                                    last_version = sent.change.resource_version;
+                                    if let Some(event) = request.event(&sent.change, Some(&sent)) {
+                                        chunk.extend_from_slice(&event);
+                                    }
+                                }
+                                Err(broadcast::error::TryRecvError::Empty) => break,
+                                // Too far behind, or the server stopped: the client re-lists.
+                                Err(_) => return,
+                            }
+                        }
+                        if !chunk.is_empty() && tx.send(Bytes::from(chunk)).await.is_err() {
                             return;
                         }
                     }
