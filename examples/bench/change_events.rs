@@ -1103,14 +1103,7 @@ impl ChangeEventsReport {
             s.left_in_queue
                 .map_or("unknown".to_string(), |n| n.to_string())
         );
-        let _ = writeln!(
-            out,
-            "   every Secret verified against moto at the end: {}",
-            if self.verified { "yes" } else { "NO" }
-        );
-        for note in &self.notes {
-            let _ = writeln!(out, "   note: {note}");
-        }
+        super::report::verified_and_notes(&mut out, self.verified, &self.notes);
         out
     }
 }

@@ -349,6 +349,19 @@ impl PhaseReport {
 }
 
 /// A stage's controller figures, one line (the push-secret and bitnami phases).
+/// A phase's last lines: whether every Secret matched moto at the end, then
+/// its notes.
+pub fn verified_and_notes(out: &mut String, verified: bool, notes: &[String]) {
+    let _ = writeln!(
+        out,
+        "   every Secret verified against moto at the end: {}",
+        if verified { "yes" } else { "NO" }
+    );
+    for note in notes {
+        let _ = writeln!(out, "   note: {note}");
+    }
+}
+
 /// A stage's cost beyond the controller (moto, the bench, the machine),
 /// then its notes.
 pub fn stage_elsewhere_lines(out: &mut String, cost: &super::StageCost, notes: &[String]) {

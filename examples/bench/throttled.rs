@@ -458,14 +458,7 @@ impl ThrottledReport {
             super::report::stage_api_lines(&mut out, &stage.cost.api);
             super::report::stage_elsewhere_lines(&mut out, &stage.cost, &stage.notes);
         }
-        let _ = writeln!(
-            out,
-            "   every Secret verified against moto at the end: {}",
-            if self.verified { "yes" } else { "NO" }
-        );
-        for note in &self.notes {
-            let _ = writeln!(out, "   note: {note}");
-        }
+        super::report::verified_and_notes(&mut out, self.verified, &self.notes);
         out
     }
 }
