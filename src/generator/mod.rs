@@ -116,9 +116,7 @@ impl GeneratorError {
     pub fn transient(&self) -> bool {
         match self {
             GeneratorError::Kubernetes(_) => true,
-            GeneratorError::Aws(crate::provider::ProviderError::Api { failure, .. }) => {
-                *failure == crate::provider::ApiFailure::Transient
-            }
+            GeneratorError::Aws(error) => error.is_transient(),
             _ => false,
         }
     }

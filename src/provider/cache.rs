@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{ApiFailure, FetchResults, Fetched, Markers, Provider, ProviderError, RemoteRequest};
+use super::{FetchResults, Fetched, Markers, Provider, ProviderError, RemoteRequest};
 
 /// Answers nobody asked for in this long are dropped (longer than a day, the
 /// longest refresh interval in common use), so deleted ExternalSecrets do not
@@ -188,14 +188,7 @@ impl Cached {
         let mut answers = self.lock_answers();
         let mut retry = Vec::new();
         for (request, result) in fetched {
-            let passing = matches!(
-                &result,
-                Err(ProviderError::Api {
-                    failure: super::ApiFailure::Transient,
-                    ..
-                })
-            );
-            if passing {
+            if result.as_ref().is_err_and(ProviderError::is_transient) {
                 retry.push(request);
                 continue;
             }
@@ -248,12 +241,7 @@ impl Cached {
             Ok(current) => current,
             // Throttled, a 5xx, a timeout: this refresh fetches what it
             // holds; the next one lists again.
-            Err(
-                e @ ProviderError::Api {
-                    failure: ApiFailure::Transient,
-                    ..
-                },
-            ) => {
+            Err(e) if e.is_transient() => {
                 tracing::info!(error = %e, "could not ask what changed: fetching every value this once");
                 BTreeSet::new()
             }

@@ -96,6 +96,20 @@ pub enum ProviderError {
     },
 }
 
+impl ProviderError {
+    /// Whether asking again may help without anyone changing anything
+    /// (throttling, a 5xx, a timeout).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProviderError::Api {
+                failure: ApiFailure::Transient,
+                ..
+            }
+        )
+    }
+}
+
 /// How a failed AWS call may fare if made again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ApiFailure {
