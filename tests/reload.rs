@@ -32,6 +32,14 @@ fn kind_resource(kind: &str) -> ApiResource {
         "StatefulSet" => ("apps", "v1", "statefulsets"),
         "DaemonSet" => ("apps", "v1", "daemonsets"),
         "Rollout" => ("argoproj.io", "v1alpha1", "rollouts"),
+        "CronJob" => ("batch", "v1", "cronjobs"),
+        "Job" => ("batch", "v1", "jobs"),
+        "SecretProviderClass" => ("secrets-store.csi.x-k8s.io", "v1", "secretproviderclasses"),
+        "SecretProviderClassPodStatus" => (
+            "secrets-store.csi.x-k8s.io",
+            "v1",
+            "secretproviderclasspodstatuses",
+        ),
         "ExternalSecret" => ("secretsync.io", "v1", "externalsecrets"),
         "SecretStore" => ("secretsync.io", "v1", "secretstores"),
         "SealedSecret" => ("secretsync.io", "v1", "sealedsecrets"),
@@ -426,11 +434,13 @@ async fn every_way_a_pod_template_uses_an_object_restarts_it_once() {
         env_from(&["from-s"], &["from-c"]),
     )
     .await;
-    let volumes = json!({"containers": [container(json!({}))], "volumes": [
+    let volumes = json!({"containers": [container(json!({"volumeMounts": [
+        {"name": "s", "mountPath": "/s"}, {"name": "c", "mountPath": "/c"}]}))], "volumes": [
         {"name": "s", "secret": {"secretName": "vol-s"}}, {"name": "c", "configMap": {"name": "vol-c"}}]});
     bed.workload("StatefulSet", "vol", reload(), json!({}), volumes)
         .await;
-    let projected = json!({"containers": [container(json!({}))], "volumes": [{"name": "p", "projected": {"sources": [
+    let projected = json!({"containers": [container(json!({"volumeMounts": [{"name": "p", "mountPath": "/p"}]}))],
+        "volumes": [{"name": "p", "projected": {"sources": [
         {"secret": {"name": "proj-s"}}, {"configMap": {"name": "proj-c"}}, {"serviceAccountToken": {"path": "t"}}]}}]});
     bed.workload("DaemonSet", "proj", reload(), json!({}), projected)
         .await;
@@ -995,32 +1005,48 @@ async fn a_controller_restart_restarts_nothing_unless_data_changed_meanwhile() {
 
 /// The Argo Rollouts CRD, reduced to what the test needs.
 async fn install_rollout_crd(bed: &Bed) {
-    let crd: CustomResourceDefinition = serde_json::from_value(json!({
+    install_crd(bed, "argoproj.io", "v1alpha1", "Rollout", "rollouts", true).await;
+}
+
+/// A namespaced CRD that keeps any field.
+async fn install_crd(
+    bed: &Bed,
+    group: &str,
+    version: &str,
+    kind: &str,
+    plural: &str,
+    status: bool,
+) {
+    let name = format!("{plural}.{group}");
+    let mut crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": "rollouts.argoproj.io"},
+        "metadata": {"name": name},
         "spec": {
-            "group": "argoproj.io",
-            "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "listKind": "RolloutList"},
+            "group": group,
+            "names": {"kind": kind, "plural": plural, "singular": kind.to_lowercase(), "listKind": format!("{kind}List")},
             "scope": "Namespaced",
-            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
-                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
-                "subresources": {"status": {}}}],
+            "versions": [{"name": version, "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
         },
-    }))
-    .unwrap();
+    });
+    if status {
+        crd["spec"]["versions"][0]["subresources"] = json!({"status": {}});
+    }
+    let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
     let api: Api<CustomResourceDefinition> = Api::all(bed.cluster.client.clone());
     api.patch(
-        "rollouts.argoproj.io",
+        &name,
         &PatchParams::apply("scenario").force(),
         &Patch::Apply(&crd),
     )
     .await
-    .expect("install the Rollout CRD");
+    .unwrap_or_else(|e| panic!("install the {kind} CRD: {e}"));
     let established = eventually(WAIT, || {
         let api = api.clone();
+        let name = name.clone();
         async move {
-            let crd = api.get("rollouts.argoproj.io").await.ok()?;
+            let crd = api.get(&name).await.ok()?;
             crd.status?
                 .conditions?
                 .iter()
@@ -1029,7 +1055,7 @@ async fn install_rollout_crd(bed: &Bed) {
         }
     })
     .await;
-    assert!(established.is_some(), "the Rollout CRD is established");
+    assert!(established.is_some(), "the {kind} CRD is established");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1037,9 +1063,19 @@ async fn an_argo_rollout_is_restarted_by_restart_at() {
     let mut bed = Bed::start("reload-rollout").await;
     install_rollout_crd(&bed).await;
     bed.secret("r", &[("k", "Roll-1")], json!({})).await;
+    let mut restart = reload();
+    restart["reloader.stakater.com/rollout-strategy"] = json!("restart");
     bed.apply(
         "Rollout",
-        json!({"metadata": {"name": "canary", "annotations": reload()},
+        json!({"metadata": {"name": "default", "annotations": {"reloader.stakater.com/auto": "1"}},
+            "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "default"}},
+                "template": {"metadata": {"labels": {"app": "default"}}, "spec": env_from(&["r"], &[])},
+                "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}}}),
+    )
+    .await;
+    bed.apply(
+        "Rollout",
+        json!({"metadata": {"name": "canary", "annotations": restart},
             "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "canary"}},
                 "template": {"metadata": {"labels": {"app": "canary"}}, "spec": env_from(&["r"], &[])},
                 "strategy": {"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}}}}),
@@ -1066,7 +1102,20 @@ async fn an_argo_rollout_is_restarted_by_restart_at() {
     assert!(recorded.is_some());
     assert_eq!(after, generation + 1);
     bed.restart_note("canary", "Secret r changed").await;
-    assert_eq!(bed.metric("Rollout").await, 1);
+    // Without rollout-strategy: Reloader's default, a template update (the
+    // Rollout runs its canary steps), and no restartAt.
+    let before = bed.recorded("Rollout", "default").await;
+    let template = bed.restarted("Rollout", "default", None).await;
+    let object = bed.get("Rollout", "default").await;
+    assert!(
+        object.data["spec"].get("restartAt").is_none(),
+        "{:?}",
+        object.data["spec"]
+    );
+    let (_, recorded, after) = bed.state("Rollout", "default").await;
+    assert_eq!(recorded.as_deref(), Some(template.as_str()));
+    assert!(after > before || after >= 1);
+    assert_eq!(bed.metric("Rollout").await, 2);
     bed.finish(&["Roll-1", "Roll-2"]).await;
 }
 
@@ -1185,4 +1234,347 @@ async fn a_resealed_value_rolls_the_deployment_exactly_once() {
     assert_eq!(bed.state("Deployment", "app").await.2, generation + 1);
     assert_eq!(bed.metric("Deployment").await, 1);
     bed.finish(&["Sealed-reload-1", "Sealed-reload-2"]).await;
+}
+
+/// A webhook receiver on 127.0.0.1: every request's content type and body.
+struct Receiver {
+    url: String,
+    received: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Receiver {
+    fn start() -> Receiver {
+        use std::io::{BufRead, BufReader, Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!(
+            "http://{}/hooks/T000/B000/XXXX",
+            listener.local_addr().unwrap()
+        );
+        let received = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = received.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let (mut length, mut content_type) = (0usize, String::new());
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    let lower = line.to_ascii_lowercase();
+                    if let Some(v) = lower.strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    if let Some(v) = lower.strip_prefix("content-type:") {
+                        content_type = v.trim().to_string();
+                    }
+                }
+                let mut body = vec![0; length];
+                let _ = reader.read_exact(&mut body);
+                sink.lock()
+                    .unwrap()
+                    .push((content_type, String::from_utf8_lossy(&body).into_owned()));
+                let _ = stream.write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                );
+            }
+        });
+        Receiver { url, received }
+    }
+
+    async fn wait(&self, count: usize) -> Vec<(String, String)> {
+        let found = eventually(WAIT, || async {
+            let all = self.received.lock().unwrap().clone();
+            (all.len() >= count).then_some(all)
+        })
+        .await;
+        found.unwrap_or_else(|| {
+            panic!(
+                "fewer than {count} alerts: {:?}",
+                self.received.lock().unwrap()
+            )
+        })
+    }
+}
+
+/// Reloader's parsing: `auto: "True"` opts in (strconv.ParseBool), the
+/// exclude list is read from the workload's metadata only, a volume no
+/// container mounts does not count; and Reloader's alert variables post a
+/// Slack-shaped alert naming the workload and the Secret, never a value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloader_parsing_mounts_and_alerts_as_reloader() {
+    let mut bed = Bed::start("reload-parity").await;
+    for name in ["used", "idle", "kept"] {
+        bed.secret(name, &[("k", &format!("Par-{name}-1"))], json!({}))
+            .await;
+    }
+    let pod = json!({
+        "containers": [container(json!({"envFrom": [{"secretRef": {"name": "used"}}, {"secretRef": {"name": "kept"}}],
+            "volumeMounts": []}))],
+        "volumes": [{"name": "idle", "secret": {"secretName": "idle"}}],
+    });
+    // The exclude list on the pod template is not Reloader's: "kept" counts.
+    bed.workload(
+        "Deployment",
+        "parity",
+        json!({"reloader.stakater.com/auto": "True"}),
+        json!({"secrets.exclude.reloader.stakater.com/reload": "kept"}),
+        pod.clone(),
+    )
+    .await;
+    bed.workload(
+        "Deployment",
+        "excluding",
+        json!({"reloader.stakater.com/auto": "t", "secrets.exclude.reloader.stakater.com/reload": "used, kept"}),
+        json!({}),
+        pod,
+    )
+    .await;
+    let receiver = Receiver::start();
+    bed.run(
+        &[],
+        &[
+            ("ALERT_ON_RELOAD", "true"),
+            ("ALERT_WEBHOOK_URL", &receiver.url),
+            ("ALERT_SINK", "slack"),
+            ("ALERT_ADDITIONAL_INFO", "test-cluster"),
+        ],
+    );
+    bed.recorded("Deployment", "parity").await;
+    bed.recorded("Deployment", "excluding").await;
+    let (_, _, excluding_generation) = bed.state("Deployment", "excluding").await;
+    // The unmounted volume's Secret first, then the used one: one restart,
+    // naming only the used one.
+    bed.secret("idle", &[("k", "Par-idle-2")], json!({})).await;
+    bed.secret("kept", &[("k", "Par-kept-2")], json!({})).await;
+    assert_eq!(
+        bed.restarts_on("Secret", "kept").await,
+        BTreeSet::from(["parity".to_string()]),
+        "'excluding' excludes it on its metadata"
+    );
+    bed.restarted("Deployment", "parity", None).await;
+    let note = bed.restart_note("parity", "Secret kept changed").await;
+    assert!(!note.contains("idle"), "{note}");
+    let alerts = receiver.wait(1).await;
+    let (content_type, body) = &alerts[0];
+    assert_eq!(content_type, "application/json");
+    let body: Value = serde_json::from_str(body).expect("JSON");
+    let text = body["attachments"][0]["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        text,
+        format!(
+            "test-cluster : secretsync detected changes in *Secret kept* in namespace *{ns}*. Hence restarted *parity* of type *Deployment* in namespace *{ns}*",
+            ns = bed.ns()
+        )
+    );
+    assert_eq!(body["attachments"][0]["color"], "good");
+    assert_eq!(
+        bed.state("Deployment", "excluding").await.2,
+        excluding_generation
+    );
+    assert_eq!(bed.metric("Deployment").await, 1);
+    let logs = bed.logs();
+    assert!(
+        !logs.contains("hooks/T000"),
+        "the webhook URL is never logged"
+    );
+    bed.finish(&[
+        "Par-used-1",
+        "Par-idle-1",
+        "Par-idle-2",
+        "Par-kept-1",
+        "Par-kept-2",
+    ])
+    .await;
+}
+
+/// As in Reloader: a CronJob runs a Job from its template at once (and is
+/// itself left as it was), a Job is deleted and created again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cron_job_runs_a_job_and_a_job_is_created_again() {
+    let mut bed = Bed::start("reload-jobs").await;
+    bed.secret("batch", &[("k", "Job-1")], json!({})).await;
+    let pod = json!({"restartPolicy": "Never", "containers": [container(json!({"envFrom": [{"secretRef": {"name": "batch"}}]}))]});
+    bed.apply(
+        "CronJob",
+        json!({"metadata": {"name": "nightly", "annotations": {"reloader.stakater.com/auto": "true"}},
+            "spec": {"schedule": "0 3 * * *", "jobTemplate": {"metadata": {"labels": {"team": "a"}},
+                "spec": {"template": {"spec": pod.clone()}}}}}),
+    )
+    .await;
+    bed.apply(
+        "Job",
+        json!({"metadata": {"name": "migrate", "annotations": {"secret.reloader.stakater.com/reload": "batch"}},
+            "spec": {"template": {"metadata": {"labels": {"app": "migrate"}}, "spec": pod}}}),
+    )
+    .await;
+    bed.run(&[], &[]);
+    bed.recorded("CronJob", "nightly").await;
+    bed.recorded("Job", "migrate").await;
+    let cron = bed.get("CronJob", "nightly").await;
+    let cron_generation = cron.metadata.generation;
+    let cron_uid = cron.metadata.uid.clone().unwrap();
+    let job_uid = bed.get("Job", "migrate").await.metadata.uid.unwrap();
+    bed.secret("batch", &[("k", "Job-2")], json!({})).await;
+    let jobs = bed.api("Job");
+    let made = eventually(WAIT, || async {
+        jobs.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .find(|j| {
+                j.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| o.uid == cron_uid && o.kind == "CronJob")
+            })
+    })
+    .await
+    .unwrap_or_else(|| panic!("no Job from the CronJob; log:\n{}", bed.logs()));
+    assert!(
+        made.metadata
+            .name
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("nightly-")
+    );
+    let annotations = made.metadata.annotations.clone().unwrap_or_default();
+    assert_eq!(
+        annotations
+            .get("cronjob.kubernetes.io/instantiate")
+            .map(String::as_str),
+        Some("manual")
+    );
+    assert_eq!(
+        made.metadata
+            .labels
+            .unwrap_or_default()
+            .get("team")
+            .map(String::as_str),
+        Some("a")
+    );
+    assert!(made.data["spec"]["template"]["metadata"]["annotations"][HASH].is_string());
+    let cron = bed.get("CronJob", "nightly").await;
+    assert_eq!(
+        cron.metadata.generation, cron_generation,
+        "the CronJob's spec is left alone"
+    );
+    assert!(
+        cron.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key(RESTARTED_AT)
+    );
+    let again = eventually(WAIT, || async {
+        let job = bed.api("Job").get("migrate").await.ok()?;
+        (job.metadata.uid.as_deref() != Some(job_uid.as_str())).then_some(job)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the Job was not created again; log:\n{}", bed.logs()));
+    assert!(again.data["spec"]["template"]["metadata"]["annotations"][HASH].is_string());
+    assert_eq!(
+        again.data["spec"]["template"]["metadata"]["labels"]["app"],
+        "migrate"
+    );
+    bed.restart_note("nightly", "Secret batch changed").await;
+    bed.logged(
+        "reload: inputs unchanged",
+        &[("workload", &bed.object("Job", "migrate"))],
+    )
+    .await;
+    assert_eq!(bed.metric("CronJob").await, 1);
+    assert_eq!(bed.metric("Job").await, 1);
+    bed.finish(&["Job-1", "Job-2"]).await;
+}
+
+/// Reloader's `secretproviderclass.reloader.stakater.com/*`: a Deployment
+/// mounting a SecretProviderClass by CSI restarts when one of its pods'
+/// `SecretProviderClassPodStatus` moves to new object versions; a new pod's
+/// status restarts nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_provider_class_whose_versions_move_restarts_its_workload() {
+    let mut bed = Bed::start("reload-spc").await;
+    let csi = "secrets-store.csi.x-k8s.io";
+    install_crd(
+        &bed,
+        csi,
+        "v1",
+        "SecretProviderClass",
+        "secretproviderclasses",
+        false,
+    )
+    .await;
+    install_crd(
+        &bed,
+        csi,
+        "v1",
+        "SecretProviderClassPodStatus",
+        "secretproviderclasspodstatuses",
+        false,
+    )
+    .await;
+    bed.apply(
+        "SecretProviderClass",
+        json!({"metadata": {"name": "aws-spc"}, "spec": {"provider": "aws", "parameters": {"objects": "[]"}}}),
+    )
+    .await;
+    let status = |pod: &str, version: &str| {
+        json!({"metadata": {"name": format!("{pod}-{}-aws-spc", "ns")},
+            "status": {"podName": pod, "secretProviderClassName": "aws-spc", "mounted": true,
+                "targetPath": "/var/lib/kubelet/pods/x/volumes/kubernetes.io~csi/secrets/mount",
+                "objects": [{"id": "db-password", "version": version}]}})
+    };
+    bed.apply("SecretProviderClassPodStatus", status("web-1", "v1"))
+        .await;
+    let pod = json!({"containers": [container(json!({"volumeMounts": [{"name": "secrets", "mountPath": "/mnt/secrets"}]}))],
+        "volumes": [{"name": "secrets", "csi": {"driver": "secrets-store.csi.k8s.io", "readOnly": true,
+            "volumeAttributes": {"secretProviderClass": "aws-spc"}}}]});
+    bed.workload(
+        "Deployment",
+        "web",
+        json!({"secretproviderclass.reloader.stakater.com/reload": "aws-spc"}),
+        json!({}),
+        pod.clone(),
+    )
+    .await;
+    bed.workload(
+        "Deployment",
+        "other",
+        json!({"secretproviderclass.reloader.stakater.com/reload": "other-spc"}),
+        json!({}),
+        pod,
+    )
+    .await;
+    bed.run(&[], &[]);
+    bed.logged(
+        "reload: the Secrets Store CSI driver's CRDs are served; watching SecretProviderClasses",
+        &[],
+    )
+    .await;
+    let generation = bed.recorded("Deployment", "web").await;
+    bed.recorded("Deployment", "other").await;
+    let (_, other_hash, other_generation) = bed.state("Deployment", "other").await;
+    // A new pod's status (same versions): nothing.
+    bed.apply("SecretProviderClassPodStatus", status("web-2", "v1"))
+        .await;
+    // The first pod's mount moves to v2: one restart.
+    bed.apply("SecretProviderClassPodStatus", status("web-1", "v2"))
+        .await;
+    let hash = bed.restarted("Deployment", "web", None).await;
+    assert_eq!(bed.state("Deployment", "web").await.2, generation + 1);
+    bed.restart_note("web", "SecretProviderClass aws-spc changed")
+        .await;
+    // The second pod follows: same versions as already counted, nothing more.
+    bed.apply("SecretProviderClassPodStatus", status("web-2", "v2"))
+        .await;
+    bed.secret("unrelated", &[("k", "x")], json!({})).await;
+    assert_eq!(bed.restart_notes("web").await.len(), 1);
+    assert_eq!(bed.state("Deployment", "web").await.0, Some(hash));
+    assert_eq!(bed.state("Deployment", "other").await.1, other_hash);
+    assert_eq!(bed.state("Deployment", "other").await.2, other_generation);
+    assert_eq!(bed.metric("Deployment").await, 1);
+    bed.finish(&[]).await;
 }

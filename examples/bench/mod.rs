@@ -54,6 +54,7 @@ pub mod change_events;
 pub mod fleet;
 pub mod measure;
 pub mod push;
+pub mod reload;
 pub mod report;
 pub mod server;
 pub mod throttled;
@@ -112,6 +113,9 @@ pub enum Phase {
     /// AWS through a throttling proxy: 30% during a forced round, 90% for
     /// `--throttle-minute`, the recovery, the first unchanged cycle after.
     Throttled,
+    /// `--reload` among `--reload-unrelated` Secrets and as many ConfigMaps no
+    /// workload uses: bytes per unrelated object (see `reload.rs`).
+    ReloadMemory,
 }
 
 /// Sizes, timings and how to run the controller.
@@ -172,6 +176,9 @@ pub struct Options {
     /// two older ones), made before the controller starts.
     #[arg(long, default_value_t = 4096)]
     pub bitnami_key_bits: usize,
+    /// reload-memory: the unrelated Secrets (and as many ConfigMaps) created.
+    #[arg(long, default_value_t = 20_000)]
+    pub reload_unrelated: usize,
     #[command(flatten)]
     pub change_events: change_events::Args,
     #[command(flatten)]
@@ -470,6 +477,7 @@ impl Bench {
                 Phase::Bitnami => self.bitnami().await?,
                 Phase::ChangeEvents => self.change_events().await?,
                 Phase::Throttled => self.throttled().await?,
+                Phase::ReloadMemory => self.reload_memory().await?,
             }
         }
         if let Some(duration) = self.options.soak {

@@ -66,6 +66,14 @@ pub struct Args {
     /// cluster, sent one at a time in the order they fell due.
     #[arg(long, default_value_t = reload::DEFAULT_RATE, value_parser = parse_rate)]
     reload_rate: f64,
+    /// With --reload: post an alert to this webhook after each restart
+    /// (Reloader's ALERT_ON_RELOAD=true with ALERT_WEBHOOK_URL does the same).
+    #[arg(long, value_name = "URL")]
+    reload_alert_webhook: Option<String>,
+    /// With --reload: the alert's shape: slack, teams, gchat, json, raw
+    /// (default: ALERT_SINK, else raw).
+    #[arg(long, value_name = "SINK")]
+    reload_alert_sink: Option<String>,
     /// An SQS queue EventBridge feeds with Secrets Manager and Parameter
     /// Store changes (README: "AWS change events"): the ExternalSecrets that
     /// read a changed key refresh within seconds, the interval stays the
@@ -144,6 +152,11 @@ pub async fn run(args: Args) -> ExitCode {
         reload: args.reload.then_some(reload::Settings {
             debounce: args.reload_debounce,
             rate: args.reload_rate,
+            alerts: reload::alert::Alerts::resolve(
+                args.reload_alert_webhook.as_deref(),
+                args.reload_alert_sink.as_deref(),
+                |name| std::env::var(name).ok(),
+            ),
         }),
         change_events_queues: args.change_events_queues,
     };

@@ -1,6 +1,8 @@
 //! The loop: feeds the tracker what the watches see, makes the reads it asks
 //! for (a few at a time), and sends its patches one at a time, each followed by
-//! an Event on the workload and, for a restart, the metric.
+//! an Event on the workload and, for a restart, the metric and (if configured)
+//! Reloader's webhook alert. A CronJob's restart creates a Job from its
+//! template; a Job's deletes it and creates it again.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -10,14 +12,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kube::api::{Api, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::alert::Alerts;
 use super::tracker::{Action, Job, PatchOutcome, Reason, Tracker};
 use super::watch::{self, Message};
-use super::workload::{record_patch, reference, restart_patch};
+use super::workload::{
+    WorkloadKind, job_again, job_from_cron_job, record_patch, reference, restart_patch,
+};
 use super::{HASH_ANNOTATION, ObjKey, RECORD_MANAGER, RESTART_MANAGER, Settings};
 use crate::controller::Metrics;
 
@@ -70,6 +75,7 @@ pub async fn run(
                 client.clone(),
                 reporter.clone(),
                 metrics.clone(),
+                settings.alerts.clone(),
                 job,
             )));
         }
@@ -133,6 +139,7 @@ fn handle(tracker: &mut Tracker, message: Message, now: Instant) -> Vec<ObjKey> 
             let event = watch::map(event, |(key, info)| (key, info.map(|info| *info)));
             tracker.workload_event(kind, event, now)
         }
+        Message::PodStatus(event) => tracker.pod_status_event(event, now),
     }
 }
 
@@ -168,36 +175,144 @@ fn restart_note(reason: &Reason, hash: &str) -> String {
     }
 }
 
+/// A CronJob's restart: a Job from its template, then the hash on its metadata.
+async fn run_cron_job(
+    api: &Api<DynamicObject>,
+    client: &kube::Client,
+    job: &Job,
+) -> Result<(), Failure> {
+    let key = &job.key;
+    let cron_job = api.get(&key.name).await?;
+    if cron_job.metadata.uid.as_deref() != Some(job.uid.as_str()) {
+        return Err(Failure::Gone);
+    }
+    let value = serde_json::to_value(&cron_job)?;
+    let body = job_from_cron_job(&value, &job.hash).map_err(Failure::Other)?;
+    let jobs: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &key.namespace,
+        &WorkloadKind::Job.api_resource(),
+    );
+    let body: DynamicObject = serde_json::from_value(body)?;
+    let created = jobs
+        .create(
+            &PostParams {
+                field_manager: Some(RESTART_MANAGER.into()),
+                ..Default::default()
+            },
+            &body,
+        )
+        .await?;
+    tracing::info!(workload = %key, job = created.metadata.name.as_deref().unwrap_or_default(), "reload: created a Job from the CronJob");
+    let patch = restart_patch(key, &job.uid, &job.hash, job.at, false);
+    let params = PatchParams::apply(RESTART_MANAGER).force();
+    api.patch(&key.name, &params, &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// A Job's restart, as Reloader does it: deleted (background propagation),
+/// then created again from its own spec, the hash on the new one.
+async fn run_job_again(api: &Api<DynamicObject>, job: &Job) -> Result<(), Failure> {
+    let key = &job.key;
+    let old = api.get(&key.name).await?;
+    if old.metadata.uid.as_deref() != Some(job.uid.as_str()) {
+        return Err(Failure::Gone);
+    }
+    let value = serde_json::to_value(&old)?;
+    let body: DynamicObject = serde_json::from_value(job_again(&value, &job.hash, job.at))?;
+    let params = DeleteParams {
+        propagation_policy: Some(kube::api::PropagationPolicy::Background),
+        preconditions: Some(kube::api::Preconditions {
+            uid: Some(job.uid.clone()),
+            resource_version: None,
+        }),
+        ..Default::default()
+    };
+    api.delete(&key.name, &params).await?;
+    // The name is free once the object is gone (no finalizers on Jobs).
+    let post = PostParams {
+        field_manager: Some(RESTART_MANAGER.into()),
+        ..Default::default()
+    };
+    let mut attempt = 0u32;
+    loop {
+        match api.create(&post, &body).await {
+            Ok(_) => return Ok(()),
+            Err(kube::Error::Api(status)) if status.code == 409 && attempt < 10 => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Why a restart or record failed.
+enum Failure {
+    /// The workload is gone (or was replaced under its name).
+    Gone,
+    Other(String),
+}
+
+impl From<kube::Error> for Failure {
+    fn from(e: kube::Error) -> Self {
+        match e {
+            kube::Error::Api(status) if status.code == 404 => Failure::Gone,
+            e => Failure::Other(e.to_string()),
+        }
+    }
+}
+
+impl From<serde_json::Error> for Failure {
+    fn from(e: serde_json::Error) -> Self {
+        Failure::Other(e.to_string())
+    }
+}
+
 async fn send(
     client: kube::Client,
     reporter: Reporter,
     metrics: Arc<Metrics>,
+    alerts: Option<Alerts>,
     job: Job,
 ) -> (Job, PatchOutcome) {
     let key = &job.key;
     let (manager, body) = match &job.action {
         Action::Restart { .. } => (
             RESTART_MANAGER,
-            restart_patch(key, &job.uid, &job.hash, job.at),
+            restart_patch(key, &job.uid, &job.hash, job.at, job.restart_at),
         ),
         Action::Record => (RECORD_MANAGER, record_patch(key, &job.uid, &job.hash)),
     };
     let api_client = client.clone();
     let api: Api<DynamicObject> =
-        Api::namespaced_with(client, &key.namespace, &key.kind.api_resource());
+        Api::namespaced_with(client.clone(), &key.namespace, &key.kind.api_resource());
     let params = PatchParams::apply(manager).force();
-    let answer = tokio::time::timeout(
-        PATCH_TIMEOUT,
-        api.patch(&key.name, &params, &Patch::Apply(&body)),
-    )
-    .await;
+    let restart = matches!(job.action, Action::Restart { .. });
+    let answer = match key.kind {
+        WorkloadKind::CronJob if restart => {
+            tokio::time::timeout(PATCH_TIMEOUT, run_cron_job(&api, &client, &job)).await
+        }
+        WorkloadKind::Job if restart => {
+            tokio::time::timeout(PATCH_TIMEOUT, run_job_again(&api, &job)).await
+        }
+        _ => {
+            tokio::time::timeout(PATCH_TIMEOUT, async {
+                api.patch(&key.name, &params, &Patch::Apply(&body))
+                    .await
+                    .map(|_| ())
+                    .map_err(Failure::from)
+            })
+            .await
+        }
+    };
     let outcome = match answer {
         Ok(Ok(_)) => PatchOutcome::Done,
-        Ok(Err(kube::Error::Api(status))) if status.code == 404 => {
+        Ok(Err(Failure::Gone)) => {
             tracing::debug!(workload = %key, "reload: workload gone");
             PatchOutcome::Gone
         }
-        Ok(Err(e)) => {
+        Ok(Err(Failure::Other(e))) => {
             tracing::warn!(workload = %key, error = %e, "reload: patch failed; retrying later");
             PatchOutcome::Failed
         }
@@ -217,6 +332,15 @@ async fn send(
             metrics.workload_restarted(key.kind.as_str());
             let note = restart_note(reason, &job.hash);
             tracing::info!(workload = %key, %note, "reload: restarted");
+            if let Some(alerts) = alerts {
+                let objects = match reason {
+                    Reason::Changed(objects) | Reason::WhileAway(objects) => objects.clone(),
+                };
+                tokio::spawn({
+                    let key = key.clone();
+                    async move { alerts.send(key, objects).await }
+                });
+            }
             (EventType::Normal, "Restarted", note)
         }
         PatchOutcome::Failed => (

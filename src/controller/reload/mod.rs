@@ -1,6 +1,7 @@
-//! Workload restarts: when the data of a Secret or ConfigMap that an opted-in
-//! Deployment, StatefulSet, DaemonSet or Argo Rollout uses changes, the
-//! workload rolls, once, at a bounded pace across the cluster.
+//! Workload restarts: when the data of a Secret or ConfigMap (or the objects
+//! of a mounted SecretProviderClass) that an opted-in Deployment, StatefulSet,
+//! DaemonSet, Argo Rollout, CronJob or Job uses changes, the workload
+//! restarts, once, at a bounded pace across the cluster.
 //!
 //! The mechanism is one pod-template annotation, [`HASH_ANNOTATION`], a hash
 //! over the data of the objects the workload uses; writing a new value is what
@@ -12,13 +13,17 @@
 //! One file per concept: [`uses`] (which objects a pod template uses),
 //! [`annotations`] (what a workload asks for, secretsync's and Reloader's
 //! annotations), [`hash`] (the input hash), [`queue`] (debounce and rate),
-//! [`tracker`] (what is known, what is due), [`workload`] (the kinds and their
-//! patches), [`read`] (reading one object's data into a digest), [`watch`] (the
-//! watches) and [`driver`] (the loop tying them together).
+//! [`tracker`] (what is known, what is due), [`objects`] (the compact record
+//! of every watched object), [`workload`] (the kinds and their patches),
+//! [`read`] (reading one object's data into a digest), [`watch`] (the
+//! watches), [`alert`] (Reloader's webhook alerts) and [`driver`] (the loop
+//! tying them together).
 
+pub mod alert;
 pub mod annotations;
 mod driver;
 pub mod hash;
+pub mod objects;
 pub mod queue;
 mod read;
 pub mod tracker;
@@ -51,25 +56,37 @@ pub struct Settings {
     pub debounce: Duration,
     /// Workload patches per second across the cluster.
     pub rate: f64,
+    /// Reloader's webhook alert after each restart.
+    pub alerts: Option<alert::Alerts>,
 }
 
 /// The default of `--reload-rate`: five workload patches a second.
 pub const DEFAULT_RATE: f64 = 5.0;
 
-/// The two kinds of input.
+/// The kinds of input. A SecretProviderClass's "data" is the versions its
+/// pods' mounts hold (from `SecretProviderClassPodStatus`), not the object.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ObjKind {
     Secret,
     ConfigMap,
+    SecretProviderClass,
 }
 
 impl ObjKind {
-    pub const ALL: [ObjKind; 2] = [ObjKind::Secret, ObjKind::ConfigMap];
+    pub const ALL: [ObjKind; 3] = [
+        ObjKind::Secret,
+        ObjKind::ConfigMap,
+        ObjKind::SecretProviderClass,
+    ];
+    /// The kinds always watched: decisions wait until both are listed. The
+    /// SecretProviderClass watch starts only once its CRD is served.
+    pub const CORE: [ObjKind; 2] = [ObjKind::Secret, ObjKind::ConfigMap];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ObjKind::Secret => "Secret",
             ObjKind::ConfigMap => "ConfigMap",
+            ObjKind::SecretProviderClass => "SecretProviderClass",
         }
     }
 }

@@ -55,6 +55,8 @@ pub async fn read(client: kube::Client, key: ObjKey) -> (ObjKey, ReadResult) {
     let path = match key.kind {
         ObjKind::Secret => Secret::url_path(&(), Some(&key.namespace)),
         ObjKind::ConfigMap => ConfigMap::url_path(&(), Some(&key.namespace)),
+        // Never asked for: its pod statuses say what its mounts hold.
+        ObjKind::SecretProviderClass => return (key, ReadResult::Failed),
     };
     let request = kube::core::Request::new(path);
     for attempt in 0..ATTEMPTS {
@@ -74,7 +76,7 @@ pub async fn read(client: kube::Client, key: ObjKey) -> (ObjKey, ReadResult) {
                 let data = values(object.data);
                 let digest = match key.kind {
                     ObjKind::Secret => data_digest(&[("data", &data)]),
-                    ObjKind::ConfigMap => {
+                    ObjKind::ConfigMap | ObjKind::SecretProviderClass => {
                         let binary = values(object.binary_data);
                         data_digest(&[("data", &data), ("binaryData", &binary)])
                     }

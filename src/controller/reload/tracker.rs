@@ -1,6 +1,8 @@
-//! What is known and what is due. The tracker keeps the metadata of every
-//! Secret and ConfigMap (resourceVersion and Reloader's two flags, nothing
-//! else), a digest of the data of the objects opted-in workloads count, and per
+//! What is known and what is due. The tracker keeps a compact record of every
+//! Secret, ConfigMap and SecretProviderClass ([`super::objects`]: its name, a
+//! digest of its resourceVersion, Reloader's two flags), a digest of the data
+//! of the objects opted-in workloads count (for a SecretProviderClass, of the
+//! object versions its pods' mounts hold, from `SecretProviderClassPodStatus`), and per
 //! opted-in workload what it uses and counts, the hash it remembers, and any
 //! change waiting to restart it. It does no I/O: it is told what the watches
 //! saw and what reads and patches returned, with the time, and answers with the
@@ -31,11 +33,13 @@ use kube::runtime::watcher::Event;
 use tokio::time::Instant;
 
 use super::hash::{Digest, input_hash};
+use super::objects::{Objects, Record, version};
 use super::queue::{Lane, Queue};
 use super::workload::{WorkloadInfo, WorkloadKey, WorkloadKind};
 use super::{ObjKey, ObjKind};
 
-/// What the tracker keeps of a Secret's or ConfigMap's metadata.
+/// What a watch says of a Secret's, ConfigMap's or SecretProviderClass's
+/// metadata (the tracker keeps less: a [`Record`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjMeta {
     pub resource_version: String,
@@ -82,11 +86,26 @@ pub enum Action {
     Record,
 }
 
+/// What a watch says of one `SecretProviderClassPodStatus`: the class its
+/// pod mounts and a digest of the object versions the mount holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodStatus {
+    pub namespace: String,
+    pub name: String,
+    pub class: String,
+    pub versions: Digest,
+}
+
+/// The digest a SecretProviderClass counts with before any pod status names it.
+const NO_VERSIONS: Digest = [0; 32];
+
 /// One patch to send.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Job {
     pub key: WorkloadKey,
     pub uid: String,
+    /// A Rollout restarted by `spec.restartAt`.
+    pub restart_at: bool,
     pub hash: String,
     pub action: Action,
     /// When the rate released it.
@@ -107,7 +126,7 @@ const READ_RETRY: Duration = Duration::from_secs(30);
 struct Known {
     /// `None`: the object was deleted; the digest is kept to compare with
     /// whatever comes back under its name.
-    resource_version: Option<String>,
+    resource_version: Option<u64>,
     digest: Digest,
 }
 
@@ -138,10 +157,14 @@ enum Decision {
 pub struct Tracker {
     debounce: Duration,
     anchor: (Instant, jiff::Timestamp),
-    objects: BTreeMap<ObjKey, ObjMeta>,
+    objects: Objects,
     synced: BTreeSet<ObjKind>,
-    object_relists: HashMap<ObjKind, HashSet<ObjKey>>,
     data: HashMap<ObjKey, Known>,
+    /// Each pod status: (namespace, name) -> (class, versions).
+    pod_statuses: HashMap<(String, String), (String, Digest)>,
+    pod_status_relist: Option<HashSet<(String, String)>>,
+    /// Per SecretProviderClass, the versions its mounts last moved to.
+    class_versions: HashMap<ObjKey, Digest>,
     /// Reads in flight, with when the change that asked for them was seen.
     reading: HashMap<ObjKey, Instant>,
     workloads: HashMap<WorkloadKey, Tracked>,
@@ -167,10 +190,12 @@ impl Tracker {
         Self {
             debounce,
             anchor: (now, wall),
-            objects: BTreeMap::new(),
+            objects: Objects::default(),
             synced: BTreeSet::new(),
-            object_relists: HashMap::new(),
             data: HashMap::new(),
+            pod_statuses: HashMap::new(),
+            pod_status_relist: None,
+            class_versions: HashMap::new(),
             reading: HashMap::new(),
             workloads: HashMap::new(),
             workload_relists: HashMap::new(),
@@ -235,29 +260,16 @@ impl Tracker {
     ) -> Vec<ObjKey> {
         let mut reads = Vec::new();
         match event {
-            Event::Init => {
-                self.object_relists.insert(kind, HashSet::new());
+            Event::Init => self.objects.begin_relist(kind),
+            Event::InitApply((key, meta)) | Event::Apply((key, meta)) => {
+                self.apply_object(key, meta, now, &mut reads)
             }
-            Event::InitApply((key, meta)) => {
-                if let Some(seen) = self.object_relists.get_mut(&kind) {
-                    seen.insert(key.clone());
-                }
-                self.apply_object(key, meta, now, &mut reads);
-            }
-            Event::Apply((key, meta)) => self.apply_object(key, meta, now, &mut reads),
             Event::Delete((key, _)) => self.delete_object(&key, now, &mut reads),
             Event::InitDone => {
-                let seen = self.object_relists.remove(&kind).unwrap_or_default();
-                let gone: Vec<ObjKey> = self
-                    .objects
-                    .keys()
-                    .filter(|k| k.kind == kind && !seen.contains(*k))
-                    .cloned()
-                    .collect();
-                for key in gone {
+                for key in self.objects.unseen(kind) {
                     self.delete_object(&key, now, &mut reads);
                 }
-                if self.synced.insert(kind) && self.synced.len() == ObjKind::ALL.len() {
+                if self.synced.insert(kind) && self.core_synced() {
                     for key in std::mem::take(&mut self.stalled) {
                         self.queue.schedule(key, now);
                     }
@@ -267,9 +279,14 @@ impl Tracker {
         reads
     }
 
+    fn core_synced(&self) -> bool {
+        ObjKind::CORE.iter().all(|kind| self.synced.contains(kind))
+    }
+
     fn apply_object(&mut self, key: ObjKey, meta: ObjMeta, now: Instant, reads: &mut Vec<ObjKey>) {
         let flags = (meta.ignore, meta.match_);
-        let previous = self.objects.insert(key.clone(), meta);
+        let record = Record::new(&meta.resource_version, meta.ignore, meta.match_);
+        let previous = self.objects.insert(&key, record);
         let created = previous.is_none();
         let flags_changed = previous.is_some_and(|p| (p.ignore, p.match_) != flags);
         if created || flags_changed {
@@ -327,9 +344,13 @@ impl Tracker {
     }
 
     /// Reads the object if some workload counts it and what was read is not
-    /// its current version.
+    /// its current version. A SecretProviderClass is never read: its pod
+    /// statuses say what its mounts hold.
     fn read_if_stale(&mut self, key: &ObjKey, now: Instant, reads: &mut Vec<ObjKey>) {
-        if !self.selected_by.contains_key(key) || self.reading.contains_key(key) {
+        if key.kind == ObjKind::SecretProviderClass
+            || !self.selected_by.contains_key(key)
+            || self.reading.contains_key(key)
+        {
             return;
         }
         let Some(meta) = self.objects.get(key) else {
@@ -338,7 +359,7 @@ impl Tracker {
         let fresh = self
             .data
             .get(key)
-            .is_some_and(|k| k.resource_version.as_deref() == Some(meta.resource_version.as_str()));
+            .is_some_and(|k| k.resource_version == Some(meta.version));
         if !fresh {
             let seen = self.stamp(now);
             self.reading.insert(key.clone(), seen);
@@ -351,7 +372,7 @@ impl Tracker {
     /// name is compared with).
     fn forget_data_unless_needed(&mut self, key: &ObjKey) {
         let counted = self.selected_by.contains_key(key);
-        let tombstone = !self.objects.contains_key(key) && self.referenced_by.contains_key(key);
+        let tombstone = !self.objects.contains(key) && self.referenced_by.contains_key(key);
         if !counted && !tombstone {
             self.data.remove(key);
         }
@@ -383,7 +404,7 @@ impl Tracker {
                     return reads;
                 }
                 let known = Known {
-                    resource_version: Some(resource_version),
+                    resource_version: Some(version(&resource_version)),
                     digest,
                 };
                 match self.data.insert(key.clone(), known) {
@@ -422,6 +443,55 @@ impl Tracker {
             let at = self.pause_until(workload).map_or(at, |p| p.max(at));
             self.queue.schedule(workload.clone(), at);
         }
+    }
+
+    /// A watch event about `SecretProviderClassPodStatus` objects. As in
+    /// Reloader, only an update of one pod's status that moves its versions
+    /// is a change (of its class, for every workload counting the class); a
+    /// new pod's status sets the class's versions without restarting anything
+    /// (its workload's hash is recorded again). Returns reads to make.
+    pub fn pod_status_event(&mut self, event: Event<PodStatus>, now: Instant) -> Vec<ObjKey> {
+        match event {
+            Event::Init => self.pod_status_relist = Some(HashSet::new()),
+            Event::InitApply(status) | Event::Apply(status) => {
+                let id = (status.namespace.clone(), status.name.clone());
+                if let Some(seen) = &mut self.pod_status_relist {
+                    seen.insert(id.clone());
+                }
+                let class = ObjKey::new(
+                    &status.namespace,
+                    ObjKind::SecretProviderClass,
+                    &status.class,
+                );
+                let before = self
+                    .pod_statuses
+                    .insert(id, (status.class.clone(), status.versions));
+                let moved = before.is_some_and(|(c, v)| c == status.class && v != status.versions);
+                let known = self.class_versions.get(&class).copied();
+                if known == Some(status.versions) {
+                    return Vec::new();
+                }
+                self.class_versions.insert(class.clone(), status.versions);
+                let counters = self.selected_by.get(&class).cloned().unwrap_or_default();
+                if moved && known.is_some() && !counters.is_empty() {
+                    let seen = self.stamp(now);
+                    self.changed(&class, &counters, seen);
+                } else {
+                    for workload in counters {
+                        self.queue.schedule(workload, now + self.debounce);
+                    }
+                }
+            }
+            Event::Delete(status) => {
+                self.pod_statuses.remove(&(status.namespace, status.name));
+            }
+            Event::InitDone => {
+                if let Some(seen) = self.pod_status_relist.take() {
+                    self.pod_statuses.retain(|id, _| seen.contains(id));
+                }
+            }
+        }
+        Vec::new()
     }
 
     fn pause_until(&self, workload: &WorkloadKey) -> Option<Instant> {
@@ -644,7 +714,11 @@ impl Tracker {
         let mut counted = BTreeSet::new();
         for kind in ObjKind::ALL {
             let selection = info.selection.of(kind);
-            for (_, name) in info.uses.keys().filter(|(k, _)| *k == kind) {
+            let counted_uses = info
+                .uses
+                .iter()
+                .filter(|((k, _), u)| *k == kind && u.counts);
+            for ((_, name), _) in counted_uses {
                 let key = ObjKey::new(namespace, kind, name);
                 if let Some(meta) = self.objects.get(&key)
                     && (selection.auto || (selection.search && meta.match_))
@@ -656,18 +730,17 @@ impl Tracker {
                 match pattern.exact() {
                     Some(name) => {
                         let key = ObjKey::new(namespace, kind, name);
-                        if self.objects.contains_key(&key) {
+                        if self.objects.contains(&key) {
                             counted.insert(key);
                         }
                     }
                     None => {
-                        let start = ObjKey::new(namespace, kind, "");
                         let matching = self
                             .objects
-                            .range(start..)
-                            .take_while(|(k, _)| k.namespace == *namespace && k.kind == kind)
-                            .filter(|(k, _)| pattern.matches(&k.name));
-                        counted.extend(matching.map(|(k, _)| k.clone()));
+                            .names(namespace, kind)
+                            .filter(|(name, _)| pattern.matches(name));
+                        counted
+                            .extend(matching.map(|(name, _)| ObjKey::new(namespace, kind, name)));
                     }
                 }
             }
@@ -710,13 +783,13 @@ impl Tracker {
         let Some(tracked) = self.workloads.get(key) else {
             return Decision::Gone;
         };
-        if self.synced.len() < ObjKind::ALL.len() {
+        if !self.core_synced() {
             return Decision::Wait(Vec::new());
         }
         let namespace = &key.namespace;
-        for ((kind, name), required) in &tracked.info.uses {
+        for ((kind, name), used) in &tracked.info.uses {
             let object = ObjKey::new(namespace, *kind, name);
-            if *required && !self.objects.contains_key(&object) {
+            if used.required && !self.objects.contains(&object) {
                 return Decision::Hold(object);
             }
         }
@@ -726,11 +799,13 @@ impl Tracker {
             let Some(meta) = self.objects.get(object) else {
                 continue;
             };
+            if object.kind == ObjKind::SecretProviderClass {
+                let versions = self.class_versions.get(object).copied();
+                digests.insert(object.clone(), versions.unwrap_or(NO_VERSIONS));
+                continue;
+            }
             match self.data.get(object) {
-                Some(known)
-                    if known.resource_version.as_deref()
-                        == Some(meta.resource_version.as_str()) =>
-                {
+                Some(known) if known.resource_version == Some(meta.version) => {
                     digests.insert(object.clone(), known.digest);
                 }
                 _ => missing.push(object.clone()),
@@ -834,6 +909,7 @@ impl Tracker {
         let job = Job {
             key: key.clone(),
             uid: tracked.info.uid.clone(),
+            restart_at: tracked.info.restart_at,
             hash,
             action,
             at,

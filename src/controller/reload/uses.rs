@@ -1,44 +1,78 @@
-//! Which Secrets and ConfigMaps a pod template uses: what its containers and
-//! init containers read by `env[].valueFrom` and `envFrom`, and what its volumes
-//! mount, projected sources included. `imagePullSecrets` are left out: they
+//! Which Secrets, ConfigMaps and SecretProviderClasses a pod template uses:
+//! what its containers and init containers read by `env[].valueFrom` and
+//! `envFrom`, and what the volumes they mount hold, projected sources and CSI
+//! volumes (`volumeAttributes.secretProviderClass`) included. As in Reloader,
+//! a volume no container or init container mounts does not count (its object
+//! is still needed for pods to start). `imagePullSecrets` are left out: they
 //! decide where images come from, not what the pods see.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::core::v1::{Container, PodSpec};
 
 use super::ObjKind;
 
-/// Every object used, by kind and name, and whether the pods need it to start
-/// (at least one reference to it is not `optional: true`).
-pub type Uses = BTreeMap<(ObjKind, String), bool>;
+/// How a pod template uses one object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Use {
+    /// Read by a container: a change of it may restart the workload.
+    pub counts: bool,
+    /// The pods need it to start (one reference to it is not `optional: true`).
+    pub required: bool,
+}
+
+/// Every object referenced, by kind and name.
+pub type Uses = BTreeMap<(ObjKind, String), Use>;
 
 pub fn uses(spec: &PodSpec) -> Uses {
     let mut found = Uses::new();
-    let mut add = |kind: ObjKind, name: &str, optional: Option<bool>| {
+    let mut add = |kind: ObjKind, name: &str, optional: Option<bool>, counts: bool| {
         if name.is_empty() {
             return;
         }
-        let required = found.entry((kind, name.to_string())).or_insert(false);
-        *required |= !optional.unwrap_or(false);
+        let entry = found.entry((kind, name.to_string())).or_default();
+        entry.required |= !optional.unwrap_or(false);
+        entry.counts |= counts;
     };
     let containers = spec
         .containers
         .iter()
         .chain(spec.init_containers.iter().flatten());
+    let mut mounted = BTreeSet::new();
     for container in containers {
-        container_uses(container, &mut add);
+        container_uses(container, &mut |kind, name, optional| {
+            add(kind, name, optional, true)
+        });
+        for mount in container.volume_mounts.iter().flatten() {
+            mounted.insert(mount.name.as_str());
+        }
     }
     for volume in spec.volumes.iter().flatten() {
+        let counts = mounted.contains(volume.name.as_str());
         if let Some(secret) = &volume.secret {
             add(
                 ObjKind::Secret,
                 secret.secret_name.as_deref().unwrap_or_default(),
                 secret.optional,
+                counts,
             );
         }
         if let Some(config_map) = &volume.config_map {
-            add(ObjKind::ConfigMap, &config_map.name, config_map.optional);
+            add(
+                ObjKind::ConfigMap,
+                &config_map.name,
+                config_map.optional,
+                counts,
+            );
+        }
+        let class = volume
+            .csi
+            .as_ref()
+            .and_then(|csi| csi.volume_attributes.as_ref())
+            .and_then(|attributes| attributes.get("secretProviderClass"));
+        if let Some(class) = class {
+            // Not `required`: without the CSI CRDs there is nothing to wait for.
+            add(ObjKind::SecretProviderClass, class, Some(true), counts);
         }
         let sources = volume
             .projected
@@ -46,10 +80,15 @@ pub fn uses(spec: &PodSpec) -> Uses {
             .flat_map(|p| p.sources.iter().flatten());
         for source in sources {
             if let Some(secret) = &source.secret {
-                add(ObjKind::Secret, &secret.name, secret.optional);
+                add(ObjKind::Secret, &secret.name, secret.optional, counts);
             }
             if let Some(config_map) = &source.config_map {
-                add(ObjKind::ConfigMap, &config_map.name, config_map.optional);
+                add(
+                    ObjKind::ConfigMap,
+                    &config_map.name,
+                    config_map.optional,
+                    counts,
+                );
             }
         }
     }
@@ -87,9 +126,11 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// (kind, name, required) of what counts.
     fn names(uses: &Uses) -> Vec<(ObjKind, &str, bool)> {
         uses.iter()
-            .map(|((kind, name), required)| (*kind, name.as_str(), *required))
+            .filter(|(_, u)| u.counts)
+            .map(|((kind, name), u)| (*kind, name.as_str(), u.required))
             .collect()
     }
 
@@ -97,14 +138,16 @@ mod tests {
     fn env_env_from_volumes_projections_and_init_containers_count() {
         let uses = uses(&spec(json!({
             "initContainers": [{"name": "init", "env": [
-                {"name": "A", "valueFrom": {"secretKeyRef": {"name": "init-secret", "key": "k"}}}]}],
+                {"name": "A", "valueFrom": {"secretKeyRef": {"name": "init-secret", "key": "k"}}}],
+                "volumeMounts": [{"name": "c", "mountPath": "/c"}]}],
             "containers": [{"name": "app",
                 "env": [
                     {"name": "PLAIN", "value": "x"},
                     {"name": "FIELD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
                     {"name": "S", "valueFrom": {"secretKeyRef": {"name": "env-secret", "key": "k"}}},
                     {"name": "C", "valueFrom": {"configMapKeyRef": {"name": "env-cm", "key": "k", "optional": true}}}],
-                "envFrom": [{"secretRef": {"name": "from-secret"}}, {"configMapRef": {"name": "from-cm"}, "prefix": "P_"}]}],
+                "envFrom": [{"secretRef": {"name": "from-secret"}}, {"configMapRef": {"name": "from-cm"}, "prefix": "P_"}],
+                "volumeMounts": [{"name": "s", "mountPath": "/s"}, {"name": "p", "mountPath": "/p"}]}],
             "volumes": [
                 {"name": "s", "secret": {"secretName": "vol-secret", "optional": true}},
                 {"name": "c", "configMap": {"name": "vol-cm"}},
@@ -146,5 +189,33 @@ mod tests {
             "volumes": [{"name": "db", "secret": {"secretName": "db"}}, {"name": "x", "secret": {}}],
         })));
         assert_eq!(names(&uses), [(ObjKind::Secret, "db", true)]);
+    }
+
+    #[test]
+    fn a_volume_nobody_mounts_does_not_count_but_is_still_needed() {
+        let uses = uses(&spec(json!({
+            "containers": [{"name": "app", "volumeMounts": [{"name": "csi", "mountPath": "/mnt"}]}],
+            "volumes": [
+                {"name": "idle", "secret": {"secretName": "idle"}},
+                {"name": "idle-cm", "configMap": {"name": "idle-cm", "optional": true}},
+                {"name": "csi", "csi": {"driver": "secrets-store.csi.k8s.io",
+                    "volumeAttributes": {"secretProviderClass": "aws-spc"}}},
+                {"name": "csi-idle", "csi": {"driver": "secrets-store.csi.k8s.io",
+                    "volumeAttributes": {"secretProviderClass": "idle-spc"}}}],
+        })));
+        assert_eq!(
+            names(&uses),
+            [(ObjKind::SecretProviderClass, "aws-spc", false)]
+        );
+        let idle = uses[&(ObjKind::Secret, "idle".to_string())];
+        assert_eq!(
+            idle,
+            Use {
+                counts: false,
+                required: true
+            }
+        );
+        assert!(!uses[&(ObjKind::ConfigMap, "idle-cm".to_string())].counts);
+        assert!(!uses[&(ObjKind::SecretProviderClass, "idle-spc".to_string())].counts);
     }
 }

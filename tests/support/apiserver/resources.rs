@@ -134,6 +134,8 @@ impl Default for Registry {
             b("apps", "v1", "Deployment", "deployments", true, true),
             b("apps", "v1", "StatefulSet", "statefulsets", true, true),
             b("apps", "v1", "DaemonSet", "daemonsets", true, true),
+            b("batch", "v1", "Job", "jobs", true, true),
+            b("batch", "v1", "CronJob", "cronjobs", true, true),
             b("coordination.k8s.io", "v1", "Lease", "leases", true, false),
             b(
                 "policy",

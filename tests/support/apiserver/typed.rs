@@ -27,7 +27,7 @@ fn through<T: DeserializeOwned + Serialize>(object: &Value) -> Result<Option<Val
 }
 
 fn known(resource: &ResourceType, object: &Value) -> Result<Option<Value>, String> {
-    use k8s_openapi::api::{apps, coordination, core, events, policy, rbac};
+    use k8s_openapi::api::{apps, batch, coordination, core, events, policy, rbac};
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
     match (
         resource.group.as_str(),
@@ -45,6 +45,8 @@ fn known(resource: &ResourceType, object: &Value) -> Result<Option<Value>, Strin
         ("apps", "v1", "Deployment") => through::<apps::v1::Deployment>(object),
         ("apps", "v1", "StatefulSet") => through::<apps::v1::StatefulSet>(object),
         ("apps", "v1", "DaemonSet") => through::<apps::v1::DaemonSet>(object),
+        ("batch", "v1", "Job") => through::<batch::v1::Job>(object),
+        ("batch", "v1", "CronJob") => through::<batch::v1::CronJob>(object),
         ("coordination.k8s.io", "v1", "Lease") => through::<coordination::v1::Lease>(object),
         ("policy", "v1", "PodDisruptionBudget") => {
             through::<policy::v1::PodDisruptionBudget>(object)
