@@ -827,3 +827,535 @@ spec:
     assert_eq!(asked, ["team/api"], "only the changed value: {recorded:?}");
     assert_eq!(read(&dir, "password"), "refresh-pw-1");
 }
+
+// ---- `--serve`: the AWS Secrets Manager Agent's HTTP API ----
+
+/// The SSRF token the served agent reads from its environment.
+const TOKEN: &str = "ssrf-token-4b1f";
+const TOKEN_HEADER: &str = "X-Aws-Parameters-Secrets-Token";
+
+/// An HTTP client that hands back every status instead of failing on 4xx/5xx.
+fn http() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .new_agent()
+}
+
+/// GET `url` with these headers: (status, body).
+fn get(url: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = http().get(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.call().unwrap_or_else(|e| panic!("GET {url}: {e}"));
+    let status = response.status().as_u16();
+    (status, response.into_body().read_to_string().unwrap())
+}
+
+/// The served agent and where it answers.
+struct Served {
+    agent: Running,
+    base: String,
+}
+
+impl Served {
+    /// `secretsync agent --serve` on a free loopback port with `command`'s
+    /// other flags, `AWS_TOKEN` set; returns once `/ping` answers.
+    fn start(mut command: Command) -> Served {
+        let port = support::free_port();
+        command
+            .args(["--serve", &format!("127.0.0.1:{port}")])
+            .env("AWS_TOKEN", TOKEN);
+        Served::started(command, port)
+    }
+
+    fn started(command: Command, port: u16) -> Served {
+        let served = Served {
+            agent: Running::start(command),
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        served.agent.wait_until("the endpoint to answer /ping", || {
+            http()
+                .get(&format!("{}/ping", served.base))
+                .call()
+                .is_ok_and(|r| r.status() == 200)
+        });
+        served
+    }
+
+    /// GET with the right token.
+    fn get(&self, path: &str) -> (u16, String) {
+        get(&format!("{}{path}", self.base), &[(TOKEN_HEADER, TOKEN)])
+    }
+
+    /// GET with the right token, expecting 200 and JSON.
+    fn json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "{path}: {body}\n{}", self.agent.text());
+        serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+    }
+
+    fn secret_string(&self, path: &str) -> String {
+        self.json(path)["SecretString"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+}
+
+fn calls_of(recorded: &[support::moto::Recorded], service: &str) -> Vec<String> {
+    recorded
+        .iter()
+        .filter(|r| r.call.starts_with(service))
+        .map(|r| r.call.clone())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_like_the_secrets_manager_agent_beside_the_files() {
+    let bed = Bed::start().await;
+    bed.secret("app/db", r#"{"password":"served-pw-1"}"#).await;
+    bed.sm
+        .create_secret()
+        .name("app/blob")
+        .secret_binary(aws_sdk_secretsmanager::primitives::Blob::new(vec![
+            0u8, 1, 2, 0xfe, 0xff,
+        ]))
+        .send()
+        .await
+        .unwrap();
+    let config = bed.config(
+        "region: eu-west-1\nobjects:\n  - {objectName: app/db, objectType: secretsmanager, objectAlias: db}\n",
+    );
+    let dir = bed.target();
+    let served = Served::start(bed.command(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--target-dir",
+        dir.to_str().unwrap(),
+    ]));
+    served.agent.wait_for_lines("refresh: files written", 1);
+    assert_eq!(read(&dir, "db"), r#"{"password":"served-pw-1"}"#);
+
+    // The SSRF checks, in the AWS agent's order and words: token before
+    // method and path; /ping needs none.
+    let url = |path: &str| format!("{}{path}", served.base);
+    let db = "/secretsmanager/get?secretId=app%2Fdb";
+    assert_eq!(get(&url(db), &[]), (403, "Bad Token".into()));
+    assert_eq!(
+        get(&url(db), &[(TOKEN_HEADER, "not-the-token")]),
+        (403, "Bad Token".into())
+    );
+    assert_eq!(
+        get(
+            &url(db),
+            &[(TOKEN_HEADER, TOKEN), ("X-Forwarded-For", "10.0.0.1")]
+        ),
+        (400, "Forwarded".into())
+    );
+    assert_eq!(get(&url("/nowhere"), &[]), (403, "Bad Token".into()));
+    assert_eq!(served.get("/nowhere"), (404, "Not found".into()));
+    assert_eq!(get(&url("/ping"), &[]), (200, "healthy".into()));
+    let posted = http()
+        .post(&url(db))
+        .header(TOKEN_HEADER, TOKEN)
+        .send_empty()
+        .unwrap();
+    assert_eq!(posted.status(), 405);
+    assert_eq!(
+        served.get("/secretsmanager/get?versionStage=AWSCURRENT"),
+        (400, "missing parameter secretId".into())
+    );
+    assert_eq!(
+        served.get("/secretsmanager/get?secretId=app%2Fdb&abc=1"),
+        (400, "unknown parameter: abc".into())
+    );
+    let (status, body) = served.get("/secretsmanager/get?secretId=no%2Fsuch");
+    let aws_status = bed
+        .sm
+        .get_secret_value()
+        .secret_id("no/such")
+        .send()
+        .await
+        .unwrap_err()
+        .raw_response()
+        .map(|r| r.status().as_u16());
+    assert_eq!(Some(status), aws_status, "AWS's own status: {body}");
+    let error: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(error["__type"], "ResourceNotFoundException", "{body}");
+    assert!(
+        error["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+
+    // GetSecretValue's JSON, as AWS's own answer has it.
+    let (status, body) = served.get(db);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with(r#"{"ARN":""#), "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let keys: Vec<&String> = answer.as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys.len(),
+        6,
+        "ARN, Name, VersionId, SecretString, VersionStages, CreatedDate: {body}"
+    );
+    let aws = bed
+        .sm
+        .get_secret_value()
+        .secret_id("app/db")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer["ARN"].as_str(), aws.arn());
+    assert_eq!(answer["Name"], "app/db");
+    assert_eq!(answer["VersionId"].as_str(), aws.version_id());
+    assert_eq!(answer["SecretString"], r#"{"password":"served-pw-1"}"#);
+    assert_eq!(answer["VersionStages"], serde_json::json!(["AWSCURRENT"]));
+    let created: f64 = answer["CreatedDate"].as_str().unwrap().parse().unwrap();
+    let aws_created = aws.created_date().unwrap();
+    assert!(
+        (created - aws_created.as_secs_f64()).abs() < 0.001,
+        "{created} vs {aws_created}"
+    );
+    let first_version = aws.version_id().unwrap().to_string();
+
+    // A binary secret: SecretBinary in base64, no SecretString.
+    let blob = served.json("/secretsmanager/get?secretId=app/blob");
+    assert_eq!(blob["SecretBinary"], "AAEC/v8=");
+    assert!(blob.get("SecretString").is_none(), "{blob}");
+
+    // Cached: the query form, the path form and a stage of the same secret
+    // cost no AWS call.
+    bed.moto.start_recording();
+    for _ in 0..3 {
+        assert_eq!(served.get(db).1, body);
+    }
+    assert_eq!(served.get("/v1/app/db").1, body);
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(calls_of(&recorded, "secretsmanager."), Vec::<String>::new());
+
+    // A rotation: the cache answers the old value until refreshNow.
+    bed.rotate("app/db", r#"{"password":"served-pw-2"}"#).await;
+    assert_eq!(served.secret_string(db), r#"{"password":"served-pw-1"}"#);
+    bed.moto.start_recording();
+    assert_eq!(
+        served.secret_string(&format!("{db}&refreshNow=true")),
+        r#"{"password":"served-pw-2"}"#
+    );
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        calls_of(&recorded, "secretsmanager."),
+        ["secretsmanager.GetSecretValue"]
+    );
+    assert_eq!(
+        served.secret_string(&format!("{db}&versionStage=AWSPREVIOUS")),
+        r#"{"password":"served-pw-1"}"#
+    );
+    let pinned = served.json(&format!("/v1/app/db?versionId={first_version}"));
+    assert_eq!(pinned["SecretString"], r#"{"password":"served-pw-1"}"#);
+    assert_eq!(pinned["VersionStages"], serde_json::json!(["AWSPREVIOUS"]));
+
+    // The debug log (one line a request) was read, and holds no value.
+    assert!(
+        served.agent.lines_with("answered") >= 20,
+        "{}",
+        served.agent.text()
+    );
+    assert_not_in(
+        &served.agent.text(),
+        &["served-pw-1", "served-pw-2", "AAEC/v8=", TOKEN],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_checks_the_version_once_the_ttl_is_over() {
+    let bed = Bed::start().await;
+    bed.secret("ttl/key", "ttl-value-1").await;
+    // The token from a file, as AWS_TOKEN=file://... ; no files written.
+    let token_file = bed.dir.path().join("ssrf-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let port = support::free_port();
+    let mut command = bed.command(&["--serve", &format!("localhost:{port}"), "--serve-ttl", "0"]);
+    command.env("AWS_TOKEN", format!("file://{}", token_file.display()));
+    let served = Served::started(command, port);
+    let key = "/secretsmanager/get?secretId=ttl/key";
+
+    bed.moto.start_recording();
+    assert_eq!(served.secret_string(key), "ttl-value-1");
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        calls_of(&recorded, "secretsmanager."),
+        ["secretsmanager.GetSecretValue"]
+    );
+
+    // Expired, same version: one DescribeSecret, no GetSecretValue.
+    bed.moto.start_recording();
+    assert_eq!(served.secret_string(key), "ttl-value-1");
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        calls_of(&recorded, "secretsmanager."),
+        ["secretsmanager.DescribeSecret"]
+    );
+
+    // Expired, version moved: DescribeSecret, then the new value.
+    bed.rotate("ttl/key", "ttl-value-2").await;
+    bed.moto.start_recording();
+    assert_eq!(served.secret_string(key), "ttl-value-2");
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        calls_of(&recorded, "secretsmanager."),
+        [
+            "secretsmanager.DescribeSecret",
+            "secretsmanager.GetSecretValue"
+        ]
+    );
+
+    // The AWS agent's README example, word for word but the port: curl with
+    // the token read from its file.
+    let curl = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "curl -sS -H \"X-Aws-Parameters-Secrets-Token: $(<{})\" \
+             'http://localhost:{port}/secretsmanager/get?secretId=ttl/key&refreshNow=true'",
+            token_file.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(curl.status.success(), "{}", stderr(&curl));
+    let answer: serde_json::Value = serde_json::from_slice(&curl.stdout).unwrap();
+    assert_eq!(answer["SecretString"], "ttl-value-2");
+    assert_not_in(&served.agent.text(), &["ttl-value-1", "ttl-value-2", TOKEN]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_serves_the_cached_value_when_aws_throttles_or_fails() {
+    use support::fault_proxy::{Fault, FaultProxy};
+    let bed = Bed::start().await;
+    bed.secret("stale/key", "stale-value-1").await;
+    bed.parameter(
+        "/stale/param",
+        "stale-param-1",
+        aws_sdk_ssm::types::ParameterType::String,
+    )
+    .await;
+    let proxy = FaultProxy::start(&bed.moto.endpoint, Fault::Throttling, 0, 1).await;
+    let mut command = bed.command(&["--serve-ttl", "0"]);
+    command.env("AWS_ENDPOINT_URL", &proxy.endpoint);
+    let served = Served::start(command);
+    let key = "/secretsmanager/get?secretId=stale/key";
+    let param = "/systemsmanager/parameters/get?name=/stale/param";
+    assert_eq!(served.secret_string(key), "stale-value-1");
+    assert_eq!(served.json(param)["Parameter"]["Value"], "stale-param-1");
+
+    // Every call throttled: the expired answers are served, not an error.
+    proxy.set(Some(Fault::Throttling), 1, 1);
+    let failed = proxy.failed.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(served.secret_string(key), "stale-value-1");
+    assert_eq!(served.json(param)["Parameter"]["Value"], "stale-param-1");
+    assert!(proxy.failed.load(std::sync::atomic::Ordering::SeqCst) > failed);
+    // Nothing cached to fall back on: AWS's throttling error, as the AWS agent passes it on.
+    let (status, body) = served.get("/secretsmanager/get?secretId=never/fetched");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""__type":"ThrottlingException""#), "{body}");
+
+    // AWS failing with a 500: the same.
+    proxy.set(Some(Fault::ServerError), 1, 1);
+    assert_eq!(served.secret_string(key), "stale-value-1");
+
+    // The version moved but GetSecretValue fails: the old value, until AWS is back.
+    bed.rotate("stale/key", "stale-value-2").await;
+    proxy.set(
+        Some(Fault::ServerErrorFor("secretsmanager.GetSecretValue")),
+        1,
+        1,
+    );
+    assert_eq!(served.secret_string(key), "stale-value-1");
+    served
+        .agent
+        .wait_for_lines("GetSecretValue failed; serving the cached value", 1);
+    // refreshNow asks for AWS's answer, and gets its error.
+    assert_eq!(
+        served.get(&format!("{key}&refreshNow=true")),
+        (500, r#"{"__type":"InternalFailure"}"#.into())
+    );
+    proxy.set(None, 0, 1);
+    assert_eq!(served.secret_string(key), "stale-value-2");
+    assert_not_in(
+        &served.agent.text(),
+        &["stale-value-1", "stale-value-2", "stale-param-1", TOKEN],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_parameter_requests_like_the_lambda_extension() {
+    use aws_sdk_ssm::types::ParameterType;
+    let bed = Bed::start().await;
+    bed.parameter("/app/flag", "flag-value-on", ParameterType::String)
+        .await;
+    bed.parameter("/app/key", "key-value-1", ParameterType::SecureString)
+        .await;
+    bed.parameter("/app/key", "key-value-2", ParameterType::SecureString)
+        .await;
+    bed.ssm
+        .label_parameter_version()
+        .name("/app/key")
+        .parameter_version(1)
+        .labels("blue")
+        .send()
+        .await
+        .unwrap();
+    let served = Served::start(bed.command(&[]));
+    let flag = "/systemsmanager/parameters/get?name=%2Fapp%2Fflag";
+    assert_eq!(
+        get(&format!("{}{flag}", served.base), &[]),
+        (403, "Bad Token".into())
+    );
+
+    // GetParameter's JSON, beside AWS's own answer.
+    let (status, body) = served.get(flag);
+    assert_eq!(status, 200, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["ResultMetadata"], serde_json::json!({}), "{body}");
+    let parameter = &answer["Parameter"];
+    let aws = bed
+        .ssm
+        .get_parameter()
+        .name("/app/flag")
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .unwrap();
+    assert_eq!(parameter["Name"], "/app/flag");
+    assert_eq!(parameter["Type"], "String");
+    assert_eq!(parameter["Value"], "flag-value-on");
+    assert_eq!(parameter["Version"], 1);
+    assert_eq!(parameter["ARN"].as_str(), aws.arn());
+    assert_eq!(parameter["DataType"].as_str(), aws.data_type());
+    let modified = parameter["LastModifiedDate"].as_str().unwrap();
+    assert!(modified.ends_with('Z'), "{modified}");
+    let modified: jiff::Timestamp = modified.parse().unwrap();
+    assert_eq!(
+        modified.as_second(),
+        aws.last_modified_date().unwrap().secs()
+    );
+    for field in ["Selector", "SourceResult"] {
+        assert!(parameter.get(field).is_some(), "{field} in {body}");
+    }
+
+    // withDecryption, version, label.
+    let value = |path: &str| served.json(path)["Parameter"]["Value"].clone();
+    let key = "/systemsmanager/parameters/get?name=/app/key";
+    assert_eq!(value(&format!("{key}&withDecryption=true")), "key-value-2");
+    assert_eq!(
+        served.json(&format!("{key}&withDecryption=true"))["Parameter"]["Version"],
+        2
+    );
+    assert_eq!(
+        value(&format!("{key}&withDecryption=true&version=1")),
+        "key-value-1"
+    );
+    assert_eq!(
+        value(&format!("{key}&withDecryption=true&label=blue")),
+        "key-value-1"
+    );
+    let encrypted = bed
+        .ssm
+        .get_parameter()
+        .name("/app/key")
+        .with_decryption(false)
+        .send()
+        .await
+        .unwrap()
+        .parameter
+        .unwrap();
+    assert_eq!(
+        value(key).as_str(),
+        encrypted.value(),
+        "without withDecryption, what GetParameter gives"
+    );
+    assert_eq!(
+        served.get(&format!("{key}&version=1&label=blue")),
+        (400, "version and label cannot both be given".into())
+    );
+    let (status, body) = served.get("/systemsmanager/parameters/get?name=/no/such");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains(r#""__type":"ParameterNotFound""#), "{body}");
+
+    // Cached: no call; refreshNow: one GetParameter.
+    bed.moto.start_recording();
+    for _ in 0..3 {
+        assert_eq!(value(flag), "flag-value-on");
+    }
+    assert_eq!(
+        value(&format!("{key}&withDecryption=true&label=blue")),
+        "key-value-1"
+    );
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(calls_of(&recorded, "AmazonSSM."), Vec::<String>::new());
+    bed.parameter("/app/flag", "flag-value-off", ParameterType::String)
+        .await;
+    assert_eq!(value(flag), "flag-value-on");
+    bed.moto.start_recording();
+    assert_eq!(value(&format!("{flag}&refreshNow=true")), "flag-value-off");
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(
+        calls_of(&recorded, "AmazonSSM."),
+        ["AmazonSSM.GetParameter"]
+    );
+    assert_not_in(
+        &served.agent.text(),
+        &[
+            "flag-value-on",
+            "flag-value-off",
+            "key-value-1",
+            "key-value-2",
+            TOKEN,
+        ],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_refuses_to_start_open_or_without_a_token() {
+    let bed = Bed::start().await;
+    let port = support::free_port().to_string();
+    let open = format!("0.0.0.0:{port}");
+    let output = bed
+        .command(&["--serve", &open])
+        .env("AWS_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("--serve-non-loopback"),
+        "{}",
+        stderr(&output)
+    );
+    let output = bed
+        .command(&["--serve", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(stderr(&output).contains("AWS_TOKEN"), "{}", stderr(&output));
+    // Usage errors: --once with --serve; no files and no --serve.
+    for args in [
+        vec!["--serve", "2773", "--once"],
+        vec!["--serve-ttl", "10"],
+        vec!["--serve", "2773", "--serve-ttl", "2h"],
+    ] {
+        let output = bed.command(&args).env("AWS_TOKEN", TOKEN).output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+    // Told to, it listens on every address.
+    let mut command = bed.command(&["--serve", &open, "--serve-non-loopback"]);
+    command.env("AWS_TOKEN", TOKEN);
+    let served = Served::started(command, port.parse().unwrap());
+    assert_eq!(served.get("/ping"), (200, "healthy".into()));
+}

@@ -4,8 +4,11 @@
 //! and sync core as the controller's; files are written with the kubelet's
 //! atomic-write convention ([`writer`]); a change can signal a process or run a
 //! command ([`notify`]). A failed refresh leaves the current files as they are.
+//! Beside the files, or instead of them, [`endpoint`] answers the AWS Secrets
+//! Manager Agent's HTTP API.
 
 pub mod config;
+pub mod endpoint;
 pub mod files;
 pub mod notify;
 pub mod objects;
@@ -101,6 +104,12 @@ impl Agent {
             providers,
             renderer: tokio::sync::Mutex::new(renderer),
         })
+    }
+
+    /// The AWS config the agent's clients use (its credentials and region),
+    /// for the endpoint to share.
+    pub fn aws_config(&self) -> &SdkConfig {
+        &self.base
     }
 
     /// One refresh: read the config again, fetch everything, write if changed.
