@@ -957,7 +957,10 @@ async fn throttling_and_server_errors_are_retried_then_reported_without_blanking
         assert!(error.starts_with("spec.data[0].remoteRef (remote key \"db\"): secretsmanager BatchGetSecretValue failed"), "{error}");
         let code = match fault {
             Fault::Throttling => "ThrottlingException",
-            Fault::ServerError | Fault::Deny(_) | Fault::ServerErrorFor(_) => "InternalFailure",
+            Fault::ServerError
+            | Fault::Deny(_)
+            | Fault::ServerErrorFor(_)
+            | Fault::ServerErrorIn(_) => "InternalFailure",
         };
         assert!(error.contains(code), "{error}");
         assert!(!error.contains("retried-value"));

@@ -113,6 +113,11 @@ impl Bed {
 
     /// The provider reaches AWS at `aws` (a proxy in front of moto) when given.
     async fn start_on(moto: Moto, aws: Option<&str>) -> Bed {
+        Bed::start_with(moto, aws, &[]).await
+    }
+
+    /// With more `csi-provider` flags.
+    async fn start_with(moto: Moto, aws: Option<&str>, args: &[&str]) -> Bed {
         let api = FakeApiServer::start().await;
         let dir = tempfile::tempdir().unwrap();
         let kubeconfig = dir.path().join("kubeconfig");
@@ -163,27 +168,8 @@ impl Bed {
         parameter_as(&moto.endpoint, ROLE_A, "/app/config", "config-of-a").await;
         parameter_as(&moto.endpoint, ROLE_B, "/app/config", "config-of-b").await;
 
-        let socket = dir.path().join("providers").join("secretsync.sock");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
-            .args(["csi-provider", "--socket", socket.to_str().unwrap()])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", "debug")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .env("AWS_ENDPOINT_URL", aws.unwrap_or(&moto.endpoint))
-            .env("AWS_REGION", REGION)
-            // The provider's own identity, which a mount must never use.
-            .env("AWS_ACCESS_KEY_ID", support::moto::TEST_KEY_ID)
-            .env("AWS_SECRET_ACCESS_KEY", "test-secret")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        support::keep_lines(child.stderr.take().unwrap(), &logs);
-        let provider = Provider { child, logs };
-        let client = connect(&socket, &provider).await;
+        let endpoint = aws.unwrap_or(&moto.endpoint).to_string();
+        let (provider, client) = spawn_provider(dir.path(), &kubeconfig, &endpoint, args).await;
         Bed {
             moto,
             _api: api,
@@ -242,6 +228,41 @@ impl Bed {
             .await
             .map(|r| r.into_inner())
     }
+}
+
+/// A `csi-provider` process on a socket of its own under `dir`, reaching AWS
+/// at `aws`, with `args` added.
+async fn spawn_provider(
+    dir: &Path,
+    kubeconfig: &Path,
+    aws: &str,
+    args: &[&str],
+) -> (Provider, CsiDriverProviderClient<Channel>) {
+    let socket = dir
+        .join(format!("providers-{}", support::free_port()))
+        .join("secretsync.sock");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args(["csi-provider", "--socket", socket.to_str().unwrap()])
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("KUBECONFIG", kubeconfig)
+        .env("RUST_LOG", "debug")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env("AWS_ENDPOINT_URL", aws)
+        .env("AWS_REGION", REGION)
+        // The provider's own identity, which a mount must never use.
+        .env("AWS_ACCESS_KEY_ID", support::moto::TEST_KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    support::keep_lines(child.stderr.take().unwrap(), &logs);
+    let provider = Provider { child, logs };
+    let client = connect(&socket, &provider).await;
+    (provider, client)
 }
 
 /// The tokens attribute the kubelet fills in for `tokenRequests: [{audience: sts.amazonaws.com}]`.
@@ -614,7 +635,8 @@ async fn every_request_shape_the_driver_sends_mounts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mounts_cost_one_sts_call_per_pod_and_read_as_the_role_allows() {
-    let bed = Bed::start().await;
+    // Every mount reads for itself here: what each policy costs per mount.
+    let bed = Bed::start_with(Moto::start(), None, &["--share-fetches-for", "0"]).await;
     let endpoint = bed.moto.endpoint.clone();
     for role in [ROLE_A, ROLE_B] {
         let owner = role.rsplit('/').next().unwrap();
@@ -736,11 +758,592 @@ async fn a_passing_aws_failure_is_answered_as_retryable() {
         1,
     )
     .await;
-    let bed = Bed::start_on(moto, Some(&proxy.endpoint)).await;
+    // Tried again with backoff until the mount's deadline, then answered.
+    let bed = Bed::start_with(moto, Some(&proxy.endpoint), &["--mount-timeout", "3"]).await;
     let status = bed
         .mount(bed.request("pod-a", "a", tokens_for("a"), BOTH_SERVICES))
         .await
         .expect_err("Secrets Manager is down");
     assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
     assert!(status.message().contains("app/db"), "{status:?}");
+}
+
+/// `request` with these attributes set.
+fn with(mut request: MountRequest, set: &[(&str, &str)]) -> MountRequest {
+    request.attributes = edit_attributes(&request, |a| {
+        for (key, value) in set {
+            a.insert(
+                key.to_string(),
+                serde_json::Value::String(value.to_string()),
+            );
+        }
+    });
+    request
+}
+
+/// A Secrets Manager client of `role` in `region`.
+async fn secrets_manager_in(
+    endpoint: &str,
+    role: &str,
+    region: &str,
+) -> aws_sdk_secretsmanager::Client {
+    let config = support::moto::sdk_config_as(endpoint, role)
+        .await
+        .to_builder()
+        .region(aws_config::Region::new(region.to_string()))
+        .build();
+    aws_sdk_secretsmanager::Client::new(&config)
+}
+
+/// The region of a recorded call, from its credential scope.
+fn region_of(recorded: &support::moto::Recorded) -> &str {
+    recorded
+        .authorization
+        .split("Credential=")
+        .nth(1)
+        .and_then(|c| c.split('/').nth(2))
+        .unwrap_or_default()
+}
+
+const FAILOVER: &str = "eu-west-2";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_regions_behave_as_in_ascp() {
+    let moto = Moto::start();
+    let proxy = support::fault_proxy::FaultProxy::start(
+        &moto.endpoint,
+        support::fault_proxy::Fault::Throttling,
+        0,
+        1,
+    )
+    .await;
+    let bed = Bed::start_with(
+        moto,
+        Some(&proxy.endpoint),
+        &["--share-fetches-for", "0", "--mount-timeout", "3"],
+    )
+    .await;
+    let endpoint = bed.moto.endpoint.clone();
+    let replica = secrets_manager_in(&endpoint, ROLE_A, FAILOVER).await;
+    create(&replica, "app/db", r#"{"password":"replica-of-a"}"#).await;
+    create(&replica, "only-failover", "f").await;
+    create(
+        &secrets_manager_as(&endpoint, ROLE_A).await,
+        "only-primary",
+        "p",
+    )
+    .await;
+    let mount = |objects: &str| {
+        with(
+            bed.request("pod-a", "a", tokens_for("a"), objects),
+            &[("failoverRegion", FAILOVER)],
+        )
+    };
+
+    // Both answer: both regions are asked, the primary's value wins.
+    bed.moto.start_recording();
+    let answer = bed.mount(mount(OBJECTS)).await.unwrap();
+    let recorded = bed.moto.stop_recording();
+    assert_eq!(file(&answer, "password").contents, b"value-of-a");
+    let regions: std::collections::BTreeSet<&str> = recorded
+        .iter()
+        .filter(|r| r.call.starts_with("secretsmanager."))
+        .map(region_of)
+        .collect();
+    assert_eq!(regions, [REGION, FAILOVER].into(), "{recorded:?}");
+
+    // A 4xx from either region fails the mount, even when the other has it.
+    let status = bed
+        .mount(mount(
+            "- {objectName: only-primary, objectType: secretsmanager}",
+        ))
+        .await
+        .expect_err("not found in the failover region");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("in the failover region eu-west-2")
+            && status.message().contains("\"only-primary\" not found"),
+        "{status:?}"
+    );
+    let status = bed
+        .mount(mount(
+            "- {objectName: only-failover, objectType: secretsmanager}",
+        ))
+        .await
+        .expect_err("not found in the primary region");
+    assert_eq!(status.code(), tonic::Code::NotFound, "{status:?}");
+
+    // The primary region fails (5xx): the failover region's value.
+    proxy.set(
+        Some(support::fault_proxy::Fault::ServerErrorIn(REGION)),
+        1,
+        1,
+    );
+    let answer = bed.mount(mount(OBJECTS)).await.unwrap();
+    assert_eq!(file(&answer, "password").contents, b"replica-of-a");
+    // The failover region fails: the primary's.
+    proxy.set(
+        Some(support::fault_proxy::Fault::ServerErrorIn(FAILOVER)),
+        1,
+        1,
+    );
+    let answer = bed.mount(mount(OBJECTS)).await.unwrap();
+    assert_eq!(file(&answer, "password").contents, b"value-of-a");
+
+    let logs = bed.provider.text();
+    for value in ["value-of-a", "replica-of-a"] {
+        assert!(!logs.contains(value), "a secret reached the logs: {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secret_provider_classes_mount_as_ascp_reads_them() {
+    let bed = Bed::start().await;
+    let mount = |objects: &str| bed.request("pod-a", "a", tokens_for("a"), objects);
+
+    // Keys ASCP ignores are accepted and named in the log; an SSM parameter
+    // named by ARN (answered under its bare name) mounts; four-digit modes.
+    let objects = r#"
+- objectName: app/db
+  objectType: secretsmanager
+  filePermission: "0640"
+  someFutureKey: x
+- objectName: arn:aws:ssm:eu-west-1:111111111111:parameter/app/config
+  objectAlias: config
+"#;
+    let answer = bed
+        .mount(with(mount(objects), &[("vaultAddress", "https://vault")]))
+        .await
+        .unwrap();
+    assert_eq!(file(&answer, "app_db").mode, 0o640);
+    assert_eq!(file(&answer, "config").contents, b"config-of-a");
+    let logs = bed.provider.text();
+    assert!(
+        logs.contains("vaultAddress") && logs.contains("objects[0].someFutureKey"),
+        "{logs}"
+    );
+
+    // Two objects on one file name: the later one is the file, as ASCP's
+    // answer written by the driver.
+    let objects = r#"
+- {objectName: app/db, objectType: secretsmanager}
+- {objectName: /app/config, objectType: ssmparameter, objectAlias: app_db}
+"#;
+    let answer = bed.mount(mount(objects)).await.unwrap();
+    assert_eq!(paths(&answer), ["app_db"]);
+    assert_eq!(file(&answer, "app_db").contents, b"config-of-a");
+    assert_eq!(answer.object_version.len(), 1);
+
+    // What ASCP refuses, refused in sentences.
+    let refused = [
+        (
+            "- {objectName: app/db, objectType: secretsmanager, filePermission: '640'}",
+            "filePermission \"640\" must be exactly four octal digits",
+        ),
+        ("- app/db", "objects[0]: must be a mapping with objectName"),
+        (
+            "- {objectName: app/db, objectType: secretsmanager, objectAlias: x}\n- {objectName: /app/config, objectType: ssmparameter, objectAlias: x}",
+            "objectAlias \"x\" is already used by another object",
+        ),
+        (
+            "- {objectName: app/db, objectType: secretsmanager}\n- {objectName: app/db, objectType: secretsmanager}",
+            "objectName is listed more than once",
+        ),
+        (
+            "- {objectName: app/db, objectType: secretsmanager, jmesPath: [{path: password}]}",
+            "jmesPath[0].objectAlias is required",
+        ),
+    ];
+    for (objects, said) in refused {
+        let status = bed.mount(mount(objects)).await.expect_err(objects);
+        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+        let message = status.message();
+        assert!(message.contains(said), "{message}");
+        for debug in [
+            "FileName(",
+            "struct ",
+            "expected ",
+            "`",
+            "objects[0]: objects",
+            ": :",
+        ] {
+            assert!(!message.contains(debug), "{debug:?} in {message}");
+        }
+    }
+    let status = bed
+        .mount(with(mount(OBJECTS), &[("usePodIdentity", "yes")]))
+        .await
+        .expect_err("not a boolean");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status
+            .message()
+            .starts_with("usePodIdentity \"yes\" is not a boolean"),
+        "{status:?}"
+    );
+    // "False" is IRSA, as in ASCP.
+    bed.mount(with(mount(OBJECTS), &[("usePodIdentity", "False")]))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_role_chained_after_the_pods_reads_as_that_role() {
+    let bed = Bed::start().await;
+    let request = with(
+        bed.request("pod-a", "a", tokens_for("a"), OBJECTS),
+        &[
+            ("assumeRoleArn", ROLE_B),
+            ("assumeRoleExternalId", "team-a"),
+            ("assumeRoleDurationSeconds", "900"),
+        ],
+    );
+    bed.moto.start_recording();
+    let answer = bed.mount(request.clone()).await.unwrap();
+    let recorded = bed.moto.stop_recording();
+    // Role b's secret, in role b's account: the chain reached it.
+    assert_eq!(file(&answer, "password").contents, b"value-of-b");
+    let web = recorded
+        .iter()
+        .find(|r| r.call == "sts.AssumeRoleWithWebIdentity")
+        .expect("the pod's own exchange");
+    assert!(web.body.contains("role%2Fa"), "{web:?}");
+    let chained = recorded
+        .iter()
+        .find(|r| r.call == "sts.AssumeRole")
+        .expect("the chained role");
+    for part in ["role%2Fb", "ExternalId=team-a", "DurationSeconds=900"] {
+        assert!(chained.body.contains(part), "{part}: {chained:?}");
+    }
+    // Signed with the pod's credentials, never the provider's own.
+    assert!(!chained.authorization.contains(support::moto::TEST_KEY_ID));
+    // The same pod without the chain reads as its own role.
+    let own = bed
+        .mount(bed.request("pod-a", "a", tokens_for("a"), OBJECTS))
+        .await
+        .unwrap();
+    assert_eq!(file(&own, "password").contents, b"value-of-a");
+
+    let status = bed
+        .mount(with(request, &[("assumeRoleDurationSeconds", "60")]))
+        .await
+        .expect_err("too short");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("assumeRoleDurationSeconds"),
+        "{status:?}"
+    );
+}
+
+/// A stand-in for the EKS Pod Identity agent: answers GET /v1/credentials
+/// with the container credential provider's JSON when the `Authorization`
+/// header is an accepted token, 400 otherwise; the next `throttle` requests
+/// get a 429.
+struct PodIdentityAgent {
+    endpoint: String,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
+    accepted: Arc<Mutex<Vec<String>>>,
+    throttle: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PodIdentityAgent {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl PodIdentityAgent {
+    async fn start(credentials: serde_json::Value) -> PodIdentityAgent {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}/v1/credentials", listener.local_addr().unwrap());
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let accepted = Arc::new(Mutex::new(Vec::<String>::new()));
+        let throttle = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (requests_in, accepted_in, throttle_in) =
+            (requests.clone(), accepted.clone(), throttle.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                requests_in.fetch_add(1, Ordering::SeqCst);
+                let mut stream = BufReader::new(stream);
+                let (mut request_line, mut authorization) = (String::new(), String::new());
+                stream.read_line(&mut request_line).await.unwrap();
+                loop {
+                    let mut line = String::new();
+                    if stream.read_line(&mut line).await.unwrap() == 0 || line == "\r\n" {
+                        break;
+                    }
+                    // Header names are case-insensitive (ureq sends them lowercased).
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("authorization")
+                    {
+                        authorization = value.trim().to_string();
+                    }
+                }
+                let throttled = throttle_in
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                let (status, body) = if throttled {
+                    (
+                        "429 Too Many Requests",
+                        r#"{"code":"ThrottlingException","message":"slow down"}"#.to_string(),
+                    )
+                } else if !request_line.starts_with("GET /v1/credentials ") {
+                    ("404 Not Found", "{}".to_string())
+                } else if accepted_in.lock().unwrap().contains(&authorization) {
+                    ("200 OK", credentials.to_string())
+                } else {
+                    (
+                        "400 Bad Request",
+                        r#"{"code":"InvalidTokenException","message":"the token is not valid"}"#
+                            .to_string(),
+                    )
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = stream.get_mut().write_all(answer.as_bytes()).await;
+            }
+        });
+        PodIdentityAgent {
+            endpoint,
+            requests,
+            accepted,
+            throttle,
+            task,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Credentials moto hands out for `role`, as the Pod Identity agent answers
+/// them.
+async fn agent_answer_for(endpoint: &str, role: &str) -> serde_json::Value {
+    let issued = aws_sdk_sts::Client::new(&sdk_config(endpoint).await)
+        .assume_role()
+        .role_arn(role)
+        .role_session_name("eks-pod-identity")
+        .send()
+        .await
+        .unwrap()
+        .credentials
+        .unwrap();
+    serde_json::json!({
+        "AccessKeyId": issued.access_key_id,
+        "SecretAccessKey": issued.secret_access_key,
+        "Token": issued.session_token,
+        "AccountId": "111111111111",
+        "Expiration": "2099-01-01T00:00:00Z",
+    })
+}
+
+const POD_IDENTITY: &str = "pods.eks.amazonaws.com";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pod_identity_reads_through_the_agent_with_the_pods_token() {
+    let moto = Moto::start();
+    let answer = agent_answer_for(&moto.endpoint, ROLE_A).await;
+    let key_id = answer["AccessKeyId"].as_str().unwrap().to_string();
+    let agent = PodIdentityAgent::start(answer).await;
+    let bed = Bed::start_with(
+        moto,
+        None,
+        &[
+            "--pod-identity-endpoint",
+            &agent.endpoint,
+            "--mount-timeout",
+            "5",
+        ],
+    )
+    .await;
+    // ServiceAccount "plain" has no IRSA annotation: Pod Identity needs none.
+    let mount = |pod: &str, token: &str| {
+        let tokens = serde_json::json!({POD_IDENTITY: {"token": token, "expirationTimestamp": "2099-01-01T00:00:00Z"}});
+        with(
+            bed.request(pod, "plain", Some(tokens.to_string()), BOTH_SERVICES),
+            &[("usePodIdentity", "true"), ("preferredAddressType", "ipv6")],
+        )
+    };
+    let token = pod_token("plain", "pi-1");
+    agent.accepted.lock().unwrap().push(token.clone());
+
+    bed.moto.start_recording();
+    let answer = bed.mount(mount("pi-1", &token)).await.unwrap();
+    let recorded = bed.moto.stop_recording();
+    // Role a's values (its account), read with the agent's credentials.
+    assert_eq!(file(&answer, "password").contents, b"value-of-a");
+    assert_eq!(file(&answer, "_app_config").contents, b"config-of-a");
+    assert_eq!(agent.requests(), 1, "one agent call for both services");
+    assert_eq!(
+        support::moto::count(&recorded, "sts.AssumeRoleWithWebIdentity"),
+        0
+    );
+    assert!(
+        recorded
+            .iter()
+            .filter(|r| !r.call.starts_with("sts."))
+            .all(|r| r.authorization.contains(&key_id)),
+        "{recorded:?}"
+    );
+    // The same token again: the credentials are kept.
+    bed.mount(mount("pi-1", &token)).await.unwrap();
+    assert_eq!(agent.requests(), 1);
+
+    // A token the agent refuses: final, named, and the token is never said.
+    let refused = pod_token("plain", "pi-2");
+    let status = bed
+        .mount(mount("pi-2", &refused))
+        .await
+        .expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::PermissionDenied, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("refused the pod's token with HTTP 400")
+            && !status.message().contains(&refused),
+        "{status:?}"
+    );
+
+    // The agent throttles a burst: retried with backoff, the mount passes.
+    let busy = pod_token("plain", "pi-3");
+    agent.accepted.lock().unwrap().push(busy.clone());
+    agent.throttle.store(2, std::sync::atomic::Ordering::SeqCst);
+    let before = agent.requests();
+    let answer = bed.mount(mount("pi-3", &busy)).await.unwrap();
+    assert_eq!(file(&answer, "password").contents, b"value-of-a");
+    assert_eq!(agent.requests() - before, 3, "two 429s, then the answer");
+
+    // No token of the Pod Identity audience: the CSIDriver lacks it.
+    let status = bed
+        .mount(with(
+            bed.request("pi-4", "plain", tokens_for("plain"), BOTH_SERVICES),
+            &[("usePodIdentity", "true")],
+        ))
+        .await
+        .expect_err("no pods.eks.amazonaws.com token");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(status.message().contains(POD_IDENTITY), "{status:?}");
+
+    let logs = bed.provider.text();
+    for value in ["value-of-a", "config-of-a", &token, &refused, &busy] {
+        assert!(!logs.contains(value), "a secret reached the logs: {value}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throttled_burst_of_mounts_all_succeed() {
+    let moto = Moto::start();
+    let proxy = support::fault_proxy::FaultProxy::start(
+        &moto.endpoint,
+        support::fault_proxy::Fault::Throttling,
+        0,
+        1,
+    )
+    .await;
+    let bed = Bed::start_with(moto, Some(&proxy.endpoint), &["--share-fetches-for", "0"]).await;
+    // Half of every call throttled: STS, Secrets Manager and SSM alike.
+    proxy.throttle_percent(50);
+    let pods: Vec<String> = (0..30).map(|i| format!("burst-{i}")).collect();
+    let mounts = pods.iter().map(|pod| {
+        bed.mount(bed.request(
+            pod,
+            "a",
+            Some(tokens_json(&pod_token("a", pod))),
+            BOTH_SERVICES,
+        ))
+    });
+    for answer in futures::future::join_all(mounts).await {
+        let answer = answer.expect("a throttled mount is tried again, not failed");
+        assert_eq!(file(&answer, "password").contents, b"value-of-a");
+    }
+    assert!(
+        proxy.failed.load(std::sync::atomic::Ordering::SeqCst) > 30,
+        "the burst was throttled"
+    );
+}
+
+/// [`calls`] of only these ServiceAccounts' mounts cannot be told apart by
+/// moto; the test counts all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_mounting_the_same_objects_as_one_identity_share_one_fetch() {
+    let bed = Bed::start().await;
+    let kubeconfig = bed.dir.path().join("kubeconfig");
+    let (unshared, unshared_client) = spawn_provider(
+        bed.dir.path(),
+        &kubeconfig,
+        &bed.moto.endpoint,
+        &["--share-fetches-for", "0"],
+    )
+    .await;
+    let burst = |client: CsiDriverProviderClient<Channel>, round: &'static str| {
+        let bed = &bed;
+        async move {
+            // 100 pods of ServiceAccount a and 10 of b, in one burst.
+            let pods: Vec<(String, &str)> = (0..110)
+                .map(|i| {
+                    let account = if i % 11 == 10 { "b" } else { "a" };
+                    (format!("{round}-{account}-{i}"), account)
+                })
+                .collect();
+            bed.moto.start_recording();
+            let mounts = pods.iter().map(|(pod, account)| {
+                let request = bed.request(
+                    pod,
+                    account,
+                    Some(tokens_json(&pod_token(account, pod))),
+                    BOTH_SERVICES,
+                );
+                let mut client = client.clone();
+                async move { (account, client.mount(request).await) }
+            });
+            for (account, answer) in futures::future::join_all(mounts).await {
+                let answer = answer.unwrap().into_inner();
+                // Never another identity's value.
+                let expected = format!("value-of-{account}");
+                assert_eq!(file(&answer, "password").contents, expected.as_bytes());
+            }
+            calls(&bed.moto.stop_recording())
+        }
+    };
+    // [STS, Batch, Get, Describe, GetParameters]
+    let before = burst(unshared_client, "unshared").await;
+    assert_eq!(
+        before,
+        [110, 110, 0, 0, 110],
+        "every mount reads for itself"
+    );
+    let after = burst(bed.client.clone(), "shared").await;
+    // Every pod's token still goes to STS; each identity reads once.
+    assert_eq!(after, [110, 2, 0, 0, 2], "one read per identity");
+    let logs = plain(&bed.provider.text());
+    assert!(logs.contains("shared=true"), "{logs}");
+    for value in ["value-of-a", "value-of-b", "config-of-a"] {
+        assert!(!logs.contains(value) && !unshared.text().contains(value));
+    }
+}
+
+/// Log text without the terminal's colour codes.
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

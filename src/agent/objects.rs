@@ -25,6 +25,8 @@ pub struct Objects {
     region: String,
     failover_region: Option<String>,
     objects: Vec<Resolved>,
+    /// Object keys ASCP ignores (`objects[0].foo`), accepted and named.
+    ignored: Vec<String>,
 }
 
 /// A parameter problem, naming the parameter or object field.
@@ -90,9 +92,15 @@ enum ObjectsText {
     List(Vec<serde_json::Value>),
 }
 
+/// Keys ASCP does not read are ignored there (Go's YAML decoding drops
+/// them): accepted here too, and named in a warning.
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "a mapping with objectName, objectType and the other object keys"
+)]
 struct ObjectSpec {
+    #[serde(default)]
     object_name: String,
     #[serde(default)]
     object_type: Option<String>,
@@ -108,25 +116,40 @@ struct ObjectSpec {
     jmes_path: Vec<JmesPathSpec>,
     #[serde(default)]
     failover_object: Option<FailoverSpec>,
+    #[serde(flatten)]
+    ignored: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "a mapping with path, objectAlias and filePermission"
+)]
 struct JmesPathSpec {
+    #[serde(default)]
     path: String,
+    #[serde(default)]
     object_alias: String,
     #[serde(default)]
     file_permission: Option<String>,
+    #[serde(flatten)]
+    ignored: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(
+    rename_all = "camelCase",
+    expecting = "a mapping with objectName, objectVersion and objectVersionLabel"
+)]
 struct FailoverSpec {
+    #[serde(default)]
     object_name: String,
     #[serde(default)]
     object_version: Option<String>,
     #[serde(default)]
     object_version_label: Option<String>,
+    #[serde(flatten)]
+    ignored: BTreeMap<String, serde::de::IgnoredAny>,
 }
 
 #[derive(Clone, Debug)]
@@ -242,9 +265,13 @@ impl Objects {
             default_mode,
         };
         let mut resolved = Vec::new();
-        let mut names = BTreeSet::new();
+        let mut ignored = Vec::new();
+        let mut duplicates = Duplicates::default();
         for (i, value) in list.into_iter().enumerate() {
             let field = format!("{OBJECTS}[{i}]");
+            if value.is_null() {
+                return fail(format!("{field} is empty"));
+            }
             let spec: ObjectSpec = serde_path_to_error::deserialize(value).map_err(|e| {
                 let path = e.path().to_string();
                 let at = if path == "." {
@@ -252,41 +279,84 @@ impl Objects {
                 } else {
                     format!("{field}.{path}")
                 };
-                ParametersError(format!("{at}: {}", e.inner()))
+                ParametersError(format!("{at}: {}", readable(&e.inner().to_string())))
             })?;
-            let object = context.resolve(&field, spec)?;
-            for file in std::iter::once(&object.file).chain(object.jmes.iter().map(|j| &j.file)) {
-                if !names.insert(file.clone()) {
-                    return fail(format!(
-                        "{field} ({}): file name {file:?} is already used by another object (set objectAlias)",
-                        object.label
-                    ));
+            ignored.extend(spec.ignored.keys().map(|k| format!("{field}.{k}")));
+            for (j, entry) in spec.jmes_path.iter().enumerate() {
+                ignored.extend(
+                    entry
+                        .ignored
+                        .keys()
+                        .map(|k| format!("{field}.jmesPath[{j}].{k}")),
+                );
+            }
+            if let Some(failover) = &spec.failover_object {
+                ignored.extend(
+                    failover
+                        .ignored
+                        .keys()
+                        .map(|k| format!("{field}.failoverObject.{k}")),
+                );
+            }
+            duplicates.check(&field, &spec)?;
+            resolved.push(context.resolve(&field, spec)?);
+        }
+        // Two objects that land on one file name: ASCP answers both files and
+        // the driver writes them in order, so the later one is what the pod
+        // sees. The same here, said in the log.
+        let mut names: BTreeMap<FileName, String> = BTreeMap::new();
+        for object in &resolved {
+            let files = std::iter::once(&object.file).chain(object.jmes.iter().map(|j| &j.file));
+            for file in files {
+                if let Some(earlier) = names.insert(file.clone(), object.label.clone()) {
+                    tracing::warn!(
+                        file = %file,
+                        earlier = %earlier,
+                        later = %object.label,
+                        "two objects land on one file name: the later one is written, as ASCP does"
+                    );
                 }
             }
-            resolved.push(object);
         }
         // A name that is a directory of another (`a` and `a/b`) cannot be both.
-        for name in &names {
+        for name in names.keys() {
             let name = name.as_str();
             for (end, _) in name.match_indices('/') {
                 let parent = &name[..end];
-                if names.iter().any(|n| n.as_str() == parent) {
+                if names.keys().any(|n| n.as_str() == parent) {
                     return fail(format!(
                         "file names {parent:?} and {name:?} collide: one would be a directory of the other"
                     ));
                 }
             }
         }
+        if !ignored.is_empty() {
+            tracing::warn!(
+                keys = %ignored.join(", "),
+                "SecretProviderClass object keys that ASCP ignores are ignored"
+            );
+        }
         Ok(Self {
             region,
             failover_region,
             objects: resolved,
+            ignored,
         })
     }
 
     /// The primary region.
     pub fn region(&self) -> &str {
         &self.region
+    }
+
+    /// The failover region, if any.
+    pub fn failover_region(&self) -> Option<&str> {
+        self.failover_region.as_deref()
+    }
+
+    /// Object keys ASCP ignores that were given (`objects[0].foo`).
+    pub fn ignored(&self) -> &[String] {
+        &self.ignored
     }
 
     /// How many files a successful fetch produces.
@@ -297,32 +367,31 @@ impl Objects {
     /// Fetches every object (one batch per service and region) and builds the
     /// files. All or nothing: if any object fails, no file set is returned.
     /// `auth` is how the stores authenticate: `None` for the default chain.
+    ///
+    /// With a failover region, both regions are asked for every object, at
+    /// once, as ASCP asks them: a final answer (not found, denied, refused)
+    /// from either fails the object; a passing failure (throttling, 5xx, no
+    /// connection) of one leaves the other's value; the primary's value wins
+    /// when both have one.
     pub async fn fetch(
         &self,
         providers: &Providers,
         auth: Option<&AwsAuth>,
     ) -> Result<FileSet, FetchError> {
-        let primary = self
-            .fetch_from(providers, auth, &self.region, |o| Some(&o.request))
-            .await;
-        // Objects the primary region could not serve (service or network
-        // errors, not "not found") are asked of the failover region.
-        let mut failover = BTreeMap::new();
-        if let Some(region) = &self.failover_region {
-            failover = self
-                .fetch_from(providers, auth, region, |o| {
-                    let failed = matches!(
-                        primary.get(&(service_name(o.service), o.request.clone())),
-                        Some(Err(
-                            ProviderError::Api { .. } | ProviderError::Unsupported(_)
-                        )) | None
-                    );
-                    if failed { o.failover.as_ref() } else { None }
-                })
-                .await;
-        }
+        let primary = self.fetch_from(providers, auth, &self.region, |o| Some(&o.request));
+        let failover = async {
+            match &self.failover_region {
+                Some(region) => {
+                    self.fetch_from(providers, auth, region, |o| o.failover.as_ref())
+                        .await
+                }
+                None => Answers::new(),
+            }
+        };
+        let (primary, failover) = futures::join!(Box::pin(primary), Box::pin(failover));
         let objects = self.objects.clone();
-        let build = move || build_files(&objects, &primary, &failover);
+        let failover_region = self.failover_region.clone();
+        let build = move || build_files(&objects, &primary, &failover, failover_region.as_deref());
         tokio::task::spawn_blocking(build).await.map_err(|e| {
             FetchError::new(
                 vec![format!("building the files failed: {e}")],
@@ -409,6 +478,91 @@ fn store_for(
     (identity, spec)
 }
 
+/// ASCP's checks of objects that name one secret twice: the same
+/// `objectAlias` (or `jmesPath` alias) twice, or the same `objectName` with
+/// neither alias nor version label to tell the two apart. Each object is
+/// compared with the last one of its name, as ASCP compares.
+#[derive(Default)]
+struct Duplicates {
+    names: BTreeMap<String, (String, String)>,
+    aliases: BTreeSet<String>,
+}
+
+impl Duplicates {
+    fn check(&mut self, field: &str, spec: &ObjectSpec) -> Result<(), ParametersError> {
+        let name = &spec.object_name;
+        let alias = spec.object_alias.clone().unwrap_or_default();
+        let label = spec.object_version_label.clone().unwrap_or_default();
+        let fail = |m: String| Err(ParametersError(format!("{field} ({name:?}): {m}")));
+        if let Some((seen_alias, seen_label)) = self.names.get(name) {
+            let same_alias = !alias.is_empty() && alias == *seen_alias;
+            let same_label = !label.is_empty() && label == *seen_label;
+            let no_alias = alias.is_empty() && seen_alias.is_empty();
+            let no_label = label.is_empty() && seen_label.is_empty();
+            let why = if same_alias && no_label {
+                Some(format!(
+                    "the same objectAlias {alias:?} and no objectVersionLabel"
+                ))
+            } else if no_alias && same_label {
+                Some(format!(
+                    "no objectAlias and the same objectVersionLabel {label:?}"
+                ))
+            } else if same_alias && same_label {
+                Some(format!(
+                    "the same objectAlias {alias:?} and objectVersionLabel {label:?}"
+                ))
+            } else if no_alias && no_label {
+                Some("neither objectAlias nor objectVersionLabel to tell them apart".to_string())
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return fail(format!(
+                    "objectName is listed more than once with {why} (set objectAlias)"
+                ));
+            }
+        }
+        self.names.insert(name.clone(), (alias.clone(), label));
+        if !alias.is_empty() && !self.aliases.insert(alias.clone()) {
+            return fail(format!(
+                "objectAlias {alias:?} is already used by another object"
+            ));
+        }
+        for (j, entry) in spec.jmes_path.iter().enumerate() {
+            if !entry.object_alias.is_empty() && !self.aliases.insert(entry.object_alias.clone()) {
+                return fail(format!(
+                    "jmesPath[{j}].objectAlias {:?} is already used by another object",
+                    entry.object_alias
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A serde message as a sentence for a person: what was expected, then what
+/// was found (`must be a string, not an integer "1"`).
+fn readable(message: &str) -> String {
+    let message = message.replace('`', "\"");
+    match message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        Some((found, expected)) => {
+            let found = match found {
+                "sequence" => "a list".to_string(),
+                "map" => "a mapping".to_string(),
+                "null" | "unit value" => "empty".to_string(),
+                f if f.starts_with("integer") => format!("an {f}"),
+                f => format!("a {f}"),
+            };
+            format!("must be {expected}, not {found}")
+        }
+        None => message,
+    }
+}
+
 struct Context<'a> {
     region: &'a str,
     failover_region: Option<&'a str>,
@@ -436,7 +590,12 @@ impl Context<'_> {
             Ok(request) => request,
             Err(m) => return fail(m),
         };
-        let failover = match &spec.failover_object {
+        // As ASCP: a failoverObject without objectName is none.
+        let failover_object = spec
+            .failover_object
+            .as_ref()
+            .filter(|f| !f.object_name.trim().is_empty());
+        let failover = match failover_object {
             None => None,
             Some(failover) => {
                 let Some(failover_region) = self.failover_region else {
@@ -467,10 +626,10 @@ impl Context<'_> {
         };
         // Without failoverObject, the failover region is asked for the same object.
         let failover = failover.or_else(|| self.failover_region.map(|_| request.clone()));
-        let mode = match &spec.file_permission {
-            Some(text) => match parse_mode(text) {
+        let mode = match spec.file_permission.as_deref().filter(|t| !t.is_empty()) {
+            Some(text) => match file_permission(text) {
                 Ok(mode) => mode,
-                Err(m) => return fail(format!("filePermission: {m}")),
+                Err(m) => return fail(format!("filePermission {m}")),
             },
             None => self.default_mode,
         };
@@ -493,6 +652,9 @@ impl Context<'_> {
             if entry.path.is_empty() {
                 return fail(format!("{at}.path is required"));
             }
+            if entry.object_alias.is_empty() {
+                return fail(format!("{at}.objectAlias is required"));
+            }
             if let Err(e) = jmespath::compile(&entry.path) {
                 return fail(format!(
                     "{at}.path {:?} is not a valid JMESPath expression: {e}",
@@ -503,10 +665,10 @@ impl Context<'_> {
                 Ok(file) => file,
                 Err(m) => return fail(format!("{at}.objectAlias: {m}")),
             };
-            let mode = match &entry.file_permission {
-                Some(text) => match parse_mode(text) {
+            let mode = match entry.file_permission.as_deref().filter(|t| !t.is_empty()) {
+                Some(text) => match file_permission(text) {
                     Ok(mode) => mode,
-                    Err(m) => return fail(format!("{at}.filePermission: {m}")),
+                    Err(m) => return fail(format!("{at}.filePermission {m}")),
                 },
                 None => mode,
             };
@@ -598,6 +760,19 @@ impl Context<'_> {
     }
 }
 
+/// `filePermission` as ASCP validates it: exactly four octal digits
+/// (`"0644"`). The first digit (setuid, setgid, sticky) has no effect there
+/// (Go's file modes keep those bits elsewhere), so only the permission bits
+/// are kept.
+fn file_permission(text: &str) -> Result<u32, String> {
+    if text.len() != 4 || !text.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!(
+            "{text:?} must be exactly four octal digits, such as \"0644\""
+        ));
+    }
+    parse_mode(&text[1..])
+}
+
 /// The provider request for an object at its version: for Secrets Manager a
 /// VersionId (`uuid/<id>`) or a stage; for Parameter Store a version number or
 /// a label.
@@ -631,11 +806,19 @@ fn version_request(
     })
 }
 
+/// Whether an answer settles the object whatever the other region says, as
+/// ASCP's 4xx: not found, denied, refused.
+fn is_final(error: &ProviderError) -> bool {
+    FailureKind::of(error) != FailureKind::Transient
+        && !matches!(error, ProviderError::Unsupported(_))
+}
+
 /// Every file, or every failure.
 fn build_files(
     objects: &[Resolved],
     primary: &Answers,
     failover: &Answers,
+    failover_region: Option<&str>,
 ) -> Result<FileSet, FetchError> {
     let mut files = FileSet::new();
     let mut errors = Vec::new();
@@ -647,14 +830,29 @@ fn build_files(
                 .cloned()
         };
         let primary_answer = answer(primary, &object.request);
-        let value = match (
-            primary_answer,
-            object.failover.as_ref().and_then(|r| answer(failover, r)),
-        ) {
+        let failover_answer = object.failover.as_ref().and_then(|r| answer(failover, r));
+        let region = failover_region.unwrap_or_default();
+        let value = match (primary_answer, failover_answer) {
+            (Some(Err(e)), _) if is_final(&e) => {
+                errors.push(format!("{}: {e}", object.label));
+                kind = kind.min(FailureKind::of(&e));
+                continue;
+            }
+            (_, Some(Err(f))) if is_final(&f) => {
+                errors.push(format!(
+                    "{}: in the failover region {region}: {f}",
+                    object.label
+                ));
+                kind = kind.min(FailureKind::of(&f));
+                continue;
+            }
             (Some(Ok(Fetched::Value(value))), _) => value,
             (_, Some(Ok(Fetched::Value(value)))) => value,
             (Some(Err(e)), Some(Err(f))) => {
-                errors.push(format!("{}: {e} (failover region: {f})", object.label));
+                errors.push(format!(
+                    "{}: {e}; in the failover region {region}: {f}",
+                    object.label
+                ));
                 kind = kind.min(FailureKind::of(&e)).min(FailureKind::of(&f));
                 continue;
             }
@@ -826,10 +1024,24 @@ mod tests {
     fn refuses_what_is_wrong_naming_the_field() {
         assert!(error("- {objectName: a}").contains("objects[0] (\"a\"): objectType is required"));
         assert!(error("- {objectName: a, objectType: vault}").contains("\"vault\""));
-        assert!(
-            error("- {objectName: a, objectType: secretsmanager, bogus: 1}")
-                .contains("objects[0].bogus")
+        // Keys ASCP ignores are accepted, and named.
+        let o = objects("- {objectName: a, objectType: secretsmanager, bogus: 1, jmesPath: [{path: x, objectAlias: y, extra: z}]}").unwrap();
+        assert_eq!(
+            o.ignored(),
+            ["objects[0].bogus", "objects[0].jmesPath[0].extra"]
         );
+        // Types, as sentences.
+        let e = error("- a");
+        assert!(
+            e.starts_with("objects[0]: must be a mapping with objectName") && !e.contains("struct"),
+            "{e}"
+        );
+        let e = error("- {objectName: [1], objectType: secretsmanager}");
+        assert!(
+            e.contains("objects[0].objectName: must be a string, not a list"),
+            "{e}"
+        );
+        assert!(error("- null").contains("objects[0] is empty"));
         assert!(
             error("- {objectName: arn:aws:secretsmanager:us-east-1:1:secret:x}").contains("region")
         );
@@ -846,16 +1058,27 @@ mod tests {
             e.contains("objectAlias") && e.contains("could leave"),
             "{e}"
         );
-        assert!(error("- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager}").contains("already used"));
+        assert!(error("- {objectName: a, objectType: secretsmanager}\n- {objectName: a, objectType: secretsmanager}").contains("objects[1] (\"a\"): objectName is listed more than once with neither"));
+        assert!(error("- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, objectAlias: x}").contains("objectAlias \"x\" is already used"));
+        assert!(error("- {objectName: a, objectType: secretsmanager, objectAlias: x}\n- {objectName: b, objectType: secretsmanager, jmesPath: [{path: p, objectAlias: x}]}").contains("jmesPath[0].objectAlias \"x\" is already used"));
         assert!(error("- {objectName: a, objectType: secretsmanager, jmesPath: [{path: 'a[', objectAlias: x}]}").contains("not a valid JMESPath"));
         assert!(
             error("- {objectName: a, objectType: ssmparameter, objectVersion: latest}")
                 .contains("version number")
         );
-        assert!(
-            error("- {objectName: a, objectType: secretsmanager, filePermission: '999'}")
-                .contains("filePermission")
-        );
+        // The first digit is accepted and has no effect, as in ASCP.
+        let sticky =
+            objects("- {objectName: a, objectType: secretsmanager, filePermission: '1640'}");
+        assert_eq!(sticky.unwrap().objects[0].mode, 0o640);
+        for bad in ["999", "644", "0999", "00644", "rw-r"] {
+            let e = error(&format!(
+                "- {{objectName: a, objectType: secretsmanager, filePermission: '{bad}'}}"
+            ));
+            assert!(
+                e.contains("filePermission") && e.contains("exactly four octal digits"),
+                "{e}"
+            );
+        }
         assert!(error("[]").contains("lists no object"));
         let nested = "- {objectName: a, objectType: ssmparameter}\n- {objectName: a/b, objectType: ssmparameter}";
         let parameters = BTreeMap::from([
@@ -906,7 +1129,7 @@ mod tests {
         let value = |v: &str| Ok(Fetched::Value(SecretValue::from(v)));
         let primary = Answers::from([(key("a"), down()), (key("b"), value("b-primary"))]);
         let failover = Answers::from([(key("a-replica"), value("a-failover"))]);
-        let files = build_files(&o.objects, &primary, &failover).unwrap();
+        let files = build_files(&o.objects, &primary, &failover, Some("eu-west-2")).unwrap();
         assert_eq!(
             files[&FileName::new("x").unwrap()].contents.expose(),
             b"a-failover"
@@ -920,8 +1143,45 @@ mod tests {
             (key("a"), Err(ProviderError::NotFound { key: "a".into() })),
             (key("b"), value("b")),
         ]);
-        let e = build_files(&o.objects, &missing, &Answers::new()).unwrap_err();
+        let e = build_files(&o.objects, &missing, &failover, Some("eu-west-2")).unwrap_err();
         assert!(e.to_string().contains("\"a\" not found"), "{e}");
+        assert_eq!(e.kind, FailureKind::NotFound);
+        // Both have it: the primary's value.
+        let both = Answers::from([(key("a"), value("a-primary")), (key("b"), value("b"))]);
+        let files = build_files(&o.objects, &both, &failover, Some("eu-west-2")).unwrap();
+        assert_eq!(
+            files[&FileName::new("x").unwrap()].contents.expose(),
+            b"a-primary"
+        );
+        // A final answer of the failover region fails the object too.
+        let denied = Answers::from([
+            (key("a-replica"), value("a-failover")),
+            (
+                key("b"),
+                Err(ProviderError::Api {
+                    service: "secretsmanager",
+                    call: "GetSecretValue",
+                    message: "AccessDeniedException".into(),
+                    failure: crate::provider::ApiFailure::Denied,
+                }),
+            ),
+        ]);
+        let e = build_files(&o.objects, &both, &denied, Some("eu-west-2")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("objects[1] (\"b\"): in the failover region eu-west-2"),
+            "{e}"
+        );
+        assert_eq!(e.kind, FailureKind::Denied);
+        // Both down: a passing failure, naming both.
+        let e = build_files(
+            &o.objects,
+            &Answers::from([(key("a"), down()), (key("b"), down())]),
+            &Answers::from([(key("a-replica"), down()), (key("b"), value("b"))]),
+            Some("eu-west-2"),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, FailureKind::Transient);
     }
 
     #[test]

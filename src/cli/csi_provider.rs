@@ -23,9 +23,20 @@ pub struct Args {
     /// Mounts served at once; more wait.
     #[arg(long, default_value_t = 32)]
     concurrency: usize,
-    /// A Mount taking longer (seconds) fails; the driver retries.
+    /// A Mount taking longer (seconds) fails; the driver retries. Passing
+    /// failures (throttling, 5xx) are tried again with backoff within it.
     #[arg(long, default_value_t = 60)]
     mount_timeout: u64,
+    /// The EKS Pod Identity agent's credentials URL, in place of
+    /// http://169.254.170.23/v1/credentials and http://[fd00:ec2::23]/v1/credentials
+    /// (for a stand-in agent).
+    #[arg(long, env = "SECRETSYNC_POD_IDENTITY_ENDPOINT")]
+    pod_identity_endpoint: Option<String>,
+    /// Seconds a fetch's result serves other mounts of the same objects as
+    /// the same AWS identity (pods starting together read once); 0: every
+    /// mount reads for itself.
+    #[arg(long, default_value_t = 10)]
+    share_fetches_for: u64,
 }
 
 pub async fn run(args: Args) -> ExitCode {
@@ -45,6 +56,11 @@ pub async fn run(args: Args) -> ExitCode {
         audience: args.token_audience,
         concurrency: args.concurrency,
         mount_timeout: Duration::from_secs(args.mount_timeout),
+        pod_identity: csi::pod_identity::Agent {
+            endpoint: args.pod_identity_endpoint,
+            ..Default::default()
+        },
+        share_for: Duration::from_secs(args.share_fetches_for),
     };
     match csi::serve(settings, client, shutdown).await {
         Ok(()) => ExitCode::SUCCESS,

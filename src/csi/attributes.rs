@@ -9,8 +9,14 @@
 //! nodePublishSecretRef data and, on 1.6 with `serviceAccountTokenInSecrets`,
 //! the tokens (then in the attributes too); `permission` is a JSON number
 //! (decimal mode bits, `"420"`).
+//!
+//! Parameters ASCP does not read are ignored by ASCP; here too, and named
+//! (the caller logs them). Beside ASCP's own, a SecretProviderClass may name
+//! a role to assume after the pod's identity (`assumeRoleArn`,
+//! `assumeRoleExternalId`, `assumeRoleDurationSeconds`).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -23,6 +29,11 @@ pub const SERVICE_ACCOUNT: &str = "csi.storage.k8s.io/serviceAccount.name";
 pub const TOKENS: &str = "csi.storage.k8s.io/serviceAccount.tokens";
 pub const USE_POD_IDENTITY: &str = "usePodIdentity";
 pub const PREFERRED_ADDRESS_TYPE: &str = "preferredAddressType";
+pub const ASSUME_ROLE_ARN: &str = "assumeRoleArn";
+pub const ASSUME_ROLE_EXTERNAL_ID: &str = "assumeRoleExternalId";
+pub const ASSUME_ROLE_DURATION: &str = "assumeRoleDurationSeconds";
+/// The audience of the token EKS Pod Identity takes.
+pub const POD_IDENTITY_AUDIENCE: &str = "pods.eks.amazonaws.com";
 /// Keys the driver itself adds beside the kubelet's `csi.storage.k8s.io/*`.
 const DRIVER_KEYS: &[&str] = &["secretProviderClass", "providerName"];
 /// ASCP's own parameters.
@@ -33,6 +44,9 @@ const ASCP_KEYS: &[&str] = &[
     crate::agent::objects::OBJECTS,
     USE_POD_IDENTITY,
     PREFERRED_ADDRESS_TYPE,
+    ASSUME_ROLE_ARN,
+    ASSUME_ROLE_EXTERNAL_ID,
+    ASSUME_ROLE_DURATION,
 ];
 
 /// A Mount request, parsed.
@@ -44,6 +58,41 @@ pub struct MountAttributes {
     pub parameters: BTreeMap<String, String>,
     /// Mode for files whose object sets no `filePermission`.
     pub permission: u32,
+    /// How the pod's identity is had.
+    pub auth: Auth,
+    /// A role to assume with the pod's credentials.
+    pub assume_role: Option<AssumeRole>,
+    /// Parameters neither ASCP nor secretsync reads, ignored.
+    pub ignored: Vec<String>,
+}
+
+/// How a mount gets the pod's AWS identity (`usePodIdentity`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// IRSA: the pod's `sts.amazonaws.com` token for its ServiceAccount's role.
+    Irsa,
+    /// EKS Pod Identity: the pod's `pods.eks.amazonaws.com` token, given to
+    /// the node's Pod Identity agent.
+    PodIdentity(AddressPreference),
+}
+
+/// Which address of the Pod Identity agent to try (`preferredAddressType`),
+/// as ASCP reads it: `ipv4`, `ipv6`, else (`auto`, empty, anything else)
+/// IPv4 then IPv6.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AddressPreference {
+    Auto,
+    Ipv4,
+    Ipv6,
+}
+
+/// A role chained after the pod's identity: AssumeRole, signed with the
+/// pod's credentials.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct AssumeRole {
+    pub arn: String,
+    pub external_id: Option<String>,
+    pub duration: Option<Duration>,
 }
 
 /// Who is mounting: the kubelet fills these in from the pod.
@@ -86,16 +135,15 @@ impl MountAttributes {
                 Err(_) => return fail("secrets: not a JSON object of strings".into()),
             }
         };
-        for key in parameters.keys() {
-            let known = key.starts_with("csi.storage.k8s.io/")
-                || DRIVER_KEYS.contains(&key.as_str())
-                || ASCP_KEYS.contains(&key.as_str());
-            if !known {
-                return fail(format!(
-                    "SecretProviderClass parameter {key:?} is not supported (known: region, failoverRegion, pathTranslation, objects, usePodIdentity, preferredAddressType)"
-                ));
-            }
-        }
+        let ignored: Vec<String> = parameters
+            .keys()
+            .filter(|key| {
+                !(key.starts_with("csi.storage.k8s.io/")
+                    || DRIVER_KEYS.contains(&key.as_str())
+                    || ASCP_KEYS.contains(&key.as_str()))
+            })
+            .cloned()
+            .collect();
         let required = |key: &str| -> Result<String, AttributesError> {
             match parameters
                 .get(key)
@@ -114,25 +162,24 @@ impl MountAttributes {
             uid: parameters.get(POD_UID).cloned().unwrap_or_default(),
             service_account: required(SERVICE_ACCOUNT)?,
         };
-        match parameters
-            .get(USE_POD_IDENTITY)
-            .map(|v| v.trim().to_ascii_lowercase())
-        {
-            None => {}
-            Some(v) if ["", "false", "f", "0"].contains(&v.as_str()) => {}
-            Some(v) if ["true", "t", "1"].contains(&v.as_str()) => {
-                return fail(
-                    "usePodIdentity: EKS Pod Identity is not supported by the secretsync CSI provider; it uses IRSA with the pod's own ServiceAccount token".into(),
-                );
-            }
-            Some(v) => return fail(format!("usePodIdentity: {v:?} is not a boolean")),
-        }
-        if parameters
-            .get(PREFERRED_ADDRESS_TYPE)
-            .is_some_and(|v| !v.trim().is_empty())
-        {
-            return fail("preferredAddressType applies to EKS Pod Identity only, which the secretsync CSI provider does not use".into());
-        }
+        let auth = match parameters.get(USE_POD_IDENTITY).map(String::as_str) {
+            None | Some("") => Auth::Irsa,
+            Some(text) => match go_bool(text) {
+                Some(false) => Auth::Irsa,
+                Some(true) => Auth::PodIdentity(address_preference(
+                    parameters
+                        .get(PREFERRED_ADDRESS_TYPE)
+                        .map(String::as_str)
+                        .unwrap_or_default(),
+                )),
+                None => {
+                    return fail(format!(
+                        "usePodIdentity {text:?} is not a boolean: use \"true\" or \"false\" (also taken: 1, 0, t, f, True, False, TRUE, FALSE)"
+                    ));
+                }
+            },
+        };
+        let assume_role = assume_role(&parameters)?;
         // Driver 1.6 may move the tokens into `secrets` (and copies them into
         // the attributes); 1.5 sends them in the attributes only.
         let tokens_text = secrets
@@ -168,8 +215,87 @@ impl MountAttributes {
             tokens,
             parameters,
             permission,
+            auth,
+            assume_role,
+            ignored,
         })
     }
+}
+
+/// A boolean as Go's `strconv.ParseBool` reads it, which is how ASCP reads
+/// `usePodIdentity`.
+fn go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// `preferredAddressType` as ASCP reads it: any case; a value it does not
+/// know is `auto`, not an error.
+fn address_preference(text: &str) -> AddressPreference {
+    match text.to_ascii_lowercase().as_str() {
+        "ipv4" => AddressPreference::Ipv4,
+        "ipv6" => AddressPreference::Ipv6,
+        _ => AddressPreference::Auto,
+    }
+}
+
+/// `assumeRoleArn` and its companions, checked as STS would check them.
+fn assume_role(
+    parameters: &BTreeMap<String, String>,
+) -> Result<Option<AssumeRole>, AttributesError> {
+    let get = |key: &str| {
+        parameters
+            .get(key)
+            .map(|v| v.trim())
+            .filter(|v| !v.is_empty())
+    };
+    let fail = |m: String| Err(AttributesError(m));
+    let Some(arn) = get(ASSUME_ROLE_ARN) else {
+        for key in [ASSUME_ROLE_EXTERNAL_ID, ASSUME_ROLE_DURATION] {
+            if get(key).is_some() {
+                return fail(format!("{key} is set but {ASSUME_ROLE_ARN} is not"));
+            }
+        }
+        return Ok(None);
+    };
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    if parts.len() != 6 || parts[0] != "arn" || parts[2] != "iam" || !parts[5].starts_with("role/")
+    {
+        return fail(format!(
+            "{ASSUME_ROLE_ARN} {arn:?} is not an IAM role ARN (arn:aws:iam::ACCOUNT:role/NAME)"
+        ));
+    }
+    let external_id = match get(ASSUME_ROLE_EXTERNAL_ID) {
+        None => None,
+        Some(id) => {
+            let allowed = |c: char| c.is_ascii_alphanumeric() || "+=,.@:/-_".contains(c);
+            if !(2..=1224).contains(&id.len()) || !id.chars().all(allowed) {
+                return fail(format!(
+                    "{ASSUME_ROLE_EXTERNAL_ID} must be 2 to 1224 characters of letters, digits and +=,.@:/-_"
+                ));
+            }
+            Some(id.to_string())
+        }
+    };
+    let duration = match get(ASSUME_ROLE_DURATION) {
+        None => None,
+        Some(text) => match text.parse::<u64>() {
+            Ok(seconds) if (900..=43200).contains(&seconds) => Some(Duration::from_secs(seconds)),
+            _ => {
+                return fail(format!(
+                    "{ASSUME_ROLE_DURATION} {text:?} must be a number of seconds from 900 to 43200"
+                ));
+            }
+        },
+    };
+    Ok(Some(AssumeRole {
+        arn: arn.to_string(),
+        external_id,
+        duration,
+    }))
 }
 
 #[cfg(test)]
@@ -217,15 +343,81 @@ mod tests {
     }
 
     #[test]
+    fn reads_use_pod_identity_as_ascp() {
+        let auth = |v: &str, p: &str| {
+            MountAttributes::parse(
+                &attributes(&[(USE_POD_IDENTITY, v), (PREFERRED_ADDRESS_TYPE, p)]),
+                "",
+                "420",
+            )
+            .map(|a| a.auth)
+        };
+        for yes in ["true", "True", "TRUE", "t", "T", "1"] {
+            assert_eq!(
+                auth(yes, ""),
+                Ok(Auth::PodIdentity(AddressPreference::Auto))
+            );
+        }
+        for no in ["", "false", "False", "FALSE", "f", "F", "0"] {
+            assert_eq!(auth(no, "ipv6"), Ok(Auth::Irsa));
+        }
+        for bad in ["yes", "tRuE", " true", "2"] {
+            let e = auth(bad, "").unwrap_err().0;
+            assert!(
+                e.starts_with("usePodIdentity") && e.contains("not a boolean"),
+                "{e}"
+            );
+        }
+        assert_eq!(
+            auth("true", "IPv6"),
+            Ok(Auth::PodIdentity(AddressPreference::Ipv6))
+        );
+        assert_eq!(
+            auth("true", "ipv4"),
+            Ok(Auth::PodIdentity(AddressPreference::Ipv4))
+        );
+        assert_eq!(
+            auth("true", "dual"),
+            Ok(Auth::PodIdentity(AddressPreference::Auto))
+        );
+    }
+
+    #[test]
+    fn reads_the_role_to_assume() {
+        let parse = |extra: &[(&str, &str)]| MountAttributes::parse(&attributes(extra), "", "420");
+        let role = parse(&[
+            (ASSUME_ROLE_ARN, "arn:aws:iam::222222222222:role/reader"),
+            (ASSUME_ROLE_EXTERNAL_ID, "team-42"),
+            (ASSUME_ROLE_DURATION, "900"),
+        ])
+        .unwrap()
+        .assume_role
+        .unwrap();
+        assert_eq!(role.external_id.as_deref(), Some("team-42"));
+        assert_eq!(role.duration, Some(Duration::from_secs(900)));
+        assert!(parse(&[]).unwrap().assume_role.is_none());
+        let e = parse(&[(ASSUME_ROLE_ARN, "reader")]).err().unwrap().0;
+        assert!(e.contains("not an IAM role ARN"), "{e}");
+        let e = parse(&[
+            (ASSUME_ROLE_ARN, "arn:aws:iam::2:role/r"),
+            (ASSUME_ROLE_DURATION, "60"),
+        ])
+        .err()
+        .unwrap()
+        .0;
+        assert!(e.contains("from 900 to 43200"), "{e}");
+        let e = parse(&[(ASSUME_ROLE_EXTERNAL_ID, "x1")]).err().unwrap().0;
+        assert!(e.contains("assumeRoleArn is not"), "{e}");
+    }
+
+    #[test]
     fn refuses_what_it_cannot_honour() {
         let error = |a: &str, s: &str, p: &str| MountAttributes::parse(a, s, p).err().unwrap().0;
         assert!(error("nope", "", "420").contains("attributes"));
-        assert!(
-            error(&attributes(&[("usePodIdentity", "true")]), "", "420").contains("Pod Identity")
-        );
-        assert!(
-            error(&attributes(&[("vaultAddress", "x")]), "", "420").contains("\"vaultAddress\"")
-        );
+        // What ASCP ignores is ignored, and named.
+        let parsed =
+            MountAttributes::parse(&attributes(&[("vaultAddress", "x")]), "", "420").unwrap();
+        assert_eq!(parsed.ignored, ["vaultAddress"]);
         assert!(error(&attributes(&[]), "", "4095").contains("permission"));
         let e = error(&attributes(&[]), "{\"password\": hunter2", "420");
         assert!(e.contains("secrets") && !e.contains("hunter2"));

@@ -2,11 +2,16 @@
 //! `v1alpha1.CSIDriverProvider` gRPC API (Version, Mount) on a unix socket,
 //! from the upstream proto (`proto/`). Mount takes ASCP's SecretProviderClass
 //! parameters ([`crate::agent::objects`]), acts as the mounting pod
-//! ([`credentials`]) and answers with the files; the driver writes them.
+//! ([`credentials`]: IRSA, or EKS Pod Identity through [`pod_identity`], then
+//! any chained role), shares a fetch with pods that read the same objects as
+//! the same identity ([`shared`]) and answers with the files; the driver
+//! writes them.
 
 pub mod attributes;
 pub mod credentials;
 mod mount;
+pub mod pod_identity;
+pub mod shared;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,6 +21,7 @@ use tonic::{Request, Response, Status};
 
 use credentials::PodCredentials;
 use mount::Mounter;
+use shared::SharedFetches;
 use v1alpha1::csi_driver_provider_server::{CsiDriverProvider, CsiDriverProviderServer};
 use v1alpha1::{MountRequest, MountResponse, VersionRequest, VersionResponse};
 
@@ -35,8 +41,22 @@ pub struct Settings {
     pub audience: String,
     /// Mounts served at once; others wait.
     pub concurrency: usize,
-    /// A Mount taking longer fails (the driver retries).
+    /// A Mount taking longer fails (the driver retries); passing failures
+    /// are tried again within it.
     pub mount_timeout: Duration,
+    /// Where EKS Pod Identity is asked.
+    pub pod_identity: pod_identity::Agent,
+    /// How long a fetch's result may serve other mounts of the same objects
+    /// as the same identity; zero: every mount fetches its own.
+    pub share_for: Duration,
+}
+
+/// `wait` spread over its second half, so mounts that failed together do
+/// not all try again at the same instant.
+pub(crate) fn jitter(wait: Duration) -> Duration {
+    use rand::Rng;
+    let millis = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX).max(2);
+    Duration::from_millis(rand::thread_rng().gen_range(millis / 2..=millis))
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,7 +99,10 @@ impl CsiDriverProvider for Service {
             .await
             .map_err(|_| Status::unavailable("the provider is stopping"))?;
         let request = request.into_inner();
-        let answer = tokio::time::timeout(self.timeout, self.mounter.mount(&request))
+        let deadline = std::time::Instant::now() + self.timeout;
+        // The mount stops itself at the deadline; this only guards it.
+        let guard = self.timeout + Duration::from_secs(1);
+        let answer = tokio::time::timeout(guard, Box::pin(self.mounter.mount(&request, deadline)))
             .await
             .unwrap_or_else(|_| {
                 Err(Status::deadline_exceeded(format!(
@@ -118,7 +141,13 @@ pub async fn serve(
         .await;
     let service = Service {
         mounter: Mounter {
-            credentials: PodCredentials::new(kube, base.clone(), settings.audience.clone()),
+            credentials: PodCredentials::new(
+                kube,
+                base.clone(),
+                settings.audience.clone(),
+                settings.pod_identity.clone(),
+            ),
+            shared: SharedFetches::new(settings.share_for),
             base,
         },
         slots: Semaphore::new(settings.concurrency.max(1)),

@@ -22,13 +22,18 @@ pub enum Fault {
     /// 500 `InternalFailure` for every call of this `X-Amz-Target`, as for a
     /// service that is down while STS and the others answer.
     ServerErrorFor(&'static str),
+    /// 500 `InternalFailure` for every signed call to this region (its
+    /// credential scope, `/eu-west-1/`), as for a region that is down.
+    ServerErrorIn(&'static str),
 }
 
 impl Fault {
     /// The one call this fault is for, if it is for one call only.
     fn target(&self) -> Option<&'static str> {
         match self {
-            Fault::Deny(target) | Fault::ServerErrorFor(target) => Some(target),
+            Fault::Deny(target) | Fault::ServerErrorFor(target) | Fault::ServerErrorIn(target) => {
+                Some(target)
+            }
             _ => None,
         }
     }
@@ -156,19 +161,36 @@ async fn serve(
             .contains(&format!("x-amz-target: {}", target.to_ascii_lowercase())),
         None => false,
     };
+    let in_region = match fault {
+        Some(Fault::ServerErrorIn(region)) => String::from_utf8_lossy(&head)
+            .to_ascii_lowercase()
+            .contains(&format!("/{region}/")),
+        _ => false,
+    };
     let response = match fault {
+        Some(Fault::ServerErrorIn(_)) if in_region => {
+            canned(500, "InternalFailure", "injected by the test proxy", n)
+        }
         Some(Fault::Deny(_)) if targeted => canned(
             400,
             "AccessDeniedException",
             "not authorized to perform this action (injected by the test proxy)",
             n,
         ),
+        // STS speaks the query protocol: its throttling is XML, code `Throttling`.
+        Some(Fault::Throttling)
+            if !String::from_utf8_lossy(&head)
+                .to_ascii_lowercase()
+                .contains("x-amz-target:") =>
+        {
+            canned_query(400, "Throttling", "Rate exceeded", n)
+        }
         Some(Fault::Throttling) => canned(400, "ThrottlingException", "Rate exceeded", n),
         Some(Fault::ServerError) => canned(500, "InternalFailure", "injected by the test proxy", n),
         Some(Fault::ServerErrorFor(_)) if targeted => {
             canned(500, "InternalFailure", "injected by the test proxy", n)
         }
-        Some(Fault::Deny(_) | Fault::ServerErrorFor(_)) | None => {
+        Some(Fault::Deny(_) | Fault::ServerErrorFor(_) | Fault::ServerErrorIn(_)) | None => {
             let mut upstream = TcpStream::connect(upstream).await?;
             upstream.write_all(&head).await?;
             upstream.write_all(&body).await?;
@@ -200,6 +222,19 @@ fn canned(status: u16, code: &str, message: &str, n: usize) -> Vec<u8> {
     format!(
         "HTTP/1.1 {status} {reason}\r\nContent-Type: application/x-amz-json-1.1\r\nx-amzn-ErrorType: {code}\r\nx-amzn-RequestId: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         request_id(n),
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// [`canned`] for a query-protocol service (STS): AWS's XML error document.
+fn canned_query(status: u16, code: &str, message: &str, n: usize) -> Vec<u8> {
+    let id = request_id(n);
+    let body = format!(
+        "<ErrorResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\"><Error><Type>Sender</Type><Code>{code}</Code><Message>{message}</Message></Error><RequestId>{id}</RequestId></ErrorResponse>"
+    );
+    format!(
+        "HTTP/1.1 {status} Bad Request\r\nContent-Type: text/xml\r\nx-amzn-RequestId: {id}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .into_bytes()

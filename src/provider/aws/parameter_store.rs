@@ -56,6 +56,13 @@ fn marker(version: i64, modified: Option<&aws_sdk_ssm::primitives::DateTime>) ->
     format!("{version}\n{modified:?}")
 }
 
+/// Whether `parameter` answers the name asked for: its name, or its ARN (a
+/// parameter asked for by ARN, as a shared one must be, is answered under its
+/// bare name).
+fn answers_for(parameter: &aws_sdk_ssm::types::Parameter, asked: &str) -> bool {
+    parameter.name() == Some(asked) || parameter.arn() == Some(asked)
+}
+
 /// `name` or `name:version`, as GetParameters takes it.
 fn selector(name: &str, version: Option<&str>) -> String {
     match version {
@@ -299,7 +306,7 @@ impl ParameterStore {
         };
         let mut unclaimed: Vec<&aws_sdk_ssm::types::Parameter> = Vec::new();
         for parameter in response.parameters() {
-            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+            let (Some(_), Some(value)) = (parameter.name(), parameter.value()) else {
                 continue;
             };
             let answer = (
@@ -308,14 +315,18 @@ impl ParameterStore {
             );
             // The selector, when the response says it (AWS does: `:3`, `:label`).
             if let Some(said) = parameter.selector().filter(|s| !s.is_empty()) {
-                let key = format!("{name}{said}");
-                if selectors.contains(&key) && !out.contains_key(&key) {
-                    out.insert(key, Ok(answer));
+                let asked = chunk.iter().find(|(n, v)| {
+                    answers_for(parameter, n)
+                        && v.map(|v| format!(":{v}")).as_deref() == Some(said)
+                        && !out.contains_key(&selector(n, *v))
+                });
+                if let Some(&(n, v)) = asked {
+                    out.insert(selector(n, v), Ok(answer));
                     continue;
                 }
             }
             let number = chunk.iter().find(|(n, v)| {
-                *n == name
+                answers_for(parameter, n)
                     && v.map(Selector::of) == Some(Selector::Number(parameter.version()))
                     && !out.contains_key(&selector(n, *v))
             });
@@ -329,12 +340,12 @@ impl ParameterStore {
         // What is left answers the one unnumbered selector of its name (or a
         // number that shares its version with the current one).
         for parameter in unclaimed {
-            let (Some(name), Some(value)) = (parameter.name(), parameter.value()) else {
+            let (Some(_), Some(value)) = (parameter.name(), parameter.value()) else {
                 continue;
             };
             let open = chunk
                 .iter()
-                .find(|(n, v)| *n == name && !out.contains_key(&selector(n, *v)));
+                .find(|(n, v)| answers_for(parameter, n) && !out.contains_key(&selector(n, *v)));
             if let Some(&(n, v)) = open {
                 let answer = (
                     SecretValue::from(value),
