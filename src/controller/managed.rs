@@ -169,8 +169,10 @@ impl Lookup for ManagedSecret {
         Some(ManagedSecret::namespace(self).into())
     }
 
+    /// Not copied into the cache's key, where nothing reads it (the record
+    /// holds it): one string fewer per managed Secret.
     fn resource_version(&self) -> Option<Cow<'_, str>> {
-        ManagedSecret::resource_version(self).map(Cow::from)
+        None
     }
 
     fn uid(&self) -> Option<Cow<'_, str>> {

@@ -892,6 +892,10 @@ fn external_secrets(
         watcher::Config::default(),
     )
     .default_backoff()
+    // Nothing reads an ExternalSecret's resourceVersion (the watch keeps
+    // its own): not kept, it is two strings fewer per cached object (the
+    // object's and its cache key's).
+    .modify(|object| object.metadata.resource_version = None)
     // The cache first: whoever sees the observer's effects (a status record
     // dropped) finds the object already as the event shows it.
     .reflect(writer)
