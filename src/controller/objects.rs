@@ -79,7 +79,10 @@ impl<T: DeserializeOwned> Kept<T> {
 
     /// Decodes again what decoded once; should that ever fail, says so.
     fn get(&self) -> Result<T, String> {
-        let text = self.json.text().map_err(|e| format!("decoding again: {e}"))?;
+        let text = self
+            .json
+            .text()
+            .map_err(|e| format!("decoding again: {e}"))?;
         serde_json::from_slice(&text).map_err(|e| format!("decoding again: {e}"))
     }
 }
@@ -552,14 +555,28 @@ mod tests {
         // status this controller writes for it.
         let spec = r#"{"data":[{"remoteRef":{"decodingStrategy":"None","key":"bench/sm/0042","property":"password"},"secretKey":"password"},{"remoteRef":{"decodingStrategy":"None","key":"bench/sm/0042","property":"username"},"secretKey":"username"},{"remoteRef":{"decodingStrategy":"None","key":"bench/ssm/0107"},"secretKey":"p7"}],"refreshInterval":"3600s","refreshPolicy":"Periodic","secretStoreRef":{"kind":"ClusterSecretStore","name":"aws-sm"},"target":{"creationPolicy":"Owner","deletionPolicy":"Retain","name":"es-00042"}}"#;
         let status = r#"{"conditions":[{"lastTransitionTime":"2026-12-06T22:40:20Z","message":"Secret is synced","reason":"SecretSynced","status":"True","type":"Ready"}],"contentHash":"9f2c1e0b7a6d5c4b","observedGeneration":1,"refreshTime":"2026-12-06T22:40:20Z","specHash":"0123456789abcdef0123456789abcdef","syncedResourceVersion":"1843"}"#;
-        for text in [spec, status, "", "{}", "not json at all, and not in the dictionary"] {
+        for text in [
+            spec,
+            status,
+            "",
+            "{}",
+            "not json at all, and not in the dictionary",
+        ] {
             let packed = Packed::new(text);
             assert_eq!(packed.text().unwrap(), text.as_bytes());
             assert_eq!(packed, Packed::new(text), "the same text packs the same");
         }
         let (spec_packed, status_packed) = (Packed::new(spec).0.len(), Packed::new(status).0.len());
-        assert!(spec_packed * 3 < spec.len(), "{spec_packed} of {}", spec.len());
-        assert!(status_packed * 2 < status.len(), "{status_packed} of {}", status.len());
+        assert!(
+            spec_packed * 3 < spec.len(),
+            "{spec_packed} of {}",
+            spec.len()
+        );
+        assert!(
+            status_packed * 2 < status.len(),
+            "{status_packed} of {}",
+            status.len()
+        );
         assert!(Packed::new(&spec.replace("0042", "0043")) != Packed::new(spec));
     }
 
