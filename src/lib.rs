@@ -15,6 +15,9 @@ pub mod csi;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod generator;
+#[cfg(feature = "clients")]
+pub mod logging;
+pub mod panic_hook;
 pub mod provider;
 pub mod render;
 pub mod sealed;

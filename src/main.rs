@@ -4,12 +4,12 @@ mod cli;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
     // Before the runtime starts its threads.
     secretsync::controller::memory::use_one_arena();
-    let cli = cli::Cli::parse();
+    // A panic's message may hold a value: only compile-time text is shown.
+    secretsync::panic_hook::install();
+    let cli = cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cli.worker_threads.into())
         .enable_all()

@@ -980,6 +980,23 @@ async fn kubectl_applies_gets_patches_and_deletes() {
             .any(|l| l.starts_with("database") && l.contains(" fake ") && l.contains(" 1h ")),
         "{out}"
     );
+    // One object by name: the same printer columns as the list (issue 32),
+    // not kubectl's NAME and AGE fallback.
+    let out = kubectl(&["get", "externalsecret", "database", "-n", "demo"]).await;
+    let lines: Vec<&str> = out.lines().collect();
+    let header: Vec<&str> = lines[0].split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "STORE", "REFRESH", "READY", "REASON", "AGE"],
+        "{out}"
+    );
+    assert_eq!(lines.len(), 2, "one row: {out}");
+    assert!(
+        lines[1].starts_with("database ")
+            && lines[1].contains(" fake ")
+            && lines[1].contains(" 1h "),
+        "{out}"
+    );
 
     // kubectl's typed commands speak protobuf, which the fake does not; the
     // manifest they make offline applies as JSON.
@@ -1598,7 +1615,12 @@ async fn readme_hand_run_steps_work_as_written() {
         row.contains("True") && row.contains("SecretSynced"),
         "{row}"
     );
-    assert!(stdout.contains("SecretSynced"), "{stdout}");
+    // The list's row, then the same row again from the get by name.
+    let rows = stdout
+        .lines()
+        .filter(|l| l.starts_with("database ") && l.contains("True") && l.contains("SecretSynced"))
+        .count();
+    assert_eq!(rows, 2, "{stdout}");
     assert!(
         stdout.contains("\nappLAST SEEN"),
         "the username, then the events: {stdout}"

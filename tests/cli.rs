@@ -596,3 +596,676 @@ fn hostile_durations_fail_alone() {
         );
     }
 }
+
+// --- `secretsync completions` (issue 32) ---
+
+#[test]
+fn completions_print_a_script_for_each_shell_that_knows_the_subcommands() {
+    let bash = secretsync(&["completions", "bash"]);
+    assert!(bash.status.success(), "{}", stderr(&bash));
+    let script = stdout(&bash);
+    assert!(
+        script.contains("complete -F"),
+        "a bash completion: {script}"
+    );
+    for subcommand in ["render", "controller", "status", "seal", "completions"] {
+        assert!(
+            script.contains(&format!("secretsync,{subcommand})")),
+            "bash completion lacks {subcommand}"
+        );
+    }
+    // status's own flags are completed too.
+    assert!(script.contains("--failing") && script.contains("--stale"));
+    for (shell, marker) in [
+        ("zsh", "#compdef secretsync"),
+        ("fish", "complete -c secretsync"),
+        ("powershell", "Register-ArgumentCompleter"),
+        ("elvish", "edit:completion"),
+    ] {
+        let output = secretsync(&["completions", shell]);
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        assert!(stdout(&output).contains(marker), "{shell}");
+    }
+    let unknown = secretsync(&["completions", "tcsh"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(stderr(&unknown).contains("bash"), "{}", stderr(&unknown));
+}
+
+// --- `secretsync diff` (issue 32) ---
+
+/// A fake store with `values` (key -> value) and an ExternalSecret reading
+/// each as a Secret key of `app-secret` in `demo`, labelled `tier: <tier>`.
+fn diff_manifests(values: &[(&str, &str)], tier: &str) -> String {
+    let data: String = values
+        .iter()
+        .map(|(k, v)| format!("        - key: {k}\n          value: {v}\n"))
+        .collect();
+    let refs: String = values
+        .iter()
+        .map(|(k, _)| format!("    - secretKey: {k}\n      remoteRef:\n        key: {k}\n"))
+        .collect();
+    format!(
+        "apiVersion: secretsync.io/v1\nkind: SecretStore\nmetadata:\n  name: fake\n  namespace: demo\nspec:\n  provider:\n    fake:\n      data:\n{data}---\napiVersion: secretsync.io/v1\nkind: ExternalSecret\nmetadata:\n  name: app\n  namespace: demo\nspec:\n  secretStoreRef:\n    name: fake\n    kind: SecretStore\n  target:\n    name: app-secret\n    template:\n      metadata:\n        labels:\n          tier: {tier}\n  data:\n{refs}"
+    )
+}
+
+const DIFF_WORKLOADS: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\n  namespace: demo\n  annotations:\n    reloader.stakater.com/auto: \"true\"\nspec:\n  selector: {matchLabels: {app: web}}\n  template:\n    metadata: {labels: {app: web}}\n    spec:\n      containers:\n        - name: web\n          image: web\n          envFrom: [{secretRef: {name: app-secret}}]\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: idle\n  namespace: demo\nspec:\n  selector: {matchLabels: {app: idle}}\n  template:\n    metadata: {labels: {app: idle}}\n    spec:\n      containers:\n        - name: idle\n          image: idle\n          envFrom: [{secretRef: {name: app-secret}}]\n";
+
+fn sha12(value: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(value.as_bytes())[..6])
+}
+
+#[test]
+fn diff_shows_added_removed_and_changed_keys_by_hash_and_the_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("base");
+    let head = dir.path().join("head");
+    std::fs::create_dir_all(&base).unwrap();
+    std::fs::create_dir_all(&head).unwrap();
+    std::fs::write(
+        base.join("app.yaml"),
+        diff_manifests(
+            &[
+                ("kept", "same-value-1"),
+                ("rotated", "old-value-2"),
+                ("dropped", "gone-value-3"),
+            ],
+            "a",
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        head.join("app.yaml"),
+        diff_manifests(
+            &[
+                ("kept", "same-value-1"),
+                ("rotated", "new-value-4"),
+                ("added", "fresh-value-5"),
+            ],
+            "b",
+        ),
+    )
+    .unwrap();
+    std::fs::write(head.join("workloads.yaml"), DIFF_WORKLOADS).unwrap();
+    let (base, head) = (base.to_str().unwrap(), head.to_str().unwrap());
+
+    let output = secretsync(&["diff", "-f", head, "--against", base, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(report["changed"], true);
+    let target = &report["targets"][0];
+    assert_eq!(target["owner"], "ExternalSecret demo/app");
+    assert_eq!(target["name"], "app-secret");
+    assert_eq!(target["action"], "update");
+    assert_eq!(
+        target["added"],
+        serde_json::json!([{"key": "added", "sha256": sha12("fresh-value-5")}])
+    );
+    assert_eq!(
+        target["removed"],
+        serde_json::json!([{"key": "dropped", "sha256": sha12("gone-value-3")}])
+    );
+    assert_eq!(
+        target["changed"],
+        serde_json::json!([{"key": "rotated", "from": sha12("old-value-2"), "to": sha12("new-value-4")}])
+    );
+    assert_eq!(
+        target["labels"],
+        serde_json::json!([{"key": "tier", "from": "a", "to": "b"}])
+    );
+    // Only the Deployment that opts in restarts.
+    assert_eq!(
+        target["restarts"],
+        serde_json::json!(["Deployment demo/web"])
+    );
+
+    let text = secretsync(&["diff", "-f", head, "--against", base]);
+    assert_eq!(text.status.code(), Some(1), "{}", stderr(&text));
+    let shown = stdout(&text);
+    assert!(
+        shown.contains("update Secret demo/app-secret (ExternalSecret demo/app)"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("+ added  sha256:{}", sha12("fresh-value-5"))),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "~ rotated  sha256:{} -> sha256:{}",
+            sha12("old-value-2"),
+            sha12("new-value-4")
+        )),
+        "{shown}"
+    );
+    assert!(shown.contains("- dropped"), "{shown}");
+    assert!(
+        shown.contains("restarts Deployment demo/web") && !shown.contains("idle"),
+        "{shown}"
+    );
+
+    // No value, old or new, in any output (logs at trace level included).
+    for output in [&output, &text] {
+        let all = format!("{}{}", stdout(output), stderr(output));
+        for value in [
+            "same-value-1",
+            "old-value-2",
+            "gone-value-3",
+            "new-value-4",
+            "fresh-value-5",
+        ] {
+            assert!(!all.contains(value), "{value} printed");
+        }
+    }
+}
+
+#[test]
+fn diff_exits_0_without_change_and_compares_with_a_previous_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifests = dir.path().join("app.yaml");
+    std::fs::write(
+        &manifests,
+        diff_manifests(&[("one", "value-one"), ("two", "value-two")], "a"),
+    )
+    .unwrap();
+    let manifests = manifests.to_str().unwrap();
+    let same = secretsync(&["diff", "-f", manifests, "--against", manifests]);
+    assert_eq!(
+        same.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&same),
+        stderr(&same)
+    );
+    assert!(
+        stdout(&same).contains("0 of 1 Secret(s) would change"),
+        "{}",
+        stdout(&same)
+    );
+
+    // Against the Secrets an earlier `render` wrote.
+    let rendered = secretsync(&[
+        "render",
+        "-f",
+        manifests,
+        "--out-dir",
+        dir.path().join("out").to_str().unwrap(),
+    ]);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    let out = dir.path().join("out");
+    let out = out.to_str().unwrap();
+    let unchanged = secretsync(&["diff", "-f", manifests, "--against", out]);
+    assert_eq!(
+        unchanged.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&unchanged),
+        stderr(&unchanged)
+    );
+    let changed_manifests = dir.path().join("changed.yaml");
+    std::fs::write(
+        &changed_manifests,
+        diff_manifests(&[("one", "value-one"), ("two", "value-2")], "a"),
+    )
+    .unwrap();
+    let changed = secretsync(&[
+        "diff",
+        "-f",
+        changed_manifests.to_str().unwrap(),
+        "--against",
+        out,
+    ]);
+    assert_eq!(changed.status.code(), Some(1), "{}", stderr(&changed));
+    assert!(stdout(&changed).contains(&format!(
+        "~ two  sha256:{} -> sha256:{}",
+        sha12("value-two"),
+        sha12("value-2")
+    )));
+
+    // A new target Secret is a create; an ExternalSecret gone is a delete.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir_all(&empty).unwrap();
+    let created = secretsync(&[
+        "diff",
+        "-f",
+        manifests,
+        "--against",
+        empty.to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    assert_eq!(created.status.code(), Some(1), "{}", stderr(&created));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&created)).unwrap();
+    assert_eq!(report["targets"][0]["action"], "create");
+    assert_eq!(report["targets"][0]["added"].as_array().unwrap().len(), 2);
+}
+
+#[test]
+fn diff_exits_2_on_errors_and_needs_something_to_compare_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("broken.yaml");
+    // The ExternalSecret reads a key the store does not have.
+    let text = diff_manifests(&[("one", "value-one")], "a").replace(
+        "remoteRef:\n        key: one",
+        "remoteRef:\n        key: missing",
+    );
+    std::fs::write(&broken, text).unwrap();
+    let output = secretsync(&[
+        "diff",
+        "-f",
+        broken.to_str().unwrap(),
+        "--against",
+        broken.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&output),
+        stderr(&output)
+    );
+    assert!(stderr(&output).contains("error:"), "{}", stderr(&output));
+    // Neither --against nor --live: a usage error, also 2.
+    let usage = secretsync(&["diff", "-f", broken.to_str().unwrap()]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(stderr(&usage).contains("--against"), "{}", stderr(&usage));
+}
+
+/// The subcommands listed under "Commands:" in a help text (not `help`).
+fn subcommands_in(help: &str) -> Vec<String> {
+    help.lines()
+        .skip_while(|line| line.trim() != "Commands:")
+        .skip(1)
+        .take_while(|line| line.starts_with("  "))
+        .filter(|line| !line.starts_with("   "))
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|name| *name != "help")
+        .map(str::to_string)
+        .collect()
+}
+
+/// Each flag and argument of a long help text with what it says, minus
+/// clap's own annotations (defaults, environment, possible values).
+fn described_flags(help: &str) -> Vec<(String, String)> {
+    let mut entries: Vec<(String, String)> = Vec::new();
+    let mut in_list = false;
+    for line in help.lines() {
+        if line == "Options:" || line == "Arguments:" {
+            in_list = true;
+            continue;
+        }
+        if !line.starts_with(' ') && !line.is_empty() {
+            in_list = false;
+            continue;
+        }
+        if !in_list || line.trim().is_empty() {
+            continue;
+        }
+        let indent = line.len() - line.trim_start().len();
+        let text = line.trim();
+        let starts_entry = (indent == 2 && (text.starts_with('-') || text.starts_with('<')))
+            || (indent == 6 && text.starts_with("--"));
+        if starts_entry {
+            let (spec, rest) = text.split_once("  ").unwrap_or((text, ""));
+            entries.push((spec.to_string(), rest.trim().to_string()));
+        } else if let Some((_, said)) = entries.last_mut() {
+            said.push(' ');
+            said.push_str(text);
+        }
+    }
+    entries
+        .into_iter()
+        .map(|(spec, said)| {
+            let mut words = String::new();
+            let mut depth = 0usize;
+            for c in said.chars() {
+                match c {
+                    '[' => depth += 1,
+                    ']' if depth > 0 => depth -= 1,
+                    _ if depth == 0 => words.push(c),
+                    _ => {}
+                }
+            }
+            // `Possible values:` lists the values' own help, not the flag's.
+            let words = match words.find("Possible values:") {
+                Some(at) => words[..at].to_string(),
+                None => words,
+            };
+            (spec, words.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn every_flag_of_every_command_says_what_it_does_there() {
+    let top = secretsync(&["--help"]);
+    assert!(top.status.success());
+    let mut commands: Vec<Vec<String>> = subcommands_in(&stdout(&top))
+        .into_iter()
+        .map(|name| vec![name])
+        .collect();
+    assert!(commands.len() >= 10, "{}", stdout(&top));
+    let sealing = ["keygen", "seal", "unseal", "reseal", "keys"];
+    let mut missing = Vec::new();
+    let mut seen = 0;
+    while let Some(path) = commands.pop() {
+        let mut args: Vec<&str> = path.iter().map(String::as_str).collect();
+        args.push("--help");
+        let output = secretsync(&args);
+        assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+        let help = stdout(&output);
+        for sub in subcommands_in(&help) {
+            let mut deeper = path.clone();
+            deeper.push(sub);
+            commands.push(deeper);
+        }
+        let flags = described_flags(&help);
+        assert!(
+            flags.iter().any(|(spec, _)| spec.contains("--help")),
+            "{args:?}: no flags parsed from\n{help}"
+        );
+        seen += 1;
+        for (spec, said) in flags {
+            if said.is_empty() {
+                missing.push(format!("{}: {spec}", path.join(" ")));
+            }
+        }
+        if sealing.contains(&path[0].as_str()) {
+            // The controller's wording (its threads, watches, reconciles and
+            // fleet sizes) has nothing to say about sealing.
+            for word in [
+                "worker-threads",
+                "reconcile",
+                "watches",
+                "10,000 ExternalSecrets",
+            ] {
+                assert!(
+                    !help.contains(word),
+                    "`{}` help mentions {word:?}:\n{help}",
+                    path.join(" ")
+                );
+            }
+        }
+    }
+    assert!(seen >= 12, "only {seen} commands seen");
+    // The reading above sees a bare flag in both of clap's layouts.
+    let bare = described_flags(
+        "Options:\n  -f, --filename <FILE>\n          \n\n  -o, --output <OUTPUT>\n          Possible values:\n          - yaml: YAML\n          \n          [default: yaml]\n\n      --raw\n  -h, --help  Print help\n",
+    );
+    let bare: Vec<&str> = bare
+        .iter()
+        .filter(|(_, said)| said.is_empty())
+        .map(|(spec, _)| spec.as_str())
+        .collect();
+    assert_eq!(
+        bare,
+        ["-f, --filename <FILE>", "-o, --output <OUTPUT>", "--raw"]
+    );
+    assert!(
+        missing.is_empty(),
+        "flags without a description:\n{}",
+        missing.join("\n")
+    );
+    // Kept out of the help, but still accepted where scripts pass it everywhere.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let keygen = secretsync(&[
+        "keygen",
+        "--worker-threads",
+        "2",
+        "-o",
+        key.to_str().unwrap(),
+    ]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    assert!(stdout(&keygen).starts_with("age1"), "{}", stdout(&keygen));
+}
+
+/// Set in the child process `a_panic_says_where_but_never_a_value_formatted_into_it`
+/// starts: `plain` (no log subscriber) or `json` (the binary's JSON log).
+const PANIC_CHILD: &str = "SECRETSYNC_TEST_PANIC_CHILD";
+const PANIC_VALUE: &str = "pw-7f3a9c-in-a-panic";
+
+/// The binary's hook, in a process of its own (a panic hook is process-wide):
+/// panics whose messages were formatted with a value, and one fixed at
+/// compile time.
+fn panic_child(mode: &str) {
+    if mode == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_writer(std::io::stderr)
+            .init();
+    }
+    secretsync::panic_hook::install();
+    let spawn = |name: &str, f: fn()| {
+        std::thread::Builder::new()
+            .name(name.into())
+            .spawn(f)
+            .unwrap()
+            .join()
+    };
+    assert!(spawn("formatted", || panic!("the password is {PANIC_VALUE}")).is_err());
+    assert!(
+        spawn("unwrapped", || {
+            let read: Result<(), String> =
+                std::hint::black_box(Err(format!("bad value {PANIC_VALUE:?}")));
+            read.unwrap();
+        })
+        .is_err()
+    );
+    assert!(
+        spawn("compared", || assert_eq!(
+            PANIC_VALUE.len(),
+            0,
+            "{PANIC_VALUE}"
+        ))
+        .is_err()
+    );
+    assert!(spawn("fixed", || panic!("a message fixed at compile time")).is_err());
+}
+
+#[test]
+fn a_panic_says_where_but_never_a_value_formatted_into_it() {
+    if let Ok(mode) = std::env::var(PANIC_CHILD) {
+        return panic_child(&mode);
+    }
+    for (mode, backtrace) in [("plain", "0"), ("json", "1")] {
+        let output = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "a_panic_says_where_but_never_a_value_formatted_into_it",
+                "--nocapture",
+            ])
+            .env(PANIC_CHILD, mode)
+            .env("RUST_BACKTRACE", backtrace)
+            .output()
+            .unwrap();
+        let err = stderr(&output);
+        assert!(output.status.success(), "{mode}: {}{err}", stdout(&output));
+        assert!(
+            !err.contains(PANIC_VALUE),
+            "{mode}: the value shows:\n{err}"
+        );
+        for thread in ["formatted", "unwrapped", "compared", "fixed"] {
+            assert!(
+                err.contains(&format!("thread '{thread}' panicked at tests/cli.rs:")),
+                "{mode}: {thread}: {err}"
+            );
+        }
+        assert_eq!(err.matches("message withheld").count(), 3, "{mode}: {err}");
+        assert!(
+            err.contains("a message fixed at compile time"),
+            "{mode}: {err}"
+        );
+        if mode == "json" {
+            let events: Vec<serde_json::Value> = err
+                .lines()
+                .filter(|line| line.starts_with('{'))
+                .map(|line| serde_json::from_str(line).expect("one JSON event a line"))
+                .collect();
+            assert_eq!(events.len(), 4, "{err}");
+            assert!(
+                events
+                    .iter()
+                    .all(|e| e["level"] == "ERROR" && e["target"] == "panic")
+            );
+            // RUST_BACKTRACE=1: the frames come too (names and places, no data).
+            assert!(
+                events.iter().all(|e| e["fields"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("at ./tests/cli.rs:")),
+                "{err}"
+            );
+        }
+    }
+}
+
+#[test]
+fn unseal_refuses_duplicate_keys_and_secrets_the_api_server_would_refuse() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let keygen = secretsync(&["keygen", "-o", &path("key.txt")]);
+    assert!(keygen.status.success(), "{}", stderr(&keygen));
+    let recipient = stdout(&keygen).trim().to_string();
+    let values = ["Unseal-adm-crt-1", "Unseal-adm-pw-2"];
+    let seal = |name: &str, manifest: &str| {
+        std::fs::write(path(&format!("{name}.yaml")), manifest).unwrap();
+        let sealed = secretsync(&[
+            "seal",
+            "-r",
+            &recipient,
+            "-f",
+            &path(&format!("{name}.yaml")),
+        ]);
+        assert!(sealed.status.success(), "{}", stderr(&sealed));
+        stdout(&sealed)
+    };
+    let unseal = |name: &str, text: &str| {
+        std::fs::write(path(name), text).unwrap();
+        let output = secretsync(&["unseal", "-i", &path("key.txt"), "-f", &path(name)]);
+        for value in values {
+            assert!(!stdout(&output).contains(value) || output.status.success());
+            assert!(!stderr(&output).contains(value), "{}", stderr(&output));
+        }
+        output
+    };
+
+    // A TLS Secret without its key seals (seal takes what it is given), but
+    // unsealed it is a Secret `kubectl apply` would refuse: said, not printed.
+    let tls = seal(
+        "tls",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: web, namespace: app}\ntype: kubernetes.io/tls\nstringData:\n  tls.crt: Unseal-adm-crt-1\n",
+    );
+    let refused = unseal("tls-sealed.yaml", &tls);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stdout(&refused).is_empty(), "{}", stdout(&refused));
+    assert!(
+        stderr(&refused).contains(
+            "the Secret app/web would be refused by the API server: data[\"tls.key\"]: is required by type kubernetes.io/tls"
+        ),
+        "{}",
+        stderr(&refused)
+    );
+
+    // A well-formed one unseals; the same with a key given twice does not.
+    let opaque = seal(
+        "opaque",
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: db, namespace: app}\nstringData:\n  password: Unseal-adm-pw-2\n",
+    );
+    let fine = unseal("opaque-sealed.yaml", &opaque);
+    assert!(fine.status.success(), "{}", stderr(&fine));
+    assert!(opaque.contains("  namespace: app\n"), "{opaque}");
+    let twice = opaque.replacen(
+        "  namespace: app\n",
+        "  namespace: app\n  namespace: other\n",
+        1,
+    );
+    let duplicated = unseal("twice.yaml", &twice);
+    assert_eq!(duplicated.status.code(), Some(1), "{}", stdout(&duplicated));
+    assert!(stdout(&duplicated).is_empty());
+    assert!(
+        stderr(&duplicated).contains("duplicate key \"namespace\""),
+        "{}",
+        stderr(&duplicated)
+    );
+    // As with render, a key twice in JSON too.
+    let json = secretsync(&[
+        "seal",
+        "-r",
+        &recipient,
+        "-o",
+        "json",
+        "-f",
+        &path("opaque.yaml"),
+    ]);
+    let json = stdout(&json).replacen(
+        "\"name\": \"db\",",
+        "\"name\": \"db\", \"name\": \"db2\",",
+        1,
+    );
+    assert!(json.contains("\"db2\""), "{json}");
+    let duplicated = unseal("twice.json", &json);
+    assert_eq!(duplicated.status.code(), Some(1));
+    assert!(
+        stderr(&duplicated).contains("duplicate key \"name\""),
+        "{}",
+        stderr(&duplicated)
+    );
+}
+
+#[test]
+fn render_refuses_a_file_or_a_run_over_its_documented_size_limits_naming_the_file() {
+    const MIB: u64 = 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name);
+    let good = format!(
+        "apiVersion: secretsync.io/v1\nkind: SecretStore\nmetadata: {{name: s, namespace: team}}\nspec: {{provider: {{fake: {{data: [{{key: k, value: Size-limit-v}}]}}}}}}\n---\n{}",
+        external_secret(
+            "small",
+            "secretStoreRef: {name: s}\ndata:\n- {secretKey: a, remoteRef: {key: k}}"
+        )
+    );
+    std::fs::write(path("good.yaml"), &good).unwrap();
+    // Sparse files (NUL bytes): sized in no time, and never parsed.
+    let sized = |name: &str, size: u64| {
+        let file = std::fs::File::create(path(name)).unwrap();
+        file.set_len(size).unwrap();
+        path(name).to_str().unwrap().to_string()
+    };
+    let over = sized("over.yaml", 8 * MIB + 1);
+    let at_limit = sized("at-limit.yaml", 8 * MIB);
+    // With good.yaml, exactly 16 MiB so far: allowed.
+    let rest = sized("rest.yaml", 8 * MIB - good.len() as u64);
+    let one_more = sized("one-more.yaml", 1);
+    let good = path("good.yaml").to_str().unwrap().to_string();
+    let output = secretsync(&[
+        "render", "-f", &good, "-f", &over, "-f", &at_limit, "-f", &rest, "-f", &one_more,
+    ]);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{over}: 8388609 bytes is more than render reads from one file (at most 8388608 bytes, 8 MiB)"
+        )),
+        "{err}"
+    );
+    // Read (and found not to be YAML: NUL bytes), so they count.
+    assert!(
+        err.contains(&format!("{at_limit}: document 1: invalid YAML")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{rest}: document 1: invalid YAML")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{one_more}: with it the manifests given total 16777217 bytes, more than render reads in one run (at most 16777216 bytes, 16 MiB)"
+        )),
+        "{err}"
+    );
+    // The file within the limits still renders.
+    let secrets = secrets_from_yaml(&stdout(&output));
+    assert_eq!(data_of(&secrets, "small")["a"], "Size-limit-v");
+}

@@ -706,6 +706,63 @@ async fn failures_leave_the_secret_as_it_was_and_say_why() {
     scenario.finish(&["Sc3nario-pw-1", DB_JSON]).await;
 }
 
+/// A Secret as a broken API server (or a proxy) might answer it: its value
+/// in `stringData`, in `data` (base64 of "Garbled-s3cret-41"), and quoted by
+/// the field that does not decode (`immutable` must be a boolean).
+const GARBLED_SECRET: &str = r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"app","resourceVersion":"1"},"immutable":"Garbled-s3cret-41","stringData":{"password":"Garbled-s3cret-41"},"data":{"password":"R2FyYmxlZC1zM2NyZXQtNDE="}}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undecodable_secret_answer_reaches_no_log_nor_status() {
+    let mut scenario = Scenario::start("garbled").await;
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", "Garble-v1")]),
+        )
+        .await;
+    scenario.run_controller(&[]);
+    scenario
+        .external_secret(
+            "app",
+            json!({"refreshInterval": "1h", "secretStoreRef": {"name": "fake"}, "data": data("password", "db")}),
+        )
+        .await;
+    scenario
+        .secret_where("app", |s| text(s, "password") == "Garble-v1")
+        .await;
+    let path = format!("/namespaces/{}/secrets/app", scenario.cluster.namespace);
+    let Some(faults) = scenario.cluster.faults_for("an undecodable Secret") else {
+        return scenario.finish(&[]).await;
+    };
+    // Every read of the Secret by name now gets an answer kube-client cannot
+    // decode: it would log the whole text (warn), and serde's message quotes
+    // the field that does not fit.
+    faults.answer_next(1000, Some("GET"), &path, GARBLED_SECRET);
+    // A new value: the Secret in the cache is ours but stale, so it is read.
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", "Garble-v2")]),
+        )
+        .await;
+    scenario.force_sync("app", "1").await;
+    scenario
+        .message(
+            "app",
+            "SecretSyncedError",
+            "the API server's answer did not decode",
+        )
+        .await;
+    let status = scenario.ready_reason("app", "SecretSyncedError").await;
+    assert!(!status.to_string().contains("Garbled"), "{status}");
+    assert!(!status.to_string().contains("R2FyYmxlZC"), "{status}");
+    scenario
+        .finish(&["Garbled-s3cret-41", "R2FyYmxlZC1zM2NyZXQtNDE"])
+        .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refresh_and_deletion_policies() {
     let mut scenario = Scenario::start("refresh").await;
@@ -2854,4 +2911,896 @@ async fn aws_change_events_refresh_just_the_readers_of_a_changed_key() {
             "Ev-param-2",
         ])
         .await;
+}
+
+// --- `secretsync status` (issue 32): what the controller wrote, read back ---
+
+/// `secretsync status ARGS` against `kubeconfig`: (exit code, stdout, stderr).
+fn status_of(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .arg("status")
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// The `-o json` rows, by name.
+fn status_rows(json_text: &str) -> std::collections::BTreeMap<String, Value> {
+    let value: Value =
+        serde_json::from_str(json_text).unwrap_or_else(|e| panic!("{e}: {json_text}"));
+    value["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|row| (row["name"].as_str().unwrap().to_string(), row.clone()))
+        .collect()
+}
+
+fn timestamp(value: &Value) -> jiff::Timestamp {
+    value
+        .as_str()
+        .unwrap_or_else(|| panic!("a timestamp: {value}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_each_objects_sync_from_what_the_controller_wrote() {
+    let moto = support::moto::Moto::start();
+    let mut scenario = Scenario::start("status").await;
+    scenario
+        .cluster
+        .apply_these_crds(secretsync::api::eso_compat_crds())
+        .await;
+    let namespace = scenario.cluster.namespace.clone();
+    let kubeconfig = scenario.cluster.kubeconfig.clone();
+    // A SealedSecret's identity, in place before the controller starts.
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("a.key");
+    let recipient = cli(&["keygen", "-o", key.to_str().unwrap()], "");
+    let keys = json!({"metadata": {"name": "secretsync-sealing-keys"},
+        "stringData": {"a.key": std::fs::read_to_string(&key).unwrap()}});
+    scenario
+        .secrets()
+        .create(&Default::default(), &serde_json::from_value(keys).unwrap())
+        .await
+        .unwrap();
+    scenario.controller = Some(RunningController::start(
+        &kubeconfig,
+        &[
+            "--lease-namespace",
+            &namespace,
+            "--identity",
+            "scenario",
+            "--eso-compat",
+            "--reload",
+            "--reload-debounce",
+            "100ms",
+        ],
+        &[
+            ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+            ("AWS_REGION", "eu-west-1"),
+            ("AWS_ACCESS_KEY_ID", "AKIDSCENARIO"),
+            ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ],
+    ));
+    let db = |password: &str| format!(r#"{{"user":"app","password":"{password}"}}"#);
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", &db("St4tus-pw-1"))]),
+        )
+        .await;
+    let reads_db =
+        json!([{"secretKey": "password", "remoteRef": {"key": "db", "property": "password"}}]);
+    scenario
+        .external_secret(
+            "good",
+            json!({"refreshInterval": "1h", "secretStoreRef": {"name": "fake"}, "target": {"name": "good-secret"}, "data": reads_db}),
+        )
+        .await;
+    scenario
+        .external_secret(
+            "broken",
+            json!({"secretStoreRef": {"name": "fake"}, "data": [{"secretKey": "x", "remoteRef": {"key": "missing"}}]}),
+        )
+        .await;
+    // ESO's flavor, served with --eso-compat.
+    let eso = |kind: &str, plural: &str| {
+        let resource = ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("external-secrets.io", "v1", kind),
+            plural,
+        );
+        Api::<DynamicObject>::namespaced_with(
+            scenario.cluster.client.clone(),
+            &namespace,
+            &resource,
+        )
+    };
+    let params = PatchParams::apply("scenario").force();
+    let mut store = fake_store("eso-fake", &[("token", "St4tus-eso-2")]);
+    store["apiVersion"] = json!("external-secrets.io/v1");
+    store["kind"] = json!("SecretStore");
+    eso("SecretStore", "secretstores")
+        .patch("eso-fake", &params, &Patch::Apply(&store))
+        .await
+        .unwrap();
+    let eso_app = json!({"apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret", "metadata": {"name": "eso-app"},
+        "spec": {"refreshInterval": "30m", "secretStoreRef": {"name": "eso-fake"}, "data": [{"secretKey": "token", "remoteRef": {"key": "token"}}]}});
+    eso("ExternalSecret", "externalsecrets")
+        .patch("eso-app", &params, &Patch::Apply(&eso_app))
+        .await
+        .unwrap();
+    // A SealedSecret, a PushSecret to Secrets Manager and a ClusterExternalSecret.
+    let sealed = cli(
+        &["seal", "-r", recipient.trim()],
+        &format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: vault, namespace: {namespace}}}\nstringData: {{key: St4tus-sealed-5}}\n"
+        ),
+    );
+    let sealed: Value = serde_yaml_ng::from_str(&sealed).unwrap();
+    scenario
+        .api("SealedSecret", "sealedsecrets")
+        .patch("vault", &params, &Patch::Apply(&sealed))
+        .await
+        .unwrap();
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            json!({"metadata": {"name": "aws"}, "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}}}),
+        )
+        .await;
+    let source: Secret = serde_json::from_value(
+        json!({"metadata": {"name": "push-src"}, "stringData": {"password": "St4tus-push-4"}}),
+    )
+    .unwrap();
+    scenario
+        .secrets()
+        .patch("push-src", &params, &Patch::Apply(&source))
+        .await
+        .unwrap();
+    let push = json!({"apiVersion": "secretsync.io/v1alpha1", "kind": "PushSecret", "metadata": {"name": "pushed"},
+        "spec": {"refreshInterval": "10m", "secretStoreRefs": [{"name": "aws"}], "selector": {"secret": {"name": "push-src"}},
+            "data": [{"match": {"secretKey": "password", "remoteRef": {"remoteKey": "status/push-pw"}}}]}});
+    let push_api = Api::<DynamicObject>::namespaced_with(
+        scenario.cluster.client.clone(),
+        &namespace,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("secretsync.io", "v1alpha1", "PushSecret"),
+            "pushsecrets",
+        ),
+    );
+    push_api
+        .patch("pushed", &params, &Patch::Apply(&push))
+        .await
+        .unwrap();
+    let ces_name = format!("{namespace}-ces");
+    let ces_api = Api::<DynamicObject>::all_with(
+        scenario.cluster.client.clone(),
+        &resource("ClusterExternalSecret", "clusterexternalsecrets"),
+    );
+    let ces = json!({"apiVersion": "secretsync.io/v1", "kind": "ClusterExternalSecret", "metadata": {"name": ces_name},
+        "spec": {"externalSecretName": "from-ces", "namespaces": [namespace],
+            "externalSecretSpec": {"secretStoreRef": {"name": "fake"}, "data": reads_db}}});
+    ces_api
+        .patch(&ces_name, &params, &Patch::Apply(&ces))
+        .await
+        .unwrap();
+    // A workload reading good's Secret, restarted by the controller when it changes.
+    let deployment = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "annotations": {"secretsync.io/reload": "true"}},
+        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+            "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1",
+                "env": [{"name": "PW", "valueFrom": {"secretKeyRef": {"name": "good-secret", "key": "password"}}}]}]}}}});
+    let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
+        Api::namespaced(scenario.cluster.client.clone(), &namespace);
+    deployments
+        .patch("web", &params, &Patch::Apply(&deployment))
+        .await
+        .unwrap();
+
+    scenario.ready_reason("good", "SecretSynced").await;
+    let broken = scenario.ready_reason("broken", "SecretSyncedError").await;
+    let eso_status = condition(
+        &eso("ExternalSecret", "externalsecrets"),
+        "eso-app",
+        "Ready",
+        "SecretSynced",
+        "",
+        WAIT,
+    )
+    .await
+    .unwrap_or_else(|| panic!("eso-app never synced: {}", scenario.logs()));
+    // Once the workload's first hash is recorded, a new value restarts it.
+    let recorded = eventually(WAIT, || async {
+        let web = deployments.get("web").await.ok()?;
+        web.metadata
+            .annotations?
+            .get("secretsync.io/secret-hash")
+            .map(|_| ())
+    })
+    .await;
+    assert!(
+        recorded.is_some(),
+        "web's hash never recorded: {}",
+        scenario.logs()
+    );
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store("fake", &[("db", &db("St4tus-pw-3"))]),
+        )
+        .await;
+    scenario.force_sync("good", "1").await;
+    let restarted_at = eventually(WAIT, || async {
+        let web = deployments.get("web").await.ok()?;
+        web.metadata
+            .annotations?
+            .get("secretsync.io/restarted-at")
+            .cloned()
+    })
+    .await
+    .unwrap_or_else(|| panic!("web never restarted: {}", scenario.logs()));
+    let good = scenario.ready_reason("good", "SecretSynced").await;
+    let good_secret = scenario
+        .secret_where("good-secret", |s| text(s, "password") == "St4tus-pw-3")
+        .await;
+    let good = eventually(WAIT, || async {
+        let object = scenario
+            .api("ExternalSecret", "externalsecrets")
+            .get("good")
+            .await
+            .ok()?;
+        (object.data["status"]["syncedResourceVersion"]
+            == json!(good_secret.metadata.resource_version))
+        .then(|| object.data["status"].clone())
+    })
+    .await
+    .unwrap_or(good);
+    let values = [
+        "St4tus-pw-1",
+        "St4tus-pw-3",
+        "St4tus-eso-2",
+        "St4tus-push-4",
+        "St4tus-sealed-5",
+    ];
+    let sealed_api = scenario.api("SealedSecret", "sealedsecrets");
+    assert!(
+        condition(&sealed_api, "vault", "Synced", "Unsealed", "", WAIT)
+            .await
+            .is_some(),
+        "{}",
+        scenario.logs()
+    );
+    let pushed = condition(&push_api, "pushed", "Ready", "Synced", "", WAIT)
+        .await
+        .unwrap_or_else(|| panic!("pushed never synced: {}", scenario.logs()));
+    assert!(
+        condition(&ces_api, &ces_name, "Ready", "Provisioned", "", WAIT)
+            .await
+            .is_some(),
+        "{}",
+        scenario.logs()
+    );
+    scenario.ready_reason("from-ces", "SecretSynced").await;
+
+    // The table: one line each, both flavors; one failing, so exit 1.
+    let (code, table, err) = status_of(&kubeconfig, &["-n", &namespace]);
+    assert_eq!(code, 1, "{table}{err}");
+    let line = |name: &str| {
+        table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{table}"))
+            .split_whitespace()
+            .map(str::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert!(table.starts_with("KIND "), "{table}");
+    assert_eq!(
+        line("good")[..5],
+        [
+            "ExternalSecret",
+            "good",
+            "True",
+            "SecretSynced",
+            "SecretStore/fake"
+        ]
+    );
+    assert_eq!(
+        line("broken")[..4],
+        ["ExternalSecret", "broken", "False", "SecretSyncedError"]
+    );
+    assert_eq!(
+        line("eso-app")[..5],
+        [
+            "ExternalSecret.external-secrets.io",
+            "eso-app",
+            "True",
+            "SecretSynced",
+            "SecretStore/eso-fake"
+        ]
+    );
+    assert_eq!(
+        line("vault")[..4],
+        ["SealedSecret", "vault", "True", "Unsealed"]
+    );
+    assert_eq!(
+        line("pushed")[..5],
+        ["PushSecret", "pushed", "True", "Synced", "SecretStore/aws"]
+    );
+    assert_eq!(
+        line(&ces_name)[..4],
+        [
+            "ClusterExternalSecret",
+            ces_name.as_str(),
+            "True",
+            "Provisioned"
+        ]
+    );
+
+    // -o json: every field, from status as written.
+    let (code, json_text, _) = status_of(&kubeconfig, &["-n", &namespace, "-o", "json"]);
+    assert_eq!(code, 1);
+    let rows = status_rows(&json_text);
+    assert_eq!(
+        rows.keys().map(String::as_str).collect::<Vec<_>>(),
+        [
+            "broken",
+            "eso-app",
+            "from-ces",
+            "good",
+            "pushed",
+            ces_name.as_str(),
+            "vault"
+        ],
+        "{json_text}"
+    );
+    let row = &rows["good"];
+    let refreshed = timestamp(&good["refreshTime"]);
+    let shown = timestamp(&row["lastRefresh"]);
+    assert!(
+        refreshed.duration_since(shown).as_secs_f64().abs() < 1.0,
+        "{row}"
+    );
+    assert_eq!(
+        timestamp(&row["nextDue"]).duration_since(shown).as_secs(),
+        3600,
+        "{row}"
+    );
+    assert_eq!(row["refreshInterval"], "1h");
+    assert_eq!(row["stale"], false);
+    assert!(row["stalenessSeconds"].as_i64().unwrap() >= 0);
+    assert_eq!(row["target"], "good-secret");
+    assert_eq!(
+        row["versions"]["secretResourceVersion"],
+        good["syncedResourceVersion"]
+    );
+    assert_eq!(row["versions"]["contentHash"], good["contentHash"]);
+    assert_eq!(
+        row["restarted"],
+        json!([{"kind": "Deployment", "name": "web", "at": restarted_at}])
+    );
+    let ready = broken["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .unwrap();
+    assert_eq!(rows["broken"]["message"], ready["message"]);
+    assert_eq!(rows["eso-app"]["apiVersion"], "external-secrets.io/v1");
+    let push_row = &rows["pushed"];
+    assert_eq!(
+        push_row["versions"]["pushed SecretStore/aws"],
+        "status/push-pw"
+    );
+    assert_eq!(
+        push_row["versions"]["pushedResourceVersion"],
+        pushed["syncedResourceVersion"]
+    );
+    assert_eq!(
+        timestamp(&push_row["nextDue"])
+            .duration_since(timestamp(&push_row["lastRefresh"]))
+            .as_secs(),
+        600
+    );
+    assert_eq!(push_row["target"], "push-src");
+    assert_eq!(
+        rows[&ces_name]["versions"]["provisionedNamespaces"],
+        json!(namespace)
+    );
+    assert!(rows[&ces_name].get("namespace").is_none());
+    assert_eq!(rows["vault"]["target"], "vault");
+    assert_eq!(
+        timestamp(&rows["eso-app"]["lastRefresh"]).as_second(),
+        timestamp(&eso_status["refreshTime"]).as_second()
+    );
+
+    // -o wide names the workload restarted; -o yaml holds the same rows.
+    let (_, wide, _) = status_of(&kubeconfig, &["-n", &namespace, "-o", "wide"]);
+    assert!(
+        wide.contains(&format!("Deployment/web@{restarted_at}")),
+        "{wide}"
+    );
+    let (_, yaml, _) = status_of(&kubeconfig, &["-n", &namespace, "-o", "yaml"]);
+    let from_yaml: Value = serde_yaml_ng::from_str(&yaml).unwrap();
+    assert_eq!(from_yaml["items"].as_array().unwrap().len(), 7);
+
+    // --failing keeps only broken; -A adds the namespace column.
+    let (code, failing, _) = status_of(&kubeconfig, &["-n", &namespace, "--failing", "-o", "json"]);
+    assert_eq!(code, 1);
+    assert_eq!(status_rows(&failing).keys().collect::<Vec<_>>(), ["broken"]);
+    let (_, all, _) = status_of(&kubeconfig, &["-A"]);
+    assert!(all.starts_with("NAMESPACE "), "{all}");
+    assert!(
+        all.lines()
+            .any(|l| l.starts_with(&namespace) && l.contains(" good ")),
+        "{all}"
+    );
+
+    // --watch prints the changes: broken deleted, then the listing is all good.
+    let mut watch = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+        .args([
+            "status",
+            "-n",
+            &namespace,
+            "--watch",
+            "--watch-interval",
+            "100ms",
+            "-o",
+            "json",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    support::keep_lines(watch.stdout.take().unwrap(), &lines);
+    // The first listing is out before anything changes.
+    let first = eventually(WAIT, || async {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.trim() == "}")
+            .then_some(())
+    })
+    .await;
+    assert!(first.is_some());
+    scenario
+        .api("ExternalSecret", "externalsecrets")
+        .delete("broken", &DeleteParams::background())
+        .await
+        .unwrap();
+    let deleted = eventually(WAIT, || async {
+        lines.lock().unwrap().iter().find_map(|l| {
+            let row: Value = serde_json::from_str(l).ok()?;
+            (row["name"] == "broken" && row["ready"] == "Deleted").then_some(())
+        })
+    })
+    .await;
+    let _ = watch.kill();
+    let _ = watch.wait();
+    assert!(deleted.is_some(), "{:?}", lines.lock().unwrap());
+
+    // All Ready and fresh: exit 0. --stale judges by age instead of 2x the interval.
+    let (code, _, err) = status_of(&kubeconfig, &["-n", &namespace]);
+    assert_eq!(code, 0, "{err}");
+    let (code, stale, _) = status_of(
+        &kubeconfig,
+        &["-n", &namespace, "--stale", "0s", "-o", "json"],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(
+        status_rows(&stale).keys().collect::<Vec<_>>(),
+        ["eso-app", "from-ces", "good", "pushed"],
+        "{stale}"
+    );
+    let (code, out, err) = status_of(&kubeconfig, &["-n", &namespace, "--stale", "1h"]);
+    assert_eq!((code, out.as_str()), (0, ""), "{err}");
+    assert!(err.contains("No resources found"), "{err}");
+
+    // As a kubectl plugin: a `kubectl-secretsync` symlink on PATH.
+    let bin = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_secretsync"),
+        bin.path().join("kubectl-secretsync"),
+    )
+    .unwrap();
+    let kubectl = support::peers::kubectl();
+    let path = format!(
+        "{}:{}:{}",
+        bin.path().display(),
+        kubectl.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plugin = |args: &[&str]| {
+        std::process::Command::new(&kubectl)
+            .args(["secretsync"])
+            .args(args)
+            .env("PATH", &path)
+            .env("KUBECONFIG", &kubeconfig)
+            .output()
+            .unwrap()
+    };
+    let output = plugin(&["status", "-n", &namespace, "-o", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let via_kubectl = status_rows(&String::from_utf8(output.stdout).unwrap());
+    assert_eq!(via_kubectl.len(), 6);
+    assert_eq!(
+        via_kubectl["good"]["lastRefresh"],
+        rows["good"]["lastRefresh"]
+    );
+    let help = plugin(&["status", "--help"]);
+    let help = String::from_utf8(help.stdout).unwrap();
+    assert!(help.contains("Usage: kubectl secretsync status"), "{help}");
+    assert!(help.contains("--failing"));
+    for text in [&table, &json_text, &wide, &yaml] {
+        for value in values {
+            assert!(!text.contains(value), "status printed a value");
+        }
+    }
+    let _ = ces_api.delete(&ces_name, &DeleteParams::background()).await;
+    scenario.finish(&values).await;
+}
+
+// --- `secretsync diff --live` (issue 32) ---
+
+/// `diff --live` compares the manifests with the cluster's Secret, the store
+/// read from the cluster (it is not in the manifests), and names the cluster's
+/// Deployment that opts in to restarts; no value is printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diff_live_compares_the_manifests_with_the_cluster() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::PostParams;
+    let scenario = Scenario::start("diff-live").await;
+    let ns = scenario.cluster.namespace.clone();
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            fake_store(
+                "fake",
+                &[
+                    ("kept", "Kept-v4lue-1"),
+                    ("rotated", "New-v4lue-2"),
+                    ("added", "Added-v4lue-3"),
+                ],
+            ),
+        )
+        .await;
+    let old: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "app-secret", "namespace": ns, "labels": {"secretsync.io/managed": "true"}},
+        "stringData": {"kept": "Kept-v4lue-1", "rotated": "Old-v4lue-4", "dropped": "Gone-v4lue-5"}
+    }))
+    .unwrap();
+    scenario
+        .secrets()
+        .create(&PostParams::default(), &old)
+        .await
+        .unwrap();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": "web", "namespace": ns, "annotations": {"secretsync.io/reload": "true"}},
+        "spec": {"selector": {"matchLabels": {"app": "web"}}, "template": {
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "web", "image": "web",
+                "env": [{"name": "K", "valueFrom": {"secretKeyRef": {"name": "app-secret", "key": "kept"}}}]}]}}}
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(scenario.cluster.client.clone(), &ns)
+        .create(&PostParams::default(), &deployment)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("es.yaml");
+    let refs: Vec<Value> = ["kept", "rotated", "added"]
+        .iter()
+        .map(|k| json!({"secretKey": k, "remoteRef": {"key": k}}))
+        .collect();
+    let es = json!({"apiVersion": "secretsync.io/v1", "kind": "ExternalSecret",
+        "metadata": {"name": "app", "namespace": ns},
+        "spec": {"secretStoreRef": {"name": "fake"}, "target": {"name": "app-secret"}, "data": refs}});
+    std::fs::write(&manifest, es.to_string()).unwrap();
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .args([
+                "diff",
+                "--live",
+                "-o",
+                "json",
+                "-f",
+                manifest.to_str().unwrap(),
+            ])
+            .env("KUBECONFIG", &scenario.cluster.kubeconfig)
+            .env("RUST_LOG", "trace")
+            .output()
+            .unwrap()
+    };
+    let sha12 = |v: &str| {
+        use sha2::Digest;
+        hex::encode(&sha2::Sha256::digest(v.as_bytes())[..6])
+    };
+
+    let output = run();
+    let (out, err) = (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    );
+    assert_eq!(output.status.code(), Some(1), "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let target = &report["targets"][0];
+    assert_eq!(target["action"], "update", "{out}");
+    assert_eq!(
+        target["added"],
+        json!([{"key": "added", "sha256": sha12("Added-v4lue-3")}])
+    );
+    assert_eq!(
+        target["removed"],
+        json!([{"key": "dropped", "sha256": sha12("Gone-v4lue-5")}])
+    );
+    assert_eq!(
+        target["changed"],
+        json!([{"key": "rotated", "from": sha12("Old-v4lue-4"), "to": sha12("New-v4lue-2")}])
+    );
+    assert_eq!(target["restarts"], json!([format!("Deployment {ns}/web")]));
+    for value in [
+        "Kept-v4lue-1",
+        "New-v4lue-2",
+        "Added-v4lue-3",
+        "Old-v4lue-4",
+        "Gone-v4lue-5",
+    ] {
+        assert!(
+            !out.contains(value) && !err.contains(value),
+            "{value} printed"
+        );
+    }
+
+    // Once the cluster holds what the manifests make, nothing changes: exit 0.
+    let now: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "app-secret", "namespace": ns, "labels": {"secretsync.io/managed": "true"}},
+        "stringData": {"kept": "Kept-v4lue-1", "rotated": "New-v4lue-2", "added": "Added-v4lue-3"}
+    }))
+    .unwrap();
+    scenario
+        .secrets()
+        .delete("app-secret", &DeleteParams::default())
+        .await
+        .unwrap();
+    scenario
+        .secrets()
+        .create(&PostParams::default(), &now)
+        .await
+        .unwrap();
+    let output = run();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    scenario.finish(&[]).await;
+}
+
+// --- `secretsync doctor` (issue 32) ---
+
+/// `doctor` names what is wrong, check by check: CRDs missing, no leader,
+/// a stale Lease, a denied verb, the CSI driver without the STS audience;
+/// exit 0 once all is well; with `--check-remote`, STS (moto) and the clock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn doctor_says_what_is_wrong_with_an_installation() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::api::storage::v1::CSIDriver;
+    use kube::api::PostParams;
+    use support::moto::Moto;
+    let cluster = Cluster::start("doctor").await;
+    let Some(fake) = cluster.fake() else {
+        eprintln!("skipping: doctor's scenario denies verbs, which only the fake server can");
+        cluster.finish().await;
+        return;
+    };
+    let ns = cluster.namespace.clone();
+    let doctor = |extra: &[&str], env: &[(&str, &str)]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
+            .args(["doctor", "-n", &ns])
+            .args(extra)
+            .env("KUBECONFIG", &cluster.kubeconfig)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            output.status.code(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+        )
+    };
+
+    // Nothing installed: no CRDs, no leader.
+    let (code, out) = doctor(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("PROBLEM crds: CRD externalsecrets.secretsync.io is not installed"),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!(
+            "PROBLEM leader: no Lease {ns}/secretsync-controller"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok      rbac: system:serviceaccount:"),
+        "{out}"
+    );
+    assert!(
+        out.contains("skipped csi: the Secrets Store CSI driver is not installed"),
+        "{out}"
+    );
+
+    // Installed and leading, the CSI driver asking for STS tokens: all well.
+    cluster.apply_crds().await;
+    let leases: Api<Lease> = Api::namespaced(cluster.client.clone(), &ns);
+    let now = jiff::Timestamp::now();
+    let lease: Lease = serde_json::from_value(json!({"metadata": {"name": "secretsync-controller"},
+        "spec": {"holderIdentity": "secretsync-abc", "leaseDurationSeconds": 15, "renewTime": now.to_string()}}))
+    .unwrap();
+    leases.create(&PostParams::default(), &lease).await.unwrap();
+    let drivers: Api<CSIDriver> = Api::all(cluster.client.clone());
+    let driver = |audiences: &[&str]| -> CSIDriver {
+        let requests: Vec<Value> = audiences.iter().map(|a| json!({"audience": a})).collect();
+        serde_json::from_value(json!({"metadata": {"name": "secrets-store.csi.k8s.io"},
+            "spec": {"tokenRequests": requests}}))
+        .unwrap()
+    };
+    drivers
+        .create(&PostParams::default(), &driver(&["sts.amazonaws.com"]))
+        .await
+        .unwrap();
+    let (code, out) = doctor(&[], &[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("ok      crds: all"), "{out}");
+    assert!(
+        out.contains("ok      leader: secretsync-abc leads"),
+        "{out}"
+    );
+    assert!(out.contains("ok      csi:"), "{out}");
+
+    // A stale Lease, a denied verb, a driver without the audience.
+    let stale = (now - jiff::SignedDuration::from_secs(600)).to_string();
+    leases
+        .patch(
+            "secretsync-controller",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"renewTime": stale}})),
+        )
+        .await
+        .unwrap();
+    fake.faults().deny_access("", "secrets", "patch");
+    fake.faults()
+        .deny_access("secretsync.io", "externalsecrets/status", "patch");
+    drivers
+        .delete("secrets-store.csi.k8s.io", &DeleteParams::default())
+        .await
+        .unwrap();
+    drivers
+        .create(&PostParams::default(), &driver(&["vault"]))
+        .await
+        .unwrap();
+    let (code, out) = doctor(&[], &[]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("was last renewed 6"), "{out}");
+    assert!(
+        out.contains("may not patch secrets (core) cluster-wide"),
+        "{out}"
+    );
+    assert!(
+        out.contains("may not patch externalsecrets/status (secretsync.io) cluster-wide"),
+        "{out}"
+    );
+    assert!(
+        out.contains("requests no token for audience sts.amazonaws.com (it has: vault)"),
+        "{out}"
+    );
+
+    // --check-remote: an AWS store's region answers STS, the clock agrees.
+    let moto = Moto::start();
+    let stores = Api::<DynamicObject>::namespaced_with(
+        cluster.client.clone(),
+        &ns,
+        &resource("SecretStore", "secretstores"),
+    );
+    let store: DynamicObject = serde_json::from_value(
+        json!({"apiVersion": "secretsync.io/v1", "kind": "SecretStore",
+        "metadata": {"name": "aws", "namespace": ns},
+        "spec": {"provider": {"aws": {"service": "SecretsManager", "region": "eu-west-1"}}}}),
+    )
+    .unwrap();
+    stores.create(&PostParams::default(), &store).await.unwrap();
+    let aws = support::moto::sdk_config(&moto.endpoint).await;
+    aws_sdk_secretsmanager::Client::new(&aws)
+        .create_secret()
+        .name("doctor/db")
+        .secret_string("Doct0r-pw-1")
+        .send()
+        .await
+        .unwrap();
+    let external_secrets = Api::<DynamicObject>::namespaced_with(
+        cluster.client.clone(),
+        &ns,
+        &resource("ExternalSecret", "externalsecrets"),
+    );
+    let es = |name: &str, key: &str| -> DynamicObject {
+        serde_json::from_value(
+            json!({"apiVersion": "secretsync.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": name, "namespace": ns},
+            "spec": {"secretStoreRef": {"name": "aws"},
+                "data": [{"secretKey": "password", "remoteRef": {"key": key}}]}}),
+        )
+        .unwrap()
+    };
+    external_secrets
+        .create(&PostParams::default(), &es("db", "doctor/db"))
+        .await
+        .unwrap();
+    let endpoint = moto.endpoint.clone();
+    let env = [
+        ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ("AWS_ACCESS_KEY_ID", "AKIDDOCTOR"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        // The last step's unreachable STS fails at once.
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ];
+    let (_, out) = doctor(&["--check-remote"], &env);
+    assert!(
+        out.contains(&format!(
+            "ok      stores: SecretStore {ns}/aws: STS in eu-west-1 answers, you are arn:aws:"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("ok      clock: within"), "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok      stores: SecretStore {ns}/aws: read \"doctor/db\" as you (value not shown)"
+        )),
+        "{out}"
+    );
+    assert!(!out.contains("Doct0r-pw-1"));
+    // A key that is not there: the read fails, and says so.
+    external_secrets
+        .delete("db", &DeleteParams::default())
+        .await
+        .unwrap();
+    external_secrets
+        .create(&PostParams::default(), &es("gone", "doctor/missing"))
+        .await
+        .unwrap();
+    let (code, out) = doctor(&["--check-remote"], &env);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains(&format!(
+            "PROBLEM stores: SecretStore {ns}/aws: reading \"doctor/missing\" as you failed:"
+        )),
+        "{out}"
+    );
+    // No AWS answer: said, not hidden.
+    drop(moto);
+    let (code, out) = doctor(&["--check-remote"], &env);
+    assert_eq!(code, Some(1));
+    assert!(out.contains("PROBLEM stores: SecretStore"), "{out}");
+    cluster.finish().await;
 }

@@ -98,6 +98,7 @@ fn values() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("jwkec", fixture("jwk-0.json"), false),
         ("jwkrsa", fixture("jwk-1.json"), false),
         ("jwked", fixture("jwk-2.json"), false),
+        ("jwkp521", fixture("jwk-3.json"), false),
         ("bin", (0..=255u8).collect(), true),
         ("s", ARG_SECRET.as_bytes().to_vec(), false),
     ]
@@ -484,6 +485,35 @@ fn cases() -> Vec<Case> {
             r#"{{ "just junk" | filterPEM "CERTIFICATE" }}"#,
             "function \"filterPEM\" failed: error filtering pem: found junk",
         ),
+        // ESO's pem_test.go: junk before the first block and after the last
+        // is passed over; junk between blocks ends the reading there, an
+        // error when no block of the type came before it.
+        is(
+            r#"{{ print .leafcrt .leafkey "some ---junk---" | filterPEM "PRIVATE KEY" }}"#,
+            &key,
+        ),
+        is(
+            r#"{{ print "some junk" .leafcrt .leafkey "some ---junk---" | filterPEM "PRIVATE KEY" }}"#,
+            &key,
+        ),
+        fails(
+            r#"{{ print .leafcrt "some junk" .leafkey | filterPEM "PRIVATE KEY" }}"#,
+            "function \"filterPEM\" failed: error filtering pem: found junk",
+        ),
+        fails(
+            r#"{{ print .leafcrt "some ---junk---" | filterPEM "PRIVATE KEY" }}"#,
+            "function \"filterPEM\" failed: error filtering pem: found junk",
+        ),
+        // ... and the blocks before the junk are the answer (ESO's loop).
+        is(
+            r#"{{ print .leafcrt "some junk" .leafkey | filterPEM "CERTIFICATE" }}"#,
+            &leaf,
+        ),
+        // Junk on lines of its own is skipped, as Go's pem.Decode skips it.
+        is(
+            r#"{{ print .leafcrt "some junk\n" .leafkey | filterPEM "PRIVATE KEY" }}"#,
+            &key,
+        ),
         is(r#"{{ .chain | filterCertChain "leaf" }}"#, &leaf),
         is(
             r#"{{ .chain | filterCertChain "intermediate" }}"#,
@@ -565,6 +595,15 @@ fn cases() -> Vec<Case> {
         is(
             r#"{{ .jwked | jwkPrivateKeyPem }}"#,
             &fixture_text("jwk-2-private.pem"),
+        ),
+        // P-521: coordinates of 66 bytes (RFC 7518 section 3.4)
+        is(
+            r#"{{ .jwkp521 | jwkPublicKeyPem }}"#,
+            &fixture_text("jwk-3-public.pem"),
+        ),
+        is(
+            r#"{{ .jwkp521 | jwkPrivateKeyPem }}"#,
+            &fixture_text("jwk-3-private.pem"),
         ),
         is(
             r#"{{ rsaDecrypt "RSA-OAEP" "SHA256" .oaep .leafkey }}"#,
@@ -869,4 +908,53 @@ spec:
         "here"
     );
     assert_eq!(secret.metadata.labels.as_ref().unwrap()["tier"], "gold");
+}
+
+#[test]
+fn template_from_literal_keys_that_yaml_reads_as_numbers_or_booleans_are_text_as_in_eso() {
+    // ESO reads the rendered map with Kubernetes' YAML reader into
+    // map[string]string: `8080: x` is key "8080", `port: 5432` value "5432".
+    let manifest = r#"apiVersion: secretsync.io/v1
+kind: SecretStore
+metadata: {name: fake, namespace: team}
+spec: {provider: {fake: {data: [{key: pw, value: Literal-Pw-1}]}}}
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {name: es, namespace: team}
+spec:
+  secretStoreRef: {name: fake}
+  data: [{secretKey: pw, remoteRef: {key: pw}}]
+  target:
+    template:
+      templateFrom:
+        - literal: "{ 8080: '{{ .pw }}', true: yes-key, port: 5432, debug: false, empty: }"
+---
+apiVersion: secretsync.io/v1
+kind: ExternalSecret
+metadata: {name: listed, namespace: team}
+spec:
+  secretStoreRef: {name: fake}
+  data: [{secretKey: pw, remoteRef: {key: pw}}]
+  target:
+    template:
+      templateFrom:
+        - literal: "hosts: [a, '{{ .pw }}']"
+"#;
+    let (secrets, stderr) = render(manifest);
+    assert_eq!(secrets.len(), 1, "{stderr}");
+    let data = secrets[0].data.as_ref().unwrap();
+    let text = |k: &str| String::from_utf8(data[k].0.clone()).unwrap();
+    assert_eq!(text("8080"), "Literal-Pw-1");
+    assert_eq!(text("true"), "yes-key");
+    assert_eq!(text("port"), "5432");
+    assert_eq!(text("debug"), "false");
+    assert_eq!(text("empty"), "");
+    // A list is not a string value, for ESO either; the value is not shown.
+    assert!(
+        stderr.contains("templateFrom[0].literal")
+            && stderr.contains("not a YAML map of keys to string values"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("Literal-Pw-1"), "{stderr}");
 }

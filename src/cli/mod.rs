@@ -2,15 +2,21 @@
 //! call of the library and its outcome into an exit code.
 
 mod agent;
+mod completions;
 mod controller;
 mod crdgen;
 mod csi_provider;
+mod diff;
+mod doctor;
 mod render;
 mod sealing;
+mod status;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+pub use completions::parse;
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +57,14 @@ pub enum Command {
     /// Render ExternalSecrets into Secret manifests, offline: reads stores and
     /// ExternalSecrets from files, fetches values, prints Secrets.
     Render(render::Args),
+    /// What applying the manifests would change in their target Secrets: keys
+    /// added, removed or changed (value hashes, never values), labels,
+    /// annotations, type, workloads restarted. Exit 0 no change, 1 changes, 2 errors.
+    Diff(diff::Args),
+    /// Check a running installation and say what is wrong: CRDs, the
+    /// controller's RBAC, the leader Lease, the CSI driver's token audiences,
+    /// and with --check-remote each AWS store. Exit 0 all good, 1 problems.
+    Doctor(doctor::Args),
     /// Run in the cluster: keep every ExternalSecret's Secret in step with its
     /// store. Uses KUBECONFIG (or ~/.kube/config), else the in-cluster account.
     Controller(controller::Args),
@@ -78,12 +92,20 @@ pub enum Command {
     /// Serve the Secrets Store CSI driver's provider API on a unix socket; each
     /// mount acts as the pod (its own ServiceAccount token and IAM role).
     CsiProvider(csi_provider::Args),
+    /// One line per ExternalSecret, SealedSecret, PushSecret and
+    /// ClusterExternalSecret from their status: Ready, reason, last refresh,
+    /// next due, staleness. Exit 1 if any shown is not Ready or is stale.
+    Status(status::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
 }
 
 impl Command {
     pub async fn run(self) -> ExitCode {
         match self {
             Command::Render(args) => render::run(args).await,
+            Command::Diff(args) => diff::run(args).await,
+            Command::Doctor(args) => doctor::run(args).await,
             Command::Controller(args) => controller::run(args).await,
             Command::Keygen(args) => report(sealing::keygen(args)),
             Command::Seal(args) => report(sealing::seal(args)),
@@ -93,20 +115,15 @@ impl Command {
             Command::Crdgen(args) => crdgen::run(args),
             Command::Agent(args) => agent::run(args).await,
             Command::CsiProvider(args) => csi_provider::run(args).await,
+            Command::Status(args) => status::run(args).await,
+            Command::Completions(args) => completions::run(args),
         }
     }
 }
 
 pub fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    // RUST_LOG, with the caps that keep a Secret read out of the logs.
+    secretsync::logging::init(matches!(format, LogFormat::Json));
 }
 
 /// A Go duration flag (`5s`, `1m30s`), by the same rules as the CRDs'

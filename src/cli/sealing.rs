@@ -22,6 +22,40 @@ enum ScopeArg {
     ClusterWide,
 }
 
+/// How the sealing commands print what they make: the same formats as
+/// `render`, worded for one object or several.
+#[derive(Clone, Copy, ValueEnum)]
+enum Format {
+    /// YAML, documents separated by `---`.
+    Yaml,
+    /// JSON: one object, or a `v1` `List` when there are several.
+    Json,
+}
+
+impl From<Format> for OutputFormat {
+    fn from(format: Format) -> Self {
+        match format {
+            Format::Yaml => Self::Yaml,
+            Format::Json => Self::Json,
+        }
+    }
+}
+
+/// Sealing is synchronous work on one thread: the global `--worker-threads`
+/// (sized for the controller's watches and requests) means nothing here. It
+/// is still accepted, for scripts and environments that give it to every
+/// command, but kept out of these commands' help, which it would only muddle.
+#[derive(clap::Args)]
+struct NoWorkerThreads {
+    #[arg(
+        long = "worker-threads",
+        id = "worker_threads",
+        hide = true,
+        value_parser = clap::value_parser!(u16).range(1..=1024)
+    )]
+    _worker_threads: Option<u16>,
+}
+
 impl From<ScopeArg> for SealedScope {
     fn from(scope: ScopeArg) -> Self {
         match scope {
@@ -34,8 +68,12 @@ impl From<ScopeArg> for SealedScope {
 
 #[derive(clap::Args)]
 pub struct KeygenArgs {
+    /// Where to write the new identity (mode 0600; an existing file is never
+    /// overwritten). Its recipient goes to stdout.
     #[arg(short, long, value_name = "FILE")]
     output: PathBuf,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 #[derive(clap::Args)]
@@ -49,10 +87,13 @@ pub struct SealArgs {
     /// A file of recipients, one a line (repeatable).
     #[arg(short = 'R', long = "recipients-file")]
     recipients_files: Vec<PathBuf>,
+    /// What the sealed values are bound to: strict (namespace and name),
+    /// namespace-wide (namespace only) or cluster-wide (anywhere).
     #[arg(long, value_enum, default_value_t = ScopeArg::Strict)]
     scope: ScopeArg,
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
-    output: OutputFormat,
+    /// How to print the SealedSecret.
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    output: Format,
     /// Seal one value (from -f or stdin) and print only its envelope.
     #[arg(long, requires = "key")]
     raw: bool,
@@ -72,11 +113,14 @@ pub struct SealArgs {
     /// (their ciphertext is then kept byte for byte).
     #[arg(short = 'i', long = "identity")]
     identities: Vec<PathBuf>,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("keys").required(true).args(["identities", "bitnami_keys"]))]
 pub struct UnsealArgs {
+    /// The SealedSecret manifest (default: stdin).
     #[arg(short = 'f', long = "filename")]
     file: Option<PathBuf>,
     /// An identity file: age (AGE-SECRET-KEY-1...) or SSH private key (repeatable).
@@ -90,15 +134,21 @@ pub struct UnsealArgs {
     /// the input (values base64 in `data`).
     #[arg(long = "bitnami-key", value_name = "KEYFILE")]
     bitnami_keys: Vec<PathBuf>,
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
-    output: OutputFormat,
+    /// How to print the decrypted Secret(s).
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 #[derive(clap::Args)]
 #[command(group = clap::ArgGroup::new("keys").required(true).args(["identities", "from_bitnami"]))]
 pub struct ResealArgs {
+    /// The SealedSecret manifest to re-encrypt.
     #[arg(short = 'f', long = "filename")]
     file: PathBuf,
+    /// An identity file that decrypts the current values: age
+    /// (AGE-SECRET-KEY-1...) or SSH private key (repeatable).
     #[arg(short = 'i', long = "identity")]
     identities: Vec<PathBuf>,
     /// Move off Bitnami Sealed Secrets: turn every `bitnami.com/v1alpha1`
@@ -109,15 +159,21 @@ pub struct ResealArgs {
     /// every document decrypts.
     #[arg(long = "from-bitnami", value_name = "KEYFILE")]
     from_bitnami: Vec<PathBuf>,
+    /// A new recipient: age1..., ssh-ed25519 ..., ssh-rsa ... (repeatable).
+    /// The values are sealed to exactly the recipients given.
     #[arg(short = 'r', long = "recipient")]
     recipients: Vec<String>,
+    /// A file of new recipients, one a line (repeatable).
     #[arg(short = 'R', long = "recipients-file")]
     recipients_files: Vec<PathBuf>,
     /// Write the result back to the file instead of stdout.
     #[arg(long)]
     in_place: bool,
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Yaml)]
-    output: OutputFormat,
+    /// How to print (or, with --in-place, write) the SealedSecret(s).
+    #[arg(short, long, value_enum, default_value_t = Format::Yaml)]
+    output: Format,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 fn read_input(file: Option<&Path>) -> Result<Vec<u8>, String> {
@@ -278,7 +334,7 @@ pub fn seal(args: SealArgs) -> Result<(), String> {
         &identities,
     )
     .map_err(|e| e.0)?;
-    let text = print(&result, args.output);
+    let text = print(&result, args.output.into());
     match &args.merge_into {
         Some(path) => std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display())),
         None => write_stdout(&text),
@@ -291,7 +347,9 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
         identities: identity_files,
         bitnami_keys,
         output,
+        ..
     } = args;
+    let output = OutputFormat::from(output);
     let source = file
         .as_ref()
         .map(|f| f.display().to_string())
@@ -302,6 +360,7 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
     }
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
     let secret = sealing::unseal_all(&sealed, &identities(&identity_files)?).map_err(|e| e.0)?;
+    admitted(&secret, &source)?;
     write_stdout(&print(&secret, output))
 }
 
@@ -314,7 +373,9 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
         recipients_files,
         in_place,
         output,
+        ..
     } = args;
+    let output = OutputFormat::from(output);
     let file = file.as_path();
     let source = file.display().to_string();
     let contents = std::fs::read_to_string(file).map_err(|e| format!("{source}: {e}"))?;
@@ -367,6 +428,8 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
 pub struct KeysArgs {
     #[command(subcommand)]
     command: KeysCommand,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 #[derive(clap::Subcommand)]
@@ -418,6 +481,8 @@ pub struct ImportBitnamiArgs {
     /// Bitnami SealedSecret files to try the keys on (repeatable).
     #[arg(long = "check", value_name = "SEALED_FILE", num_args = 1..)]
     check: Vec<PathBuf>,
+    #[command(flatten)]
+    _threads: NoWorkerThreads,
 }
 
 pub fn keys(args: KeysArgs) -> Result<(), String> {
@@ -477,8 +542,9 @@ fn read_documents(contents: &str, source: &str) -> Result<Vec<Document>, String>
         .enumerate()
         .map(|(i, text)| {
             let place = format!("{source}, document {}", i + 1);
-            let value: serde_json::Value = serde_yaml_ng::from_str(&text)
-                .map_err(|e| format!("{place}: invalid YAML: {e}"))?;
+            // Read as `render` reads documents: a key twice is an error.
+            let value =
+                secretsync::render::yaml_document(&text).map_err(|e| format!("{place}: {e}"))?;
             let bitnami = if bitnami::is_bitnami_sealed_secret(&value) {
                 let name = format!(
                     "{}/{}",
@@ -532,6 +598,18 @@ fn print_all(objects: &[serde_json::Value], format: OutputFormat) -> String {
     }
 }
 
+/// The checks `render` applies to the Secrets it prints (the API server's
+/// own rules): a printed Secret that `kubectl apply` would refuse helps no one.
+fn admitted(secret: &k8s_openapi::api::core::v1::Secret, source: &str) -> Result<(), String> {
+    secretsync::sync::admission::check_secret(secret).map_err(|errors| {
+        format!(
+            "{source}: the Secret {}/{} would be refused by the API server: {errors}",
+            secret.metadata.namespace.as_deref().unwrap_or_default(),
+            secret.metadata.name.as_deref().unwrap_or_default()
+        )
+    })
+}
+
 fn unseal_bitnami(
     contents: &str,
     source: &str,
@@ -550,7 +628,10 @@ fn unseal_bitnami(
             continue;
         };
         match bitnami::unseal(sealed, &ring, &RenderLimits::default()) {
-            Ok(secret) => secrets.push(serde_json::to_value(&secret).expect("serializes")),
+            Ok(secret) => match admitted(&secret, &document.label) {
+                Ok(()) => secrets.push(serde_json::to_value(&secret).expect("serializes")),
+                Err(refused) => errors.push(refused),
+            },
             Err(failure) => errors.extend(field_errors(&document.label, &failure, &key_names)),
         }
     }

@@ -942,6 +942,13 @@ async fn template_sources(es: &ExternalSecret, ctx: &Context) -> Result<Template
 pub(super) fn kube_error(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
+        // serde_json's message can quote the value that did not fit, and the
+        // answer may be a Secret: only where it failed is told.
+        kube::Error::SerdeError(e) => format!(
+            "the API server's answer did not decode (line {}, column {}; not shown, it may hold a value)",
+            e.line(),
+            e.column()
+        ),
         other => other.to_string(),
     }
 }

@@ -71,7 +71,7 @@ pub const DEFAULT_API_CONCURRENCY: usize = 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API: {0}")]
+    #[error("Kubernetes API: {}", external_secret::kube_error(.0))]
     Kube(#[source] kube::Error),
     #[error("serving health and metrics on {address}: {source}")]
     Serve {

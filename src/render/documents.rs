@@ -14,9 +14,15 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-/// Files larger than this are refused: no manifest is that big, and reading
-/// one would only hold the whole run up.
-pub const MAX_FILE_SIZE: u64 = 64 * 1024 * 1024;
+/// Files larger than this are refused (8 MiB, about 25,000 ExternalSecrets):
+/// reading manifests costs memory many times their size (every document is
+/// held as JSON, then as an object; measured 2026-12-06 on a debug build:
+/// 5 MiB of ExternalSecrets peaked at 190 MiB, and a 50 MB file at about
+/// 2.5 GiB), so the limit is what bounds `render`'s memory. No real manifest
+/// comes near it: a single Kubernetes object is at most 1.5 MiB.
+pub const MAX_FILE_SIZE: u64 = 8 * 1024 * 1024;
+/// All files of one run together (16 MiB), for the same reason.
+pub const MAX_TOTAL_SIZE: u64 = 16 * 1024 * 1024;
 
 /// One document of a file: its 1-based number (as kubectl counts them) and
 /// its JSON form, or why it could not be read.
@@ -98,20 +104,42 @@ fn is_manifest(path: &Path) -> bool {
 }
 
 /// Reads a file as UTF-8 text, refusing oversized and binary files.
-pub fn read_text(file: &Path) -> Result<String, String> {
-    let too_big = |size: u64| {
-        format!(
-            "{}: {size} bytes is more than any manifest (at most {MAX_FILE_SIZE})",
-            file.display()
-        )
-    };
+/// `total` counts the bytes read so far in this run, this file's added.
+pub fn read_text(file: &Path, total: &mut u64) -> Result<String, String> {
     let size = std::fs::metadata(file)
         .map_err(|e| format!("{}: cannot read: {e}", file.display()))?
         .len();
     if size > MAX_FILE_SIZE {
-        return Err(too_big(size));
+        return Err(format!(
+            "{}: {size} bytes is more than render reads from one file (at most {MAX_FILE_SIZE} bytes, 8 MiB): split it",
+            file.display()
+        ));
     }
-    let bytes = std::fs::read(file).map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    let sum = total.saturating_add(size);
+    if sum > MAX_TOTAL_SIZE {
+        return Err(format!(
+            "{}: with it the manifests given total {sum} bytes, more than render reads in one run (at most {MAX_TOTAL_SIZE} bytes, 16 MiB): render fewer at a time",
+            file.display()
+        ));
+    }
+    // Read at most what was measured (plus one byte, to see a file growing).
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(file)
+                .map_err(|e| format!("{}: cannot read: {e}", file.display()))?,
+            MAX_FILE_SIZE + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(|e| format!("{}: cannot read: {e}", file.display()))?;
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(format!(
+            "{}: more than render reads from one file (at most {MAX_FILE_SIZE} bytes, 8 MiB): split it",
+            file.display()
+        ));
+    }
+    *total = total.saturating_add(bytes.len() as u64);
     String::from_utf8(bytes).map_err(|e| {
         format!(
             "{}: not UTF-8 text (invalid byte at offset {})",

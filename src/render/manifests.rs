@@ -114,8 +114,9 @@ pub fn load(paths: &[PathBuf], namespace: &str) -> Loaded {
     loader
         .errors
         .extend(problems.into_iter().map(InputError::plain));
+    let mut total = 0;
     for file in files {
-        match documents::read_text(&file) {
+        match documents::read_text(&file, &mut total) {
             Ok(text) => loader.read_file(&file, &text),
             Err(message) => loader.errors.push(InputError::plain(message)),
         }

@@ -38,9 +38,27 @@ pub fn secret_values(secret: &Secret) -> BTreeMap<String, SecretValue> {
     values
 }
 
+/// The one document of a manifest, read as `render` reads its documents: a
+/// key given twice in a mapping is an error (YAML and JSON parsers would
+/// keep the last silently), as are YAML tags and alias bombs.
+fn one_document(text: &str, source: &str) -> Result<serde_json::Value, ManifestError> {
+    let mut documents = crate::render::documents::documents(text)
+        .into_iter()
+        .filter(|d| !matches!(d.value, Ok(serde_json::Value::Null)));
+    match (documents.next(), documents.next()) {
+        (None, _) => Err(err(format!("{source}: no document in it"))),
+        (Some(document), None) => document
+            .value
+            .map_err(|e| err(format!("{source}: document {}: {e}", document.number))),
+        (Some(_), Some(second)) => Err(err(format!(
+            "{source}: document {} is a second document: give one manifest",
+            second.number
+        ))),
+    }
+}
+
 pub fn parse_secret(text: &str, source: &str) -> Result<Secret, ManifestError> {
-    let value: serde_json::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| err(format!("{source}: invalid YAML: {e}")))?;
+    let value = one_document(text, source)?;
     if value["kind"] != "Secret" {
         return Err(err(format!(
             "{source}: expected a Secret manifest (kind: Secret), found kind {}",
@@ -51,8 +69,7 @@ pub fn parse_secret(text: &str, source: &str) -> Result<Secret, ManifestError> {
 }
 
 pub fn parse_sealed(text: &str, source: &str) -> Result<SealedSecret, ManifestError> {
-    let value: serde_json::Value =
-        serde_yaml_ng::from_str(text).map_err(|e| err(format!("{source}: invalid YAML: {e}")))?;
+    let value = one_document(text, source)?;
     if value["kind"] != "SealedSecret" {
         return Err(err(format!(
             "{source}: expected a SealedSecret manifest, found kind {}",

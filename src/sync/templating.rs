@@ -184,6 +184,25 @@ pub(crate) fn apply_template(
     Ok(out)
 }
 
+/// A YAML scalar as the text ESO makes of it: ESO reads a rendered map with
+/// Kubernetes' YAML reader into `map[string]string`, which turns number and
+/// boolean keys into their text (`1: a` is key "1") and does the same for
+/// values, and reads a null value as "". Lists and maps are not text.
+fn scalar_text(value: &serde_yaml_ng::Value, as_value: bool) -> Option<String> {
+    match value {
+        serde_yaml_ng::Value::String(text) => Some(text.clone()),
+        serde_yaml_ng::Value::Bool(b) => Some(b.to_string()),
+        serde_yaml_ng::Value::Number(n) => Some(
+            n.as_i64()
+                .map(|i| i.to_string())
+                .or_else(|| n.as_u64().map(|u| u.to_string()))
+                .unwrap_or_else(|| n.to_string()),
+        ),
+        serde_yaml_ng::Value::Null if as_value => Some(String::new()),
+        _ => None,
+    }
+}
+
 /// Renders one template and stores the result: under `job.key` (`Values`), or as
 /// the YAML map of keys to values it produced (`KeysAndValues`).
 fn render_into(
@@ -216,15 +235,24 @@ fn render_into(
                     "the rendered output is not text, so not a YAML map of keys to values",
                 ))
             })?;
-            serde_yaml_ng::from_str::<BTreeMap<String, String>>(text)
-                .map_err(|_| {
-                    template_error(TemplateError::new(
-                        "the rendered output is not a YAML map of keys to string values",
-                    ))
-                })?
-                .into_iter()
-                .map(|(k, v)| (k, SecretValue::from(v)))
-                .collect()
+            let not_a_map = || {
+                template_error(TemplateError::new(
+                    "the rendered output is not a YAML map of keys to string values",
+                ))
+            };
+            let map = match serde_yaml_ng::from_str::<serde_yaml_ng::Value>(text) {
+                Ok(serde_yaml_ng::Value::Mapping(map)) => map,
+                // An empty output is an empty map, as for ESO.
+                Ok(serde_yaml_ng::Value::Null) => Default::default(),
+                _ => return Err(not_a_map()),
+            };
+            let mut entries = Vec::with_capacity(map.len());
+            for (key, value) in map {
+                let key = scalar_text(&key, false).ok_or_else(not_a_map)?;
+                let value = scalar_text(&value, true).ok_or_else(not_a_map)?;
+                entries.push((key, SecretValue::from(value)));
+            }
+            entries
         }
     };
     for (key, value) in entries {

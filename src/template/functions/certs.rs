@@ -29,21 +29,58 @@ fn pem_blocks(text: &[u8]) -> Vec<pem::Pem> {
     pem::parse_many(&text[start..]).unwrap_or_default()
 }
 
-/// `filterPEM TYPE TEXT`: only the blocks of TYPE (any case), in order.
+/// One PEM block at the start of `text` (a `-----BEGIN` line through its
+/// `-----END` line and that line's end), and what follows it.
+fn next_pem_block(text: &[u8]) -> Option<(pem::Pem, &[u8])> {
+    if !text.starts_with(b"-----BEGIN") {
+        return None;
+    }
+    let end = text.windows(8).position(|w| w == b"-----END")?;
+    let line_end = text[end..]
+        .iter()
+        .position(|b| *b == b'\n')
+        .map_or(text.len(), |i| end + i + 1);
+    let block = pem::parse(&text[..line_end]).ok()?;
+    Some((block, &text[line_end..]))
+}
+
+/// `filterPEM TYPE TEXT`: only the blocks of TYPE (any case), in order. As
+/// ESO reads them (`pem.go`): text before the first `-----BEGIN` is dropped;
+/// then blocks are decoded one after the other, and Go's `pem.Decode` skips
+/// text between blocks only up to a line that starts with `-----BEGIN`. The
+/// first block that cannot be reached that way ends the reading; if no block
+/// of TYPE came before it, that is an error (`found junk`), else the blocks
+/// read are the answer.
 pub(super) fn filter_pem(args: &[Value]) -> Result<Value, Fail> {
     let a = Args::exactly(args, 2, "2")?;
     let (kind, input) = (a.string(0)?, a.bytes(1)?);
-    let blocks = pem_blocks(&input);
-    if blocks.is_empty() && !input.is_empty() {
+    // ESO's trimJunk: text with no `-----BEGIN` at all stays, and is junk.
+    let start = input
+        .windows(10)
+        .position(|w| w == b"-----BEGIN")
+        .unwrap_or(0);
+    let mut rest = &input[start..];
+    let mut out = String::new();
+    loop {
+        let at = if rest.starts_with(b"-----BEGIN") {
+            Some(0)
+        } else {
+            rest.windows(11)
+                .position(|w| w == b"\n-----BEGIN")
+                .map(|i| i + 1)
+        };
+        let Some((block, after)) = at.and_then(|at| next_pem_block(&rest[at..])) else {
+            break;
+        };
+        rest = after;
+        if block.tag().eq_ignore_ascii_case(&kind) {
+            out.push_str(&pem_encode(block.tag(), block.contents()));
+        }
+    }
+    if out.is_empty() && !rest.is_empty() {
         return Err(Fail::Reason("error filtering pem: found junk"));
     }
-    Ok(go::string(
-        blocks
-            .iter()
-            .filter(|b| b.tag().eq_ignore_ascii_case(&kind))
-            .map(|b| pem_encode(b.tag(), b.contents()))
-            .collect::<String>(),
-    ))
+    Ok(go::string(out))
 }
 
 /// A certificate with the key identifiers chains are built from (Go's nil is
@@ -485,13 +522,18 @@ pub(super) fn jwk_public_key_pem(args: &[Value]) -> Result<Value, Fail> {
             .map_err(key_fail)?
             .to_public_key_pem(LineEnding::LF)
             .map_err(key_fail)?,
+        ("EC", Some("P-521")) => p521::PublicKey::from_sec1_bytes(&ec_point(&jwk)?)
+            .map_err(key_fail)?
+            .to_public_key_pem(LineEnding::LF)
+            .map_err(key_fail)?,
         ("OKP", Some("Ed25519")) => ed25519_public_pem(&b64url(&jwk.x)?)?,
         _ => return Err(Fail::Reason(UNSUPPORTED_JWK)),
     };
     Ok(go::string(pem))
 }
 
-const UNSUPPORTED_JWK: &str = "only RSA, EC (P-256, P-384) and OKP (Ed25519) JWKs are supported";
+const UNSUPPORTED_JWK: &str =
+    "only RSA, EC (P-256, P-384, P-521) and OKP (Ed25519) JWKs are supported";
 
 /// `jwkPrivateKeyPem JWK`: the private key, PKCS#8 PEM.
 pub(super) fn jwk_private_key_pem(args: &[Value]) -> Result<Value, Fail> {
@@ -519,6 +561,11 @@ pub(super) fn jwk_private_key_pem(args: &[Value]) -> Result<Value, Fail> {
             .map_err(key_fail)?
             .to_string(),
         ("EC", Some("P-384")) => p384::SecretKey::from_slice(&b64url(&jwk.d)?)
+            .map_err(key_fail)?
+            .to_pkcs8_pem(LineEnding::LF)
+            .map_err(key_fail)?
+            .to_string(),
+        ("EC", Some("P-521")) => p521::SecretKey::from_slice(&b64url(&jwk.d)?)
             .map_err(key_fail)?
             .to_pkcs8_pem(LineEnding::LF)
             .map_err(key_fail)?

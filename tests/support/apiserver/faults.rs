@@ -8,6 +8,8 @@ use std::time::Duration;
 pub enum Action {
     Fail(u16),
     Delay(Duration),
+    /// Answered 200 with this body as it is (JSON the client may not decode).
+    Answer(&'static str),
 }
 
 struct Rule {
@@ -20,6 +22,8 @@ struct Rule {
 #[derive(Default)]
 pub struct Faults {
     rules: Mutex<Vec<Rule>>,
+    /// (group, resource, verb) a SelfSubjectAccessReview answers as denied.
+    denied: Mutex<Vec<(String, String, String)>>,
 }
 
 impl Faults {
@@ -27,6 +31,18 @@ impl Faults {
     /// contains `path_contains` fail with `status`.
     pub fn fail_next(&self, count: usize, method: Option<&str>, path_contains: &str, status: u16) {
         self.add(count, method, path_contains, Action::Fail(status));
+    }
+
+    /// The next `count` matching requests are answered 200 with `body`.
+    #[allow(dead_code)] // only the log-leak test garbles answers
+    pub fn answer_next(
+        &self,
+        count: usize,
+        method: Option<&str>,
+        path_contains: &str,
+        body: &'static str,
+    ) {
+        self.add(count, method, path_contains, Action::Answer(body));
     }
 
     /// The next `count` matching requests are answered after `delay`.
@@ -47,6 +63,24 @@ impl Faults {
             remaining: count,
             action,
         });
+    }
+
+    /// SelfSubjectAccessReviews for `verb` on `group`/`resource` (such as
+    /// `secrets` or `externalsecrets/status`) answer `allowed: false`.
+    #[allow(dead_code)] // only the doctor's tests deny
+    pub fn deny_access(&self, group: &str, resource: &str, verb: &str) {
+        self.denied
+            .lock()
+            .unwrap()
+            .push((group.into(), resource.into(), verb.into()));
+    }
+
+    pub fn is_denied(&self, group: &str, resource: &str, verb: &str) -> bool {
+        self.denied
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(g, r, v)| g == group && r == resource && v == verb)
     }
 
     /// The fault for this request, if one is due; counts it down.

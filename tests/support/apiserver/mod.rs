@@ -185,6 +185,14 @@ async fn handle(
             return json_response(code, &status(code, reason, "injected by the test", None));
         }
         Some(faults::Action::Delay(delay)) => tokio::time::sleep(delay).await,
+        Some(faults::Action::Answer(body)) => {
+            return (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response();
+        }
         None => {}
     }
     if method == Method::GET
@@ -240,7 +248,19 @@ async fn handle(
             .unwrap()
             .get(&target.resource, target.namespace.as_deref(), name)
             .map(|object| {
-                if metadata_only {
+                // `kubectl get KIND NAME` asks for a Table too: the same
+                // columns as the list's (the CRD's printer columns).
+                if accepts_table(&headers) && target.subresource.is_none() {
+                    let version = object["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
+                    Arc::new(discovery::table(
+                        &target.resource,
+                        std::slice::from_ref(&object),
+                        &version,
+                    ))
+                } else if metadata_only {
                     Arc::new(partial_object_metadata(&object))
                 } else {
                     object
@@ -248,6 +268,21 @@ async fn handle(
             }),
         (Method::POST, Some(name), Some("token")) if target.resource.kind == "ServiceAccount" => {
             token_request(&app, &target, name, &headers, &body).map(Arc::new)
+        }
+        (Method::POST, None, _) if target.resource.kind == "SelfSubjectAccessReview" => {
+            parse_body(&headers, &body).map(|mut review| {
+                let attributes = &review["spec"]["resourceAttributes"];
+                let text = |k: &str| attributes[k].as_str().unwrap_or_default().to_string();
+                let resource = match text("subresource").as_str() {
+                    "" => text("resource"),
+                    sub => format!("{}/{sub}", text("resource")),
+                };
+                let allowed = !app
+                    .faults
+                    .is_denied(&text("group"), &resource, &text("verb"));
+                review["status"] = json!({"allowed": allowed});
+                Arc::new(review)
+            })
         }
         (Method::POST, None, _) => parse_body(&headers, &body).and_then(|object| {
             let options = write_options(&query, &headers, None);
@@ -492,11 +527,7 @@ fn list(
         metadata["continue"] = json!(next);
         metadata["remainingItemCount"] = json!(0);
     }
-    let accepts_table = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|a| a.contains("as=Table"));
-    if accepts_table {
+    if accepts_table(headers) {
         let table = discovery::table(&target.resource, &items, &resource_version);
         return Ok(json_response(200, &table));
     }
@@ -533,6 +564,14 @@ struct ListBody<'a, T: serde::Serialize> {
     kind: String,
     metadata: &'a Value,
     items: &'a [T],
+}
+
+/// `Accept: application/json;as=Table;g=meta.k8s.io;v=v1`: what `kubectl get` asks for.
+fn accepts_table(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("as=Table"))
 }
 
 /// `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`:

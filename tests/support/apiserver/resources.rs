@@ -211,6 +211,24 @@ impl Default for Registry {
             column("Message", "string", ".message"),
         ];
         types[4].name_and_age = false;
+        // `secretsync doctor` asks these (answered in `mod.rs`: allowed
+        // unless `Faults::deny_access` says otherwise).
+        types.push(b(
+            "authorization.k8s.io",
+            "v1",
+            "SelfSubjectAccessReview",
+            "selfsubjectaccessreviews",
+            false,
+            false,
+        ));
+        types.push(b(
+            "storage.k8s.io",
+            "v1",
+            "CSIDriver",
+            "csidrivers",
+            false,
+            false,
+        ));
         Self { types }
     }
 }
