@@ -678,6 +678,22 @@ fn expected(eso: bool, bitnami: bool, jwt: bool, reload: bool, rollouts: bool) -
             &workloads,
             &["get", "list", "watch", "patch"],
         ));
+        // Reloader's CronJob (a Job from its template) and Job (made again) restarts.
+        out.extend(grants(
+            "batch",
+            &["cronjobs"],
+            &["get", "list", "watch", "patch"],
+        ));
+        out.extend(grants(
+            "batch",
+            &["jobs"],
+            &["get", "list", "watch", "create", "delete", "patch"],
+        ));
+        out.extend(grants(
+            "secrets-store.csi.x-k8s.io",
+            &["secretproviderclasses", "secretproviderclasspodstatuses"],
+            &["list", "watch"],
+        ));
         if rollouts {
             out.extend(grants(
                 "argoproj.io",

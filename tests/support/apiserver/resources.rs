@@ -186,10 +186,23 @@ impl Default for Registry {
                 true,
             ),
         ];
-        for (t, short) in types.iter_mut().zip([
-            "ns", "", "cm", "sa", "ev", "po", "svc", "ev", "deploy", "sts", "ds", "", "pdb", "",
-            "", "", "", "crd",
-        ]) {
+        // kubectl's short names, by plural (as the real server lists them).
+        for t in types.iter_mut() {
+            let short = match (t.group.as_str(), t.plural.as_str()) {
+                ("", "namespaces") => "ns",
+                ("", "configmaps") => "cm",
+                ("", "serviceaccounts") => "sa",
+                ("", "events") | ("events.k8s.io", "events") => "ev",
+                ("", "pods") => "po",
+                ("", "services") => "svc",
+                ("apps", "deployments") => "deploy",
+                ("apps", "statefulsets") => "sts",
+                ("apps", "daemonsets") => "ds",
+                ("batch", "cronjobs") => "cj",
+                ("policy", "poddisruptionbudgets") => "pdb",
+                ("apiextensions.k8s.io", "customresourcedefinitions") => "crd",
+                _ => "",
+            };
             if !short.is_empty() {
                 t.short_names.push(short.into());
             }
