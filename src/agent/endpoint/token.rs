@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 /// Where the token is looked for, in this order (the AWS agent's default
@@ -73,7 +74,7 @@ impl Token {
             headers
                 .get_all(*name)
                 .iter()
-                .any(|value| same(value.as_bytes(), &self.0))
+                .any(|value| bool::from(value.as_bytes().ct_eq(&self.0)))
         })
     }
 }
@@ -82,10 +83,6 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")
     }
-}
-
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]
