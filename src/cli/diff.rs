@@ -671,7 +671,7 @@ fn workloads_of(documents: &[Document], namespace: &str) -> Vec<WorkloadInfo> {
 }
 
 /// The workloads a change of this Secret's data restarts: the controller's
-/// own rule (reload's selection) on one Secret.
+/// own rule (`KindSelection::selects`) on one Secret.
 fn restarts(workloads: &[WorkloadInfo], target: &NewSecret) -> Vec<String> {
     let (ignore, match_) = object_flags(target.secret.as_ref().map(|s| &s.annotations));
     if ignore {
@@ -681,16 +681,13 @@ fn restarts(workloads: &[WorkloadInfo], target: &NewSecret) -> Vec<String> {
         .iter()
         .filter(|w| w.key.namespace == target.namespace)
         .filter(|w| {
-            let selection = w.selection.of(ObjKind::Secret);
-            if selection.excluded.contains(&target.name) {
-                return false;
-            }
             let used = w
                 .uses
                 .get(&(ObjKind::Secret, target.name.clone()))
                 .is_some_and(|u| u.counts);
-            (used && (selection.auto || (selection.search && match_)))
-                || selection.named.iter().any(|p| p.matches(&target.name))
+            w.selection
+                .of(ObjKind::Secret)
+                .selects(&target.name, used, match_)
         })
         .map(|w| w.key.to_string())
         .collect()

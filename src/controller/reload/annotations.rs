@@ -76,6 +76,16 @@ pub struct KindSelection {
 }
 
 impl KindSelection {
+    /// Whether the object `name` of this kind counts: not excluded, and
+    /// either used (`used`: a container reads it) and selected by `auto`, or
+    /// by `search` when it carries `match` (`matched`), or named in a list.
+    /// The one rule for the controller's restarts and `secretsync diff`.
+    pub fn selects(&self, name: &str, used: bool, matched: bool) -> bool {
+        !self.excluded.contains(name)
+            && ((used && (self.auto || (self.search && matched)))
+                || self.named.iter().any(|pattern| pattern.matches(name)))
+    }
+
     fn asks_for_anything(&self) -> bool {
         self.auto || self.search || !self.named.is_empty()
     }

@@ -714,39 +714,39 @@ impl Tracker {
         let mut counted = BTreeSet::new();
         for kind in ObjKind::ALL {
             let selection = info.selection.of(kind);
-            let counted_uses = info
+            // The candidates: what it uses, and what its lists name.
+            let mut candidates: BTreeSet<ObjKey> = info
                 .uses
-                .iter()
-                .filter(|((k, _), u)| *k == kind && u.counts);
-            for ((_, name), _) in counted_uses {
-                let key = ObjKey::new(namespace, kind, name);
-                if let Some(meta) = self.objects.get(&key)
-                    && (selection.auto || (selection.search && meta.match_))
-                {
-                    counted.insert(key);
-                }
-            }
+                .keys()
+                .filter(|(k, _)| *k == kind)
+                .map(|(_, name)| ObjKey::new(namespace, kind, name))
+                .collect();
             for pattern in &selection.named {
                 match pattern.exact() {
                     Some(name) => {
-                        let key = ObjKey::new(namespace, kind, name);
-                        if self.objects.contains(&key) {
-                            counted.insert(key);
-                        }
+                        candidates.insert(ObjKey::new(namespace, kind, name));
                     }
-                    None => {
-                        let matching = self
-                            .objects
+                    None => candidates.extend(
+                        self.objects
                             .names(namespace, kind)
-                            .filter(|(name, _)| pattern.matches(name));
-                        counted
-                            .extend(matching.map(|(name, _)| ObjKey::new(namespace, kind, name)));
-                    }
+                            .filter(|(name, _)| pattern.matches(name))
+                            .map(|(name, _)| ObjKey::new(namespace, kind, name)),
+                    ),
                 }
             }
-            counted.retain(|k| k.kind != kind || !selection.excluded.contains(&k.name));
+            for key in candidates {
+                let Some(meta) = self.objects.get(&key) else {
+                    continue;
+                };
+                let used = info
+                    .uses
+                    .get(&(kind, key.name.clone()))
+                    .is_some_and(|u| u.counts);
+                if !meta.ignore && selection.selects(&key.name, used, meta.match_) {
+                    counted.insert(key);
+                }
+            }
         }
-        counted.retain(|k| self.objects.get(k).is_some_and(|m| !m.ignore));
         counted
     }
 
