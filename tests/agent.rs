@@ -4,7 +4,7 @@
 //! `--once` failures. The agent authenticates as a pod with IRSA does
 //! (AWS_ROLE_ARN + AWS_WEB_IDENTITY_TOKEN_FILE, the default chain).
 
-mod support;
+use crate::support;
 
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::process::CommandExt;

@@ -2,10 +2,7 @@
 //! through the kube client (and kubectl), so what is built on the fake stands on
 //! something checked.
 
-#[path = "support/apiserver/mod.rs"]
-mod apiserver;
-#[path = "support/peers.rs"]
-mod peers;
+use crate::support::{apiserver, peers};
 
 use std::collections::BTreeMap;
 use std::time::Duration;

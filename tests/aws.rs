@@ -1,6 +1,6 @@
 //! The AWS providers against a real AWS API (moto), through the official SDK.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! PushSecret's half of the AWS providers (read what is there, write, delete)
 //! against a real AWS API (moto), each outcome read back with the SDK.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

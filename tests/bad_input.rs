@@ -36,7 +36,7 @@
 //! `sealing-identity.txt` is the age identity the SealedSecret cases were
 //! sealed to (test data only; case 090 is sealed to another key).
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

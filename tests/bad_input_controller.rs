@@ -10,7 +10,7 @@
 //! objects stored before the schema tightened: the controller must decode them
 //! leniently and fail them alone. On a real cluster they are skipped.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

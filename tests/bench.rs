@@ -4,10 +4,9 @@
 //! value against moto, and every figure must be there. No timing is asserted:
 //! the benchmark measures, this test only keeps it honest.
 
-mod support;
-
+/// The example's code, as `cargo run --example bench` runs it.
 #[path = "../examples/bench/mod.rs"]
-mod bench;
+mod benchmark;
 
 use std::path::Path;
 
@@ -15,7 +14,7 @@ use clap::Parser;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_benchmark_runs_every_phase_and_reports_every_figure() {
-    let options = bench::Options::parse_from([
+    let options = benchmark::Options::parse_from([
         "bench",
         "--es",
         "20",
@@ -31,7 +30,7 @@ async fn the_benchmark_runs_every_phase_and_reports_every_figure() {
         "120s",
         "--json-only",
     ]);
-    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+    let reports = benchmark::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
         .await
         .expect("the benchmark runs");
     let phases: Vec<&str> = reports.iter().map(|r| r.phase.as_str()).collect();
@@ -144,7 +143,7 @@ async fn the_benchmark_runs_every_phase_and_reports_every_figure() {
 /// decrypts once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_bitnami_phase_runs_and_decrypts_once_per_change() {
-    let options = bench::Options::parse_from([
+    let options = benchmark::Options::parse_from([
         "bench",
         "--es",
         "4",
@@ -168,7 +167,7 @@ async fn the_bitnami_phase_runs_and_decrypts_once_per_change() {
         "2048",
         "--json-only",
     ]);
-    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+    let reports = benchmark::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
         .await
         .expect("the benchmark's bitnami phase runs and checks out");
     assert_eq!(reports[0].phase, "first-sync");
@@ -182,7 +181,7 @@ async fn the_bitnami_phase_runs_and_decrypts_once_per_change() {
 /// malformed) were counted as such, and every Secret matches moto at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_change_events_phase_brings_rotated_values_through_the_queue() {
-    let options = bench::Options::parse_from([
+    let options = benchmark::Options::parse_from([
         "bench",
         "--es",
         "10",
@@ -206,7 +205,7 @@ async fn the_change_events_phase_brings_rotated_values_through_the_queue() {
         "0s",
         "--json-only",
     ]);
-    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+    let reports = benchmark::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
         .await
         .expect("the benchmark's change-events phase runs and checks out");
     assert_eq!(reports[0].phase, "first-sync");
@@ -220,7 +219,7 @@ async fn the_change_events_phase_brings_rotated_values_through_the_queue() {
 /// a fresh list agrees with moto at the end.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_throttled_phase_converges_and_keeps_change_detection() {
-    let options = bench::Options::parse_from([
+    let options = benchmark::Options::parse_from([
         "bench",
         "--es",
         "5",
@@ -240,7 +239,7 @@ async fn the_throttled_phase_converges_and_keeps_change_detection() {
         "1s",
         "--json-only",
     ]);
-    let reports = bench::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
+    let reports = benchmark::run(&options, Path::new(env!("CARGO_BIN_EXE_secretsync")))
         .await
         .expect("the benchmark's throttled phase runs and checks out");
     assert_eq!(reports[0].phase, "first-sync");

@@ -4,11 +4,8 @@
 //! `openssl` CLI and exported as `kubectl get secret -o yaml` prints them.
 //! scripts/test installs the peers.
 
-#[path = "support/peers.rs"]
-mod peers;
-#[path = "support/bitnami.rs"]
-#[allow(dead_code)] // the controller's scenarios use the rest
-mod sealers;
+use crate::support::bitnami as sealers;
+use crate::support::peers;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

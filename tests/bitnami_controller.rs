@@ -5,7 +5,7 @@
 //! npm's `@linode/kubeseal-encrypt`, implementations nobody here wrote. Each
 //! scenario ends by scanning the controller's logs for the values.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1069,13 +1069,12 @@ fn a_panic_says_where_but_never_a_value_formatted_into_it() {
     if let Ok(mode) = std::env::var(PANIC_CHILD) {
         return panic_child(&mode);
     }
+    // The test's name as libtest knows it: its module path without the crate.
+    let (_, module) = module_path!().split_once("::").unwrap();
+    let name = format!("{module}::a_panic_says_where_but_never_a_value_formatted_into_it");
     for (mode, backtrace) in [("plain", "0"), ("json", "1")] {
         let output = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_panic_says_where_but_never_a_value_formatted_into_it",
-                "--nocapture",
-            ])
+            .args(["--exact", &name, "--nocapture"])
             .env(PANIC_CHILD, mode)
             .env("RUST_BACKTRACE", backtrace)
             .output()

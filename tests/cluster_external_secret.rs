@@ -3,7 +3,7 @@
 //! `SECRETSYNC_E2E_KUBECONFIG`). Namespaces are cluster-wide, so each
 //! scenario names its own after its scenario namespace and removes them.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! (fake API server by default, or a real cluster), AWS served by moto. Every
 //! scenario ends by scanning the controller's logs for the values it used.
 
-mod support;
+use crate::support;
 
 use support::controller::cli;
 

@@ -15,7 +15,7 @@
 //! With moto's IAM checks on, a role holding ASCP's documented policy mounts,
 //! and the calls each policy costs are counted.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -4,7 +4,7 @@
 //! the controller's code uses and nothing else, its CRDs are crds/, and the
 //! kustomize base (deploy/) is the chart's defaults.
 
-mod support;
+use crate::support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,7 @@
 //! generated value changes only when its ExternalSecret refreshes: not on a
 //! repair, not across a restart, but on a force-sync.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -4,7 +4,7 @@
 //! runc; opt-in with SECRETSYNC_IMAGE_TEST=1 (scripts/test then installs
 //! them), as it builds the binary a second time; otherwise it says why it skips.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -117,7 +117,7 @@ async fn image_builds_from_scratch_and_runs_the_controller_as_non_root() {
     }
     if std::env::var("SECRETSYNC_IMAGE_TEST").as_deref() != Ok("1") {
         eprintln!(
-            "skipping image_builds_from_scratch_and_runs_the_controller_as_non_root: it builds the binary again, statically; run it with SECRETSYNC_IMAGE_TEST=1 ./scripts/test --test image"
+            "skipping image_builds_from_scratch_and_runs_the_controller_as_non_root: it builds the binary again, statically; run it with SECRETSYNC_IMAGE_TEST=1 ./scripts/test --test integration image::"
         );
         return;
     }

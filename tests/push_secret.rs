@@ -3,7 +3,7 @@
 //! AWS served by moto and read back with the SDK. Each scenario ends by
 //! scanning the controller's logs for the values it pushed.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -6,7 +6,7 @@
 //! log, or a later change restarting another workload first in line), never
 //! after a sleep. Every scenario ends by scanning the logs for the values used.
 
-mod support;
+use crate::support;
 
 use support::controller::cli;
 

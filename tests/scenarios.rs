@@ -1,8 +1,8 @@
 //! Scenarios that run unchanged on the fake API server (default) and on a real
-//! cluster (`SECRETSYNC_E2E_KUBECONFIG=path cargo test --test scenarios`).
+//! cluster (`SECRETSYNC_E2E_KUBECONFIG=path cargo test --test integration scenarios::`).
 //! They use only the kube client; fault-injection steps skip on a real cluster.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! limit, while an unrelated ExternalSecret syncs and `/healthz` answers; no
 //! status, Event or log line holds a value, in any form.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
