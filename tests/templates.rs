@@ -90,6 +90,13 @@ fn values() -> Vec<(&'static str, Vec<u8>, bool)> {
         ("p12", fixture("keystore-nopass.p12"), true),
         ("p12pass", fixture("keystore-pass.p12"), true),
         ("p12legacy", fixture("keystore-legacy.p12"), true),
+        ("p12shuffled", fixture("keystore-shuffled.p12"), true),
+        ("p12extra", fixture("keystore-extra.p12"), true),
+        ("p12extralegacy", fixture("keystore-extra-legacy.p12"), true),
+        ("p12extraplain", fixture("keystore-extra-plain.p12"), true),
+        ("p12extra512", fixture("keystore-extra-sha512.p12"), true),
+        ("p12trust", fixture("truststore.p12"), true),
+        ("p12trustplain", fixture("truststore-plain.p12"), true),
         ("chain", fixture("chain-shuffled.pem"), false),
         ("leafcrt", fixture("leaf.crt"), false),
         ("leafkey", fixture("leaf.key"), false),
@@ -118,6 +125,7 @@ fn cases() -> Vec<Case> {
     let intermediate = fixture_text("intermediate.crt");
     let root = fixture_text("root.crt");
     let pkcs12cert = fixture_text("expected-pkcs12cert.pem");
+    let pkcs12cert_extra = fixture_text("expected-pkcs12cert-extra.pem");
     let mut cases = vec![
         // text/template builtins
         is(r#"{{ .user }}:{{ printf "%s-%d" "a" 3 }}"#, "admin:a-3"),
@@ -535,6 +543,66 @@ fn cases() -> Vec<Case> {
         fails(
             r#"{{ .p12pass | pkcs12keyPass "wrong-password" }}"#,
             "function \"pkcs12keyPass\" failed: the keystore does not decode with this password",
+        ),
+        // pkcs12cert's order, as ESO's (template_test.go, TestPkcs12certPass;
+        // pkcs12.go and pem_chain.go): the first certificate bag, then the
+        // others in file order; sorted leaf to root when they make one
+        // chain ("read file without password": leaf, root, intermediate in
+        // the file), else left as they are, certificates that are not on the
+        // leaf's chain included ("read disjunct cert chain").
+        is(
+            r#"{{ .p12shuffled | pkcs12cert }}"#,
+            &fixture_text("chain-ordered.pem"),
+        ),
+        is(r#"{{ .p12shuffled | pkcs12key }}"#, &key),
+        is(
+            r#"{{ .p12extra | pkcs12certPass "P12-fixture-pw" }}"#,
+            &pkcs12cert_extra,
+        ),
+        is(r#"{{ .p12extra | pkcs12keyPass "P12-fixture-pw" }}"#, &key),
+        // the same in the legacy form (RC2-40 certificates, 3DES key) and
+        // with nothing encrypted (a plain key bag)
+        is(
+            r#"{{ .p12extralegacy | pkcs12certPass "P12-fixture-pw" }}"#,
+            &pkcs12cert_extra,
+        ),
+        is(
+            r#"{{ .p12extralegacy | pkcs12keyPass "P12-fixture-pw" }}"#,
+            &key,
+        ),
+        is(r#"{{ .p12extraplain | pkcs12cert }}"#, &pkcs12cert_extra),
+        is(r#"{{ .p12extraplain | pkcs12key }}"#, &key),
+        // a SHA-512 MAC, AES-128 certificates, an AES-192 key
+        is(
+            r#"{{ .p12extra512 | pkcs12certPass "P12-fixture-pw" }}"#,
+            &pkcs12cert_extra,
+        ),
+        is(
+            r#"{{ .p12extra512 | pkcs12keyPass "P12-fixture-pw" }}"#,
+            &key,
+        ),
+        fails(
+            r#"{{ .p12extra | pkcs12certPass "wrong-password" }}"#,
+            "function \"pkcs12certPass\" failed: the keystore does not decode with this password",
+        ),
+        fails(
+            r#"{{ .p12extralegacy | pkcs12certPass "wrong-password" }}"#,
+            "function \"pkcs12certPass\" failed: the keystore does not decode with this password",
+        ),
+        // No key: go-pkcs12's DecodeChain refuses it ("private key
+        // missing"), so ESO's pkcs12cert fails on a truststore, its
+        // certificates encrypted or not, and on its own pemTruststoreToPKCS12.
+        fails(
+            r#"{{ .p12trust | pkcs12cert }}"#,
+            "function \"pkcs12cert\" failed: the keystore holds no private key",
+        ),
+        fails(
+            r#"{{ .p12trustplain | pkcs12cert }}"#,
+            "function \"pkcs12cert\" failed: the keystore holds no private key",
+        ),
+        fails(
+            r#"{{ pemTruststoreToPKCS12 .chain | b64dec | pkcs12cert }}"#,
+            "function \"pkcs12cert\" failed: the keystore holds no private key",
         ),
         is(
             r#"{{ pemToPkcs12 .leafcrt .leafkey | b64dec | pkcs12key }}"#,

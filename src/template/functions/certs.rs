@@ -12,6 +12,8 @@ use super::Fail;
 use super::crypto::PrivateKey;
 use super::go::{self, Args};
 
+mod pfx;
+
 /// A PEM block as Go's `pem.Encode` writes it: LF line endings.
 pub(super) fn pem_encode(tag: &str, der: &[u8]) -> String {
     pem::encode_config(
@@ -234,36 +236,6 @@ pub(super) fn cert_sans(args: &[Value]) -> Result<Value, Fail> {
 
 // PKCS#12
 
-/// A keystore's key and certificates, as go-pkcs12's `DecodeChain` gives them.
-struct Decoded {
-    key: Option<Vec<u8>>,
-    leaf: Option<Vec<u8>>,
-    cas: Vec<Vec<u8>>,
-}
-
-fn decode_pkcs12(data: &[u8], password: &str) -> Result<Decoded, Fail> {
-    let store = KeyStore::from_pkcs12(data, password).map_err(|_| {
-        Fail::Reason("the keystore does not decode with this password (or is not PKCS#12)")
-    })?;
-    let mut out = Decoded {
-        key: None,
-        leaf: None,
-        cas: Vec::new(),
-    };
-    for (_, entry) in store.entries() {
-        match entry {
-            KeyStoreEntry::PrivateKeyChain(chain) => {
-                out.key = Some(chain.key().to_vec());
-                let mut certs = chain.chain().iter().map(|c| c.as_der().to_vec());
-                out.leaf = certs.next();
-                out.cas.extend(certs);
-            }
-            KeyStoreEntry::Certificate(cert) => out.cas.push(cert.as_der().to_vec()),
-        }
-    }
-    Ok(out)
-}
-
 fn keystore_args(args: &[Value], with_password: bool) -> Result<(String, Vec<u8>), Fail> {
     if with_password {
         let a = Args::exactly(args, 2, "2")?;
@@ -276,9 +248,7 @@ fn keystore_args(args: &[Value], with_password: bool) -> Result<(String, Vec<u8>
 
 fn pkcs12_key(args: &[Value], with_password: bool) -> Result<Value, Fail> {
     let (password, data) = keystore_args(args, with_password)?;
-    let key = decode_pkcs12(&data, &password)?
-        .key
-        .ok_or(Fail::Reason("the keystore holds no private key"))?;
+    let key = pfx::decode_chain(&data, &password)?.key;
     // Re-encoded as Go's MarshalPKCS8PrivateKey writes it.
     let der = PrivateKey::from_pkcs8(&key)?.pkcs8_der()?;
     Ok(go::string(pem_encode("PRIVATE KEY", &der)))
@@ -296,14 +266,14 @@ pub(super) fn pkcs12key_pass(args: &[Value]) -> Result<Value, Fail> {
 
 fn pkcs12_cert(args: &[Value], with_password: bool) -> Result<Value, Fail> {
     let (password, data) = keystore_args(args, with_password)?;
-    let decoded = decode_pkcs12(&data, &password)?;
-    let mut ders: Vec<Vec<u8>> = decoded.leaf.into_iter().collect();
-    ders.extend(decoded.cas);
-    if ders.is_empty() {
-        return Err(Fail::Reason("the keystore holds no certificate"));
-    }
+    // ESO (pkcs12.go, pkcs12certPass): DecodeChain's certificate (the first
+    // certificate bag), then its CA certificates in file order, every one of
+    // them, chain or not; ordered leaf to root by key identifiers when they
+    // make exactly one chain (pem_chain.go), else left as they are.
+    let chain = pfx::decode_chain(&data, &password)?;
+    let mut ders = vec![chain.certificate];
+    ders.extend(chain.ca_certs);
     let unordered: String = ders.iter().map(|d| pem_encode("CERTIFICATE", d)).collect();
-    // Ordered leaf to root when one chain can be made of them, else as stored.
     let ordered = ders
         .iter()
         .map(|d| ChainCert::parse(d))
@@ -313,7 +283,7 @@ fn pkcs12_cert(args: &[Value], with_password: bool) -> Result<Value, Fail> {
     Ok(go::string(ordered.unwrap_or(unordered)))
 }
 
-/// `pkcs12cert KEYSTORE`: its certificates, leaf first, PEM.
+/// `pkcs12cert KEYSTORE`: its certificates in ESO's order, PEM.
 pub(super) fn pkcs12cert(args: &[Value]) -> Result<Value, Fail> {
     pkcs12_cert(args, false)
 }
