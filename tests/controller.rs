@@ -2917,10 +2917,20 @@ async fn aws_change_events_refresh_just_the_readers_of_a_changed_key() {
 
 /// `secretsync status ARGS` against `kubeconfig`: (exit code, stdout, stderr).
 fn status_of(kubeconfig: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    status_with(kubeconfig, args, &[])
+}
+
+/// `status_of`, with these environment variables (AWS's, for --check-remote).
+fn status_with(
+    kubeconfig: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_secretsync"))
         .arg("status")
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     (
@@ -3455,6 +3465,244 @@ async fn status_shows_each_objects_sync_from_what_the_controller_wrote() {
             assert!(!text.contains(value), "status printed a value");
         }
     }
+    // --check-remote: moto asked, with the operator's own keys, whether the
+    // keys read changed since the last sync; metadata calls only.
+    let aws = support::moto::sdk_config(&moto.endpoint).await;
+    let sm = aws_sdk_secretsmanager::Client::new(&aws);
+    let ssm = aws_sdk_ssm::Client::new(&aws);
+    for (name, value) in [
+        ("status/same", "St4tus-same-6"),
+        ("status/changed", "St4tus-old-7"),
+        ("status/gone", "St4tus-gone-8"),
+    ] {
+        sm.create_secret()
+            .name(name)
+            .secret_string(value)
+            .send()
+            .await
+            .unwrap();
+    }
+    let parameter = |value: &'static str| {
+        ssm.put_parameter()
+            .name("/status/param")
+            .value(value)
+            .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+            .overwrite(true)
+            .send()
+    };
+    parameter("St4tus-param-9").await.unwrap();
+    scenario
+        .apply(
+            "SecretStore",
+            "secretstores",
+            json!({"metadata": {"name": "ssm"}, "spec": {"provider": {"aws": {"service": "ParameterStore", "region": "eu-west-1"}}}}),
+        )
+        .await;
+    // status keeps whole seconds: the sync comes a second after the writes.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let remote_reads = [
+        ("remote-same", "aws", "status/same"),
+        ("remote-same-too", "aws", "status/same"),
+        ("remote-changed", "aws", "status/changed"),
+        ("remote-gone", "aws", "status/gone"),
+        ("remote-param", "ssm", "/status/param"),
+    ];
+    for (name, store, key) in remote_reads {
+        scenario
+            .external_secret(
+                name,
+                json!({"refreshInterval": "1h", "secretStoreRef": {"name": store},
+                    "data": [{"secretKey": "v", "remoteRef": {"key": key}}]}),
+            )
+            .await;
+    }
+    for (name, _, _) in remote_reads {
+        scenario.ready_reason(name, "SecretSynced").await;
+    }
+    let operator = [
+        ("AWS_ENDPOINT_URL", moto.endpoint.as_str()),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ACCESS_KEY_ID", "AKIDOPERATOR"),
+        ("AWS_SECRET_ACCESS_KEY", "secret"),
+        ("AWS_MAX_ATTEMPTS", "1"),
+    ];
+    let remote_rows = |json_text: &str| {
+        let rows = status_rows(json_text);
+        let mut remote = std::collections::BTreeMap::new();
+        for (name, row) in rows {
+            remote.insert(name, row["remote"].clone());
+        }
+        remote
+    };
+    // Nothing changed yet: every key current, exit 0; the fake store's
+    // objects are not checked. One call per distinct key, none reads a value.
+    moto.start_recording();
+    let (code, unchanged, err) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote", "-o", "json"],
+        &operator,
+    );
+    let calls: Vec<_> = moto
+        .stop_recording()
+        .into_iter()
+        .filter(|r| r.authorization.contains("AKIDOPERATOR"))
+        .collect();
+    assert_eq!(code, 0, "{unchanged}{err}");
+    let remote = remote_rows(&unchanged);
+    for (name, _, key) in remote_reads {
+        assert_eq!(
+            remote[name],
+            json!({"state": "current", "current": [key]}),
+            "{unchanged}"
+        );
+    }
+    assert_eq!(remote["good"], Value::Null, "{unchanged}");
+    assert_eq!(remote["pushed"], Value::Null, "{unchanged}");
+    let names: Vec<&str> = calls.iter().map(|r| r.call.as_str()).collect();
+    assert_eq!(
+        support::moto::count(&calls, "secretsmanager.DescribeSecret"),
+        3,
+        "{names:?}"
+    );
+    assert_eq!(
+        support::moto::count(&calls, "AmazonSSM.DescribeParameters"),
+        1,
+        "{names:?}"
+    );
+    assert_eq!(calls.len(), 4, "only metadata calls: {names:?}");
+
+    // Changed, deleted and overwritten behind the controller's back (its next
+    // refresh is an hour away): status alone cannot tell, --check-remote can.
+    sm.put_secret_value()
+        .secret_id("status/changed")
+        .secret_string("St4tus-new-10")
+        .send()
+        .await
+        .unwrap();
+    sm.delete_secret()
+        .secret_id("status/gone")
+        .force_delete_without_recovery(true)
+        .send()
+        .await
+        .unwrap();
+    parameter("St4tus-param-11").await.unwrap();
+    let (code, _, err) = status_with(&kubeconfig, &["-n", &namespace], &operator);
+    assert_eq!(code, 0, "{err}");
+    let (code, changed, err) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote", "-o", "json"],
+        &operator,
+    );
+    assert_eq!(code, 1, "{changed}{err}");
+    let remote = remote_rows(&changed);
+    assert_eq!(
+        remote["remote-changed"],
+        json!({"state": "changed", "changed": ["status/changed"]}),
+        "{changed}"
+    );
+    assert_eq!(
+        remote["remote-gone"],
+        json!({"state": "missing", "missing": ["status/gone"]}),
+        "{changed}"
+    );
+    assert_eq!(
+        remote["remote-param"],
+        json!({"state": "changed", "changed": ["/status/param"]}),
+        "{changed}"
+    );
+    assert_eq!(remote["remote-same"]["state"], "current", "{changed}");
+    assert_eq!(remote["remote-same-too"]["state"], "current", "{changed}");
+    // The table gains REMOTE; -o wide and yaml carry it too.
+    let (code, remote_table, err) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote"],
+        &operator,
+    );
+    assert_eq!(code, 1, "{err}");
+    let cell = |name: &str| {
+        remote_table
+            .lines()
+            .find(|l| l.split_whitespace().nth(1) == Some(name))
+            .unwrap_or_else(|| panic!("no line for {name}:\n{remote_table}"))
+            .to_string()
+    };
+    assert!(
+        remote_table.lines().next().unwrap().ends_with("REMOTE"),
+        "{remote_table}"
+    );
+    assert!(
+        cell("remote-changed").ends_with("changed since last sync (key status/changed)"),
+        "{remote_table}"
+    );
+    assert!(
+        cell("remote-gone").ends_with("missing (key status/gone)"),
+        "{remote_table}"
+    );
+    assert!(cell("remote-same").ends_with(" current"), "{remote_table}");
+    assert!(cell("good").ends_with(" -"), "{remote_table}");
+    let (_, remote_wide, _) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote", "-o", "wide"],
+        &operator,
+    );
+    assert!(
+        remote_wide.contains("changed since last sync (key /status/param)"),
+        "{remote_wide}"
+    );
+    let (_, remote_yaml, _) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote", "-o", "yaml"],
+        &operator,
+    );
+    let from_yaml: Value = serde_yaml_ng::from_str(&remote_yaml).unwrap();
+    assert!(
+        from_yaml["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "remote-gone" && r["remote"]["state"] == "missing"),
+        "{remote_yaml}"
+    );
+    // AWS out of reach: unreadable, said with the error, exit 1.
+    let unreachable = format!("http://127.0.0.1:{}", support::free_port());
+    let mut offline = operator;
+    offline[0] = ("AWS_ENDPOINT_URL", unreachable.as_str());
+    let (code, no_aws, err) = status_with(
+        &kubeconfig,
+        &["-n", &namespace, "--check-remote", "-o", "json"],
+        &offline,
+    );
+    assert_eq!(code, 1, "{no_aws}{err}");
+    let remote = remote_rows(&no_aws);
+    assert_eq!(remote["remote-same"]["state"], "unreadable", "{no_aws}");
+    assert!(
+        remote["remote-same"]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("status/same: Secrets Manager DescribeSecret: "),
+        "{no_aws}"
+    );
+    let remote_values = [
+        "St4tus-same-6",
+        "St4tus-old-7",
+        "St4tus-gone-8",
+        "St4tus-param-9",
+        "St4tus-new-10",
+        "St4tus-param-11",
+    ];
+    for text in [
+        &unchanged,
+        &changed,
+        &remote_table,
+        &remote_wide,
+        &remote_yaml,
+        &no_aws,
+    ] {
+        for value in values.iter().chain(&remote_values) {
+            assert!(!text.contains(value), "status printed a value");
+        }
+    }
+    let values: Vec<&str> = values.iter().chain(&remote_values).copied().collect();
     let _ = ces_api.delete(&ces_name, &DeleteParams::background()).await;
     scenario.finish(&values).await;
 }
@@ -3679,6 +3927,28 @@ async fn doctor_says_what_is_wrong_with_an_installation() {
         "{out}"
     );
     assert!(out.contains("ok      csi:"), "{out}");
+    let (code, json_out) = doctor(&["--output", "json"], &[]);
+    assert_eq!(code, Some(0), "{json_out}");
+    let report: Value =
+        serde_json::from_str(&json_out).unwrap_or_else(|e| panic!("{e}: {json_out}"));
+    assert_eq!(report["problems"], 0, "{json_out}");
+    let outcomes: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["name"].as_str().unwrap(), f["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            ("crds", "ok"),
+            ("rbac", "ok"),
+            ("leader", "ok"),
+            ("csi", "ok"),
+            ("stores", "skipped")
+        ],
+        "{json_out}"
+    );
 
     // A stale Lease, a denied verb, a driver without the audience.
     let stale = (now - jiff::SignedDuration::from_secs(600)).to_string();
@@ -3714,6 +3984,45 @@ async fn doctor_says_what_is_wrong_with_an_installation() {
     );
     assert!(
         out.contains("requests no token for audience sts.amazonaws.com (it has: vault)"),
+        "{out}"
+    );
+    // -o json: the same findings, one document, the same exit code.
+    let (code, json_out) = doctor(&["-o", "json"], &[]);
+    assert_eq!(code, Some(1), "{json_out}");
+    let report: Value =
+        serde_json::from_str(&json_out).unwrap_or_else(|e| panic!("{e}: {json_out}"));
+    let findings = report["findings"].as_array().unwrap();
+    for finding in findings {
+        let keys: Vec<&String> = finding.as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["message", "name", "outcome"], "{finding}");
+        assert!(
+            ["ok", "fail", "skipped"].contains(&finding["outcome"].as_str().unwrap()),
+            "{finding}"
+        );
+    }
+    let has = |name: &str, outcome: &str, text: &str| {
+        findings.iter().any(|f| {
+            f["name"] == name
+                && f["outcome"] == outcome
+                && f["message"].as_str().unwrap().contains(text)
+        })
+    };
+    assert!(has("crds", "ok", "CRDs installed"), "{json_out}");
+    assert!(has("leader", "fail", "was last renewed 6"), "{json_out}");
+    assert!(
+        has("rbac", "fail", "may not patch secrets (core) cluster-wide"),
+        "{json_out}"
+    );
+    assert!(has("csi", "fail", "(it has: vault)"), "{json_out}");
+    assert!(
+        has("stores", "skipped", "AWS not called (add --check-remote)"),
+        "{json_out}"
+    );
+    let failed = findings.iter().filter(|f| f["outcome"] == "fail").count();
+    assert_eq!(report["problems"], json!(failed), "{json_out}");
+    assert_eq!(
+        failed,
+        out.lines().filter(|l| l.starts_with("PROBLEM ")).count(),
         "{out}"
     );
 
@@ -3780,6 +4089,22 @@ async fn doctor_says_what_is_wrong_with_an_installation() {
         "{out}"
     );
     assert!(!out.contains("Doct0r-pw-1"));
+    let (_, json_out) = doctor(&["--check-remote", "-o", "json"], &env);
+    let report: Value =
+        serde_json::from_str(&json_out).unwrap_or_else(|e| panic!("{e}: {json_out}"));
+    let remote: Vec<(&str, &str)> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["name"] == "stores" || f["name"] == "clock")
+        .map(|f| (f["name"].as_str().unwrap(), f["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        remote,
+        [("stores", "ok"), ("stores", "ok"), ("clock", "ok")],
+        "{json_out}"
+    );
+    assert!(!json_out.contains("Doct0r-pw-1"));
     // A key that is not there: the read fails, and says so.
     external_secrets
         .delete("db", &DeleteParams::default())

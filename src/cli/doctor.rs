@@ -1,6 +1,8 @@
 //! `secretsync doctor`: checks a running installation and says, in words,
 //! what is wrong. Each check prints one line (`ok`, `PROBLEM` or `skipped`)
-//! and what to do; exit 0 when nothing is wrong, 1 otherwise.
+//! and what to do, or with `-o json` one document of findings (`name`,
+//! `outcome`: `ok`, `fail` or `skipped`, `message`); exit 0 when nothing is
+//! wrong, 1 otherwise, whatever the format.
 //!
 //! Checks: the CRDs are installed and are this binary's (`crdgen`'s); the
 //! controller's ServiceAccount may do every verb `deploy/rbac.yaml` grants it
@@ -51,23 +53,48 @@ pub struct Args {
     /// your own credentials.
     #[arg(long)]
     check_remote: bool,
+    /// How to print the findings. `json`: `{"findings": [{"name", "outcome",
+    /// "message"}], "problems"}`, outcomes `ok`, `fail` or `skipped`; the
+    /// exit code is the same in both.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    output: Format,
 }
 
-/// One finding.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    /// One line per finding, printed as it is made.
+    Text,
+    /// One JSON document of every finding, at the end.
+    Json,
+}
+
+/// One finding, as `-o json` gives it.
+#[derive(serde::Serialize)]
 struct Finding {
+    /// The check: `crds`, `rbac`, `leader`, `csi`, `stores`, `clock`.
+    #[serde(rename = "name")]
     check: &'static str,
+    #[serde(rename = "outcome")]
     state: State,
+    /// What was found and, for a problem, what to do. Never a value.
+    message: String,
 }
 
-#[derive(PartialEq)]
+#[derive(PartialEq, serde::Serialize)]
 enum State {
+    #[serde(rename = "ok")]
     Ok,
+    #[serde(rename = "fail")]
     Problem,
+    #[serde(rename = "skipped")]
     Skipped,
 }
 
-#[derive(Default)]
-struct Findings(Vec<Finding>);
+/// The findings so far; in text, each is printed as it is made.
+struct Findings {
+    all: Vec<Finding>,
+    text: bool,
+}
 
 impl Findings {
     fn ok(&mut self, check: &'static str, text: impl Into<String>) {
@@ -85,8 +112,14 @@ impl Findings {
             State::Problem => "PROBLEM ",
             State::Skipped => "skipped ",
         };
-        println!("{tag}{check}: {text}");
-        self.0.push(Finding { check, state });
+        if self.text {
+            println!("{tag}{check}: {text}");
+        }
+        self.all.push(Finding {
+            check,
+            state,
+            message: text,
+        });
     }
 }
 
@@ -101,7 +134,10 @@ pub async fn run(args: Args) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut findings = Findings::default();
+    let mut findings = Findings {
+        all: Vec::new(),
+        text: args.output == Format::Text,
+    };
     check_crds(&client, &mut findings).await;
     check_rbac(config, &args, &mut findings).await;
     check_lease(&client, &args, &mut findings).await;
@@ -112,16 +148,28 @@ pub async fn run(args: Args) -> ExitCode {
         findings.skipped("stores", "AWS not called (add --check-remote)");
     }
     let problems = findings
-        .0
+        .all
         .iter()
         .filter(|f| f.state == State::Problem)
         .count();
+    if args.output == Format::Json {
+        let document = serde_json::json!({"findings": findings.all, "problems": problems});
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&document).unwrap_or_default()
+        );
+        return if problems == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     if problems == 0 {
         println!("no problem found");
         ExitCode::SUCCESS
     } else {
         let checks: std::collections::BTreeSet<_> = findings
-            .0
+            .all
             .iter()
             .filter(|f| f.state == State::Problem)
             .map(|f| f.check)

@@ -94,7 +94,8 @@ pub enum Command {
     CsiProvider(csi_provider::Args),
     /// One line per ExternalSecret, SealedSecret, PushSecret and
     /// ClusterExternalSecret from their status: Ready, reason, last refresh,
-    /// next due, staleness. Exit 1 if any shown is not Ready or is stale.
+    /// next due, staleness; with --check-remote, whether AWS changed since the
+    /// last sync. Exit 1 if any shown is not Ready, is stale or is behind AWS.
     Status(status::Args),
     /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
     Completions(completions::Args),
