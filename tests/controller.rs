@@ -2317,6 +2317,40 @@ fn malloc_arenas_beside_the_main_one(pid: u32) -> usize {
         .count()
 }
 
+/// SIGTERM early in start-up, before a cache is filled (here the first
+/// listing of ExternalSecrets is held back for a minute), still stops the
+/// controller within its grace: kube-runtime's graceful shutdown alone ends
+/// the stream that fills the cache and then waits for that cache forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_before_the_caches_are_filled_still_stops_the_controller() {
+    let mut scenario = Scenario::start("early-stop").await;
+    let Some(faults) = scenario.cluster.faults_for("a listing held back") else {
+        return scenario.finish(&[]).await;
+    };
+    faults.delay_next(1, Some("GET"), "/externalsecrets", Duration::from_secs(60));
+    scenario.run_controller(&[]);
+    let leading = eventually(WAIT, || async {
+        scenario.logs().contains(" leading").then_some(())
+    })
+    .await;
+    assert!(
+        leading.is_some(),
+        "the controller leads:\n{}",
+        scenario.logs()
+    );
+    let mut controller = scenario.controller.take().unwrap();
+    let stopping = std::time::Instant::now();
+    let status = controller.terminate();
+    let took = stopping.elapsed();
+    assert!(
+        status.success() && took < Duration::from_secs(30),
+        "the controller stops on SIGTERM before its caches are filled, not after the \
+         listing a minute later ({status:?} after {took:?}):\n{}",
+        controller.log_text()
+    );
+    scenario.finish(&[]).await;
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_controller_allocates_from_one_malloc_arena_unless_the_operator_says_otherwise() {

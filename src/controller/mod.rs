@@ -781,8 +781,14 @@ pub async fn run(
     }
     tokio::spawn(memory::trim_periodically());
     ready.store(true, Ordering::SeqCst);
+    // Every controller ends at shutdown, within a grace even if its cache
+    // was never filled (watches::until_stopped).
+    let controllers = watches::until_stopped(
+        futures::future::join_all(controllers).map(drop).boxed(),
+        when_stopped(),
+    );
     tokio::select! {
-        _ = futures::future::join_all(controllers) => {}
+        _ = controllers => {}
         _ = futures::future::join_all(watches) => {}
     }
     Ok(())

@@ -321,7 +321,7 @@ impl Plan {
     }
 
     /// Every watch (running as long as the process) and every controller
-    /// (running until `stopped`).
+    /// (running until `stopped`; bound them with `until_stopped`).
     pub fn start<S, F>(
         self,
         client: &kube::Client,
@@ -395,8 +395,11 @@ impl Plan {
         }
 
         for flavor in &flavors {
-            controllers.push(until_stopped(
-                cluster_push_secrets(client, ctx, *flavor, config.clone(), stopped()),
+            controllers.push(cluster_push_secrets(
+                client,
+                ctx,
+                *flavor,
+                config.clone(),
                 stopped(),
             ));
         }
@@ -526,23 +529,24 @@ impl Plan {
             );
 
             for flavor in &flavors {
-                controllers.push(until_stopped(
-                    push_secrets(client, ctx, *flavor, &scope, config.clone(), stopped()),
+                controllers.push(push_secrets(
+                    client,
+                    ctx,
+                    *flavor,
+                    &scope,
+                    config.clone(),
                     stopped(),
                 ));
             }
 
             if let Some((writer, woken)) = bitnami {
-                controllers.push(until_stopped(
-                    bitnami_sealed_secrets(
-                        client,
-                        ctx,
-                        &scope,
-                        writer,
-                        woken,
-                        config.clone(),
-                        stopped(),
-                    ),
+                controllers.push(bitnami_sealed_secrets(
+                    client,
+                    ctx,
+                    &scope,
+                    writer,
+                    woken,
+                    config.clone(),
                     stopped(),
                 ));
             }
@@ -616,11 +620,12 @@ impl PausedStores {
 /// How long a controller may take to finish its reconciles at shutdown.
 const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Ends `controller` at shutdown, after a grace, even if it never started:
-/// with `--eso-compat` on a cluster without ESO's PushSecret CRDs, that
-/// controller's cache is never filled, and kube-runtime's graceful shutdown
-/// waits for it forever.
-fn until_stopped(
+/// Ends `controller` at shutdown, after a grace, even if it never started.
+/// kube-runtime's graceful shutdown ends a controller's input stream, which
+/// also feeds its cache; a controller whose cache was not filled yet (the
+/// stop came early in start-up, or with `--eso-compat` on a cluster without
+/// ESO's PushSecret CRDs it never is) waits for it forever.
+pub(super) fn until_stopped(
     controller: BoxFuture<'static, ()>,
     stopped: impl Future<Output = ()> + Send + 'static,
 ) -> BoxFuture<'static, ()> {

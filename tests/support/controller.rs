@@ -48,11 +48,22 @@ impl RunningController {
         self.child.id()
     }
 
-    /// SIGTERM, as Kubernetes stops a pod; waits for the exit.
+    /// SIGTERM, as Kubernetes stops a pod; waits for the exit. A controller
+    /// still running a minute later is killed, as the kubelet would, and the
+    /// status says so (killed by signal 9): a hang fails its test instead of
+    /// stalling the suite.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGTERM);
         }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait().expect("the controller's status") {
+                return status;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
         self.child.wait().expect("the controller exits")
     }
 
