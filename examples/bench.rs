@@ -45,46 +45,8 @@ use std::process::{Command, ExitCode};
 
 use clap::Parser;
 
-fn main() -> ExitCode {
-    one_growing_heap();
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("the bench's runtime")
-        .block_on(run())
-}
-
-/// The bench process (the fake API server above all) only grows: it keeps
-/// every object, 100,000 Events included, and grows by gigabytes in a first
-/// sync at 100,000 ExternalSecrets. glibc gives each thread an arena of its
-/// own, and an arena other than the main one grows its heap by `mprotect`
-/// a few pages at a time: a tenth of the server's CPU went to that. One
-/// arena, grown by `brk` 64 MiB at a time and never trimmed, costs a system
-/// call per 64 MiB instead. Set before any thread starts (so the runtimes'
-/// threads share the main arena); an operator's own `MALLOC_*` variables
-/// win. The controller, a child process, keeps its own settings. Blocks up
-/// to 16 MiB (list answers, watch chunks) come from the heap too, not from
-/// an `mmap` and `munmap` each.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn one_growing_heap() {
-    let set = |variable: &str, option: libc::c_int, value: libc::c_int| {
-        if std::env::var_os(variable).is_none() {
-            // SAFETY: mallopt only changes malloc settings; no thread runs yet.
-            unsafe {
-                libc::mallopt(option, value);
-            }
-        }
-    };
-    set("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 1);
-    set("MALLOC_TOP_PAD_", libc::M_TOP_PAD, 64 << 20);
-    set("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, i32::MAX);
-    set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 16 << 20);
-}
-
-#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-fn one_growing_heap() {}
-
-async fn run() -> ExitCode {
+#[tokio::main]
+async fn main() -> ExitCode {
     let options = bench::Options::parse();
     let controller = match options.controller.clone() {
         Some(path) => path,
