@@ -183,9 +183,13 @@ fn named_store_identity(
             caches
                 .cluster_secret_stores
                 .get(&ObjectRef::new_with(&reference.name, flavor))
-                .and_then(|store| store.spec().ok())
-                .and_then(|store| store.provider.aws)
-                .is_some_and(|aws| aws.tags_name_the_namespace())
+                .and_then(|store| store.shared_spec().ok())
+                .is_some_and(|spec| {
+                    spec.provider
+                        .aws
+                        .as_ref()
+                        .is_some_and(|aws| aws.tags_name_the_namespace())
+                })
         });
     StoreIdentity {
         kind: reference.kind,
@@ -818,7 +822,9 @@ pub(super) fn resolve_named_store(
                         reference.name
                     )
                 })?;
-            let spec = store.spec().map_err(|e| format!("{described}: {e}"))?;
+            let spec = store
+                .shared_spec()
+                .map_err(|e| format!("{described}: {e}"))?;
             spec.validate(Some(&namespace))
                 .map_err(|e| format!("{described}: {e}"))?;
             spec.provider_to_build()
@@ -832,7 +838,9 @@ pub(super) fn resolve_named_store(
                 .ok_or_else(|| {
                     format!("{field}: ClusterSecretStore {:?} not found", reference.name)
                 })?;
-            let spec = store.spec().map_err(|e| format!("{described}: {e}"))?;
+            let spec = store
+                .shared_spec()
+                .map_err(|e| format!("{described}: {e}"))?;
             spec.validate().map_err(|e| format!("{described}: {e}"))?;
             if !sync::cluster_store_admits(&spec, &namespace, &ctx.namespace_labels(&namespace)) {
                 return Err(format!(

@@ -166,7 +166,9 @@ pub struct Context {
     invalid: Mutex<HashMap<String, u64>>,
     /// Per ExternalSecret: the status this process last wrote, which the
     /// cached object may not show yet.
-    statuses: Mutex<HashMap<String, StatusRecord>>,
+    /// Keyed by the refresher's own key for it (shared, not copied: one
+    /// string fewer per ExternalSecret).
+    statuses: Mutex<HashMap<Arc<str>, StatusRecord>>,
     /// templates: each object's templates render within these limits, on
     /// blocking threads from this pool.
     pub template_limits: crate::template::RenderLimits,
@@ -405,18 +407,29 @@ impl Context {
         replaced: Option<&ExternalSecretStatus>,
         shown: bool,
     ) {
-        let replaced = replaced.map(fingerprint);
+        let record = StatusRecord {
+            written: fingerprint(written),
+            replaced: replaced.map(fingerprint),
+            text: (!shown).then(|| status_text(written).into_boxed_str()),
+        };
+        if let Some(slot) = self
+            .statuses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(key)
+        {
+            *slot = record;
+            return;
+        }
+        // Looked up before the records are locked: never both locks at once.
+        let key = self
+            .refresher
+            .shared_key(key)
+            .unwrap_or_else(|| Arc::from(key));
         self.statuses
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(
-                key.to_string(),
-                StatusRecord {
-                    written: fingerprint(written),
-                    replaced,
-                    text: (!shown).then(|| status_text(written).into_boxed_str()),
-                },
-            );
+            .insert(key, record);
     }
 
     /// Whether an ExternalSecret whose spec does not decode is new here or

@@ -10,7 +10,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
@@ -165,15 +165,14 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
             #[serde(default, rename = "apiVersion")]
             api_version: String,
             #[serde(default)]
-            metadata: ObjectMeta,
+            metadata: LeanMeta,
             #[serde(default)]
             spec: Option<serde_json::Value>,
             #[serde(default)]
             status: Option<serde_json::Value>,
         }
         let raw = Raw::deserialize(deserializer)?;
-        let mut metadata = raw.metadata;
-        metadata.managed_fields = None;
+        let mut metadata = ObjectMeta::from(raw.metadata);
         if let Some(annotations) = metadata.annotations.as_mut() {
             annotations.remove(LAST_APPLIED);
         }
@@ -188,7 +187,7 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
             metadata.annotations = None;
         }
         let spec = match raw.spec {
-            Some(spec) => Kept::of(spec, crate::api::from_json).map_err(|e| in_spec(&e).into()),
+            Some(spec) => Kept::of(spec, checked).map_err(|e| in_spec(&e).into()),
             None => Err("spec: is required".into()),
         };
         let status = raw.status.and_then(|s| {
@@ -201,6 +200,100 @@ impl<'de, S: DeserializeOwned, T: DeserializeOwned> Deserialize<'de> for Watched
             spec,
             status,
         })
+    }
+}
+
+impl<S: DeserializeOwned + Send + Sync + 'static, T> Watched<S, T> {
+    /// The spec, decoded once for every reader of the same text: what a
+    /// store's spec is. Every sync of every ExternalSecret reads its store's
+    /// spec (two or three times over: its identity, its provider), and a
+    /// fleet shares a handful of stores, so a fleet's first sync decoded the
+    /// same few specs hundreds of thousands of times.
+    pub fn shared_spec(&self) -> Result<std::sync::Arc<S>, String> {
+        use std::any::{Any, TypeId};
+        use std::collections::HashMap;
+        use std::sync::{Arc, LazyLock, Mutex};
+        type Memo = HashMap<(TypeId, Box<[u8]>), Arc<dyn Any + Send + Sync>>;
+        /// Specs change rarely; a cluster with more distinct store specs
+        /// than this starts over, which costs only decodes.
+        const MOST: usize = 4096;
+        static MEMO: LazyLock<Mutex<Memo>> = LazyLock::new(Default::default);
+        let kept = match &self.spec {
+            Ok(kept) => kept,
+            Err(why) => return Err(why.to_string()),
+        };
+        // The same text always packs to the same bytes.
+        let key = (TypeId::of::<S>(), kept.json.0.clone());
+        let found = MEMO
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+            .cloned();
+        if let Some(spec) = found.and_then(|any| any.downcast::<S>().ok()) {
+            return Ok(spec);
+        }
+        let spec = Arc::new(kept.get().map_err(|e| in_spec(&e))?);
+        let mut memo = MEMO.lock().unwrap_or_else(|e| e.into_inner());
+        if memo.len() >= MOST {
+            memo.clear();
+        }
+        memo.insert(key, spec.clone());
+        Ok(spec)
+    }
+}
+
+/// Whether a spec decodes, with the field path of the error when not (the
+/// path-tracking decoder only then: it doubled the cost of the check every
+/// watch event of an ExternalSecret pays).
+fn checked<S: DeserializeOwned>(value: serde_json::Value) -> Result<S, String> {
+    match S::deserialize(&value) {
+        Ok(spec) => Ok(spec),
+        Err(_) => crate::api::from_json(value),
+    }
+}
+
+/// `ObjectMeta` as the watch sends it, but for `managedFields`, which is
+/// skipped over unread: every event of an ExternalSecret carries its
+/// managers' field sets, decoded into entries only to be dropped (a
+/// quarter of the cost of reading the event).
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct LeanMeta {
+    annotations: Option<BTreeMap<String, String>>,
+    creation_timestamp: Option<Time>,
+    deletion_grace_period_seconds: Option<i64>,
+    deletion_timestamp: Option<Time>,
+    finalizers: Option<Vec<String>>,
+    generate_name: Option<String>,
+    generation: Option<i64>,
+    labels: Option<BTreeMap<String, String>>,
+    name: Option<String>,
+    namespace: Option<String>,
+    owner_references: Option<Vec<OwnerReference>>,
+    resource_version: Option<String>,
+    self_link: Option<String>,
+    uid: Option<String>,
+}
+
+impl From<LeanMeta> for ObjectMeta {
+    fn from(lean: LeanMeta) -> Self {
+        ObjectMeta {
+            annotations: lean.annotations,
+            creation_timestamp: lean.creation_timestamp,
+            deletion_grace_period_seconds: lean.deletion_grace_period_seconds,
+            deletion_timestamp: lean.deletion_timestamp,
+            finalizers: lean.finalizers,
+            generate_name: lean.generate_name,
+            generation: lean.generation,
+            labels: lean.labels,
+            managed_fields: None,
+            name: lean.name,
+            namespace: lean.namespace,
+            owner_references: lean.owner_references,
+            resource_version: lean.resource_version,
+            self_link: lean.self_link,
+            uid: lean.uid,
+        }
     }
 }
 

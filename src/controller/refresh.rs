@@ -449,6 +449,14 @@ impl Refresher {
     }
 
     /// An ExternalSecret deleted (or no longer valid).
+    /// The key this refresher keeps for a member, to share rather than copy.
+    pub fn shared_key(&self, key: &str) -> Option<Arc<str>> {
+        self.lock()
+            .members
+            .get_key_value(key)
+            .map(|(key, _)| key.clone())
+    }
+
     pub fn forget(&self, key: &str) {
         let mut inner = self.lock();
         if let Some(member) = inner.members.remove(key) {

@@ -111,8 +111,14 @@ fn to_fields_v1(fields: &FieldSet) -> Value {
 }
 
 fn from_fields_v1(value: &Value, prefix: Path, out: &mut FieldSet) {
-    let map = value.as_object().cloned().unwrap_or_default();
-    let children: Vec<_> = map.iter().filter(|(k, _)| k.starts_with("f:")).collect();
+    // Read where it lies: a copy of the map at every level copied the
+    // whole field set once per level, on every write.
+    let children: Vec<_> = value
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| k.starts_with("f:"))
+        .collect();
     if children.is_empty() {
         if !prefix.is_empty() {
             out.insert(prefix);
@@ -131,6 +137,14 @@ pub struct Manager {
     pub name: String,
     pub operation: String,
     pub fields: FieldSet,
+}
+
+/// How many manager entries an object records (as [`managers`] counts them,
+/// without decoding their field sets).
+pub fn manager_count(object: &Value) -> usize {
+    object["metadata"]["managedFields"]
+        .as_array()
+        .map_or(0, Vec::len)
 }
 
 /// The managers recorded on an object.

@@ -87,10 +87,24 @@ fn plural_group(resource: &ResourceType) -> String {
     }
 }
 
+/// The time in whole seconds, as the server writes it: formatted once a
+/// second per thread (every write stamps one or two fields with it).
 pub fn now() -> String {
-    jiff::Timestamp::now()
-        .strftime("%Y-%m-%dT%H:%M:%SZ")
-        .to_string()
+    thread_local! {
+        static FORMATTED: std::cell::RefCell<(i64, String)> =
+            const { std::cell::RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = jiff::Timestamp::now();
+    FORMATTED.with(|formatted| {
+        let mut formatted = formatted.borrow_mut();
+        if formatted.0 != now.as_second() {
+            *formatted = (
+                now.as_second(),
+                now.strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            );
+        }
+        formatted.1.clone()
+    })
 }
 
 pub struct State {
@@ -635,7 +649,7 @@ impl State {
                     &b["metadata"],
                     &["resourceVersion", "managedFields"],
                 )
-                && fields::managers(a).len() == fields::managers(b).len()
+                && fields::manager_count(a) == fields::manager_count(b)
         };
         if same(&existing, &new) {
             // A no-op write changes nothing, not even the resourceVersion.
