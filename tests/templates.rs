@@ -845,7 +845,9 @@ fn failing_functions_never_show_their_arguments() {
         "{{ pemToPkcs12 .leafcrt .s }}",
         "{{ pemTruststoreToPKCS12 .s }}",
         "{{ .s | mustFromJson }}",
-        "{{ decryptAES .s (encryptAES \"other\" .s) }}",
+        // A fixed ciphertext: under a random IV (encryptAES), a wrong key
+        // gives valid padding one time in about 256, and the case passes.
+        "{{ decryptAES .s (b64enc \"0123456789abcdef0123456789abcdef\") }}",
         "{{ .s | semver }}",
         "{{ semverCompare .s \"1.0.0\" }}",
         "{{ .s | mustToDate \"2006\" }}",
