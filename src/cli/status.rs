@@ -789,15 +789,18 @@ pub async fn run(args: Args) -> ExitCode {
             ExitCode::FAILURE
         }
     };
-    let rows = match collect(
-        &client,
-        scope,
-        &args,
-        jiff::Timestamp::now(),
-        checker.as_mut(),
-    )
-    .await
-    {
+    // Each listing is taken now, with the remote checker's cache (if any).
+    let mut listing = async || {
+        collect(
+            &client,
+            scope,
+            &args,
+            jiff::Timestamp::now(),
+            checker.as_mut(),
+        )
+        .await
+    };
+    let rows = match listing().await {
         Ok(rows) => rows,
         Err(e) => {
             eprintln!("error: {e}");
@@ -825,15 +828,7 @@ pub async fn run(args: Args) -> ExitCode {
             _ = &mut stop => return code(&last),
             _ = tokio::time::sleep(args.watch_interval) => {}
         }
-        let rows = match collect(
-            &client,
-            scope,
-            &args,
-            jiff::Timestamp::now(),
-            checker.as_mut(),
-        )
-        .await
-        {
+        let rows = match listing().await {
             Ok(rows) => rows,
             Err(e) => {
                 eprintln!("error: {e}");
