@@ -161,6 +161,26 @@ type Waiter = (
     oneshot::Sender<FetchResults>,
 );
 
+/// A cycle: of a store, through one provider (one version of the store's
+/// spec). A reconcile that resolved the store after its spec changed never
+/// joins a cycle that fetches through the provider built before: the cycle
+/// would bring it the old store's values, and nothing would wake it again.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+struct Cycle {
+    store: StoreIdentity,
+    /// The provider's address (the cycle holds the provider while it runs).
+    provider: usize,
+}
+
+impl Cycle {
+    fn of(store: &StoreIdentity, provider: &Arc<Cached>) -> Self {
+        Self {
+            store: store.clone(),
+            provider: Arc::as_ptr(provider) as usize,
+        }
+    }
+}
+
 /// A store's cycle while it gathers.
 #[derive(Default)]
 struct Gathering {
@@ -193,7 +213,7 @@ struct Inner {
     /// Boxed: the table itself stays small however large a member is.
     members: HashMap<Arc<str>, Box<Member>>,
     /// Cycles gathering now.
-    gathering: HashMap<StoreIdentity, Gathering>,
+    gathering: HashMap<Cycle, Gathering>,
     /// Stores whose last cycle stopped gathering at its limit while syncs
     /// were still asked for, and when: the next may gather for longer.
     cut_short: HashMap<StoreIdentity, Instant>,
@@ -388,7 +408,11 @@ impl Refresher {
         if member.asked() && !member.failed {
             // A cycle of the store takes it along: one gathering gathers on.
             let now = Instant::now();
-            if let Some(gathering) = inner.gathering.get_mut(&*member.store) {
+            for (_, gathering) in inner
+                .gathering
+                .iter_mut()
+                .filter(|(cycle, _)| cycle.store == *member.store)
+            {
                 gathering.joins += 1;
             }
             match inner.last_ask.get_mut(&*member.store) {
@@ -647,10 +671,11 @@ impl Refresher {
         admit: Admit,
     ) -> FetchResults {
         let (tx, rx) = oneshot::channel();
+        let cycle = Cycle::of(store, &provider);
         let (start, all_waiting) = {
             let mut inner = self.lock();
-            let start = !inner.gathering.contains_key(store);
-            let gathering = inner.gathering.entry(store.clone()).or_default();
+            let start = !inner.gathering.contains_key(&cycle);
+            let gathering = inner.gathering.entry(cycle.clone()).or_default();
             gathering.waiters.push((key.to_string(), requests, tx));
             gathering.joins += 1;
             let all_waiting = inner.waiting() >= self.reconciles;
@@ -664,15 +689,15 @@ impl Refresher {
         }
         if start {
             let refresher = self.clone();
-            let store = store.clone();
-            tokio::spawn(async move { refresher.run_cycle(store, provider, admit).await });
+            tokio::spawn(async move { refresher.run_cycle(cycle, provider, admit).await });
         }
         rx.await.unwrap_or_default()
     }
 
-    async fn run_cycle(self: Arc<Self>, store: StoreIdentity, provider: Arc<Cached>, admit: Admit) {
+    async fn run_cycle(self: Arc<Self>, cycle: Cycle, provider: Arc<Cached>, admit: Admit) {
+        let store = &cycle.store;
         let started = Instant::now();
-        let limit = match self.lock().cut_short.remove(&store) {
+        let limit = match self.lock().cut_short.remove(store) {
             Some(at) if at.elapsed() < BURST_FOLLOWS => BURST_MAX,
             _ => GATHER_MAX,
         };
@@ -685,10 +710,10 @@ impl Refresher {
             let (go, asking) = {
                 let inner = self.lock();
                 (
-                    inner.gathering.get(&store).is_some_and(|g| g.go),
+                    inner.gathering.get(&cycle).is_some_and(|g| g.go),
                     inner
                         .last_ask
-                        .get(&store)
+                        .get(store)
                         .is_some_and(|at| at.elapsed() < GATHER_QUIET),
                 )
             };
@@ -700,7 +725,7 @@ impl Refresher {
                 // Every reconcile waits: go, unless syncs are still asked for.
                 _ = all_waiting => continue,
             }
-            let joins = self.lock().gathering.get(&store).map_or(0, |g| g.joins);
+            let joins = self.lock().gathering.get(&cycle).map_or(0, |g| g.joins);
             if joins == seen {
                 break;
             }
@@ -714,7 +739,7 @@ impl Refresher {
             let mut inner = self.lock();
             let waiters = inner
                 .gathering
-                .remove(&store)
+                .remove(&cycle)
                 .map(|g| g.waiters)
                 .unwrap_or_default();
             if cut_short {
@@ -723,7 +748,7 @@ impl Refresher {
             let joined: HashSet<&str> = waiters.iter().map(|(k, _, _)| k.as_str()).collect();
             let now = Instant::now();
             // The cheap tests first: every cycle walks the whole table.
-            let shared = inner.stores.get(&store).cloned();
+            let shared = inner.stores.get(store).cloned();
             let candidates: Vec<_> = inner
                 .members
                 .iter()
@@ -1117,6 +1142,44 @@ mod tests {
         refresher.failed("a");
         tokio::time::sleep(Duration::from_secs(3600)).await;
         assert!(woken.try_recv().is_err());
+    }
+
+    fn provider_with(value: &str) -> Arc<Cached> {
+        let spec: crate::api::FakeProvider = serde_json::from_value(serde_json::json!({
+            "data": [{"key": "a", "value": value}]
+        }))
+        .unwrap();
+        Arc::new(Cached::new(Arc::new(FakeProvider::new(
+            &spec,
+            Arc::default(),
+        ))))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reconcile_with_the_stores_new_spec_never_joins_a_cycle_of_the_old() {
+        // The store's spec changed between two reconciles' reads of it:
+        // each gets the values of the spec it read, the second not the old.
+        let (refresher, _woken) = Refresher::new(10);
+        let join = |key: &'static str, provider: Arc<Cached>| {
+            let refresher = refresher.clone();
+            async move {
+                let requests = observed("a", None).requests;
+                refresher
+                    .refresh(&store(), key, requests, provider, admit_all())
+                    .await
+            }
+        };
+        let value = |answers: FetchResults| match answers.into_values().next() {
+            Some(Ok(crate::provider::Fetched::Value(value))) => {
+                String::from_utf8_lossy(value.expose()).into_owned()
+            }
+            other => panic!("{other:?}"),
+        };
+        let (before, after) = futures::join!(
+            join("read-before", provider_with("old")),
+            join("read-after", provider_with("new"))
+        );
+        assert_eq!((value(before), value(after)), ("old".into(), "new".into()));
     }
 
     #[tokio::test(start_paused = true)]
