@@ -1457,16 +1457,20 @@ async fn a_cron_job_runs_a_job_and_a_job_is_created_again() {
         Some("a")
     );
     assert!(made.data["spec"]["template"]["metadata"]["annotations"][HASH].is_string());
-    let cron = bed.get("CronJob", "nightly").await;
+    // The Job is created first, then the CronJob annotated.
+    let cron = eventually(WAIT, || async {
+        let cron = bed.get("CronJob", "nightly").await;
+        cron.metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(RESTARTED_AT))
+            .then_some(cron)
+    })
+    .await
+    .unwrap_or_else(|| panic!("the CronJob never said it restarted; log:\n{}", bed.logs()));
     assert_eq!(
         cron.metadata.generation, cron_generation,
         "the CronJob's spec is left alone"
-    );
-    assert!(
-        cron.metadata
-            .annotations
-            .unwrap_or_default()
-            .contains_key(RESTARTED_AT)
     );
     let again = eventually(WAIT, || async {
         let job = bed.api("Job").get("migrate").await.ok()?;
