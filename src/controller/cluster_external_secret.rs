@@ -30,10 +30,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
-use kube::runtime::reflector::ObjectRef;
 use serde_json::json;
 
-use super::objects::{self, ESO, Flavor, WatchedClusterExternalSecret, WatchedExternalSecret};
+use super::external_secret_cache::CachedExternalSecret;
+use super::objects::{self, ESO, Flavor, WatchedClusterExternalSecret};
 use super::{Context, Error, FIELD_MANAGER, finalizers, status_body};
 use crate::api::{
     ClusterExternalSecretStatus, Condition, DEFAULT_CLUSTER_REFRESH, NamespaceFailure,
@@ -138,12 +138,14 @@ pub async fn reconcile(
         .map(|namespace| {
             let desired = child_external_secret(&spec, &writer, namespace);
             let existing = ctx
-                .external_secrets
-                .iter()
-                .find_map(|store| {
-                    store.get(&ObjectRef::new_with(&child_name, flavor).within(namespace))
-                })
-                .map(|es| Existing::of(&es.metadata, flavor, &name));
+                .external_secret(&objects::flavored_key_of(
+                    flavor,
+                    Some(namespace),
+                    &child_name,
+                ))
+                .map(|es| {
+                    Existing::of(&es.watched(namespace, &child_name).metadata, flavor, &name)
+                });
             write_child(
                 &ctx,
                 &key,
@@ -301,20 +303,15 @@ struct Child {
 fn children_of(ctx: &Context, flavor: Flavor, writer: &str) -> Vec<Child> {
     ctx.external_secrets
         .iter()
-        .flat_map(|store| store.state())
-        .filter(|es| {
-            es.flavor == flavor
-                && is_written_by(
-                    es.metadata.owner_references.as_deref().unwrap_or_default(),
-                    flavor.group(),
-                    "ClusterExternalSecret",
-                    writer,
-                )
+        .flat_map(|cache| {
+            cache.owned(flavor, |owners| {
+                is_written_by(owners, flavor.group(), "ClusterExternalSecret", writer)
+            })
         })
-        .map(|es| Child {
-            namespace: es.metadata.namespace.clone().unwrap_or_default(),
-            name: es.name_any(),
-            uid: es.metadata.uid.clone().unwrap_or_default(),
+        .map(|child| Child {
+            namespace: child.namespace.unwrap_or_default(),
+            name: child.name.unwrap_or_default(),
+            uid: child.uid.unwrap_or_default(),
         })
         .collect()
 }
@@ -591,15 +588,17 @@ pub fn wakes(object: &WatchedClusterExternalSecret) -> Option<u64> {
 
 /// Whether an ExternalSecret event should wake the ClusterExternalSecret
 /// that controls it: which one (by name), if any.
-pub fn writer_of_child(es: &WatchedExternalSecret) -> Option<String> {
-    es.metadata
-        .owner_references
-        .iter()
-        .flatten()
+pub fn writer_of_child(flavor: Flavor, es: &CachedExternalSecret) -> Option<String> {
+    if !es.has_rest_of_metadata() {
+        // No owner references.
+        return None;
+    }
+    es.owner_references()
+        .into_iter()
         .find(|owner| {
             owner.controller == Some(true)
                 && owner.kind == "ClusterExternalSecret"
-                && owner.api_version.split('/').next() == Some(es.flavor.group())
+                && owner.api_version.split('/').next() == Some(flavor.group())
         })
-        .map(|owner| owner.name.clone())
+        .map(|owner| owner.name)
 }

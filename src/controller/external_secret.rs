@@ -15,13 +15,12 @@ use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
-use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::runtime::reflector::ObjectRef;
-use kube::runtime::watcher;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::external_secret_cache::CachedExternalSecret;
 use super::objects::{self, Flavor, WatchedExternalSecret};
 use super::refresh::{self, Admit, Observed, SpecHash};
 use super::{Context, Error, generated, target};
@@ -64,60 +63,48 @@ struct Synced {
     resource_version: Option<String>,
     content_hash: Option<String>,
     spec_hash: SpecHash,
-    action: Action,
+    action: Next,
 }
 
 /// Keeps the refresher's picture of who reads which store in step with the
-/// watch, and says whom an event asks to reconcile: an ExternalSecret new
-/// here, or whose spec, labels or annotations (`secretsync.io/force-sync`)
-/// changed; not one whose status changed, which this controller writes.
-/// Whom it asks for is said by key ([`objects::flavored_key`]), the same one
-/// the refresher keeps.
-pub fn observe(
-    ctx: &Context,
-    flavor: Flavor,
-    event: &watcher::Event<WatchedExternalSecret>,
-) -> Option<Arc<str>> {
-    match event {
-        watcher::Event::Apply(object) | watcher::Event::InitApply(object) => {
-            let key: Arc<str> = objects::flavored_key(flavor, object).into();
-            ctx.status_shown(&key, || object.status());
-            let asks = match object.spec() {
-                Ok(spec) => {
-                    ctx.forget_invalid(&key);
-                    ctx.refresher
-                        .observe(&key, observed(ctx, flavor, &key, object, &spec))
-                }
-                Err(_) => {
-                    ctx.refresher.forget(&key);
-                    ctx.invalid_changed(&key, asked_for_sync(object))
-                }
-            };
-            asks.then_some(key)
+/// watch, and says whether the object as the watch shows it now (cached
+/// under `key`, an [`objects::flavored_key`]) asks for a reconcile: an
+/// ExternalSecret new here, or whose spec, labels or annotations
+/// (`secretsync.io/force-sync`) changed; not one whose status changed, which
+/// this controller writes.
+pub fn observe_applied(ctx: &Context, key: &Arc<str>, object: &CachedExternalSecret) -> bool {
+    ctx.status_shown(key, || object.status());
+    match object.spec() {
+        Ok(spec) => {
+            ctx.forget_invalid(key);
+            ctx.refresher
+                .observe(key, observed(ctx, object.flavor, key, object, &spec))
         }
-        watcher::Event::Delete(object) => {
-            let key = objects::flavored_key(flavor, object);
-            ctx.refresher.forget(&key);
-            ctx.generated.forget(&key);
-            ctx.forget_status(&key);
-            ctx.forget_invalid(&key);
-            ctx.reset_backoff(&key);
-            ctx.metrics.external_secret_deleted(
-                object.metadata.namespace.as_deref().unwrap_or_default(),
-                object.metadata.name.as_deref().unwrap_or_default(),
-            );
-            None
+        Err(_) => {
+            ctx.refresher.forget(key);
+            ctx.invalid_changed(key, asked_for_sync(object))
         }
-        watcher::Event::Init | watcher::Event::InitDone => None,
+    }
+}
+
+/// The ExternalSecret of `key` is gone: forgets everything kept for it.
+pub fn observe_deleted(ctx: &Context, key: &str) {
+    ctx.refresher.forget(key);
+    ctx.generated.forget(key);
+    ctx.forget_status(key);
+    ctx.forget_invalid(key);
+    ctx.reset_backoff(key);
+    if let Some((_, namespace, name)) = objects::parts_of_key(key) {
+        ctx.metrics.external_secret_deleted(namespace, name);
     }
 }
 
 /// What a user changes to ask for a sync of an object whose spec does not
 /// decode: its generation, labels and annotations.
-fn asked_for_sync(object: &WatchedExternalSecret) -> u64 {
+fn asked_for_sync(object: &CachedExternalSecret) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    object.metadata.generation.hash(&mut hasher);
+    object.generation().hash(&mut hasher);
     object.labels_and_annotations().hash(&mut hasher);
     hasher.finish()
 }
@@ -126,15 +113,17 @@ fn observed(
     ctx: &Context,
     flavor: Flavor,
     key: &str,
-    object: &WatchedExternalSecret,
+    object: &CachedExternalSecret,
     spec: &ExternalSecretSpec,
 ) -> Observed {
-    let namespace = object.namespace().unwrap_or_default();
+    let namespace = objects::parts_of_key(key)
+        .map(|(_, namespace, _)| namespace)
+        .unwrap_or_default();
     let status = object.status();
     let status = status.as_ref();
     let spec_source = object.spec_source();
     Observed {
-        store: store_identity(ctx, flavor, &namespace, spec),
+        store: store_identity(ctx, flavor, namespace, spec),
         requests: sync::remote_requests(spec),
         interval: periodic_interval(spec),
         refreshed_at: status
@@ -212,7 +201,7 @@ fn refresh_interval(spec: &ExternalSecretSpec) -> Duration {
 pub async fn reconcile(
     object: Arc<WatchedExternalSecret>,
     ctx: Arc<Context>,
-) -> Result<Action, Error> {
+) -> Result<Next, Error> {
     let flavor = object.flavor;
     let key = objects::flavored_key(flavor, object.as_ref());
     ctx.caches_filled().await;
@@ -234,7 +223,7 @@ pub async fn reconcile(
     ctx.metrics
         .external_secret_reconciled(namespace, name, outcome.is_ok(), took);
     let mut status = ctx
-        .last_status(&key, &ObjectRef::from_obj_with(object.as_ref(), flavor))
+        .last_status(&key)
         .or_else(|| object.status())
         .unwrap_or_default();
     status.observed_generation = object.metadata.generation;
@@ -263,7 +252,7 @@ pub async fn reconcile(
         }
         // Deleted while woken (its Secret's garbage collection wakes it
         // before the watch shows the deletion): nothing to write anywhere.
-        Err(failure) if failure.reason == GONE => Ok(Action::await_change()),
+        Err(failure) if failure.reason == GONE => Ok(Next::Change),
         Err(failure) => {
             ctx.refresher.failed(&key);
             ctx.metrics.count_sync(false);
@@ -287,7 +276,7 @@ pub async fn reconcile(
             }
             if failure.reason == "InvalidSpec" {
                 // Nothing changes until the spec does.
-                return Ok(Action::await_change());
+                return Ok(Next::Change);
             }
             // Back off up to the cap; from then on, retry on the refresh interval
             // (when that is longer), so a broken reference does not keep calling.
@@ -298,15 +287,22 @@ pub async fn reconcile(
                 .as_ref()
                 .and_then(periodic_interval)
                 .unwrap_or(Duration::ZERO);
-            Ok(Action::requeue(
-                if delay >= MAX_BACKOFF && interval > delay {
-                    interval
-                } else {
-                    delay
-                },
-            ))
+            Ok(Next::After(if delay >= MAX_BACKOFF && interval > delay {
+                interval
+            } else {
+                delay
+            }))
         }
     }
+}
+
+/// When a reconcile wants its ExternalSecret back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Only on a change (or when the refresher's clock wakes it).
+    Change,
+    /// After this long, whatever happens meanwhile.
+    After(Duration),
 }
 
 /// The reason of a sync that found its ExternalSecret deleted.
@@ -393,7 +389,7 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
-            action: Action::await_change(),
+            action: Next::Change,
         });
     }
     if policy == CreationPolicy::Merge && !exists {
@@ -470,16 +466,7 @@ async fn sync_one(
     } else {
         provider.cached(&requests, interval.unwrap_or(Duration::MAX))
     };
-    if kept.is_none()
-        && !due
-        && target_in_place(
-            ctx,
-            key,
-            &reference_of(es, flavor),
-            &status,
-            cached.as_deref(),
-        )
-    {
+    if kept.is_none() && !due && target_in_place(ctx, key, &status, cached.as_deref()) {
         // Not due, and the Secret is as last written (after a restart, say):
         // nothing to fetch, nothing to write.
         return Ok(Synced {
@@ -582,7 +569,7 @@ async fn sync_one(
     .map_err(|e| Failure::new(reason_of(&e), e.to_string()))?;
 
     let synced_version = ctx
-        .last_status(key, &reference_of(es, flavor))
+        .last_status(key)
         .and_then(|s| s.synced_resource_version)
         .or(status.synced_resource_version.clone());
     let written = target::write(
@@ -654,23 +641,15 @@ fn renders_in_place(es: &ExternalSecret, fetched: &FetchResults) -> bool {
         && fetched_bytes <= IN_PLACE_RENDER_BYTES
 }
 
-/// The cache's reference of a typed ExternalSecret.
-fn reference_of(es: &ExternalSecret, flavor: Flavor) -> ObjectRef<WatchedExternalSecret> {
-    ObjectRef::new_with(&es.name_any(), flavor).within(&es.namespace().unwrap_or_default())
-}
-
 /// Whether the target Secret is exactly what this ExternalSecret last wrote:
 /// same resourceVersion and content hash as its status records.
 fn target_in_place(
     ctx: &Context,
     key: &str,
-    reference: &ObjectRef<WatchedExternalSecret>,
     status: &ExternalSecretStatus,
     cached: Option<&super::managed::ManagedSecret>,
 ) -> bool {
-    let status = ctx
-        .last_status(key, reference)
-        .unwrap_or_else(|| status.clone());
+    let status = ctx.last_status(key).unwrap_or_else(|| status.clone());
     let Some(cached) = cached else {
         return false;
     };
@@ -720,10 +699,10 @@ const SYNC_WINDOW_RECHECK: Duration = Duration::from_secs(24 * 3600);
 /// refresh for when the next one falls due (a store's cycle may take it along
 /// a little earlier), so that needs no requeue here; one without comes back
 /// after its interval; one not refreshed on a schedule only on a change.
-fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Action {
+fn next_refresh(interval: Option<Duration>, refreshed: Option<Instant>) -> Next {
     match (interval, refreshed) {
-        (Some(_), Some(_)) | (None, _) => Action::await_change(),
-        (Some(interval), None) => Action::requeue(interval.min(MAX_REQUEUE)),
+        (Some(_), Some(_)) | (None, _) => Next::Change,
+        (Some(interval), None) => Next::After(interval.min(MAX_REQUEUE)),
     }
 }
 
@@ -1012,11 +991,7 @@ async fn write_status(
         // Written already: the cached copy still shows the status before.
         return Ok(());
     }
-    if ctx
-        .cached_status(&ObjectRef::from_obj_with(object, flavor))
-        .as_ref()
-        == Some(&status)
-    {
+    if ctx.cached_status(key).as_ref() == Some(&status) {
         // Written already, and the cache caught up (its record is gone)
         // since this reconcile took its copy.
         return Ok(());

@@ -13,11 +13,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use kube::ResourceExt;
-use kube::runtime::controller::Action;
 use tokio::time::Instant;
 
 use super::Context;
-use super::external_secret::{Failure, MAX_REQUEUE};
+use super::external_secret::{Failure, MAX_REQUEUE, Next};
 use super::objects::{self, Flavor};
 use super::refresh::SpecHash;
 use crate::api::{ESO_GENERATOR_GROUP, ExternalSecret, GENERATOR_GROUP};
@@ -137,11 +136,11 @@ pub(super) async fn any_expires(es: &ExternalSecret, ctx: &Context, flavor: Flav
 /// When to come back: as the refresh interval says, and before a generated
 /// value expires.
 pub(super) fn with_renewal(
-    action: Action,
+    action: Next,
     interval: Option<Duration>,
     refreshed: Option<Instant>,
     renew_at: Option<Instant>,
-) -> Action {
+) -> Next {
     let Some(renew_at) = renew_at else {
         return action;
     };
@@ -151,7 +150,7 @@ pub(super) fn with_renewal(
         .min(MAX_REQUEUE);
     match (interval, refreshed) {
         // The refresh interval's own requeue, when sooner.
-        (Some(interval), None) => Action::requeue(wait.min(interval)),
-        _ => Action::requeue(wait),
+        (Some(interval), None) => Next::After(wait.min(interval)),
+        _ => Next::After(wait),
     }
 }

@@ -18,6 +18,7 @@ pub mod cluster_push_secret;
 mod eso_metrics;
 mod events;
 pub mod external_secret;
+mod external_secret_cache;
 mod finalizers;
 mod generated;
 mod kube_auth;
@@ -30,6 +31,7 @@ pub mod push_secret;
 mod queue;
 pub mod refresh;
 pub mod reload;
+mod runner;
 pub mod sealed_secret;
 pub mod store;
 mod target;
@@ -56,9 +58,7 @@ use crate::api::ExternalSecretStatus;
 use crate::provider::aws::RetrySettings;
 use crate::provider::{ProviderContext, Providers};
 pub use metrics::Metrics;
-use objects::{
-    ESO, Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedExternalSecret, WatchedSecretStore,
-};
+use objects::{ESO, Flavor, SECRETSYNC, WatchedClusterSecretStore, WatchedSecretStore};
 use refresh::Refresher;
 
 /// The field manager of every write.
@@ -140,9 +140,6 @@ impl StoreCaches {
     }
 }
 
-/// The object an ExternalSecret reconcile is woken with.
-pub type ExternalSecretRef = ObjectRef<WatchedExternalSecret>;
-
 /// What every reconcile shares.
 pub struct Context {
     /// Bounded to `api_concurrency` requests in flight.
@@ -158,7 +155,7 @@ pub struct Context {
     stores: HashMap<&'static str, StoreCaches>,
     namespaces: Store<PartialObjectMeta<Namespace>>,
     managed_secrets: Vec<Store<managed::ManagedSecret>>,
-    external_secrets: Vec<Store<WatchedExternalSecret>>,
+    external_secrets: Vec<Arc<external_secret_cache::ExternalSecretCache>>,
     filled: Filled,
     failures: Mutex<HashMap<String, u32>>,
     /// Per ExternalSecret whose spec does not decode: a hash of what a user
@@ -340,23 +337,26 @@ impl Context {
         labels
     }
 
-    /// The status the cache shows now for this ExternalSecret (a reconcile's
-    /// own copy may be older).
-    fn cached_status(&self, reference: &ExternalSecretRef) -> Option<ExternalSecretStatus> {
+    /// The status the cache shows now for the ExternalSecret of this
+    /// [`objects::flavored_key`] (a reconcile's own copy may be older).
+    fn cached_status(&self, key: &str) -> Option<ExternalSecretStatus> {
+        self.external_secret(key)?.status()
+    }
+
+    /// The ExternalSecret of this [`objects::flavored_key`], as cached now.
+    fn external_secret(
+        &self,
+        key: &str,
+    ) -> Option<Arc<external_secret_cache::CachedExternalSecret>> {
         self.external_secrets
             .iter()
-            .find_map(|store| store.get(reference))
-            .and_then(|cached| cached.status())
+            .find_map(|cache| cache.get(key))
     }
 
     /// The status this process last wrote for the ExternalSecret (`key`,
     /// `reference`): from its record, or, once the cache shows it, from the
     /// cache. `None` when this process has written none.
-    fn last_status(
-        &self,
-        key: &str,
-        reference: &ExternalSecretRef,
-    ) -> Option<ExternalSecretStatus> {
+    fn last_status(&self, key: &str) -> Option<ExternalSecretStatus> {
         let text = {
             let statuses = self.statuses.lock().unwrap_or_else(|e| e.into_inner());
             let record = statuses.get(key)?;
@@ -364,7 +364,7 @@ impl Context {
         };
         match text {
             Some(decoded) => decoded.ok(),
-            None => self.cached_status(reference),
+            None => self.cached_status(key),
         }
     }
 

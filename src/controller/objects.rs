@@ -50,10 +50,18 @@ pub struct Watched<S, T> {
 }
 
 /// A value kept as the JSON text it decoded from.
-#[derive(Clone)]
 struct Kept<T> {
     json: Packed,
     decodes_to: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for Kept<T> {
+    fn clone(&self) -> Self {
+        Self {
+            json: self.json.clone(),
+            decodes_to: PhantomData,
+        }
+    }
 }
 
 impl<T> std::fmt::Debug for Kept<T> {
@@ -300,10 +308,7 @@ impl From<LeanMeta> for ObjectMeta {
 impl<S: DeserializeOwned, T: DeserializeOwned> Watched<S, T> {
     /// The spec, decoded; or why it does not decode.
     pub fn spec(&self) -> Result<S, String> {
-        match &self.spec {
-            Ok(spec) => spec.get().map_err(|e| in_spec(&e)),
-            Err(why) => Err(why.to_string()),
-        }
+        decoded_spec(&self.spec)
     }
 
     /// The status, decoded, if there is one that decodes.
@@ -321,23 +326,13 @@ pub type LabelsAndAnnotations = (
 impl<S, T> Watched<S, T> {
     /// Its labels and annotations, decoded.
     pub fn labels_and_annotations(&self) -> LabelsAndAnnotations {
-        self.labels_and_annotations
-            .as_ref()
-            .and_then(|packed| packed.text().ok())
-            .and_then(|text| serde_json::from_slice(&text).ok())
-            .unwrap_or_default()
+        unpacked_maps(self.labels_and_annotations.as_ref())
     }
 
     /// A fingerprint of what a spec hash is computed from: the spec's text,
-    /// labels and annotations. Keyed afresh in each process, so no tenant can
-    /// craft a spec that collides with another.
+    /// labels and annotations.
     pub fn spec_source(&self) -> u64 {
-        use std::hash::BuildHasher;
-        static KEYS: std::sync::LazyLock<std::hash::RandomState> =
-            std::sync::LazyLock::new(std::hash::RandomState::new);
-        // The same text always packs to the same bytes.
-        let spec = self.spec.as_ref().map(|kept| &kept.json);
-        KEYS.hash_one((spec.ok(), self.labels_and_annotations.as_ref()))
+        source_of(&self.spec, self.labels_and_annotations.as_ref())
     }
 
     /// Its metadata with labels and annotations.
@@ -345,6 +340,153 @@ impl<S, T> Watched<S, T> {
         let mut metadata = self.metadata.clone();
         (metadata.labels, metadata.annotations) = self.labels_and_annotations();
         metadata
+    }
+}
+
+fn decoded_spec<S: DeserializeOwned>(spec: &Result<Kept<S>, Box<str>>) -> Result<S, String> {
+    match spec {
+        Ok(spec) => spec.get().map_err(|e| in_spec(&e)),
+        Err(why) => Err(why.to_string()),
+    }
+}
+
+fn unpacked_maps(packed: Option<&Packed>) -> LabelsAndAnnotations {
+    packed
+        .and_then(|packed| packed.text().ok())
+        .and_then(|text| serde_json::from_slice(&text).ok())
+        .unwrap_or_default()
+}
+
+/// Keyed afresh in each process, so no tenant can craft a spec that
+/// collides with another.
+fn source_of<S>(spec: &Result<Kept<S>, Box<str>>, labels_and_annotations: Option<&Packed>) -> u64 {
+    use std::hash::BuildHasher;
+    static KEYS: std::sync::LazyLock<std::hash::RandomState> =
+        std::sync::LazyLock::new(std::hash::RandomState::new);
+    // The same text always packs to the same bytes.
+    let spec = spec.as_ref().map(|kept| &kept.json);
+    KEYS.hash_one((spec.ok(), labels_and_annotations))
+}
+
+/// An object as a cache of our own keeps it between events: the
+/// [`Watched`] form less what the cache's key already says (name and
+/// namespace) and less the `ObjectMeta` struct, which is half a kilobyte
+/// inline even when nearly empty. What a controller reads of every object
+/// (uid, generation, creation time) stays as it is; what few objects have
+/// (owner references, finalizers, a deletion time) is packed.
+#[derive(Clone, Debug)]
+pub struct Cached<S, T> {
+    pub flavor: Flavor,
+    uid: Option<Box<str>>,
+    generation: Option<i64>,
+    creation_timestamp: Option<Time>,
+    /// Every other metadata field there is, packed; `None` when there is none.
+    rest: Option<Packed>,
+    labels_and_annotations: Option<Packed>,
+    spec: Result<Kept<S>, Box<str>>,
+    status: Option<Kept<T>>,
+}
+
+impl<S, T> Watched<S, T> {
+    /// The cache's form of this object (its name and namespace go into the
+    /// cache's key).
+    pub fn into_cached(self) -> Cached<S, T> {
+        let Watched {
+            flavor,
+            mut metadata,
+            labels_and_annotations,
+            spec,
+            status,
+        } = self;
+        let uid = metadata.uid.take().map(String::into_boxed_str);
+        let generation = metadata.generation.take();
+        let creation_timestamp = metadata.creation_timestamp.take();
+        metadata.name = None;
+        metadata.namespace = None;
+        metadata.resource_version = None;
+        metadata.managed_fields = None;
+        let rest = (metadata != ObjectMeta::default())
+            .then(|| serde_json::to_string(&metadata).ok())
+            .flatten()
+            .map(|text| Packed::new(&text));
+        Cached {
+            flavor,
+            uid,
+            generation,
+            creation_timestamp,
+            rest,
+            labels_and_annotations,
+            spec,
+            status,
+        }
+    }
+}
+
+impl<S, T> Cached<S, T> {
+    /// The object as watched again, named `name` in `namespace`.
+    pub fn watched(&self, namespace: &str, name: &str) -> Watched<S, T> {
+        let mut metadata = self.rest_of_metadata();
+        metadata.name = Some(name.to_string());
+        metadata.namespace = Some(namespace.to_string());
+        metadata.uid = self.uid.as_deref().map(str::to_string);
+        metadata.generation = self.generation;
+        metadata.creation_timestamp = self.creation_timestamp.clone();
+        Watched {
+            flavor: self.flavor,
+            metadata,
+            labels_and_annotations: self.labels_and_annotations.clone(),
+            spec: self.spec.clone(),
+            status: self.status.clone(),
+        }
+    }
+
+    pub fn uid(&self) -> Option<&str> {
+        self.uid.as_deref()
+    }
+
+    pub fn generation(&self) -> Option<i64> {
+        self.generation
+    }
+
+    /// Whether it has metadata beyond name, uid, generation, creation time,
+    /// labels and annotations (owner references, finalizers, ...).
+    pub fn has_rest_of_metadata(&self) -> bool {
+        self.rest.is_some()
+    }
+
+    pub fn labels_and_annotations(&self) -> LabelsAndAnnotations {
+        unpacked_maps(self.labels_and_annotations.as_ref())
+    }
+
+    /// See [`Watched::spec_source`].
+    pub fn spec_source(&self) -> u64 {
+        source_of(&self.spec, self.labels_and_annotations.as_ref())
+    }
+
+    /// Its owner references (unpacked only for objects that have a packed
+    /// rest of metadata at all).
+    pub fn owner_references(&self) -> Vec<OwnerReference> {
+        self.rest_of_metadata().owner_references.unwrap_or_default()
+    }
+
+    fn rest_of_metadata(&self) -> ObjectMeta {
+        self.rest
+            .as_ref()
+            .and_then(|packed| packed.text().ok())
+            .and_then(|text| serde_json::from_slice(&text).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl<S: DeserializeOwned, T: DeserializeOwned> Cached<S, T> {
+    /// The spec, decoded; or why it does not decode.
+    pub fn spec(&self) -> Result<S, String> {
+        decoded_spec(&self.spec)
+    }
+
+    /// The status, decoded, if there is one that decodes.
+    pub fn status(&self) -> Option<T> {
+        self.status.as_ref().and_then(|status| status.get().ok())
     }
 }
 

@@ -21,6 +21,7 @@ use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, predicates, watcher};
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
+use super::external_secret_cache::{CachedExternalSecret, ExternalSecretCache};
 use super::queue::Queue;
 
 use super::managed::ManagedSecret;
@@ -32,7 +33,7 @@ use super::objects::{
 use super::refresh::Refresher;
 use super::{
     Context, Filled, StoreCaches, bitnami_sealed_secret, cluster_external_secret,
-    cluster_push_secret, error_policy, external_secret, in_own_task, objects, push_secret,
+    cluster_push_secret, error_policy, external_secret, in_own_task, objects, push_secret, runner,
     sealed_secret, store, writer_of,
 };
 use crate::provider::StoreIdentity;
@@ -91,11 +92,7 @@ struct Scoped {
     managed: reflector::store::Writer<ManagedSecret>,
     secret_stores: Vec<(Flavor, reflector::store::Writer<WatchedSecretStore>)>,
     /// Per flavor: the line of its ExternalSecret controller, and its cache.
-    woken: Vec<(
-        Flavor,
-        Line,
-        reflector::store::Writer<WatchedExternalSecret>,
-    )>,
+    woken: Vec<(Flavor, Line, Arc<ExternalSecretCache>)>,
     sealed_woken: UnboundedReceiver<ObjectRef<WatchedSealedSecret>>,
     /// With `--bitnami-compat`: Bitnami's SealedSecrets' cache, and the
     /// channel that wakes them when the keys change.
@@ -221,7 +218,7 @@ impl Plan {
                     routes
                         .external
                         .push((*flavor, scope.clone(), queue.clone()));
-                    woken.push((*flavor, queue, reflector::store::Writer::new(*flavor)));
+                    woken.push((*flavor, queue, Arc::default()));
                 }
                 let (tx, sealed_woken) = unbounded_channel();
                 routes.sealed.push((scope.clone(), tx));
@@ -304,11 +301,11 @@ impl Plan {
     }
 
     /// Every ExternalSecret cache (one per scope and flavor).
-    pub fn external_secrets(&self) -> Vec<Store<WatchedExternalSecret>> {
+    pub fn external_secrets(&self) -> Vec<Arc<ExternalSecretCache>> {
         self.scoped
             .iter()
             .flat_map(|s| &s.woken)
-            .map(|(_, _, writer)| writer.as_reader())
+            .map(|(_, _, cache)| cache.clone())
             .collect()
     }
 
@@ -430,6 +427,13 @@ impl Plan {
                 woken,
                 &filled,
                 store::reconcile_cluster,
+                wake_users(
+                    &refresher,
+                    &routes,
+                    move |store: &WatchedClusterSecretStore| {
+                        store::identity_of_cluster(flavor, store)
+                    },
+                ),
                 ctx,
                 stopped(),
             ));
@@ -481,22 +485,23 @@ impl Plan {
                     woken,
                     &filled,
                     store::reconcile_namespaced,
+                    wake_users(&refresher, &routes, move |store: &WatchedSecretStore| {
+                        store::identity_of_namespaced(flavor, store)
+                    }),
                     ctx,
                     stopped(),
                 ));
             }
 
-            for (flavor, queue, writer) in woken {
+            for (flavor, queue, cache) in woken {
                 let (watch, controller) = external_secrets(
                     client,
                     ctx,
-                    &refresher,
                     &routes,
                     flavor,
                     &scope,
                     queue,
-                    writer,
-                    config.clone(),
+                    cache,
                     stopped(),
                 );
                 watches.push(watch);
@@ -833,6 +838,7 @@ fn stores<K, R, F>(
     woken: UnboundedReceiver<ObjectRef<K>>,
     filled: &Filled,
     reconcile: R,
+    spec_changed: impl Fn(&K) + Send + 'static,
     ctx: &Arc<Context>,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> BoxFuture<'static, ()>
@@ -853,7 +859,9 @@ where
         .inspect_ok(filled.marker())
         .reflect(writer)
         .applied_objects()
-        .predicate_filter(predicates::generation, Default::default());
+        .predicate_filter(predicates::generation, Default::default())
+        // After the cache: a user woken by the change reads the new spec.
+        .inspect_ok(spec_changed);
     // A change-event queue that became readable or not: every store of its
     // region says so, so all are looked at again.
     let queues_changed = match &ctx.change_events {
@@ -873,150 +881,112 @@ where
         .boxed()
 }
 
-/// The ExternalSecret controller of one flavor and scope, and the watches
-/// that feed its line: its own kind (which also fills its cache and tells the
-/// refresher who is in which store) and the stores, whose spec changes wake
-/// their users. Everything reaches kube-runtime through the line, a few at a
-/// time (see `queue`).
+/// The ExternalSecret controller of one flavor and scope, and the watch that
+/// feeds its line: its own kind, which also fills its cache and tells the
+/// refresher who is in which store (the stores' own watches wake their
+/// users: `wake_users`). The line's keys are reconciled by `runner`, a few
+/// at a time (see `queue`).
 #[allow(clippy::too_many_arguments)]
 fn external_secrets(
     client: &kube::Client,
     ctx: &Arc<Context>,
-    refresher: &Arc<Refresher>,
     routes: &Routes,
     flavor: Flavor,
     scope: &Scope,
     queue: Line,
-    writer: reflector::store::Writer<WatchedExternalSecret>,
-    config: controller::Config,
+    cache: Arc<ExternalSecretCache>,
     stopped: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> (BoxFuture<'static, ()>, BoxFuture<'static, ()>) {
-    let reader = writer.as_reader();
     let own = watcher(
         scope.dynamic::<WatchedExternalSecret>(client, flavor),
         watcher::Config::default(),
     )
     .default_backoff()
-    // Nothing reads an ExternalSecret's resourceVersion (the watch keeps
-    // its own): not kept, it is two strings fewer per cached object (the
-    // object's and its cache key's).
-    .modify(|object| object.metadata.resource_version = None)
-    // The cache first: whoever sees the observer's effects (a status record
-    // dropped) finds the object already as the event shows it.
-    .reflect(writer)
     .for_each({
         let ctx = ctx.clone();
         let queue = queue.clone();
         let routes = routes.clone();
+        let cache = cache.clone();
         move |event| {
             if let Ok(event) = event {
-                // A ClusterExternalSecret's child deleted (or seen first after
-                // a restart): its writer checks it.
-                if let watcher::Event::Delete(child) | watcher::Event::InitApply(child) = &event
-                    && let Some(writer) = cluster_external_secret::writer_of_child(child)
-                {
-                    routes.cluster_external_secret(flavor, &writer);
-                }
-                if let Some(asked) = external_secret::observe(&ctx, flavor, &event) {
-                    queue.push(asked);
-                }
+                observe_external_secret(&ctx, &cache, &routes, &queue, flavor, event);
             }
             futures::future::ready(())
         }
     });
-    let namespaced = spec_changes(scope.dynamic::<WatchedSecretStore>(client, flavor)).for_each(
-        wake_users(refresher, &queue, move |store: &WatchedSecretStore| {
-            store::identity_of_namespaced(flavor, store)
-        }),
-    );
-    let cluster = spec_changes(Api::<WatchedClusterSecretStore>::all_with(
-        client.clone(),
-        &flavor,
-    ))
-    .for_each(wake_users(
-        refresher,
-        &queue,
-        move |store: &WatchedClusterSecretStore| store::identity_of_cluster(flavor, store),
-    ));
-    let watches = async move {
-        futures::join!(own, namespaced, cluster);
-    }
-    .boxed();
-    let controller = Controller::for_stream_with(
-        futures::stream::empty::<Result<WatchedExternalSecret, watcher::Error>>(),
-        reader,
-        flavor,
-    )
-    .with_config(config)
-    .reconcile_on(
-        queue
-            .clone()
-            .stream()
-            .filter_map(|key| futures::future::ready(objects::reference_of_key(&key))),
-    )
-    .graceful_shutdown_on(stopped)
-    .run(
-        in_own_task(external_secret::reconcile),
-        error_policy,
-        ctx.clone(),
-    )
-    .for_each(move |outcome| {
-        // Whatever came of it, its slot in the line is free again.
-        let (name, namespace) = match &outcome {
-            Ok((object, _)) => (object.name.as_str(), object.namespace.as_deref()),
-            Err(controller::Error::ObjectNotFound(object))
-            | Err(controller::Error::ReconcilerFailed(_, object)) => {
-                (object.name.as_str(), object.namespace.as_deref())
-            }
-            Err(_) => return futures::future::ready(()),
-        };
-        queue.finished(objects::flavored_key_of(flavor, namespace, name).as_str());
-        futures::future::ready(())
-    })
-    .boxed();
+    let watches = own.boxed();
+    let controller = runner::run(queue, cache, ctx.clone(), stopped).boxed();
     (watches, controller)
 }
 
-/// For a store's spec change: every ExternalSecret that reads the store gets
-/// in line.
-fn wake_users<K, F>(
-    refresher: &Arc<Refresher>,
+/// One event of an ExternalSecret watch: the cache first (whoever sees the
+/// observer's effects, a status record dropped, finds the object already
+/// as the event shows it), then the refresher and the line.
+fn observe_external_secret(
+    ctx: &Context,
+    cache: &ExternalSecretCache,
+    routes: &Routes,
     queue: &Line,
-    identity_of: F,
-) -> impl FnMut(Result<K, watcher::Error>) -> futures::future::Ready<()> + use<K, F>
-where
-    F: Fn(&K) -> crate::provider::StoreIdentity,
-{
-    let refresher = refresher.clone();
-    let queue = queue.clone();
-    move |store| {
-        if let Ok(store) = store {
-            for user in refresher.members_of(&identity_of(&store)) {
-                queue.push(user);
+    flavor: Flavor,
+    event: watcher::Event<WatchedExternalSecret>,
+) {
+    let gone = |key: &str, object: &CachedExternalSecret| {
+        // A ClusterExternalSecret's child deleted: its writer checks it.
+        if let Some(writer) = cluster_external_secret::writer_of_child(flavor, object) {
+            routes.cluster_external_secret(flavor, &writer);
+        }
+        external_secret::observe_deleted(ctx, key);
+    };
+    let applied = |object: WatchedExternalSecret, listed: bool| {
+        let key = cache.key(&objects::flavored_key(flavor, &object));
+        let object = Arc::new(object.into_cached());
+        cache.keep(key.clone(), object.clone());
+        // A ClusterExternalSecret's child seen first (after a restart, say):
+        // its writer checks it.
+        if listed && let Some(writer) = cluster_external_secret::writer_of_child(flavor, &object) {
+            routes.cluster_external_secret(flavor, &writer);
+        }
+        if external_secret::observe_applied(ctx, &key, &object) {
+            queue.push(key);
+        }
+    };
+    match event {
+        watcher::Event::Init => cache.listing_starts(),
+        watcher::Event::InitDone => {
+            for (key, object) in cache.listing_done() {
+                gone(&key, &object);
             }
         }
-        futures::future::ready(())
+        watcher::Event::Apply(object) => applied(object, false),
+        watcher::Event::InitApply(object) => applied(object, true),
+        watcher::Event::Delete(object) => {
+            let key = objects::flavored_key(flavor, &object);
+            if let Some(cached) = cache.remove(&key) {
+                gone(&key, &cached);
+            } else {
+                external_secret::observe_deleted(ctx, &key);
+            }
+        }
     }
 }
 
-/// A watch of `api` yielding objects whose generation changed (spec edits,
-/// not status writes).
-fn spec_changes<K>(
-    api: Api<K>,
-) -> impl futures::Stream<Item = Result<K, watcher::Error>> + Send + 'static
+/// For a store's spec change (seen after the store's cache shows it):
+/// every ExternalSecret that reads the store gets in line.
+fn wake_users<K, F>(
+    refresher: &Arc<Refresher>,
+    routes: &Routes,
+    identity_of: F,
+) -> impl Fn(&K) + Send + 'static + use<K, F>
 where
-    K: kube::Resource<DynamicType = Flavor>
-        + Clone
-        + std::fmt::Debug
-        + serde::de::DeserializeOwned
-        + Send
-        + Sync
-        + 'static,
+    F: Fn(&K) -> crate::provider::StoreIdentity + Send + 'static,
 {
-    watcher(api, watcher::Config::default())
-        .default_backoff()
-        .applied_objects()
-        .predicate_filter(predicates::generation, Default::default())
+    let refresher = refresher.clone();
+    let routes = routes.clone();
+    move |store| {
+        for user in refresher.members_of(&identity_of(store)) {
+            routes.external_secret(user);
+        }
+    }
 }
 
 fn stream_of<T: Send + 'static>(
