@@ -800,6 +800,10 @@ pub fn wakes(object: &WatchedPushSecret) -> Option<u64> {
 #[derive(Default)]
 pub struct SourceIndex {
     by_namespace: std::sync::Mutex<HashMap<String, HashMap<String, Source>>>,
+    /// Whether any PushSecret reads a Secret: only then are Secrets watched
+    /// for it (a watch of every Secret in the cluster costs the controller
+    /// and the API server an event per Secret write, pushed or not).
+    reading: tokio::sync::watch::Sender<bool>,
 }
 
 /// A PushSecret's source: a Secret by name, or by labels.
@@ -827,24 +831,29 @@ impl SourceIndex {
                         (None, None) => None,
                     }
                 });
-                let in_namespace = index.entry(namespace).or_default();
                 match source {
                     Some(source) => {
-                        in_namespace.insert(name, source);
+                        index.entry(namespace).or_default().insert(name, source);
                     }
-                    None => {
-                        in_namespace.remove(&name);
-                    }
+                    None => remove(&mut index, &namespace, &name),
                 }
             }
             Event::Delete(object) => {
                 let namespace = object.metadata.namespace.clone().unwrap_or_default();
-                if let Some(in_namespace) = index.get_mut(&namespace) {
-                    in_namespace.remove(&object.name_any());
-                }
+                remove(&mut index, &namespace, &object.name_any());
             }
             Event::Init | Event::InitDone => {}
         }
+        self.reading.send_if_modified(|reading| {
+            let changed = *reading == index.is_empty();
+            *reading = !index.is_empty();
+            changed
+        });
+    }
+
+    /// Shows whether any PushSecret reads a Secret.
+    pub fn reading(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.reading.subscribe()
     }
 
     /// The PushSecrets (of `flavor`) whose source is this Secret.
@@ -869,6 +878,15 @@ impl SourceIndex {
             })
             .map(|(reader, _)| ObjectRef::new_with(reader, flavor).within(namespace))
             .collect()
+    }
+}
+
+fn remove(index: &mut HashMap<String, HashMap<String, Source>>, namespace: &str, name: &str) {
+    if let Some(in_namespace) = index.get_mut(namespace) {
+        in_namespace.remove(name);
+        if in_namespace.is_empty() {
+            index.remove(namespace);
+        }
     }
 }
 

@@ -206,8 +206,8 @@ impl Plan {
     /// `reconciles`: how many reconciles each ExternalSecret controller runs
     /// at once.
     pub fn new(flavors: &[Flavor], scopes: &[Scope], reconciles: usize, bitnami: bool) -> Plan {
-        // A few more handed over than run, so none waits for the line.
-        let slots = reconciles.saturating_mul(2);
+        // The line hands out as many as run at once (`runner`).
+        let slots = reconciles;
         let mut routes = Routes::default();
         let scoped = scopes
             .iter()
@@ -767,11 +767,15 @@ fn push_secrets(
     })
     .applied_objects()
     .predicate_filter(push_secret::wakes, Default::default());
-    let sources = watcher(scope.secrets(client), watcher::Config::default())
-        .default_backoff()
-        .touched_objects()
-        .filter_map(|secret| futures::future::ready(secret.ok()))
-        .flat_map(move |secret| futures::stream::iter(index.readers_of(flavor, &secret)));
+    let secrets = scope.secrets(client);
+    let sources = while_on(index.reading(), move || {
+        watcher(secrets.clone(), watcher::Config::default())
+            .default_backoff()
+            .touched_objects()
+            .filter_map(|secret| futures::future::ready(secret.ok()))
+            .boxed()
+    })
+    .flat_map(move |secret| futures::stream::iter(index.readers_of(flavor, &secret)));
     Controller::for_stream_with(stream, reader, flavor)
         .with_config(config)
         .reconcile_on(sources)
@@ -989,8 +993,83 @@ where
     }
 }
 
+/// `make()`'s stream while `on` shows true, nothing while it shows false:
+/// then the stream is dropped (its watch ends) and made anew once `on`
+/// shows true again.
+fn while_on<T: Send + 'static>(
+    on: tokio::sync::watch::Receiver<bool>,
+    make: impl Fn() -> futures::stream::BoxStream<'static, T> + Send + 'static,
+) -> futures::stream::BoxStream<'static, T> {
+    let current: Option<futures::stream::BoxStream<'static, T>> = None;
+    futures::stream::unfold(
+        (on, current, make),
+        |(mut on, mut current, make)| async move {
+            loop {
+                if !*on.borrow_and_update() {
+                    current = None;
+                } else if current.is_none() {
+                    current = Some(make());
+                }
+                match current.as_mut() {
+                    None => on.changed().await.ok()?,
+                    Some(stream) => tokio::select! {
+                        item = stream.next() => match item {
+                            Some(item) => return Some((item, (on, current, make))),
+                            // Ended by itself (a watch never does): again on the next change.
+                            None => {
+                                current = None;
+                                on.changed().await.ok()?;
+                            }
+                        },
+                        changed = on.changed() => changed.ok()?,
+                    },
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
 fn stream_of<T: Send + 'static>(
     mut receiver: UnboundedReceiver<T>,
 ) -> futures::stream::BoxStream<'static, T> {
     futures::stream::poll_fn(move |cx| receiver.poll_recv(cx)).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    async fn next(
+        stream: &mut futures::stream::BoxStream<'static, (usize, u32)>,
+    ) -> Option<(usize, u32)> {
+        tokio::time::timeout(Duration::from_millis(50), stream.next())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    #[tokio::test]
+    async fn a_stream_runs_only_while_it_is_on() {
+        let (on, receiver) = tokio::sync::watch::channel(false);
+        let made = Arc::new(AtomicUsize::new(0));
+        let mut stream = while_on(receiver, {
+            let made = made.clone();
+            move || {
+                let round = made.fetch_add(1, Ordering::SeqCst);
+                futures::stream::iter((0..).map(move |n| (round, n))).boxed()
+            }
+        });
+        assert_eq!(next(&mut stream).await, None, "off: nothing, nothing made");
+        assert_eq!(made.load(Ordering::SeqCst), 0);
+        on.send_replace(true);
+        assert_eq!(next(&mut stream).await, Some((0, 0)));
+        assert_eq!(next(&mut stream).await, Some((0, 1)));
+        on.send_replace(false);
+        assert_eq!(next(&mut stream).await, None, "off again");
+        on.send_replace(true);
+        assert_eq!(next(&mut stream).await, Some((1, 0)), "made anew");
+    }
 }
