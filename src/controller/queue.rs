@@ -1,14 +1,13 @@
-//! ExternalSecrets waiting for a reconcile, handed to kube-runtime's
-//! controller a few at a time.
+//! ExternalSecrets waiting for a reconcile, handed to the `runner` as slots
+//! free up.
 //!
 //! kube-runtime's scheduler keeps every request it is given in hash tables
 //! and a delay queue that never shrink, so one burst (the first sync of
 //! 10,000 ExternalSecrets, or a store-wide cycle that takes them all along)
 //! leaves megabytes of empty table behind for the life of the process. The
 //! line waits here instead: deduplicated, in arrival order, and handing its
-//! memory back once it is empty. Reconciles are bounded anyway
-//! (`--api-concurrency`), so holding requests back costs no throughput as
-//! long as a few more are handed over than can run.
+//! memory back once it is empty. Its slots are the reconciles that run at
+//! once (`--api-concurrency`, twice over).
 
 use std::borrow::Borrow;
 use std::collections::{HashSet, VecDeque};
@@ -74,7 +73,7 @@ impl<T: Clone + Eq + Hash> Queue<T> {
     {
         let mut state = self.lock();
         if !state.out.remove(item) {
-            // Not one of ours: a requeue or another trigger of kube-runtime's.
+            // Not handed out (finished twice, or never taken).
             return;
         }
         if let Some(again) = state.again.take(item)
