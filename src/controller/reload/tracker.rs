@@ -130,6 +130,32 @@ struct Known {
     digest: Digest,
 }
 
+/// A read in flight: which change asked for it, and any seen since.
+struct Reading {
+    /// The version the watch showed, and when that change was seen.
+    asked: (u64, Instant),
+    /// The newest version the watch showed while the read was out, and when.
+    newer: Option<(u64, Instant)>,
+}
+
+impl Reading {
+    /// When the change a read returned was seen: a read that was out when
+    /// the object changed again may return the newer data, which must not
+    /// take the older change's place in line (restarts go in the order the
+    /// watch showed the changes). A version the watch has not shown yet is
+    /// seen now.
+    fn seen(&self, returned: u64, stamp: impl FnOnce() -> Instant) -> Instant {
+        let (asked, asked_at) = self.asked;
+        if returned <= asked {
+            return asked_at;
+        }
+        match self.newer {
+            Some((newer, at)) if returned <= newer => at,
+            _ => stamp(),
+        }
+    }
+}
+
 struct Tracked {
     info: WorkloadInfo,
     first_seen: Instant,
@@ -165,8 +191,8 @@ pub struct Tracker {
     pod_status_relist: Option<HashSet<(String, String)>>,
     /// Per SecretProviderClass, the versions its mounts last moved to.
     class_versions: HashMap<ObjKey, Digest>,
-    /// Reads in flight, with when the change that asked for them was seen.
-    reading: HashMap<ObjKey, Instant>,
+    /// Reads in flight.
+    reading: HashMap<ObjKey, Reading>,
     workloads: HashMap<WorkloadKey, Tracked>,
     workload_relists: HashMap<WorkloadKind, HashSet<WorkloadKey>>,
     /// Objects named by a workload (used by its template, or an exact name).
@@ -347,22 +373,36 @@ impl Tracker {
     /// its current version. A SecretProviderClass is never read: its pod
     /// statuses say what its mounts hold.
     fn read_if_stale(&mut self, key: &ObjKey, now: Instant, reads: &mut Vec<ObjKey>) {
-        if key.kind == ObjKind::SecretProviderClass
-            || !self.selected_by.contains_key(key)
-            || self.reading.contains_key(key)
-        {
+        if key.kind == ObjKind::SecretProviderClass || !self.selected_by.contains_key(key) {
             return;
         }
         let Some(meta) = self.objects.get(key) else {
             return;
         };
+        let version = meta.version;
+        if let Some(reading) = self.reading.get(key) {
+            let newest = reading.newer.map_or(reading.asked.0, |(v, _)| v);
+            if version > newest {
+                let seen = self.stamp(now);
+                if let Some(reading) = self.reading.get_mut(key) {
+                    reading.newer = Some((version, seen));
+                }
+            }
+            return;
+        }
         let fresh = self
             .data
             .get(key)
             .is_some_and(|k| k.resource_version == Some(meta.version));
         if !fresh {
             let seen = self.stamp(now);
-            self.reading.insert(key.clone(), seen);
+            self.reading.insert(
+                key.clone(),
+                Reading {
+                    asked: (version, seen),
+                    newer: None,
+                },
+            );
             reads.push(key.clone());
         }
     }
@@ -380,7 +420,7 @@ impl Tracker {
 
     /// What one read gave; returns further reads to make.
     pub fn read_done(&mut self, key: ObjKey, result: ReadResult, now: Instant) -> Vec<ObjKey> {
-        let seen = self.reading.remove(&key).unwrap_or(now);
+        let reading = self.reading.remove(&key);
         let mut reads = Vec::new();
         let counters = self.selected_by.get(&key).cloned().unwrap_or_default();
         match result {
@@ -403,12 +443,17 @@ impl Tracker {
                     self.forget_data_unless_needed(&key);
                     return reads;
                 }
+                let returned = version(&resource_version);
                 let known = Known {
-                    resource_version: Some(version(&resource_version)),
+                    resource_version: Some(returned),
                     digest,
                 };
                 match self.data.insert(key.clone(), known) {
                     Some(before) if before.digest != digest => {
+                        let seen = match &reading {
+                            Some(reading) => reading.seen(returned, || self.stamp(now)),
+                            None => self.stamp(now),
+                        };
                         self.changed(&key, &counters, seen);
                     }
                     Some(_) => tracing::debug!(object = %key, "reload: data unchanged"),

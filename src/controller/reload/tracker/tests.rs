@@ -690,3 +690,51 @@ fn a_workload_edited_while_its_secret_is_deleted_still_sees_the_recreation_chang
     let restarts: Vec<_> = bed.take().into_iter().filter(|s| s.2).collect();
     assert_eq!(restarts, [(35.0, "app".into(), true)]);
 }
+
+#[test]
+fn a_read_out_when_its_object_changed_takes_the_changes_place_in_line_not_its_own() {
+    let mut bed = Bed::with_objects(&[(ObjKind::Secret, "s0", "1"), (ObjKind::Secret, "s1", "1")]);
+    bed.workload("w0", auto(), env_secret("s0"));
+    bed.workload("w1", auto(), env_secret("s1"));
+    bed.until(10.0);
+    bed.take();
+    let event = |bed: &mut Bed, name: &str, value: &str| {
+        bed.version += 1;
+        let key = Bed::key(ObjKind::Secret, name);
+        bed.objects.insert(
+            key.clone(),
+            (bed.version.to_string(), digest(value), (false, false)),
+        );
+        let meta = bed.meta(&key);
+        bed.tracker
+            .object_event(ObjKind::Secret, Event::Apply(meta), bed.now)
+    };
+    // A write that leaves s0's data as it was sends a read out...
+    let first = event(&mut bed, "s0", "1");
+    assert_eq!(first.len(), 1);
+    bed.now += secs(0.1);
+    // ...then s1 changes, then s0, while that read is still out.
+    let second = event(&mut bed, "s1", "2");
+    bed.now += secs(0.1);
+    assert!(
+        event(&mut bed, "s0", "2").is_empty(),
+        "its read is out already"
+    );
+    // s0's read returns the newer data (the GET came after the change).
+    bed.now += secs(0.1);
+    for key in first.into_iter().chain(second) {
+        let (rv, digest, _) = bed.objects[&key].clone();
+        let more = bed.tracker.read_done(
+            key,
+            ReadResult::Present {
+                resource_version: rv,
+                digest,
+            },
+            bed.now,
+        );
+        assert!(more.is_empty());
+    }
+    bed.until(30.0);
+    let order: Vec<String> = bed.take().into_iter().map(|s| s.1).collect();
+    assert_eq!(order, ["w1", "w0"], "in the order the changes were seen");
+}
