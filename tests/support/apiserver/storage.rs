@@ -3,7 +3,7 @@
 //! change only, `creationTimestamp`, `managedFields`, the status subresource,
 //! optimistic concurrency, and a bounded history of changes for watches.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -116,7 +116,9 @@ pub struct State {
     history_limit: usize,
     /// Watches from a resourceVersion older than this get 410 Gone.
     pub compacted: u64,
-    pub changes: broadcast::Sender<Arc<Broadcast>>,
+    /// Per resource (`storage_key`), the watches' channel: a change wakes
+    /// only the watches of its resource, not every watch of the server.
+    changes: HashMap<(String, String), broadcast::Sender<Arc<Broadcast>>>,
     next_uid: u64,
 }
 
@@ -133,7 +135,6 @@ pub struct WriteOptions {
 
 impl State {
     pub fn new(history_limit: usize) -> Self {
-        let (changes, _) = broadcast::channel(16_384);
         let mut state = Self {
             registry: Registry::default(),
             objects: BTreeMap::new(),
@@ -141,7 +142,7 @@ impl State {
             history: VecDeque::new(),
             history_limit,
             compacted: 0,
-            changes,
+            changes: HashMap::new(),
             next_uid: 0,
         };
         let namespaces = state.registry.find("", "v1", "namespaces").unwrap().clone();
@@ -255,6 +256,14 @@ impl State {
         format!("5ec2e75c-0000-4000-8000-{:012x}", self.next_uid)
     }
 
+    /// The changes of `resource` from now on.
+    pub fn subscribe(&mut self, resource: &ResourceType) -> broadcast::Receiver<Arc<Broadcast>> {
+        self.changes
+            .entry(resource.storage_key())
+            .or_insert_with(|| broadcast::channel(16_384).0)
+            .subscribe()
+    }
+
     pub fn history_since(&self, resource_version: u64) -> Vec<Arc<Change>> {
         self.history
             .iter()
@@ -285,11 +294,13 @@ impl State {
                 self.compacted = old.resource_version;
             }
         }
-        let _ = self.changes.send(Arc::new(Broadcast {
-            change,
-            encoded: Default::default(),
-            encoded_metadata: Default::default(),
-        }));
+        if let Some(changes) = self.changes.get(&change.resource) {
+            let _ = changes.send(Arc::new(Broadcast {
+                change,
+                encoded: Default::default(),
+                encoded_metadata: Default::default(),
+            }));
+        }
     }
 
     fn check_namespace(

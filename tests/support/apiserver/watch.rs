@@ -153,7 +153,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
     let (tx, rx) = mpsc::channel::<Bytes>(1024);
     let mut backlog = Vec::new();
     let (mut changes, start_version) = {
-        let state = state.lock().unwrap();
+        let mut state = state.lock().unwrap();
         let from = request.resource_version.filter(|rv| *rv > 0);
         match from {
             Some(rv) if rv < state.compacted => {
@@ -192,7 +192,7 @@ pub fn start(state: &Arc<Mutex<State>>, request: WatchRequest) -> Body {
                 }
             }
         }
-        (state.changes.subscribe(), state.resource_version)
+        (state.subscribe(&request.resource), state.resource_version)
     };
     let state = state.clone();
     tokio::spawn(async move {
