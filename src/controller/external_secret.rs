@@ -63,6 +63,8 @@ struct Synced {
     resource_version: Option<String>,
     content_hash: Option<String>,
     spec_hash: SpecHash,
+    /// The provider (`Cached::id`) the values came through, when it took any.
+    through: Option<u64>,
     action: Next,
 }
 
@@ -230,7 +232,8 @@ pub async fn reconcile(
     match outcome {
         Ok(synced) => {
             ctx.reset_backoff(&key);
-            ctx.refresher.succeeded(&key, synced.spec_hash);
+            ctx.refresher
+                .succeeded(&key, synced.spec_hash, synced.through);
             if let Some(at) = synced.refreshed_at {
                 // Never backwards, whatever a lagging copy said.
                 let later = status.refresh_time.as_ref().is_none_or(|t| t.0 < at);
@@ -389,6 +392,7 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
+            through: None,
             action: Next::Change,
         });
     }
@@ -402,11 +406,20 @@ async fn sync_one(
     }
 
     let interval = periodic_interval(&es.spec);
+    // The store's spec changed since this process last took values through
+    // it (a new provider): its values may differ, so a periodic refresh is
+    // due now (a reconcile that raced the change may have fetched through
+    // the old), as sync windows allow; OnChange and CreatedOnce wait.
+    let provider_id = provider.id();
+    let store_changed = refreshed
+        .through
+        .is_some_and(|through| through != provider_id);
     let asked = refreshed.at.is_none()
         || refreshed.failed
         || refreshed.spec != Some(spec_hash)
         || !exists && refresh_policy == RefreshPolicy::CreatedOnce;
-    let periodic = interval.is_some_and(|i| refreshed.at.is_some_and(|at| at.elapsed() >= i));
+    let periodic =
+        interval.is_some_and(|i| store_changed || refreshed.at.is_some_and(|at| at.elapsed() >= i));
     let held_back = !asked && periodic && !within_sync_windows(ctx, key, &es.spec).await;
     let mut due = asked || periodic && !held_back;
     let generators = es.spec.has_generators();
@@ -454,6 +467,7 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
+            through: None,
             action: next_refresh(interval, refreshed.at),
         });
     }
@@ -476,6 +490,7 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
+            through: None,
             action: generated::with_renewal(
                 next_refresh(interval, refreshed.at),
                 interval,
@@ -547,6 +562,7 @@ async fn sync_one(
             resource_version: None,
             content_hash: None,
             spec_hash,
+            through: None,
             action: next_refresh(interval, refreshed_at_instant(ctx, key)),
         });
     }
@@ -605,6 +621,7 @@ async fn sync_one(
         resource_version,
         content_hash: Some(desired.content_hash.clone()),
         spec_hash,
+        through: Some(provider_id),
         action: generated::with_renewal(
             next_refresh(interval, refreshed_at_instant(ctx, key)),
             interval,

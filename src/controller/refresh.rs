@@ -99,6 +99,9 @@ struct Member {
     /// The same moment on the wall clock, whole seconds (as a status holds it).
     last_refresh_wall: Option<jiff::Timestamp>,
     refreshed_spec: Option<SpecHash>,
+    /// The provider (`Cached::id`) its last refresh in this process went
+    /// through: a store whose spec changed since has a new one.
+    refreshed_through: Option<u64>,
     /// The last refresh failed: retried on its own backoff, never pulled in.
     failed: bool,
     /// The clock has woken it for its refresh due now; not again until it
@@ -200,6 +203,8 @@ pub struct Refreshed {
     pub at_wall: Option<jiff::Timestamp>,
     /// The spec hash of the last refresh that went through.
     pub spec: Option<SpecHash>,
+    /// The provider the last refresh that took values went through.
+    pub through: Option<u64>,
     pub failed: bool,
     /// The spec hash as the watch shows it now.
     pub current_spec: Option<SpecHash>,
@@ -360,6 +365,7 @@ impl Refresher {
         let requests = inner.requests(observed.requests);
         let previous = inner.members.remove(&**key);
         let previous_deferred = previous.as_ref().and_then(|m| m.deferred);
+        let previous_through = previous.as_ref().and_then(|m| m.refreshed_through);
         let asks = previous
             .as_ref()
             .is_none_or(|member| member.spec_hash != observed.spec_hash);
@@ -399,6 +405,7 @@ impl Refresher {
             last_refresh,
             last_refresh_wall,
             refreshed_spec,
+            refreshed_through: previous_through,
             failed,
             woken,
             windowed: observed.windowed,
@@ -625,16 +632,19 @@ impl Refresher {
                 at: m.last_refresh,
                 at_wall: m.last_refresh_wall,
                 spec: m.refreshed_spec,
+                through: m.refreshed_through,
                 failed: m.failed,
                 current_spec: Some(m.spec_hash),
             })
             .unwrap_or_default()
     }
 
-    /// A refresh went through with this spec.
-    pub fn succeeded(&self, key: &str, spec: SpecHash) {
+    /// A refresh went through with this spec (and, when it took values,
+    /// through this provider).
+    pub fn succeeded(&self, key: &str, spec: SpecHash, through: Option<u64>) {
         self.update(key, |m| {
             m.refreshed_spec = Some(spec);
+            m.refreshed_through = through.or(m.refreshed_through);
             m.failed = false;
         });
         self.settle(&mut self.lock(), key);
@@ -1018,7 +1028,7 @@ mod tests {
         refresher.forget("b");
         refresher.observe(&key("c"), observed("c", Some(60)));
         refresher.failed("c");
-        refresher.succeeded("c", SpecHash(3));
+        refresher.succeeded("c", SpecHash(3), None);
         refresher
             .refresh(&store(), "x", BTreeSet::new(), provider, deny_c)
             .await;
@@ -1315,7 +1325,7 @@ mod tests {
         let mut first = vec![next(&mut woken).await, next(&mut woken).await];
         first.sort();
         assert_eq!(first, ["a1", "a2"]);
-        refresher.succeeded("a1", SpecHash(1));
+        refresher.succeeded("a1", SpecHash(1), None);
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert!(!waiting.is_finished(), "a2 is not reconciled yet");
         refresher.forget("a2");

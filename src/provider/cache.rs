@@ -43,6 +43,9 @@ struct Paused {
 
 /// A store's backend with its answers kept: what `Providers::for_store` hands out.
 pub struct Cached {
+    /// Unique in this process: tells one version of a store's provider from
+    /// the next (built when the store's spec changed).
+    id: u64,
     backend: Arc<dyn Provider>,
     answers: Mutex<HashMap<RemoteRequest, Entry>>,
     paused: Mutex<Option<Paused>>,
@@ -58,8 +61,15 @@ pub struct Cached {
 }
 
 impl Cached {
+    /// See [`Cached`]'s `id`.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
     pub fn new(backend: Arc<dyn Provider>) -> Self {
+        static BUILT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         Self {
+            id: BUILT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             backend,
             answers: Mutex::default(),
             paused: Mutex::default(),
