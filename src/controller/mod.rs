@@ -582,12 +582,13 @@ pub fn backoff(failures: u32) -> Duration {
 /// workers when there are several (`--worker-threads`), and a reconcile that
 /// panics fails alone (its object backs off) instead of taking the
 /// controller with it.
-fn in_own_task<K, C, R, F>(
+fn in_own_task<K, C, R, F, O>(
     mut reconcile: R,
-) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<Action, Error>>
+) -> impl FnMut(Arc<K>, Arc<C>) -> BoxFuture<'static, Result<O, Error>>
 where
     R: FnMut(Arc<K>, Arc<C>) -> F,
-    F: Future<Output = Result<Action, Error>> + Send + 'static,
+    F: Future<Output = Result<O, Error>> + Send + 'static,
+    O: Send + 'static,
 {
     move |object, ctx| {
         let task = tokio::spawn(reconcile(object, ctx));

@@ -12,7 +12,6 @@ use std::marker::PhantomData;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use kube::core::{ApiResource, DynamicResourceScope, GroupVersionKind};
-use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -772,14 +771,6 @@ pub fn parts_of_key(key: &str) -> Option<(Flavor, &str, &str)> {
     Some((flavor, namespace, name))
 }
 
-/// The reference of a watched object from its [`flavored_key`].
-pub fn reference_of_key<S: Kind + 'static, T: 'static>(
-    key: &str,
-) -> Option<ObjectRef<Watched<S, T>>> {
-    let (flavor, namespace, name) = parts_of_key(key)?;
-    Some(ObjectRef::new_with(name, flavor).within(namespace))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,26 +865,20 @@ mod tests {
         let status = synced.status().unwrap();
         assert_eq!(status.spec_hash.as_deref(), Some("abc"));
         assert_eq!(status.conditions.len(), 1);
-        let reference = ObjectRef::from_obj_with(&synced, synced.flavor);
         assert_eq!(
             flavored_key_of(SECRETSYNC, Some("team"), "synced"),
             flavored_key(SECRETSYNC, &synced)
         );
         assert_eq!(
-            reference_of_key(&flavored_key(synced.flavor, &synced)),
-            Some(reference)
-        );
-        let eso: Option<ObjectRef<WatchedExternalSecret>> =
-            reference_of_key("external-secrets.io/team/good");
-        assert_eq!(eso.map(|r| (r.dyntype, r.name)), Some((ESO, "good".into())));
-        assert_eq!(
-            reference_of_key::<ExternalSecretSpec, ExternalSecretStatus>("x.io/a/b"),
-            None
+            parts_of_key(&flavored_key(synced.flavor, &synced)),
+            Some((SECRETSYNC, "team", "synced"))
         );
         assert_eq!(
-            reference_of_key::<ExternalSecretSpec, ExternalSecretStatus>("team/b"),
-            None
+            parts_of_key("external-secrets.io/team/good"),
+            Some((ESO, "team", "good"))
         );
+        assert_eq!(parts_of_key("x.io/a/b"), None);
+        assert_eq!(parts_of_key("team/b"), None);
         let none: WatchedExternalSecret =
             serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
         assert_eq!(none.spec().unwrap_err(), "spec: is required");

@@ -26,6 +26,9 @@ use super::external_secret_cache::ExternalSecretCache;
 use super::queue::Queue;
 use super::{Context, Error};
 
+/// A running reconcile: its key, and what came of it.
+type Running = BoxFuture<'static, (Arc<str>, Result<Next, Error>)>;
+
 /// Reconciles the keys `line` hands out, each with its object from `cache`,
 /// until `stopped`; then waits for the running ones.
 pub async fn run(
@@ -44,6 +47,7 @@ pub async fn run(
     let mut taken = std::pin::pin!(line.clone().stream());
     let mut running: FuturesUnordered<Running> = FuturesUnordered::new();
     let mut later = Later::default();
+    let mut reconcile = super::in_own_task(external_secret::reconcile);
     loop {
         tokio::select! {
             _ = &mut stopped => break,
@@ -63,26 +67,16 @@ pub async fn run(
             }
             Some(key) = later.next(), if !later.is_empty() => line.push(key),
             Some(key) = taken.next() => match cache.watched(&key) {
-                Some(object) => running.push(in_own_task(key, object, ctx.clone())),
+                Some(object) => {
+                    let task = reconcile(Arc::new(object), ctx.clone());
+                    running.push(Box::pin(async move { (key, task.await) }));
+                }
                 // Deleted since it was woken.
                 None => line.finished(&*key),
             },
         }
     }
     while running.next().await.is_some() {}
-}
-
-/// A running reconcile: its key, and what came of it.
-type Running = BoxFuture<'static, (Arc<str>, Result<Next, Error>)>;
-
-/// A reconcile as a task of its own (see the module's doc).
-fn in_own_task(
-    key: Arc<str>,
-    object: super::objects::WatchedExternalSecret,
-    ctx: Arc<Context>,
-) -> Running {
-    let task = tokio::spawn(external_secret::reconcile(Arc::new(object), ctx));
-    Box::pin(async move { (key, task.await.unwrap_or(Err(Error::Panicked))) })
 }
 
 /// Keys asked back after a while: one timer per key, the earliest ask.
