@@ -578,16 +578,23 @@ async fn creation_policies_orphan_merge_create_or_merge_and_none() {
     );
     let events: Api<Event> =
         Api::namespaced(scenario.cluster.client.clone(), &scenario.cluster.namespace);
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("takes-over"))
-        .filter_map(|e| e.reason)
-        .collect();
-    assert!(reasons.contains(&"Updated".to_string()), "{reasons:?}");
+    // The Event follows the Secret's write.
+    let reasons = eventually(WAIT, || async {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("takes-over")
+            })
+            .filter_map(|e| e.reason)
+            .collect();
+        reasons.contains(&"Updated".to_string()).then_some(reasons)
+    })
+    .await
+    .expect("an Updated Event for takes-over");
     assert!(!reasons.contains(&"Created".to_string()), "{reasons:?}");
 
     scenario
@@ -2924,16 +2931,11 @@ async fn aws_change_events_refresh_just_the_readers_of_a_changed_key() {
         .send()
         .await
         .unwrap();
-    condition(
-        &stores,
-        "sm",
-        "ChangeEvents",
-        "Receiving",
-        &queue,
-        Duration::from_secs(60),
-    )
-    .await
-    .expect("readable again");
+    // The retry after a failure is a short poll: readable again at once,
+    // not a long poll (20 s) later.
+    condition(&stores, "sm", "ChangeEvents", "Receiving", &queue, WAIT)
+        .await
+        .expect("readable again");
 
     scenario
         .finish(&[

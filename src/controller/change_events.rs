@@ -23,7 +23,7 @@ use aws_config::SdkConfig;
 use tokio::time::Instant;
 
 use super::Context;
-use crate::provider::aws::change_events::{self, ChangeEvent, Message, Parsed, Queue};
+use crate::provider::aws::change_events::{self, ChangeEvent, LONG_POLL, Message, Parsed, Queue};
 use crate::provider::{AwsStore, RemoteRequest};
 
 /// The longest the Secrets of one receive may take to be written before
@@ -196,15 +196,21 @@ async fn read_queue(
     let queue = Queue::new(client, url.clone(), ctx.providers.call_counts());
     tracing::info!(queue = %url, region = region.as_deref().unwrap_or("?"), "reading AWS change events");
     let mut retry = FIRST_RETRY;
+    let mut failing = false;
     loop {
-        match queue.receive().await {
+        // After a failure, one short poll: it answers at once, so the store
+        // says the queue is read again as soon as it is, not a long poll later.
+        let wait = if failing { Duration::ZERO } else { LONG_POLL };
+        match queue.receive(wait).await {
             Err(e) => {
                 events.unreadable(&url, e.to_string());
+                failing = true;
                 tokio::time::sleep(retry).await;
                 retry = (retry * 2).min(LAST_RETRY);
             }
             Ok(messages) => {
                 events.readable(&url);
+                failing = false;
                 retry = FIRST_RETRY;
                 if !messages.is_empty() {
                     apply(&ctx, &events, &queue, messages).await;

@@ -267,14 +267,15 @@ impl Queue {
         Self { client, url, calls }
     }
 
-    /// Waits up to [`LONG_POLL`] for messages; answers at most ten.
-    pub async fn receive(&self) -> Result<Vec<Message>, ProviderError> {
+    /// Waits up to `wait` (at most [`LONG_POLL`]) for messages; answers at
+    /// most ten.
+    pub async fn receive(&self, wait: Duration) -> Result<Vec<Message>, ProviderError> {
         let answer = self
             .client
             .receive_message()
             .queue_url(&self.url)
             .max_number_of_messages(BATCH as i32)
-            .wait_time_seconds(LONG_POLL.as_secs() as i32)
+            .wait_time_seconds(wait.min(LONG_POLL).as_secs() as i32)
             .visibility_timeout(VISIBILITY.as_secs() as i32)
             .send()
             .await;
