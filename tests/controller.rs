@@ -586,9 +586,7 @@ async fn creation_policies_orphan_merge_create_or_merge_and_none() {
             .ok()?
             .items
             .into_iter()
-            .filter(|e| {
-                e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("takes-over")
-            })
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("takes-over"))
             .filter_map(|e| e.reason)
             .collect();
         reasons.contains(&"Updated".to_string()).then_some(reasons)
