@@ -3,7 +3,7 @@
 //! change only, `creationTimestamp`, `managedFields`, the status subresource,
 //! optimistic concurrency, and a bounded history of changes for watches.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use base64::Engine;
@@ -15,6 +15,72 @@ use super::{events, fields, schema, typed};
 
 /// group, plural, namespace (`""` for cluster-scoped), name.
 pub type Key = (String, String, String, String);
+
+/// Every stored object: found by key through a hash map (reads and writes
+/// of one object, the busiest paths: a tree of 300,000 keys of four strings
+/// spent an eighth of the server's CPU comparing them), and kept in key
+/// order in a set beside it for lists and watches' initial events (only a
+/// create or a removal changes the order).
+#[derive(Default)]
+pub struct Objects {
+    by_key: HashMap<Key, Arc<Value>>,
+    order: BTreeSet<Key>,
+}
+
+impl Objects {
+    pub fn get(&self, key: &Key) -> Option<&Arc<Value>> {
+        self.by_key.get(key)
+    }
+
+    pub fn contains_key(&self, key: &Key) -> bool {
+        self.by_key.contains_key(key)
+    }
+
+    /// Stores `object` under `key`; the key is copied only for a new object.
+    pub fn insert(&mut self, key: &Key, object: Arc<Value>) {
+        match self.by_key.get_mut(key) {
+            Some(slot) => *slot = object,
+            None => {
+                self.by_key.insert(key.clone(), object);
+                self.order.insert(key.clone());
+            }
+        }
+    }
+
+    pub fn remove(&mut self, key: &Key) -> Option<Arc<Value>> {
+        let object = self.by_key.remove(key)?;
+        self.order.remove(key);
+        Some(object)
+    }
+
+    /// Every key, in order.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> + '_ {
+        self.order.iter()
+    }
+
+    /// Every object, in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&Key, &Arc<Value>)> + '_ {
+        self.order.iter().map(|key| (key, &self.by_key[key]))
+    }
+
+    /// The objects from `from` on, in key order.
+    pub fn range(
+        &self,
+        from: std::ops::Bound<Key>,
+    ) -> impl Iterator<Item = (&Key, &Arc<Value>)> + '_ {
+        self.order
+            .range((from, std::ops::Bound::Unbounded))
+            .map(|key| (key, &self.by_key[key]))
+    }
+}
+
+impl std::ops::Index<&Key> for Objects {
+    type Output = Arc<Value>;
+
+    fn index(&self, key: &Key) -> &Arc<Value> {
+        &self.by_key[key]
+    }
+}
 
 /// One change, as watches see it.
 #[derive(Debug)]
@@ -110,7 +176,7 @@ pub fn now() -> String {
 pub struct State {
     pub registry: Registry,
     /// Shared with the history of changes, which keeps what was stored.
-    pub objects: BTreeMap<Key, Arc<Value>>,
+    pub objects: Objects,
     pub resource_version: u64,
     history: VecDeque<Arc<Change>>,
     history_limit: usize,
@@ -137,7 +203,7 @@ impl State {
     pub fn new(history_limit: usize) -> Self {
         let mut state = Self {
             registry: Registry::default(),
-            objects: BTreeMap::new(),
+            objects: Objects::default(),
             resource_version: 0,
             history: VecDeque::new(),
             history_limit,
@@ -244,7 +310,7 @@ impl State {
             )),
         };
         self.objects
-            .range((from, Bound::Unbounded))
+            .range(from)
             .take_while(move |((g, p, ns, _), _)| {
                 *g == group && *p == plural && namespace.is_none_or(|n| n == ns)
             })
@@ -535,7 +601,7 @@ impl State {
             "ADDED"
         };
         let object = Arc::new(object);
-        self.objects.insert(key.clone(), object.clone());
+        self.objects.insert(key, object.clone());
         self.record_change(resource, &key.2, type_, object.clone(), previous);
         object
     }
