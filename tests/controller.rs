@@ -692,15 +692,23 @@ async fn failures_leave_the_secret_as_it_was_and_say_why() {
 
     let events: Api<Event> =
         Api::namespaced(scenario.cluster.client.clone(), &scenario.cluster.namespace);
-    let failed = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.reason.as_deref() == Some("UpdateFailed"))
-        .count();
-    assert!(failed > 0, "failures are published as UpdateFailed events");
+    // The Event follows the status write.
+    let failed = eventually(WAIT, || async {
+        let failed = events
+            .list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("UpdateFailed"))
+            .count();
+        (failed > 0).then_some(failed)
+    })
+    .await;
+    assert!(
+        failed.is_some(),
+        "failures are published as UpdateFailed events"
+    );
     let status = scenario.ready_reason("app", "SecretSyncedError").await;
     for value in ["Sc3nario-pw-1", DB_JSON] {
         assert!(
