@@ -295,20 +295,34 @@ fn pod_token(account: &str, pod: &str) -> String {
     )
 }
 
+/// Connects once the provider listens. The socket's file appears at bind(),
+/// a moment before listen(): a connection in between is refused, so a
+/// refusal is tried again until the deadline, as the driver's gRPC client does.
 async fn connect(socket: &Path, provider: &Provider) -> CsiDriverProviderClient<Channel> {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !socket.exists() {
+    loop {
+        let error = if socket.exists() {
+            match channel_to(socket).await {
+                Ok(channel) => return CsiDriverProviderClient::new(channel),
+                Err(e) => e.to_string(),
+            }
+        } else {
+            "no socket yet".to_string()
+        };
         assert!(
             Instant::now() < deadline,
-            "the provider did not listen on {}:\n{}",
+            "the provider did not listen on {} ({error}):\n{}",
             socket.display(),
             provider.text()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+async fn channel_to(socket: &Path) -> Result<Channel, tonic::transport::Error> {
     let path = socket.to_path_buf();
     // The URI is not used: every connection goes to the socket, as the driver's.
-    let channel = Endpoint::try_from("http://[::]:50051")
+    Endpoint::try_from("http://[::]:50051")
         .unwrap()
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
@@ -318,8 +332,6 @@ async fn connect(socket: &Path, provider: &Provider) -> CsiDriverProviderClient<
             }
         }))
         .await
-        .expect("connect to the provider's socket");
-    CsiDriverProviderClient::new(channel)
 }
 
 const OBJECTS: &str = r#"
