@@ -80,7 +80,11 @@ pub fn envelope(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data)
         && let Ok(sealed) = crate::sealed::manifest::parse_sealed(text, "fuzz")
     {
-        let _ = crate::sealed::manifest::unseal_all(&sealed, &IDENTITIES);
+        let _ = crate::sealed::manifest::unseal_all(
+            &sealed,
+            &IDENTITIES,
+            &crate::template::RenderLimits::default(),
+        );
     }
 }
 

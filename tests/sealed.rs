@@ -335,6 +335,95 @@ fn merge_into_and_reseal_keep_unchanged_ciphertext_byte_for_byte() {
     assert!(error.contains("no identity can decrypt it"), "{error}");
 }
 
+/// `spec.template.data` comes out of `unseal` rendered, as the controller
+/// writes it; `reseal` seals only what was sealed.
+#[test]
+fn unseal_renders_template_data_and_reseal_keeps_it_a_template() {
+    let dir = Dir::new();
+    let (identity, recipient) = keygen(&dir, "cluster.key");
+    let sealed = ok(secretsync(
+        &["seal", "-r", &recipient, "-o", "json"],
+        Some(SECRET.as_bytes()),
+    ));
+    let mut manifest: Value = serde_json::from_str(&sealed).unwrap();
+    manifest["spec"]["template"]["data"] = serde_json::json!({
+        "dsn": "postgres://{{ .username }}:{{ .password }}@db/shop",
+        "username": "{{ .username | upper }}",
+    });
+    let path = dir.write("sealed.json", &manifest.to_string());
+
+    let secret = unsealed(&path, &identity);
+    assert_eq!(decoded(&secret, "dsn"), "postgres://app:S3aled-pw@db/shop");
+    assert_eq!(decoded(&secret, "username"), "APP", "a template key wins");
+    assert_eq!(decoded(&secret, "password"), "S3aled-pw");
+    assert_eq!(secret["type"], "kubernetes.io/basic-auth");
+
+    // `diff` makes the same Secret: against what unseal printed, no change.
+    let printed = dir.write("unsealed.json", &secret.to_string());
+    let diff = secretsync(
+        &[
+            "diff",
+            "-f",
+            path.to_str().unwrap(),
+            "-i",
+            identity.to_str().unwrap(),
+            "--against",
+            printed.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(
+        diff.status.code(),
+        Some(0),
+        "{}{}",
+        String::from_utf8_lossy(&diff.stdout),
+        String::from_utf8_lossy(&diff.stderr)
+    );
+
+    let resealed = ok(secretsync(
+        &[
+            "reseal",
+            "-f",
+            path.to_str().unwrap(),
+            "-i",
+            identity.to_str().unwrap(),
+            "-r",
+            &keygen(&dir, "new.key").1,
+            "-o",
+            "json",
+        ],
+        None,
+    ));
+    let resealed: Value = serde_json::from_str(&resealed).unwrap();
+    let keys: Vec<&String> = resealed["spec"]["encryptedData"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(
+        keys,
+        ["password", "username"],
+        "nothing rendered was sealed"
+    );
+    assert_eq!(
+        resealed["spec"]["template"]["data"],
+        manifest["spec"]["template"]["data"]
+    );
+
+    // A template that fails names its key, and shows no value in any form.
+    manifest["spec"]["template"]["data"] =
+        serde_json::json!({"bad": "{{ .password | upper | jwkPublicKeyPem }}"});
+    let path = dir.write("bad.json", &manifest.to_string());
+    let error = unseal_failure(&path, &identity);
+    assert!(
+        error.contains("SealedSecret team/db: spec.template.data.bad:"),
+        "{error}"
+    );
+    for shown in ["S3aled-pw", "S3ALED-PW", "UzNhbGVkLXB3"] {
+        assert!(!error.contains(shown), "{error}");
+    }
+}
+
 /// The envelope's plaintext, as README documents it.
 fn plaintext(namespace: &str, name: &str, key: &str, value: &str) -> String {
     format!(

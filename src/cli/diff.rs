@@ -212,7 +212,12 @@ pub async fn run(args: Args) -> ExitCode {
     let sealed = sealed_secrets(&documents, &args.namespace, &mut report.errors);
     relay(&rendered, !sealed.is_empty(), &mut report.errors);
     let mut new = owned_targets(&args.files, &args.namespace, rendered.secrets);
-    new.extend(unseal(sealed, &args.identities, &mut report.errors));
+    new.extend(unseal(
+        sealed,
+        &args.identities,
+        &limits,
+        &mut report.errors,
+    ));
     let mut workloads = workloads_of(&documents, &args.namespace);
 
     // The old side.
@@ -464,6 +469,7 @@ fn sealed_secrets(
 fn unseal(
     sealed: Vec<SealedSecret>,
     identity_files: &[PathBuf],
+    limits: &secretsync::template::RenderLimits,
     errors: &mut Vec<String>,
 ) -> Vec<NewSecret> {
     let mut identities = Vec::new();
@@ -487,7 +493,7 @@ fn unseal(
         let secret = if identities.is_empty() {
             None
         } else {
-            match secretsync::sealed::manifest::unseal_all(&sealed, &identities) {
+            match secretsync::sealed::manifest::unseal_all(&sealed, &identities, limits) {
                 Ok(secret) => Some(desired_from(&secret)),
                 Err(e) => {
                     errors.push(e.to_string());
@@ -498,7 +504,14 @@ fn unseal(
         targets.push(NewSecret {
             owner,
             secret,
-            sealed_keys: sealed.spec.encrypted_data.keys().cloned().collect(),
+            // Without identities: the Secret's keys, sealed or templated.
+            sealed_keys: sealed
+                .spec
+                .encrypted_data
+                .keys()
+                .chain(sealed.spec.template.iter().flat_map(|t| t.data.keys()))
+                .cloned()
+                .collect(),
             namespace,
             name,
         });

@@ -359,7 +359,12 @@ pub fn unseal(args: UnsealArgs) -> Result<(), String> {
         return unseal_bitnami(&contents, &source, &bitnami_keys, output);
     }
     let sealed = sealing::parse_sealed(&contents, &source).map_err(|e| e.0)?;
-    let secret = sealing::unseal_all(&sealed, &identities(&identity_files)?).map_err(|e| e.0)?;
+    let secret = sealing::unseal_all(
+        &sealed,
+        &identities(&identity_files)?,
+        &RenderLimits::default(),
+    )
+    .map_err(|e| e.0)?;
     admitted(&secret, &source)?;
     write_stdout(&print(&secret, output))
 }
@@ -392,7 +397,7 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
     let identities = identities(&identity_files)?;
     let recipients = recipients(recipients_given, &recipients_files)?;
     // Every value must decrypt, whatever happens next: a reseal never loses one.
-    let plain = sealing::unseal_all(&sealed, &identities).map_err(|e| e.0)?;
+    let values = sealing::decrypt_all(&sealed, &identities).map_err(|e| e.0)?;
     let result = if sealed.spec.recipients == recipients {
         sealed
     } else {
@@ -405,14 +410,7 @@ pub fn reseal(args: ResealArgs) -> Result<(), String> {
         let mut fresh = sealed.clone();
         fresh.spec.encrypted_data.clear();
         fresh.spec.recipients.clear();
-        sealing::seal_values(
-            &sealing::secret_values(&plain),
-            &target,
-            None,
-            Some(fresh),
-            &[],
-        )
-        .map_err(|e| e.0)?
+        sealing::seal_values(&values, &target, None, Some(fresh), &[]).map_err(|e| e.0)?
     };
     let text = print(&result, output);
     if in_place {

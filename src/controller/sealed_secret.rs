@@ -19,9 +19,9 @@ use serde_json::json;
 use super::objects::WatchedSealedSecret;
 use super::{Context, Error, FIELD_MANAGER, bitnami_sealed_secret};
 use crate::api::{Condition, SealedSecret, SealedSecretStatus};
+use crate::sealed::manifest::render_template_data;
 use crate::sealed::{Binding, parse_identities, unseal};
 use crate::sync::MANAGED_LABEL;
-use crate::template::{Context as TemplateContext, Template};
 
 /// Annotation on a Secret naming the SealedSecret (same namespace) it comes from.
 pub const SEALED_SECRET_ANNOTATION: &str = "secretsync.io/sealed-secret";
@@ -159,7 +159,8 @@ async fn unseal_all(
             .render_pool
             .run(move || render_template_data(&texts, &values, &limits))
             .await
-            .map_err(|e| ("TemplateError", e.to_string()))??;
+            .map_err(|e| ("TemplateError", e.to_string()))?
+            .map_err(|e| ("TemplateError", e))?;
         data.extend(rendered);
     }
     let mut labels = template.metadata.labels.clone();
@@ -185,28 +186,6 @@ async fn unseal_all(
         block_owner_deletion: Some(true),
     }]);
     Ok(secret)
-}
-
-/// templates: `spec.template.data`, rendered with the unsealed values, all
-/// within one budget.
-fn render_template_data(
-    texts: &BTreeMap<String, String>,
-    values: &BTreeMap<String, crate::SecretValue>,
-    limits: &crate::template::RenderLimits,
-) -> Result<BTreeMap<String, ByteString>, (&'static str, String)> {
-    let mut context = TemplateContext::new();
-    for (k, v) in values {
-        context.insert(k.clone(), v.clone());
-    }
-    let mut budget = limits.start();
-    let mut data = BTreeMap::new();
-    for (key, text) in texts {
-        let rendered = Template::parse(text)
-            .and_then(|mut t| t.render(&context, &mut budget))
-            .map_err(|e| ("TemplateError", format!("spec.template.data.{key}: {e}")))?;
-        data.insert(key.clone(), ByteString(rendered.expose().to_vec()));
-    }
-    Ok(data)
 }
 
 /// Applies the Secret unless the live one holds it already. `Some(created)` when written.

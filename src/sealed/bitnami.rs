@@ -1311,8 +1311,14 @@ mod tests {
         assert!(template.immutable);
         assert_eq!(template.metadata.labels["app"], "shop");
         assert_eq!(template.data["dsn"], "{{ .password }}@db");
-        let plain = super::super::manifest::unseal_all(&age, &identities).unwrap();
+        let plain = super::super::manifest::unseal_all(&age, &identities, &RenderLimits::default())
+            .unwrap();
         assert_eq!(data(&plain, "password"), "pw-6");
+        assert_eq!(
+            data(&plain, "dsn"),
+            "pw-6@db",
+            "the template came along, rendered"
+        );
         let text = serde_yaml_ng::to_string(&age).unwrap();
         assert!(!text.contains("pw-6"));
     }

@@ -15,6 +15,7 @@ use crate::SecretValue;
 use crate::api::{
     SealedScope, SealedSecret, SealedSecretSpec, SealedSecretTemplate, TemplateMetadata,
 };
+use crate::template::{Context as TemplateContext, RenderLimits, Template};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -191,14 +192,15 @@ pub fn template_of(secret: &Secret) -> Option<SealedSecretTemplate> {
     })
 }
 
-/// Decrypts every key of a SealedSecret (offline recovery): the Secret it stands for.
-pub fn unseal_all(
+/// Decrypts every key of a SealedSecret: its values by key, nothing from
+/// the template (what `reseal` seals again).
+pub fn decrypt_all(
     sealed: &SealedSecret,
     identities: &[BoxedIdentity],
-) -> Result<Secret, ManifestError> {
+) -> Result<BTreeMap<String, SecretValue>, ManifestError> {
     let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
-    let mut data = BTreeMap::new();
+    let mut values = BTreeMap::new();
     for (key, ciphertext) in &sealed.spec.encrypted_data {
         let value = unseal(
             ciphertext.as_bytes(),
@@ -210,9 +212,30 @@ pub fn unseal_all(
                 "SealedSecret {namespace}/{name}: spec.encryptedData.{key}: {e}"
             ))
         })?;
-        data.insert(key.clone(), ByteString(value.expose().to_vec()));
+        values.insert(key.clone(), value);
     }
+    Ok(values)
+}
+
+/// Decrypts every key of a SealedSecret (offline recovery): the Secret it
+/// stands for, with `spec.template.data` rendered as the controller renders
+/// it, but without the controller's label, annotation and owner.
+pub fn unseal_all(
+    sealed: &SealedSecret,
+    identities: &[BoxedIdentity],
+    limits: &RenderLimits,
+) -> Result<Secret, ManifestError> {
+    let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
+    let name = sealed.metadata.name.clone().unwrap_or_default();
+    let values = decrypt_all(sealed, identities)?;
     let template = sealed.spec.template.clone().unwrap_or_default();
+    let rendered = render_template_data(&template.data, &values, limits)
+        .map_err(|e| err(format!("SealedSecret {namespace}/{name}: {e}")))?;
+    let mut data: BTreeMap<String, ByteString> = values
+        .into_iter()
+        .map(|(k, v)| (k, ByteString(v.expose().to_vec())))
+        .collect();
+    data.extend(rendered);
     let mut secret = Secret {
         data: Some(data),
         type_: Some(template.type_.unwrap_or_else(|| "Opaque".into())),
@@ -226,4 +249,30 @@ pub fn unseal_all(
     secret.metadata.annotations =
         (!template.metadata.annotations.is_empty()).then_some(template.metadata.annotations);
     Ok(secret)
+}
+
+/// `spec.template.data`, each text rendered with the unsealed values (a key
+/// there replaces the decrypted key of that name), all within one budget.
+/// An error names its key, never a value.
+pub fn render_template_data(
+    texts: &BTreeMap<String, String>,
+    values: &BTreeMap<String, SecretValue>,
+    limits: &RenderLimits,
+) -> Result<BTreeMap<String, ByteString>, String> {
+    let mut data = BTreeMap::new();
+    if texts.is_empty() {
+        return Ok(data);
+    }
+    let mut context = TemplateContext::new();
+    for (k, v) in values {
+        context.insert(k.clone(), v.clone());
+    }
+    let mut budget = limits.start();
+    for (key, text) in texts {
+        let rendered = Template::parse(text)
+            .and_then(|mut t| t.render(&context, &mut budget))
+            .map_err(|e| format!("spec.template.data.{key}: {e}"))?;
+        data.insert(key.clone(), ByteString(rendered.expose().to_vec()));
+    }
+    Ok(data)
 }
