@@ -856,6 +856,83 @@ aws:
     assert!(signing_key(fetch).starts_with("ASIA"));
 }
 
+/// ESO's `transitiveTagKeys`: passed with the last role's session tags, so
+/// that a role it chains to in turn keeps them; ignored without session tags,
+/// as ESO ignores them; an empty key is refused, naming it.
+#[tokio::test]
+async fn transitive_tag_keys_go_with_the_last_roles_session_tags() {
+    let aws = Aws::start().await;
+    aws.secret("db", "transitive-value").await;
+    let providers = aws.providers(Arc::new(NoKubernetes)).await;
+    let spec = |extra: &str| {
+        store(&format!(
+            r#"
+aws:
+  service: SecretsManager
+  region: eu-west-1
+  additionalRoles: ["arn:aws:iam::123456789012:role/hop-1"]
+  role: arn:aws:iam::123456789012:role/reader
+  externalID: ext-7
+  transitiveTagKeys: [team, cost-centre]
+{extra}"#
+        ))
+    };
+    let assumed_with = |spec: StoreProvider| {
+        let providers = &providers;
+        let aws = &aws;
+        async move {
+            aws.moto.start_recording();
+            let results = fetch(providers, &spec, &[value_request("db")].into()).await;
+            let recorded = aws.moto.stop_recording();
+            assert!(results[&value_request("db")].is_ok(), "{results:?}");
+            let fetched = recorded
+                .iter()
+                .find(|r| r.call == "secretsmanager.BatchGetSecretValue")
+                .unwrap();
+            assert!(signing_key(fetched).starts_with("ASIA"), "read as the role");
+            let assumed: Vec<Recorded> = recorded
+                .into_iter()
+                .filter(|r| r.call == "sts.AssumeRole")
+                .collect();
+            assert_eq!(assumed.len(), 2);
+            assert!(!assumed[0].body.contains("TransitiveTagKeys"));
+            assumed[1].body.clone()
+        }
+    };
+
+    let body = assumed_with(spec(
+        "  sessionTags: [{key: team, value: shop}, {key: cost-centre, value: \"42\"}]",
+    ))
+    .await;
+    for part in [
+        "RoleArn=arn%3Aaws%3Aiam%3A%3A123456789012%3Arole%2Freader",
+        "ExternalId=ext-7",
+        "Tags.member.1.Key=team",
+        "Tags.member.1.Value=shop",
+        "Tags.member.2.Key=cost-centre",
+        "Tags.member.2.Value=42",
+        "TransitiveTagKeys.member.1=team",
+        "TransitiveTagKeys.member.2=cost-centre",
+    ] {
+        assert!(body.contains(part), "{part} not in {body}");
+    }
+
+    let body = assumed_with(spec("")).await;
+    assert!(
+        !body.contains("TransitiveTagKeys") && !body.contains("Tags.member"),
+        "{body}"
+    );
+
+    let empty = store(
+        "aws: {service: SecretsManager, region: eu-west-1, sessionTags: [{key: a, value: b}], transitiveTagKeys: [a, \"\"]}",
+    );
+    let error = empty.validate(Some("team")).unwrap_err().to_string();
+    assert!(
+        error.contains("spec.provider.aws.transitiveTagKeys[1]: must not be empty"),
+        "{error}"
+    );
+}
+
 /// ESO's store `retrySettings`: `maxRetries` attempts in all, `retryInterval`
 /// apart; the controller's own settings where a store gives none.
 #[tokio::test]

@@ -220,8 +220,9 @@ pub struct AwsProvider {
     pub session_tags_policy: Option<SessionTagsPolicy>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_session_tags: BTreeMap<String, String>,
-    /// ESO's transitive session tag keys: recognised, not supported (the
-    /// store is not Ready, naming this field).
+    /// Keys of `sessionTags` passed on to the sessions `role` assumes in
+    /// turn (AssumeRole's `TransitiveTagKeys`); as in ESO, only with
+    /// `sessionTags`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitive_tag_keys: Vec<String>,
     /// ESO's deletion settings for secrets it pushes: accepted, and checked
@@ -451,11 +452,13 @@ impl AwsProvider {
                 );
             }
         }
-        if !self.transitive_tag_keys.is_empty() {
-            errors.push(
-                format!("{base}.transitiveTagKeys"),
-                "transitive session tags are not supported by secretsync",
-            );
+        for (i, key) in self.transitive_tag_keys.iter().enumerate() {
+            if key.is_empty() {
+                errors.push(
+                    format!("{base}.transitiveTagKeys[{i}]"),
+                    "must not be empty",
+                );
+            }
         }
         if let Some(settings) = &self.secrets_manager {
             let window = settings.recovery_window_in_days;

@@ -2,8 +2,8 @@
 //! token exchanged with AssumeRoleWithWebIdentity), else `auth.secretRef`
 //! (static keys from a Secret), else the default chain (the pod's own IRSA
 //! through `AWS_ROLE_ARN` + `AWS_WEB_IDENTITY_TOKEN_FILE`, or static env keys).
-//! Then `additionalRoles` in order, then `role` with `externalID` and
-//! `sessionTags`. Credentials are cached by the SDK client and refreshed
+//! Then `additionalRoles` in order, then `role` with `externalID`,
+//! `sessionTags` and `transitiveTagKeys`. Credentials are cached by the SDK client and refreshed
 //! shortly before they expire.
 
 use std::sync::Arc;
@@ -148,6 +148,15 @@ pub async fn credentials_provider(
     let region = aws_config::Region::new(spec.region.clone());
     let chain = spec.additional_roles.iter().map(|arn| (arn, false));
     for (arn, last) in chain.chain(spec.role.iter().map(|arn| (arn, true))) {
+        // As ESO: transitive keys only go along with session tags.
+        if last && !spec.transitive_tag_keys.is_empty() && !spec.session_tags.is_empty() {
+            provider = SharedCredentialsProvider::new(TransitiveRoleCredentials {
+                role_arn: arn.clone(),
+                spec: spec.clone(),
+                sts: signed_sts_client(base, &spec.region, provider),
+            });
+            continue;
+        }
         let mut builder = AssumeRoleProvider::builder(arn.clone())
             .session_name(SESSION_NAME)
             .region(region.clone())
@@ -165,6 +174,78 @@ pub async fn credentials_provider(
         provider = SharedCredentialsProvider::new(builder.build_from_provider(provider).await);
     }
     Ok(provider)
+}
+
+/// STS signed with `credentials`: the previous hop of a role chain.
+fn signed_sts_client(
+    base: &SdkConfig,
+    region: &str,
+    credentials: SharedCredentialsProvider,
+) -> aws_sdk_sts::Client {
+    let config = aws_sdk_sts::config::Builder::from(base)
+        .region(aws_config::Region::new(region.to_string()))
+        .credentials_provider(credentials);
+    aws_sdk_sts::Client::from_conf(config.build())
+}
+
+/// The last role of a chain assumed with `transitiveTagKeys` beside its
+/// `sessionTags` and `externalID`: aws-config's `AssumeRoleProvider` has no
+/// way to pass them, so this makes the AssumeRole call itself. The clients
+/// given this provider cache what it returns until near expiry, as they do
+/// `AssumeRoleProvider`'s.
+#[derive(Debug)]
+struct TransitiveRoleCredentials {
+    role_arn: String,
+    spec: AwsSpec,
+    sts: aws_sdk_sts::Client,
+}
+
+impl TransitiveRoleCredentials {
+    async fn load(&self) -> Result<Credentials, CredentialsError> {
+        let mut request = self
+            .sts
+            .assume_role()
+            .role_arn(&self.role_arn)
+            .role_session_name(SESSION_NAME)
+            .set_external_id(self.spec.external_id.clone())
+            .set_transitive_tag_keys(Some(self.spec.transitive_tag_keys.clone()));
+        for tag in &self.spec.session_tags {
+            let tag = aws_sdk_sts::types::Tag::builder()
+                .key(&tag.key)
+                .value(&tag.value)
+                .build()
+                .map_err(CredentialsError::invalid_configuration)?;
+            request = request.tags(tag);
+        }
+        let role_arn = &self.role_arn;
+        let output = request.send().await.map_err(|e| {
+            let message = format!("AssumeRole for {role_arn}: {}", super::describe(&e));
+            match super::failure_of(&e) {
+                ApiFailure::Transient => CredentialsError::provider_error(message),
+                _ => CredentialsError::invalid_configuration(message),
+            }
+        })?;
+        let credentials = output.credentials.ok_or_else(|| {
+            CredentialsError::provider_error("AssumeRole returned no credentials")
+        })?;
+        let expiry = SystemTime::try_from(credentials.expiration).ok();
+        Ok(Credentials::new(
+            credentials.access_key_id,
+            credentials.secret_access_key,
+            Some(credentials.session_token),
+            expiry,
+            "secretsync-assume-role",
+        ))
+    }
+}
+
+impl ProvideCredentials for TransitiveRoleCredentials {
+    fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+    where
+        Self: 'a,
+    {
+        future::ProvideCredentials::new(self.load())
+    }
 }
 
 /// IRSA for a chosen ServiceAccount: a token from `kube` (a TokenRequest
