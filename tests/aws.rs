@@ -857,8 +857,8 @@ aws:
 }
 
 /// ESO's `transitiveTagKeys`: passed with the last role's session tags, so
-/// that a role it chains to in turn keeps them; ignored without session tags,
-/// as ESO ignores them; an empty key is refused, naming it.
+/// that a role it chains to in turn keeps them; sent even without session
+/// tags, as ESO sends them (AWS judges); an empty key is refused, naming it.
 #[tokio::test]
 async fn transitive_tag_keys_go_with_the_last_roles_session_tags() {
     let aws = Aws::start().await;
@@ -919,7 +919,7 @@ aws:
 
     let body = assumed_with(spec("")).await;
     assert!(
-        !body.contains("TransitiveTagKeys") && !body.contains("Tags.member"),
+        body.contains("TransitiveTagKeys.member.1=team") && !body.contains("Tags.member"),
         "{body}"
     );
 

@@ -221,8 +221,7 @@ pub struct AwsProvider {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub custom_session_tags: BTreeMap<String, String>,
     /// Keys of `sessionTags` passed on to the sessions `role` assumes in
-    /// turn (AssumeRole's `TransitiveTagKeys`); as in ESO, only with
-    /// `sessionTags`.
+    /// turn (AssumeRole's `TransitiveTagKeys`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub transitive_tag_keys: Vec<String>,
     /// ESO's deletion settings for secrets it pushes: accepted, and checked

@@ -148,8 +148,7 @@ pub async fn credentials_provider(
     let region = aws_config::Region::new(spec.region.clone());
     let chain = spec.additional_roles.iter().map(|arn| (arn, false));
     for (arn, last) in chain.chain(spec.role.iter().map(|arn| (arn, true))) {
-        // As ESO: transitive keys only go along with session tags.
-        if last && !spec.transitive_tag_keys.is_empty() && !spec.session_tags.is_empty() {
+        if last && !spec.transitive_tag_keys.is_empty() {
             provider = SharedCredentialsProvider::new(TransitiveRoleCredentials {
                 role_arn: arn.clone(),
                 spec: spec.clone(),
