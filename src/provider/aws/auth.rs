@@ -16,6 +16,8 @@ use aws_credential_types::Credentials;
 use aws_credential_types::provider::{
     ProvideCredentials, SharedCredentialsProvider, error::CredentialsError, future,
 };
+use aws_sdk_sts::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 
 use crate::SecretValue;
 use crate::api::{AwsProvider as AwsSpec, SecretKeySelector};
@@ -217,25 +219,45 @@ impl TransitiveRoleCredentials {
             request = request.tags(tag);
         }
         let role_arn = &self.role_arn;
-        let output = request.send().await.map_err(|e| {
-            let message = format!("AssumeRole for {role_arn}: {}", super::describe(&e));
-            match super::failure_of(&e) {
-                ApiFailure::Transient => CredentialsError::provider_error(message),
-                _ => CredentialsError::invalid_configuration(message),
-            }
-        })?;
-        let credentials = output.credentials.ok_or_else(|| {
-            CredentialsError::provider_error("AssumeRole returned no credentials")
-        })?;
-        let expiry = SystemTime::try_from(credentials.expiration).ok();
-        Ok(Credentials::new(
-            credentials.access_key_id,
-            credentials.secret_access_key,
-            Some(credentials.session_token),
-            expiry,
-            "secretsync-assume-role",
-        ))
+        let output = request
+            .send()
+            .await
+            .map_err(|e| sts_failure(&e, format!("AssumeRole for {role_arn}")))?;
+        session_credentials(output.credentials, "AssumeRole", "secretsync-assume-role")
     }
+}
+
+/// An STS failure as a credentials error, `what` failed: a refused token,
+/// trust policy or tag stays refused, and says so, so that callers do not
+/// retry what cannot pass.
+fn sts_failure<E: ProvideErrorMetadata + std::error::Error + 'static>(
+    error: &SdkError<E, HttpResponse>,
+    what: String,
+) -> CredentialsError {
+    let message = format!("{what}: {}", super::describe(error));
+    match super::failure_of(error) {
+        ApiFailure::Transient => CredentialsError::provider_error(message),
+        _ => CredentialsError::invalid_configuration(message),
+    }
+}
+
+/// The session an STS `call` returned, as the SDK's credentials.
+fn session_credentials(
+    session: Option<aws_sdk_sts::types::Credentials>,
+    call: &str,
+    provider: &'static str,
+) -> Result<Credentials, CredentialsError> {
+    let session = session.ok_or_else(|| {
+        CredentialsError::provider_error(format!("{call} returned no credentials"))
+    })?;
+    let expiry = SystemTime::try_from(session.expiration).ok();
+    Ok(Credentials::new(
+        session.access_key_id,
+        session.secret_access_key,
+        Some(session.session_token),
+        expiry,
+        provider,
+    ))
 }
 
 impl ProvideCredentials for TransitiveRoleCredentials {
@@ -323,28 +345,16 @@ impl ServiceAccountCredentials {
             .send()
             .await
             .map_err(|e| {
-                let message = format!(
-                    "{account}: AssumeRoleWithWebIdentity for {role_arn}: {}",
-                    super::describe(&e)
-                );
-                // A refused token or trust policy stays refused: say so, so
-                // that callers do not retry what cannot pass.
-                match super::failure_of(&e) {
-                    ApiFailure::Transient => CredentialsError::provider_error(message),
-                    _ => CredentialsError::invalid_configuration(message),
-                }
+                sts_failure(
+                    &e,
+                    format!("{account}: AssumeRoleWithWebIdentity for {role_arn}"),
+                )
             })?;
-        let credentials = output.credentials.ok_or_else(|| {
-            CredentialsError::provider_error("AssumeRoleWithWebIdentity returned no credentials")
-        })?;
-        let expiry = SystemTime::try_from(credentials.expiration).ok();
-        Ok(Credentials::new(
-            credentials.access_key_id,
-            credentials.secret_access_key,
-            Some(credentials.session_token),
-            expiry,
+        session_credentials(
+            output.credentials,
+            "AssumeRoleWithWebIdentity",
             "secretsync-jwt",
-        ))
+        )
     }
 }
 
