@@ -19,8 +19,8 @@ use serde_json::json;
 use super::objects::WatchedSealedSecret;
 use super::{Context, Error, FIELD_MANAGER, bitnami_sealed_secret};
 use crate::api::{Condition, SealedSecret, SealedSecretStatus};
-use crate::sealed::manifest::render_template_data;
-use crate::sealed::{Binding, parse_identities, unseal};
+use crate::sealed::manifest::{decrypt_values, render_template_data};
+use crate::sealed::parse_identities;
 use crate::sync::MANAGED_LABEL;
 
 /// Annotation on a Secret naming the SealedSecret (same namespace) it comes from.
@@ -135,18 +135,7 @@ async fn unseal_all(
     }
     let namespace = sealed.namespace().unwrap_or_default();
     let name = sealed.name_any();
-    let mut values = BTreeMap::new();
-    for (key, ciphertext) in &sealed.spec.encrypted_data {
-        let binding = Binding {
-            scope: sealed.spec.scope,
-            namespace: namespace.clone(),
-            name: name.clone(),
-            key: key.clone(),
-        };
-        let value = unseal(ciphertext.as_bytes(), &identities, &binding)
-            .map_err(|e| ("DecryptionFailed", format!("spec.encryptedData.{key}: {e}")))?;
-        values.insert(key.clone(), value);
-    }
+    let values = decrypt_values(sealed, &identities).map_err(|e| ("DecryptionFailed", e))?;
     let template = sealed.spec.template.clone().unwrap_or_default();
     let mut data: BTreeMap<String, ByteString> = values
         .iter()

@@ -198,6 +198,21 @@ pub fn decrypt_all(
     sealed: &SealedSecret,
     identities: &[BoxedIdentity],
 ) -> Result<BTreeMap<String, SecretValue>, ManifestError> {
+    decrypt_values(sealed, identities).map_err(|e| {
+        err(format!(
+            "SealedSecret {}/{}: {e}",
+            sealed.metadata.namespace.as_deref().unwrap_or_default(),
+            sealed.metadata.name.as_deref().unwrap_or_default()
+        ))
+    })
+}
+
+/// [`decrypt_all`] as the controller reports it: an error names the field
+/// (`spec.encryptedData.KEY: why`), not the object.
+pub fn decrypt_values(
+    sealed: &SealedSecret,
+    identities: &[BoxedIdentity],
+) -> Result<BTreeMap<String, SecretValue>, String> {
     let namespace = sealed.metadata.namespace.clone().unwrap_or_default();
     let name = sealed.metadata.name.clone().unwrap_or_default();
     let mut values = BTreeMap::new();
@@ -207,11 +222,7 @@ pub fn decrypt_all(
             identities,
             &binding(sealed.spec.scope, &namespace, &name, key),
         )
-        .map_err(|e| {
-            err(format!(
-                "SealedSecret {namespace}/{name}: spec.encryptedData.{key}: {e}"
-            ))
-        })?;
+        .map_err(|e| format!("spec.encryptedData.{key}: {e}"))?;
         values.insert(key.clone(), value);
     }
     Ok(values)
